@@ -1,0 +1,1 @@
+"""kdapp: an interactive knowledge-distillation lab on MNIST."""

@@ -1,0 +1,5 @@
+import sys
+
+from kdapp.cli import main
+
+sys.exit(main())

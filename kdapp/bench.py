@@ -1,0 +1,5 @@
+"""placeholder, filled in below"""
+
+
+def add_parser(sub):
+    pass

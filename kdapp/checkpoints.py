@@ -1,0 +1,112 @@
+"""Self-describing checkpoints: {"model", "arch", "config", "data", "metrics", "created", "format"}.
+
+A file alone rebuilds its model (as nanoGPT's sample.py does). Reads use weights_only=True,
+so a checkpoint can never run code; writes go to a temp file that is renamed into place, so
+a crash or kill mid-save leaves the previous file whole.
+"""
+import datetime
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from kdapp.models import build
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable or not one of ours; the message says which and why."""
+
+
+def teacher_path(directory, arch, data):
+    return Path(directory) / f"{arch}-{data}.pt"
+
+
+def student_path(directory, arch, kind, data):
+    """kind is "kd" (distilled) or "baseline" (hard labels only)."""
+    return Path(directory) / f"{arch}-{kind}-{data}.pt"
+
+
+def save(path, model, arch, config=None, data=None, metrics=None):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "arch": arch,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "config": dict(config or {}),
+        "data": data,
+        "metrics": dict(metrics or {}),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a checkpoint is meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load(path, device="cpu"):
+    """Returns (model in eval mode, metadata without the weights). Raises CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # truncated zip, random bytes, a pickle with code in it, ...
+        raise CheckpointError(f"checkpoint {path} is unreadable ({type(e).__name__}); "
+                              "it may be truncated or corrupt: delete it or re-train") from e
+    if not isinstance(payload, dict) or "model" not in payload or "arch" not in payload:
+        raise CheckpointError(f"{path} is not a kdapp checkpoint (no 'arch'/'model' entries)")
+    try:
+        model = build(payload["arch"])
+        model.load_state_dict(payload["model"])
+    except (ValueError, RuntimeError) as e:
+        raise CheckpointError(f"checkpoint {path} does not fit architecture "
+                              f"{payload['arch']!r}: {e}") from e
+    meta = {k: v for k, v in payload.items() if k != "model"}
+    return model.to(device).eval(), meta
+
+
+def load_or_fallback(path, fallback, device="cpu"):
+    """Load `path`; if it is missing or broken, log why and load `fallback` (the shipped file).
+
+    Returns (model, meta, warning) where warning is None or a sentence for the user."""
+    try:
+        model, meta = load(path, device)
+        return model, meta, None
+    except CheckpointError as e:
+        model, meta = load(fallback, device)
+        warning = f"{e}. Using the shipped checkpoint {Path(fallback).name} instead."
+        log.warning(warning)
+        return model, meta, warning
+
+
+def size_on_disk(model):
+    """Bytes of the float32 state dict as torch.save writes it (what 'size on disk' means here)."""
+    import io
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.tell()
+
+
+def find_teacher(arch, data, directories):
+    """The first existing teacher checkpoint for (arch, data) in `directories`, or None."""
+    for directory in directories:
+        path = teacher_path(directory, arch, data)
+        if path.is_file():
+            return path
+    return None

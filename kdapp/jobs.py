@@ -1,0 +1,183 @@
+"""Background runs: one at a time, in a thread, observable by any number of readers.
+
+The engine's events are folded into a `RunState` under a lock; readers take cheap snapshots
+keyed by a version number, so a UI that polls every second can skip redrawing when nothing
+changed, and polling costs the training thread one lock acquisition per logged step.
+"""
+import logging
+import threading
+import time
+import uuid
+
+from kdapp import engine
+
+log = logging.getLogger(__name__)
+
+RUNNING, FINISHED, FAILED, CANCELLED = "running", "finished", "failed", "cancelled"
+
+
+class Busy(RuntimeError):
+    """Another run is in progress."""
+
+
+class RunState:
+    """Everything a reader may want to show about one run, as plain Python values."""
+
+    def __init__(self, config, owner):
+        self.id = uuid.uuid4().hex[:8]
+        self.config = config.to_dict()
+        self.owner = owner
+        self.state = RUNNING
+        self.phase = "starting"
+        self.message = "starting"
+        self.error = None
+        self.started = time.time()
+        self.ended = None
+        self.data = None
+        self.device = None
+        self.epoch = self.epochs = 0
+        self.step = self.steps = 0
+        self.eta_s = None
+        self.curves = {k: [] for k in ("step", "loss", "soft", "hard", "feature", "baseline", "teacher_loss")}
+        self.accuracy = {k: [] for k in ("epoch", "teacher", "student", "baseline")}
+        self.warnings = []
+        self.metrics = None
+        self.version = 0
+
+    def apply(self, event):
+        kind = event["type"]
+        if kind == "phase":
+            self.phase, self.message = event["phase"], event.get("message", event["phase"])
+            self.eta_s = None
+        elif kind == "data":
+            self.data, self.device = event["data"], event["device"]
+            self.message = event["description"]
+        elif kind == "warning":
+            self.warnings.append(event["message"])
+        elif kind == "step":
+            self.step, self.steps = event["step"], event["steps"]
+            self.epoch, self.epochs = event["epoch"], event["epochs"]
+            self.eta_s = event.get("eta_s")
+            if event["phase"] == "distill":
+                for k in ("loss", "soft", "hard", "feature", "baseline"):
+                    self.curves[k].append(event.get(k))
+                self.curves["step"].append(event["step"])
+            else:
+                self.curves["teacher_loss"].append(event["teacher_loss"])
+        elif kind == "teacher_epoch":
+            self.message = f"teacher epoch {event['epoch']}/{event['epochs']}: {event['teacher_acc']:.2%}"
+        elif kind == "epoch":
+            self.epoch, self.epochs = event["epoch"], event["epochs"]
+            if event["epoch"] > 0:
+                self.accuracy["epoch"].append(event["epoch"])
+                self.accuracy["teacher"].append(event["teacher_acc"])
+                self.accuracy["student"].append(event["student_acc"])
+                self.accuracy["baseline"].append(event["baseline_acc"])
+        self.version += 1
+
+    def snapshot(self):
+        return {
+            "id": self.id, "state": self.state, "phase": self.phase, "message": self.message,
+            "error": self.error, "owner": self.owner, "config": dict(self.config),
+            "started": self.started, "ended": self.ended, "data": self.data, "device": self.device,
+            "epoch": self.epoch, "epochs": self.epochs, "step": self.step, "steps": self.steps,
+            "eta_s": self.eta_s, "elapsed_s": (self.ended or time.time()) - self.started,
+            "curves": {k: list(v) for k, v in self.curves.items()},
+            "accuracy": {k: list(v) for k, v in self.accuracy.items()},
+            "warnings": list(self.warnings), "metrics": self.metrics, "version": self.version,
+        }
+
+
+class RunManager:
+    """Starts runs in a background thread, one at a time, and keeps the latest result.
+
+    `owner` is any hashable (the app uses the browser session); only the owner may stop a run
+    it started (owner=None stops any run: for the CLI, tests and the server itself)."""
+
+    def __init__(self, runs_dir="runs", data_dir="data"):
+        self.runs_dir, self.data_dir = runs_dir, data_dir
+        self._lock = threading.Lock()
+        self._state = None
+        self._thread = None
+        self._stop = threading.Event()
+        self.latest = None  # engine.RunResult of the last finished run: replaced only on success
+        self.finished_runs = 0
+
+    def start(self, config, owner=None):
+        config.validate()
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                raise Busy(f"a run is already in progress ({self._state.message}); "
+                           "watch it here, or start yours when it finishes")
+            self._stop = threading.Event()
+            state = self._state = RunState(config, owner)
+            self._thread = threading.Thread(target=self._work, args=(config, state, self._stop),
+                                            name=f"kd-run-{state.id}", daemon=True)
+            self._thread.start()
+        return state.snapshot()
+
+    def _emit(self, state):
+        def emit(event):
+            with self._lock:
+                state.apply(event)
+        return emit
+
+    def _work(self, config, state, stop):
+        try:
+            result = engine.run(config, emit=self._emit(state), should_stop=stop.is_set,
+                                runs_dir=self.runs_dir, data_dir=self.data_dir)
+        except engine.Cancelled as e:
+            self._end(state, CANCELLED, f"cancelled: {e}")
+        except Exception as e:  # the run fails; the process keeps serving
+            log.exception("run %s failed", state.id)
+            self._end(state, FAILED, f"failed: {type(e).__name__}: {e}", error=f"{type(e).__name__}: {e}")
+        else:
+            with self._lock:
+                self.latest = result
+                self.finished_runs += 1
+                state.metrics = {k: v for k, v in result.metrics.items() if k != "history"}
+                state.warnings.extend(result.warnings)
+            self._end(state, FINISHED, "finished")
+
+    def _end(self, state, outcome, message, error=None):
+        with self._lock:
+            state.state, state.message, state.error = outcome, message, error
+            state.phase, state.eta_s, state.ended = outcome, None, time.time()
+            state.version += 1
+
+    def stop(self, owner=None, reason="stopped"):
+        """Ask the current run to stop. Returns a sentence saying what happened."""
+        with self._lock:
+            if self._state is None or self._state.state != RUNNING:
+                return "no run is in progress"
+            if owner is not None and owner != self._state.owner:
+                return "only the visitor who started this run can stop it"
+            self._stop.set()
+            self._state.message = f"stopping ({reason})"
+            self._state.version += 1
+            thread = self._thread
+        thread.join(timeout=1.0)
+        return "stopped" if not thread.is_alive() else "stopping"
+
+    def busy(self):
+        return self._thread is not None and self._thread.is_alive()
+
+    def version_key(self):
+        """(run id, version): changes whenever anything a reader shows changes. Cheap."""
+        with self._lock:
+            return None if self._state is None else (self._state.id, self._state.version)
+
+    def snapshot(self):
+        """The current (or last) run as plain values, or None before the first run."""
+        with self._lock:
+            if self._state is None:
+                return None
+            snap = self._state.snapshot()
+        snap["key"] = (snap["id"], snap["version"])
+        return snap
+
+    def wait(self, timeout=None):
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return not self.busy()

@@ -1,0 +1,130 @@
+"""The teacher/student zoo. Every model maps normalised (N,1,28,28) to raw logits (N,10).
+
+Softmax lives in the losses and in inference, never here: KD needs logits at temperature T.
+For feature distillation each model also offers `forward_features(x) -> (logits, features)`,
+where `features` is the one intermediate tensor the model exposes for hints and attention
+maps (a conv map (N,C,H,W) for CNNs, a hidden vector (N,D) for MLPs). The trainer calls
+that method and never names a layer.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class SeedTeacher(nn.Module):
+    """The MNIST seed article's teacher CNN, with its pooling fixed.
+
+    The article pools twice, which cannot feed its fc1 of 9216 = 64*12*12 inputs; one 2x2
+    pool is what its 9216 and its "1.2M parameters" imply: 1,199,882 parameters.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, 1)
+        self.conv2 = nn.Conv2d(32, 64, 3, 1)
+        self.dropout = nn.Dropout(0.5)
+        self.fc1 = nn.Linear(9216, 128)
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward_features(self, x):
+        x = F.relu(self.conv1(x))
+        features = F.relu(self.conv2(x))  # (N,64,24,24)
+        x = F.max_pool2d(features, 2)
+        x = self.dropout(torch.flatten(x, 1))
+        x = F.relu(self.fc1(x))
+        return self.fc2(x), features
+
+    def forward(self, x):
+        return self.forward_features(x)[0]
+
+
+class SeedStudent(nn.Module):
+    """The seed article's student, with fc1's input corrected from 2304 to 2704 = 16*13*13."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, 3, 1)
+        self.fc1 = nn.Linear(2704, 64)
+        self.fc2 = nn.Linear(64, 10)
+
+    def forward_features(self, x):
+        features = F.relu(self.conv1(x))  # (N,16,26,26)
+        x = torch.flatten(F.max_pool2d(features, 2), 1)
+        x = F.relu(self.fc1(x))
+        return self.fc2(x), features
+
+    def forward(self, x):
+        return self.forward_features(x)[0]
+
+
+class LeNet5(nn.Module):
+    """LeCun et al. (1998), with ReLU and max-pooling as it is usually written today."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 5, padding=2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(16 * 5 * 5, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward_features(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        features = F.relu(self.conv2(x))  # (N,16,10,10)
+        x = torch.flatten(F.max_pool2d(features, 2), 1)
+        x = F.relu(self.fc2(F.relu(self.fc1(x))))
+        return self.fc3(x), features
+
+    def forward(self, x):
+        return self.forward_features(x)[0]
+
+
+class MLP(nn.Module):
+    """784-h-h-10 with ReLU: Hinton, Vinyals & Dean (2015) used 1200 units (with dropout) as
+    the MNIST teacher and 800 as the student."""
+
+    def __init__(self, hidden, dropout=0.0):
+        super().__init__()
+        self.fc1 = nn.Linear(784, hidden)
+        self.fc2 = nn.Linear(hidden, hidden)
+        self.fc3 = nn.Linear(hidden, 10)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward_features(self, x):
+        x = self.dropout(F.relu(self.fc1(torch.flatten(x, 1))))
+        features = F.relu(self.fc2(x))  # (N,hidden)
+        return self.fc3(self.dropout(features)), features
+
+    def forward(self, x):
+        return self.forward_features(x)[0]
+
+
+# name -> (builder, one line for the UI). A plain dict, as nanoGPT's config_args.
+ARCHITECTURES = {
+    "seed_teacher": (SeedTeacher, "seed article teacher CNN (conv32-conv64-pool-fc128)"),
+    "seed_student": (SeedStudent, "seed article student CNN (conv16-pool-fc64)"),
+    "mlp_1200": (lambda: MLP(1200, dropout=0.5), "Hinton 2015 teacher MLP 784-1200-1200-10, dropout"),
+    "mlp_800": (lambda: MLP(800), "Hinton 2015 student MLP 784-800-800-10"),
+    "lenet5": (LeNet5, "LeNet-5 CNN"),
+    "mlp_30": (lambda: MLP(30), "tiny MLP 784-30-30-10"),
+}
+
+
+def build(name):
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {name!r}; valid names: {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[name][0]()
+
+
+def count_parameters(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+_PARAM_COUNTS = {}
+
+
+def parameter_count(name):
+    """Parameter count of an architecture by name (built once, then remembered)."""
+    if name not in _PARAM_COUNTS:
+        _PARAM_COUNTS[name] = count_parameters(build(name))
+    return _PARAM_COUNTS[name]
