@@ -12,6 +12,7 @@ lab_lib.configure_threads()
 lab = lab_lib.Lab(runs_dir=os.environ.get("KDAPP_RUNS_DIR", "runs"),
                   data_dir=os.environ.get("KDAPP_DATA_DIR", "data"))
 
+DEFAULT = lab_lib.DEFAULT_RUN
 CANVAS = 280  # px; 10x MNIST, so a stroke of ~20 px matches MNIST's pen width after scaling
 INTRO = """# Knowledge distillation lab
 A big **teacher** network teaches a small **student** with its *soft* predictions: its full
@@ -22,16 +23,13 @@ alone, runs beside it, so the gain from distillation is measured, not assumed.
 """
 
 
-def run_settings(teacher, student, temperature, alpha, epochs, lr, batch_size, train_fraction,
-                 feature_loss, feature_weight, data, device):
-    return dict(teacher=teacher, student=student, temperature=temperature, alpha=alpha,
-                epochs=epochs, lr=lr, batch_size=batch_size, train_fraction=train_fraction,
-                feature_loss=feature_loss, feature_weight=feature_weight if feature_loss != "none" else 0.0,
-                data=data, device=device)
-
-
-def start(*values, request: gr.Request):
-    started, message = lab.start(run_settings(*values), owner=request.session_hash)
+def start(teacher, student, temperature, alpha, epochs, lr, batch_size, train_fraction,
+          feature_loss, feature_weight, data, device, request: gr.Request):
+    settings = dict(teacher=teacher, student=student, temperature=temperature, alpha=alpha,
+                    epochs=epochs, lr=lr, batch_size=batch_size, train_fraction=train_fraction,
+                    feature_loss=feature_loss, feature_weight=feature_weight if feature_loss != "none" else 0.0,
+                    data=data, device=device)
+    started, message = lab.start(settings, owner=request.session_hash)
     return reports.notice(message, ok=started)
 
 
@@ -71,7 +69,8 @@ CSS = """
 #digit-28 img { image-rendering: pixelated; }
 #status { min-height: 3em; }
 """
-# Gradio 6's Sketchpad starts with no tool selected; select the brush so a first stroke draws.
+# Gradio 6's Sketchpad starts with no tool selected (it says "select the draw tool to start"),
+# so a visitor's first stroke would do nothing: click its Brush button for them.
 SELECT_BRUSH = """() => { const pick = () => { const b = document.querySelector('#sketch button[aria-label="Brush"]');
   if (b) { b.click(); return true; } return false; };
   if (!pick()) { let n = 0; const t = setInterval(() => { if (pick() || ++n > 50) clearInterval(t); }, 100); } }"""
@@ -82,18 +81,18 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     with gr.Tab("Distill"):
         with gr.Row():
             with gr.Column(scale=2, min_width=320):
-                teacher = gr.Dropdown(lab.teacher_choices(), value="seed_teacher", label="Teacher")
-                student = gr.Dropdown(lab.architecture_choices(), value="seed_student", label="Student")
-                temperature = gr.Slider(1, 20, value=4, step=0.5, label="Temperature T",
+                teacher = gr.Dropdown(lab.teacher_choices(), value=DEFAULT["teacher"], label="Teacher")
+                student = gr.Dropdown(lab.architecture_choices(), value=DEFAULT["student"], label="Student")
+                temperature = gr.Slider(1, 20, value=DEFAULT["temperature"], step=0.5, label="Temperature T",
                                         info="softens the teacher's softmax; 3–5 works best on MNIST")
-                alpha = gr.Slider(0, 1, value=0.7, step=0.05, label="α: weight of the soft targets",
+                alpha = gr.Slider(0, 1, value=DEFAULT["alpha"], step=0.05, label="α: weight of the soft targets",
                                   info="0 = labels only (no KD), 1 = teacher only")
                 with gr.Row():
-                    epochs = gr.Slider(1, lab.limits["epochs"], value=6, step=1, label="Epochs")
-                    batch_size = gr.Slider(16, 512, value=64, step=16, label="Batch size")
+                    epochs = gr.Slider(1, lab.limits["epochs"], value=DEFAULT["epochs"], step=1, label="Epochs")
+                    batch_size = gr.Slider(16, 512, value=DEFAULT["batch_size"], step=16, label="Batch size")
                 with gr.Row():
-                    lr = gr.Slider(0.0001, 0.01, value=0.002, step=0.0001, label="Learning rate (Adam)")
-                    train_fraction = gr.Slider(0.05, 1, value=1, step=0.05, label="Train fraction",
+                    lr = gr.Slider(0.0001, 0.01, value=DEFAULT["lr"], step=0.0001, label="Learning rate (Adam, cosine decay)")
+                    train_fraction = gr.Slider(0.05, 1, value=DEFAULT["train_fraction"], step=0.05, label="Train fraction",
                                                info="KD helps most with little data")
                 with gr.Accordion("Feature distillation, data and device", open=False):
                     feature_loss = gr.Radio(["none", "hint", "attention"], value="none", label="Feature loss",
@@ -143,10 +142,14 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
                   show_progress="hidden", concurrency_limit=4)
     temperature.release(predict, [sketch, temperature], predict_outputs, api_visibility="private",
                         show_progress="hidden")
-    clear_btn.click(clear, None, [sketch, *predict_outputs], api_visibility="private")
+    # Setting the Sketchpad to None from the server also deselects its brush: select it again.
+    clear_btn.click(clear, None, [sketch, *predict_outputs], api_visibility="private").then(
+        None, js=SELECT_BRUSH, api_visibility="private")
     demo.load(None, js=SELECT_BRUSH)
 
 demo.queue(max_size=64, default_concurrency_limit=2)
+# Tests launch with these too. show_error=False: visitors get our messages, never tracebacks.
+LAUNCH = dict(css=CSS, max_file_size="5mb", show_error=False)
 
 if __name__ == "__main__":
-    demo.launch(css=CSS, max_file_size="5mb", show_error=False)
+    demo.launch(**LAUNCH)  # honours GRADIO_SERVER_NAME / GRADIO_SERVER_PORT

@@ -1,5 +1,297 @@
-"""placeholder, filled in below"""
+"""python -m kdapp bench: every speed number of the README, measured in one process.
+
+Ratios (KD vs the seed's loop, KD vs plain training) come from the same process on the same
+machine, one right after the other, so they hold on noisy shared hardware even when the
+absolute numbers do not.
+"""
+import argparse
+import json
+import math
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from kdapp import checkpoints, data as data_lib, engine
+from kdapp.config import RunConfig
+from kdapp.drawing import redraw
+from kdapp.models import build
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _teacher():
+    return checkpoints.load(checkpoints.teacher_path(checkpoints.SHIPPED_DIR, "seed_teacher", "sample"))[0]
+
+
+# ---- (a) the seed article's loop, as it is written there ----
+class PILDigits(torch.utils.data.Dataset):
+    """The seed's input pipeline: one PIL image per sample through ToTensor + Normalize."""
+
+    def __init__(self, images, labels):
+        from PIL import Image
+        from torchvision import transforms
+        self.images = [Image.fromarray(img) for img in images]
+        self.labels = labels.tolist()
+        self.transform = transforms.Compose([transforms.ToTensor(),
+                                             transforms.Normalize((data_lib.MNIST_MEAN,), (data_lib.MNIST_STD,))])
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return self.transform(self.images[i]), self.labels[i]
+
+
+def seed_reference_throughput(teacher, samples, T=4.0, alpha=0.7, seed=0):
+    """Samples/s of the seed's train_distillation: DataLoader, teacher forward every batch, batch 64."""
+    images, labels = data_lib.sample_split()[:2]
+    loader = torch.utils.data.DataLoader(PILDigits(images, labels), batch_size=64, shuffle=True,
+                                         generator=torch.Generator().manual_seed(seed))
+    torch.manual_seed(seed)
+    student = build("seed_student")
+    optimizer = torch.optim.Adam(student.parameters(), lr=0.001)
+    kl, ce = nn.KLDivLoss(reduction="batchmean"), nn.CrossEntropyLoss()
+    teacher.eval()
+    student.train()
+    seen, start = 0, time.perf_counter()
+    while seen < samples:
+        for x, y in loader:
+            with torch.no_grad():
+                teacher_probs = F.softmax(teacher(x) / T, dim=1)
+            logits = student(x)
+            loss = alpha * kl(F.log_softmax(logits / T, dim=1), teacher_probs) * T * T + (1 - alpha) * ce(logits, y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            seen += len(y)
+            if seen >= samples:
+                break
+    return seen / (time.perf_counter() - start)
+
+
+def engine_kd_throughput(teacher, dataset, epochs):
+    """The engine's KD (no baseline) over `epochs`, including its one pass of the teacher."""
+    engine._LOGIT_CACHE.clear()
+    config = RunConfig(data="sample", epochs=epochs, baseline=False, batch_size=64, lr=0.001)
+    start = time.perf_counter()
+    result = engine.distill(config, [teacher], dataset, teacher_keys=[("bench", time.time())])
+    seconds = time.perf_counter() - start
+    return epochs * result.metrics["train_samples"] / seconds, seconds
+
+
+def plain_throughput(dataset, epochs):
+    """The same student on hard labels only (engine.train_teacher is the plain CE loop)."""
+    start = time.perf_counter()
+    engine.train_teacher("seed_student", dataset, epochs, lr=0.001, batch_size=64, augment=False)
+    return epochs * len(dataset.train_y) / (time.perf_counter() - start)
+
+
+# ---- (c) prediction latency ----
+def predict_latency(lab, canvases):
+    lab.predict(canvases[0])  # load models
+    times = []
+    for canvas in canvases:
+        start = time.perf_counter()
+        lab.predict(canvas, 4.0)
+        times.append((time.perf_counter() - start) * 1000)
+    return _percentiles(times)
+
+
+def _percentiles(times):
+    times = sorted(times)
+    return statistics.median(times), times[min(len(times) - 1, math.ceil(0.95 * len(times)) - 1)]
+
+
+def redrawn_canvases(count, seed=0):
+    _, _, test_images, test_labels = data_lib.sample_split()
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(test_labels), size=min(count, len(test_labels)), replace=False)
+    return [redraw(test_images[i], rng) for i in pick], test_labels[pick]
+
+
+def redrawn_accuracy(lab, count):
+    canvases, labels = redrawn_canvases(count, seed=1)
+    teacher = student = 0
+    for canvas, label in zip(canvases, labels):
+        out = lab.predict(canvas, 4.0)
+        teacher += int(np.argmax(out["teacher"]["p1"]) == label)
+        student += int(np.argmax(out["student"]["p1"]) == label)
+    return teacher / len(labels), student / len(labels)
+
+
+# ---- (d) cold start ----
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cold_start(timeout=60):
+    """Seconds from `python app.py` to the first HTTP 200 on its page."""
+    port = free_port()
+    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1",
+               GRADIO_ANALYTICS_ENABLED="False", KDAPP_RUNS_DIR=str(ROOT / "runs" / "bench"))
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while time.perf_counter() - start < timeout:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as r:
+                    if r.status == 200:
+                        return time.perf_counter() - start
+            except OSError:
+                time.sleep(0.05)
+            if proc.poll() is not None:
+                raise RuntimeError("app.py exited during start-up")
+        raise RuntimeError(f"app.py did not answer within {timeout} s")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+# ---- (e) the default UI run ----
+def default_run(lab_module):
+    config = RunConfig.from_dict(dict(lab_module.DEFAULT_RUN))
+    engine._LOGIT_CACHE.clear()
+    start = time.perf_counter()
+    result = engine.run(config)
+    return time.perf_counter() - start, result.metrics["student_acc"], result.metrics["baseline_acc"]
+
+
+# ---- scaling and the hardware ceiling ----
+def kd_step_flops(batch=64):
+    """FLOPs of one KD training step of seed_student (forward + backward), per sample."""
+    from torch.utils.flop_counter import FlopCounterMode
+    student = build("seed_student")
+    x, y = torch.randn(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
+    soft = F.log_softmax(torch.randn(batch, 10), 1)
+    with FlopCounterMode(display=False) as counter:
+        logits = student(x)
+        loss = 0.7 * F.kl_div(F.log_softmax(logits / 4, 1), soft, reduction="batchmean", log_target=True) \
+            + 0.3 * F.cross_entropy(logits, y)
+        loss.backward()
+    return counter.get_total_flops() / batch
+
+
+def matmul_peak(n=2048, seconds=2.0):
+    """Achieved FLOP/s of a large float32 matmul: the practical ceiling of this CPU for torch."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    return 2 * n ** 3 * count / (time.perf_counter() - start)
+
+
+def scaling(teacher, sizes, epochs_list):
+    full = data_lib.load("sample")
+    rows = []
+    for n in sizes:
+        subset = data_lib.Dataset(full.train_x[:n], full.train_y[:n], full.test_x, full.test_y, "sample")
+        for epochs in epochs_list:
+            engine._LOGIT_CACHE.clear()
+            config = RunConfig(data="sample", epochs=epochs, batch_size=128, lr=0.005)
+            start = time.perf_counter()
+            result = engine.distill(config, [teacher], subset, teacher_keys=[("scale", n, epochs)])
+            rows.append({"train_samples": n, "epochs": epochs, "seconds": time.perf_counter() - start,
+                         "student_acc": result.metrics["student_acc"]})
+    return rows
+
+
+def run_bench(args):
+    from kdapp import lab as lab_lib
+    threads = lab_lib.configure_threads()
+    out = {"machine": f"{os.cpu_count()} CPUs, torch {torch.__version__}, {threads} threads"}
+    teacher = _teacher()
+    dataset = data_lib.load("sample")
+    samples = 2000 if args.quick else 8000
+    epochs = 1 if args.quick else 3
+
+    log = (lambda *a: None) if args.json_only else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    log("(a) seed reference loop ...")
+    out["reference_samples_per_s"] = seed_reference_throughput(teacher, samples)
+    log("(a) engine KD ...")
+    out["kd_samples_per_s"], _ = engine_kd_throughput(teacher, dataset, epochs)
+    log("(b) plain student training ...")
+    out["plain_samples_per_s"] = plain_throughput(dataset, epochs)
+    out["kd_vs_reference"] = out["kd_samples_per_s"] / out["reference_samples_per_s"]
+    out["kd_vs_plain"] = out["kd_samples_per_s"] / out["plain_samples_per_s"]
+
+    log("(c) prediction latency ...")
+    lab = lab_lib.Lab(runs_dir=ROOT / "runs" / "bench")
+    canvases, _ = redrawn_canvases(100 if args.quick else 300)
+    out["predict_p50_ms"], out["predict_p95_ms"] = predict_latency(lab, canvases)
+    log("(c) accuracy on re-drawn held-out digits ...")
+    out["redrawn_digits"] = 300 if args.quick else 2000
+    out["redrawn_teacher_acc"], out["redrawn_student_acc"] = redrawn_accuracy(lab, out["redrawn_digits"])
+
+    if not args.skip_cold_start:
+        log("(d) cold start ...")
+        out["cold_start_s"] = cold_start()
+    if not args.quick:
+        log("(e) default UI run ...")
+        out["default_run_s"], out["default_run_student_acc"], out["default_run_baseline_acc"] = default_run(lab_lib)
+
+    out["kd_step_flops_per_sample"] = kd_step_flops()
+    out["matmul_peak_gflops"] = matmul_peak() / 1e9
+    out["kd_achieved_gflops"] = out["kd_samples_per_s"] * out["kd_step_flops_per_sample"] / 1e9
+    if args.scaling:
+        log("scaling ...")
+        out["scaling"] = scaling(teacher, [1000, 2000, 4000, 8000], [1, 2, 4])
+    return out
+
+
+def table(out):
+    rows = [("(a) KD throughput, engine", f"{out['kd_samples_per_s']:,.0f} samples/s"),
+            ("(a) seed's reference loop", f"{out['reference_samples_per_s']:,.0f} samples/s"),
+            ("(a) KD vs seed loop", f"{out['kd_vs_reference']:.2f}x   (target >= 4x)"),
+            ("(b) plain student training", f"{out['plain_samples_per_s']:,.0f} samples/s"),
+            ("(b) KD vs plain (KD overhead)", f"{out['kd_vs_plain']:.2f}x   (target >= 0.8x)"),
+            ("(c) predict p50 / p95", f"{out['predict_p50_ms']:.2f} / {out['predict_p95_ms']:.2f} ms   (target p50 <= 5 ms)"),
+            (f"(c) re-drawn digits ({out['redrawn_digits']})",
+             f"teacher {out['redrawn_teacher_acc']:.2%}, student {out['redrawn_student_acc']:.2%}   (targets 97% / 95%)")]
+    if "cold_start_s" in out:
+        rows.append(("(d) cold start to HTTP 200", f"{out['cold_start_s']:.2f} s   (target <= 10 s)"))
+    if "default_run_s" in out:
+        rows.append(("(e) default UI run", f"{out['default_run_s']:.1f} s, student {out['default_run_student_acc']:.2%}, "
+                                           f"baseline {out['default_run_baseline_acc']:.2%}   (target <= 60 s, >= 98%)"))
+    rows += [("KD step FLOPs / sample", f"{out['kd_step_flops_per_sample'] / 1e6:.2f} MFLOP"),
+             ("KD achieved vs matmul peak", f"{out['kd_achieved_gflops']:.1f} / {out['matmul_peak_gflops']:.1f} GFLOP/s "
+                                            f"({out['kd_achieved_gflops'] / out['matmul_peak_gflops']:.1%})")]
+    width = max(len(r[0]) for r in rows)
+    lines = [f"kdapp bench on {out['machine']}"] + [f"  {k:<{width}}  {v}" for k, v in rows]
+    for r in out.get("scaling", []):
+        lines.append(f"  scaling: {r['train_samples']:>5} samples x {r['epochs']} epochs: {r['seconds']:6.2f} s, "
+                     f"student {r['student_acc']:.2%}")
+    return "\n".join(lines)
+
+
+def cmd_bench(args):
+    out = run_bench(args)
+    if not args.json_only:
+        print(table(out))
+    if args.json or args.json_only:
+        print(json.dumps(out))
 
 
 def add_parser(sub):
-    pass
+    p = sub.add_parser("bench", help="measure throughput, latency, cold start and the default run")
+    p.add_argument("--json", action="store_true", help="also print one final JSON line")
+    p.add_argument("--json-only", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--quick", action="store_true", help="shorter measurements; skips the default run")
+    p.add_argument("--scaling", action="store_true", help="also measure cost vs training-set size and epochs")
+    p.add_argument("--skip-cold-start", action="store_true")
+    p.set_defaults(func=cmd_bench)
+

@@ -139,8 +139,9 @@ def main(argv=None):
     p.add_argument("--out", default=None, help="also save the students into this directory")
     p.add_argument("--runs-dir", default="runs", help="where trained teachers and the latest run go")
     p.set_defaults(func=cmd_distill)
-    from kdapp import bench, reproduce  # noqa: E402  (small modules; their heavy imports are lazy)
+    from kdapp import bench, loadtest, reproduce  # their heavy imports (gradio, clients) are lazy
     bench.add_parser(sub)
+    loadtest.add_parser(sub)
     reproduce.add_parser(sub)
     args = parser.parse_args(argv)
     try:

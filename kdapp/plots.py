@@ -73,8 +73,9 @@ def distribution_figure(prediction):
         for name, label in (("teacher", "teacher"), ("student", "student")):
             fig.add_bar(x=digits, y=prediction[name][key], name=label, marker_color=COLORS[name],
                         showlegend=(col == 1), legendgroup=name, row=1, col=col)
-    fig.update_layout(LAYOUT, barmode="group", uirevision="distribution",
-                      title=f"Softmax of both models · KL(teacher‖student) at T={T:g}: {prediction['kl_T']:.4f}")
+    fig.update_layout(LAYOUT, barmode="group", uirevision="distribution", margin=dict(l=50, r=10, t=80, b=40),
+                      title=dict(text=f"Softmax of both models · KL(teacher‖student) at T={T:g}: "
+                                      f"{prediction['kl_T']:.4f}", y=0.97))
     fig.update_yaxes(range=[0, 1], title_text="probability", row=1, col=1)
     fig.update_yaxes(range=[0, 1], row=1, col=2)
     fig.update_xaxes(title_text="digit")

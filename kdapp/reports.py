@@ -6,8 +6,8 @@ RESULTS_PATH = Path(__file__).resolve().parents[1] / "results" / "reproduce.md"
 
 
 def notice(message, ok=None):
-    icon = "✅ " if ok is True else "⚠️ " if ok is False else ""
-    return f"{icon}{html.escape(message)}"
+    # Plain words, no emoji: a browser without an emoji font (headless Chromium) shows boxes.
+    return f"**{html.escape(message)}**" if ok is False else html.escape(message)
 
 
 def hint(message):
@@ -42,7 +42,7 @@ def status(snap, mine):
         m = snap["metrics"]
         base = m["baseline_acc"]
         gain = "" if base is None else f" · KD gain **{100 * (m['student_acc'] - base):+.2f} pts**"
-        warn = "".join(f"  \n⚠️ {html.escape(w)}" for w in snap["warnings"])
+        warn = "".join(f"  \nWarning: {html.escape(w)}" for w in snap["warnings"])
         return (f"**Finished** in {_duration(m['seconds'])}: teacher {m['teacher_acc']:.2%}, KD student "
                 f"**{m['student_acc']:.2%}**, baseline {'-' if base is None else format(base, '.2%')}{gain}  \n"
                 f"{what}{where}. The drawing below now uses these models.{warn}")
@@ -80,7 +80,7 @@ def prediction_note(result):
     lines = [f"Teacher says **{t_top}**, student says **{s_top}**: they {agree}. "
              f"KL(teacher‖student) at T={result['temperature']:g} is {result['kl_T']:.4f}.",
              f"Models: {html.escape(result['models'])}."]
-    lines += [f"⚠️ {html.escape(n)}" for n in result["notes"]]
+    lines += [f"**Note:** {html.escape(n)}" for n in result["notes"]]
     return "  \n".join(lines)
 
 

@@ -8,12 +8,12 @@ from kdapp.losses import teacher_log_probs
 
 
 def test_short_distillation_beats_chance_by_far(sample, shipped_teacher):
-    config = RunConfig(data="sample", epochs=2, train_fraction=0.25, batch_size=64, lr=0.005)
+    config = RunConfig(data="sample", epochs=2, train_fraction=0.5, batch_size=64, lr=0.005)
     events = []
     result = engine.distill(config, [shipped_teacher], sample, emit=events.append)
     m = result.metrics
     assert m["teacher_acc"] > 0.985  # the shipped teacher meets its target
-    assert m["student_acc"] > 0.90 and m["baseline_acc"] > 0.85  # chance is 0.10
+    assert m["student_acc"] > 0.90 and m["baseline_acc"] > 0.85  # chance is 0.10; ~0.95 seen
     steps = [e for e in events if e["type"] == "step"]
     assert steps and all(e["baseline"] is not None and e["soft"] >= 0 for e in steps)
     assert [e["epoch"] for e in events if e["type"] == "epoch"] == [0, 1, 2]
@@ -57,8 +57,8 @@ def test_feature_losses_and_multi_teacher_train(sample, shipped_teacher):
 
 
 def test_teacher_training_learns(sample):
-    model, acc = engine.train_teacher("mlp_30", sample, epochs=1, batch_size=128)
-    assert acc > 0.8 and not model.training
+    model, acc = engine.train_teacher("mlp_30", sample, epochs=3, lr=0.005, batch_size=128)
+    assert acc > 0.8 and not model.training  # chance is 0.10
 
 
 def test_stop_request_raises_cancelled(sample, shipped_teacher):
