@@ -3,9 +3,13 @@ import logging
 import os
 
 import gradio as gr
+from PIL import Image
 
 from kdapp import lab as lab_lib, plots, reports
-from kdapp.inference import BlankCanvas, CanvasError
+from kdapp.inference import MAX_SIDE, BlankCanvas, CanvasError
+
+# Decompression bombs: a tiny PNG can claim 20000x20000 pixels. Refuse past ~2x our largest canvas.
+Image.MAX_IMAGE_PIXELS = MAX_SIDE * MAX_SIDE
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 lab_lib.configure_threads()
@@ -49,9 +53,27 @@ def refresh(last_key, request: gr.Request):
             reports.comparison_table(table), gr.update(interactive=not lab.runs.busy() or mine), key)
 
 
+class Sketchpad(gr.Sketchpad):
+    """Gradio decodes an uploaded image before our handler runs, so a truncated or oversized file
+    would reach the visitor as a bare "Error". Hand the reason to `predict` instead."""
+
+    def get_block_name(self):
+        return "imageeditor"  # a subclass of a template must name the frontend itself
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)
+        except Exception as e:  # PIL's UnidentifiedImageError, OSError, DecompressionBombError, ...
+            logging.getLogger("app").info("unreadable canvas: %s", e)
+            return {"unreadable": f"{type(e).__name__}: {e}"}
+
+
 def predict(sketch, temperature=4.0):
     """Teacher and student on a drawing: top-3 labels, both softmaxes at T=1 and T, the 28x28 input."""
     try:
+        if isinstance(sketch, dict) and "unreadable" in sketch:
+            raise CanvasError(f"{sketch['unreadable']}; send a PNG or JPEG of at most "
+                              f"{MAX_SIDE}x{MAX_SIDE} pixels")
         result = lab.predict(sketch, temperature)
     except BlankCanvas:
         return None, None, plots.distribution_figure(None), None, reports.hint("Draw a digit (0–9) on the canvas.")
@@ -115,7 +137,7 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
         gr.Markdown("## Draw a digit and compare")
         with gr.Row():
             with gr.Column(scale=2, min_width=300):
-                sketch = gr.Sketchpad(label="Draw a digit", elem_id="sketch", type="numpy", image_mode="RGBA",
+                sketch = Sketchpad(label="Draw a digit", elem_id="sketch", type="numpy", image_mode="RGBA",
                                       canvas_size=(CANVAS, CANVAS), brush=gr.Brush(colors=["#000000"],
                                       color_mode="fixed", default_size=9), layers=False, transforms=())
                 clear_btn = gr.Button("Clear", elem_id="clear")

@@ -79,21 +79,38 @@ def seed_reference_throughput(teacher, samples, T=4.0, alpha=0.7, seed=0):
     return seen / (time.perf_counter() - start)
 
 
-def engine_kd_throughput(teacher, dataset, epochs):
-    """The engine's KD (no baseline) over `epochs`, including its one pass of the teacher."""
+def interleaved_throughputs(teacher, dataset, rounds, reference_samples):
+    """Samples/s of (seed reference loop, engine KD with logits cached, plain training), measured
+    in alternating rounds (one epoch of each per round) so that machine noise hits all three alike.
+    Also returns the one-time teacher pass that fills the cache."""
     engine._LOGIT_CACHE.clear()
-    config = RunConfig(data="sample", epochs=epochs, baseline=False, batch_size=64, lr=0.001)
+    key = ("bench", time.time())
     start = time.perf_counter()
-    result = engine.distill(config, [teacher], dataset, teacher_keys=[("bench", time.time())])
-    seconds = time.perf_counter() - start
-    return epochs * result.metrics["train_samples"] / seconds, seconds
+    engine.cached_teacher_logits(key, teacher, dataset.train_x)
+    teacher_pass_s = time.perf_counter() - start
+    n = len(dataset.train_y)
+    loops = {
+        "reference": lambda r: seed_reference_throughput(teacher, reference_samples, seed=r),
+        "kd": lambda r: engine.distill(RunConfig(data="sample", epochs=1, baseline=False, batch_size=64,
+                                                 lr=0.001, seed=r), [teacher], dataset, teacher_keys=[key]),
+        "plain": lambda r: engine.train_teacher("seed_student", dataset, 1, lr=0.001, batch_size=64,
+                                                augment=False, seed=r),
+    }
+    spent = dict.fromkeys(loops, 0.0)
+    order = list(loops)
+    for r in range(rounds):
+        for name in order[r % 3:] + order[:r % 3]:  # rotate, so no loop always follows the same one
+            start = time.perf_counter()
+            loops[name](r)
+            spent[name] += time.perf_counter() - start
+    return (rounds * reference_samples / spent["reference"], rounds * n / spent["kd"],
+            rounds * n / spent["plain"], teacher_pass_s)
 
 
-def plain_throughput(dataset, epochs):
-    """The same student on hard labels only (engine.train_teacher is the plain CE loop)."""
-    start = time.perf_counter()
-    engine.train_teacher("seed_student", dataset, epochs, lr=0.001, batch_size=64, augment=False)
-    return epochs * len(dataset.train_y) / (time.perf_counter() - start)
+def amortised(steady_per_s, teacher_pass_s, samples_per_epoch, epochs):
+    """Samples/s of a whole cold-cache run of `epochs`: the teacher pass paid once."""
+    total = samples_per_epoch * epochs
+    return total / (total / steady_per_s + teacher_pass_s)
 
 
 # ---- (c) prediction latency ----
@@ -216,18 +233,21 @@ def run_bench(args):
     out = {"machine": f"{os.cpu_count()} CPUs, torch {torch.__version__}, {threads} threads"}
     teacher = _teacher()
     dataset = data_lib.load("sample")
-    samples = 2000 if args.quick else 8000
-    epochs = 1 if args.quick else 3
+    samples = 2000 if args.quick else 4000  # of the reference loop per round: it is slow
+    rounds = 1 if args.quick else 6
 
     log = (lambda *a: None) if args.json_only else (lambda *a: print(*a, file=sys.stderr, flush=True))
-    log("(a) seed reference loop ...")
-    out["reference_samples_per_s"] = seed_reference_throughput(teacher, samples)
-    log("(a) engine KD ...")
-    out["kd_samples_per_s"], _ = engine_kd_throughput(teacher, dataset, epochs)
-    log("(b) plain student training ...")
-    out["plain_samples_per_s"] = plain_throughput(dataset, epochs)
+    log("(a, b) seed reference loop, engine KD and plain training, interleaved ...")
+    (out["reference_samples_per_s"], out["kd_samples_per_s"], out["plain_samples_per_s"],
+     out["teacher_pass_s"]) = interleaved_throughputs(teacher, dataset, rounds, samples)
     out["kd_vs_reference"] = out["kd_samples_per_s"] / out["reference_samples_per_s"]
     out["kd_vs_plain"] = out["kd_samples_per_s"] / out["plain_samples_per_s"]
+    # A cold run pays the teacher pass once: amortised over the default run's epochs.
+    default_epochs = lab_lib.DEFAULT_RUN["epochs"]
+    out["kd_cold_samples_per_s"] = amortised(out["kd_samples_per_s"], out["teacher_pass_s"],
+                                             len(dataset.train_y), default_epochs)
+    out["kd_cold_vs_reference"] = out["kd_cold_samples_per_s"] / out["reference_samples_per_s"]
+    out["kd_cold_vs_plain"] = out["kd_cold_samples_per_s"] / out["plain_samples_per_s"]
 
     log("(c) prediction latency ...")
     lab = lab_lib.Lab(runs_dir=ROOT / "runs" / "bench")
@@ -254,11 +274,15 @@ def run_bench(args):
 
 
 def table(out):
-    rows = [("(a) KD throughput, engine", f"{out['kd_samples_per_s']:,.0f} samples/s"),
-            ("(a) seed's reference loop", f"{out['reference_samples_per_s']:,.0f} samples/s"),
-            ("(a) KD vs seed loop", f"{out['kd_vs_reference']:.2f}x   (target >= 4x)"),
+    rows = [("(a) seed's reference loop", f"{out['reference_samples_per_s']:,.0f} samples/s"),
+            ("(a) KD, engine, logits cached", f"{out['kd_samples_per_s']:,.0f} samples/s"),
+            ("(a) one-time teacher pass", f"{out['teacher_pass_s']:.2f} s for 8,000 digits"),
+            ("(a) KD, cold, over a 30-epoch run", f"{out['kd_cold_samples_per_s']:,.0f} samples/s"),
+            ("(a) KD vs seed loop", f"{out['kd_vs_reference']:.2f}x cached, {out['kd_cold_vs_reference']:.2f}x cold"
+                                    "   (target >= 4x)"),
             ("(b) plain student training", f"{out['plain_samples_per_s']:,.0f} samples/s"),
-            ("(b) KD vs plain (KD overhead)", f"{out['kd_vs_plain']:.2f}x   (target >= 0.8x)"),
+            ("(b) KD vs plain (KD overhead)", f"{out['kd_vs_plain']:.2f}x cached, {out['kd_cold_vs_plain']:.2f}x cold"
+                                              "   (target >= 0.8x)"),
             ("(c) predict p50 / p95", f"{out['predict_p50_ms']:.2f} / {out['predict_p95_ms']:.2f} ms   (target p50 <= 5 ms)"),
             (f"(c) re-drawn digits ({out['redrawn_digits']})",
              f"teacher {out['redrawn_teacher_acc']:.2%}, student {out['redrawn_student_acc']:.2%}   (targets 97% / 95%)")]

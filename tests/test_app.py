@@ -84,14 +84,9 @@ def test_a_run_from_the_ui_handlers_finishes_and_updates_the_models():
 
 
 @pytest.fixture(scope="module")
-def client():
+def client(app_url):
     from gradio_client import Client
-    port = bench.free_port()
-    app.demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.LAUNCH)
-    try:
-        yield Client(f"http://127.0.0.1:{port}/", verbose=False)
-    finally:
-        app.demo.close()
+    return Client(app_url, verbose=False)
 
 
 def test_only_the_predict_endpoint_is_exposed(client):

@@ -1,0 +1,147 @@
+"""What a stranger can send to the hosted demo: odd canvases, broken files, paths, big uploads."""
+import io
+import json
+import resource
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+import app
+
+
+def png(array, mode=None):
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def call_predict(url, composite, temperature=4.0):
+    """Raw HTTP, as any script could: returns (event name, payload) of the final SSE event."""
+    with httpx.Client(base_url=url, timeout=60) as http:
+        r = http.post("gradio_api/call/predict", json={"data": [
+            {"background": None, "layers": [], "composite": composite}, temperature]})
+        assert r.status_code == 200, r.text
+        event_id = r.json()["event_id"]
+        text = http.get(f"gradio_api/call/predict/{event_id}").text
+    events = [line.split(": ", 1)[1] for line in text.splitlines() if line.startswith("event: ")]
+    datas = [line.split(": ", 1)[1] for line in text.splitlines() if line.startswith("data: ")]
+    return events[-1], datas[-1]
+
+
+def upload(url, content, name="canvas.png"):
+    with httpx.Client(base_url=url, timeout=60) as http:
+        r = http.post("gradio_api/upload", files={"files": (name, content, "image/png")})
+    return r
+
+
+def predict_file(url, content):
+    r = upload(url, content)
+    assert r.status_code == 200, r.text
+    path = r.json()[0]
+    return call_predict(url, {"path": path, "meta": {"_type": "gradio.FileData"}})
+
+
+def note_of(payload):
+    return json.loads(payload)[4]
+
+
+def dot(size, r):
+    c = np.zeros((size, size, 4), np.uint8)
+    c[size // 2 - r:size // 2 + r + 1, size // 2 - r:size // 2 + r + 1, 3] = 255
+    return c
+
+
+@pytest.mark.parametrize("name,content,expect", [
+    ("blank", png(np.zeros((280, 280, 4), np.uint8)), "Draw a digit"),
+    ("fully inked", png(np.dstack([np.zeros((280, 280, 3), np.uint8), np.full((280, 280), 255, np.uint8)])),
+     "most of the canvas"),
+    ("single dot", png(dot(280, 1)), "very small"),
+    ("3x3", png(dot(3, 0)), "Teacher says"),
+    ("3000x3000", png(dot(3000, 300)), "Teacher says"),
+    ("RGB", png(np.full((280, 280, 3), 255, np.uint8)), "Draw a digit"),
+    ("greyscale", png(np.where(np.arange(280)[None, :] % 100 < 20, 0, 255).astype(np.uint8).repeat(280, 0)),
+     "Teacher says"),
+    ("truncated file", png(dot(280, 40))[:100], "Could not read that image"),
+    ("not an image", b"hello, this is not a PNG at all", "Could not read that image"),
+    ("decompression bomb", png(np.zeros((6000, 6000), np.uint8)), "Could not read that image"),
+])
+def test_odd_canvases_through_the_api_get_clear_answers(app_url, name, content, expect):
+    event, payload = predict_file(app_url, content)
+    assert event == "complete", (name, payload)
+    assert expect in note_of(payload), (name, note_of(payload))
+    assert "Traceback" not in payload
+
+
+def test_the_worker_survives_and_still_reads_digits(app_url):
+    for bad in (b"", b"\x89PNG\r\n\x1a\n", png(dot(280, 40))[:200]):
+        predict_file(app_url, bad) if bad else None
+    canvas = np.zeros((280, 280, 4), np.uint8)
+    canvas[40:240, 130:150, 3] = 255  # a "1"
+    event, payload = predict_file(app_url, png(canvas))
+    assert event == "complete" and "Teacher says **1**" in note_of(payload)
+
+
+def test_server_paths_are_not_readable_through_the_api(app_url):
+    for path in ("/etc/passwd", "../../etc/passwd", str(app.__file__)):
+        event, payload = call_predict(app_url, {"path": path, "meta": {"_type": "gradio.FileData"}})
+        assert event == "error" or "Teacher says" not in payload
+        assert "root:" not in payload and "import gradio" not in payload
+
+
+def test_uploads_are_capped(app_url):
+    big = np.random.default_rng(0).integers(0, 256, (1500, 1500, 4), dtype=np.uint8)  # ~9 MB as PNG
+    content = png(big)
+    assert len(content) > 5_000_000
+    assert upload(app_url, content).status_code == 413
+
+
+GOOD = ["seed_teacher", "seed_student", 4.0, 0.7, 1, 0.005, 128, 0.1, "none", 1.0, "sample", "cpu"]
+
+
+def call(url, name, data):
+    with httpx.Client(base_url=url, timeout=60) as http:
+        r = http.post(f"gradio_api/call/{name}", json={"data": data})
+        if r.status_code != 200:
+            return "http", r.text
+        text = http.get(f"gradio_api/call/{name}/{r.json()['event_id']}").text
+    lines = text.splitlines()
+    return ([ln[7:] for ln in lines if ln.startswith("event: ")][-1],
+            [ln[6:] for ln in lines if ln.startswith("data: ")][-1])
+
+
+@pytest.mark.parametrize("index,bad", [(2, 0), (2, -1), (3, -0.5), (3, 1.5), (4, 10**9), (2, "NaN"),
+                                       (5, "inf"), (4, "many"), (0, "resnet152"), (1, "../../etc")])
+def test_a_script_calling_start_directly_is_validated_like_the_ui(app_url, index, bad):
+    """Any event the page can trigger, a script can too (the browser is an HTTP client), so the
+    server validates every hyperparameter itself, with the UI's messages and caps."""
+    data = list(GOOD)
+    data[index] = bad
+    event, payload = call(app_url, "start", data)
+    assert "Traceback" not in payload
+    assert event != "complete" or "Not started" in payload, payload
+    assert not app.lab.runs.busy()
+
+
+def test_a_script_cannot_stop_someone_elses_run(app_url):
+    started, _ = app.lab.start(dict(zip(["teacher", "student", "temperature", "alpha", "epochs"],
+                                        ["seed_teacher", "seed_student", 4.0, 0.7, 20])), owner="a visitor")
+    assert started
+    try:
+        event, payload = call(app_url, "stop", [])
+        assert event == "complete" and "only the visitor" in payload
+        assert app.lab.runs.busy()
+    finally:
+        app.lab.stop(owner=None)
+        app.lab.runs.wait(10)
+
+
+def test_many_big_canvases_do_not_grow_memory_without_bound(app_url):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB, peak
+    content = png(dot(3000, 500))
+    for _ in range(10):
+        event, _ = predict_file(app_url, content)
+        assert event == "complete"
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 1024, f"peak memory grew by {grown_mb:.0f} MB over 10 large canvases"
