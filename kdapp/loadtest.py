@@ -1,98 +1,120 @@
 """python -m kdapp loadtest: N concurrent /predict clients while a run trains.
 
-Launches the real app in this process on a free port, starts the default run, and has
-`--clients` gradio_client clients call /predict with re-drawn held-out digits. Reports
-latency percentiles, how many answers were right, and whether training kept progressing
-(its steps/s under load against the same run's steps/s before the load began).
+Starts the real app as its own process (`python app.py`), starts the default run over HTTP
+as the page's Start button does, and has `--clients` threads in this process call /predict
+over raw HTTP with re-drawn held-out digits, each client starting at a different digit.
+Reports latency percentiles, how many answers were right, and whether training kept
+progressing: its steps/s under load against the same run's steps/s just before.
 """
 import json
+import os
+import re
 import statistics
+import subprocess
 import sys
-import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
-from PIL import Image
-
-from kdapp.bench import free_port, redrawn_canvases
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def _client_worker(url, files, labels, results, stop_at):
-    from gradio_client import Client, handle_file
-    client = Client(url, verbose=False)
-    i = 0
-    while time.monotonic() < stop_at:
-        k = i % len(files)
-        start = time.perf_counter()
-        teacher, _, *_ = client.predict({"background": None, "layers": [], "composite": handle_file(files[k])},
-                                        4.0, api_name="/predict")
-        results.append(((time.perf_counter() - start) * 1000, teacher["label"] == str(labels[k])))
-        i += 1
+def _sse_call(http, name, data):
+    r = http.post(f"gradio_api/call/{name}", json={"data": data})
+    r.raise_for_status()
+    text = http.get(f"gradio_api/call/{name}/{r.json()['event_id']}").text
+    return json.loads([ln[6:] for ln in text.splitlines() if ln.startswith("data: ")][-1])
 
 
-def _steps(lab):
-    snap = lab.runs.snapshot()
-    return snap["step"] if snap else 0
+def _steps(http):
+    """The run's global step, read from the status line the page shows."""
+    status = _sse_call(http, "refresh", [None])[0]
+    match = re.search(r"step (\d+)/", status)
+    return int(match.group(1)) if match else 0, status
 
 
-def run_loadtest(clients=20, seconds=20.0, quiet=False):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import app  # the real app, built at import
-    say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
-    port = free_port()
-    app.demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.LAUNCH)
+def _client(url, paths, labels, offset, results, stop_at):
+    import httpx
+    with httpx.Client(base_url=url, timeout=60) as http:
+        i = offset
+        while time.monotonic() < stop_at:
+            k = i % len(paths)
+            start = time.perf_counter()
+            out = _sse_call(http, "predict", [{"background": None, "layers": [],
+                                               "composite": {"path": paths[k], "meta": {"_type": "gradio.FileData"}}}, 4.0])
+            results.append(((time.perf_counter() - start) * 1000, (out[0] or {}).get("label") == str(labels[k])))
+            i += 1
+
+
+def run_loadtest(clients=20, seconds=20.0, port=None):
+    import httpx
+    from PIL import Image
+
+    from kdapp.bench import free_port, redrawn_canvases
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}/"
-    tmp = Path(tempfile.mkdtemp(prefix="kdapp-load-"))
-    canvases, labels = redrawn_canvases(40, seed=3)
-    files = []
-    for i, canvas in enumerate(canvases):
-        files.append(str(tmp / f"{i}.png"))
-        Image.fromarray(canvas, "RGBA").save(files[-1])
+    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1",
+               GRADIO_ANALYTICS_ENABLED="False", KDAPP_RUNS_DIR=str(ROOT / "runs" / "loadtest"))
+    server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        settings = dict(app.lab_lib.DEFAULT_RUN, epochs=20)
-        started, message = app.lab.start(settings, owner="loadtest")
-        if not started:
-            raise RuntimeError(message)
-        while app.lab.runs.snapshot()["phase"] != "distilling":
-            time.sleep(0.1)
-        time.sleep(1.0)
-        s0, t0 = _steps(app.lab), time.monotonic()
-        time.sleep(4.0)
-        alone = (_steps(app.lab) - s0) / (time.monotonic() - t0)
-        say(f"training alone: {alone:.1f} steps/s; starting {clients} clients for {seconds:.0f} s")
-        results = []
-        stop_at = time.monotonic() + seconds
-        s1, t1 = _steps(app.lab), time.monotonic()
-        threads = [threading.Thread(target=_client_worker, args=(url, files, labels, results, stop_at))
-                   for _ in range(clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        loaded = (_steps(app.lab) - s1) / (time.monotonic() - t1)
-        still_running = app.lab.runs.busy()
-        app.lab.stop(owner=None)
-        app.lab.runs.wait(10)
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(url, timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        canvases, labels = redrawn_canvases(100, seed=3)
+        paths = []
+        with httpx.Client(base_url=url, timeout=60) as http:
+            for i, canvas in enumerate(canvases):
+                buffer = __import__("io").BytesIO()
+                Image.fromarray(canvas, "RGBA").save(buffer, format="PNG")
+                r = http.post("gradio_api/upload", files={"files": (f"{i}.png", buffer.getvalue(), "image/png")})
+                paths.append(r.json()[0])
+            message = _sse_call(http, "start", ["seed_teacher", "seed_student", 4.0, 0.7, 40, 0.005, 128, 1.0,
+                                                "none", 1.0, "sample", "cpu"])[0]
+            if "Started" not in message:
+                raise RuntimeError(message)
+            while "distilling" not in _steps(http)[1]:
+                time.sleep(0.2)
+            time.sleep(1.0)
+            s0, t0 = _steps(http)[0], time.monotonic()
+            time.sleep(5.0)
+            alone = (_steps(http)[0] - s0) / (time.monotonic() - t0)
+            results = []
+            stop_at = time.monotonic() + seconds
+            s1, t1 = _steps(http)[0], time.monotonic()
+            threads = [threading.Thread(target=_client, args=(url, paths, labels, 7 * c, results, stop_at))
+                       for c in range(clients)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            s2, status = _steps(http)
+            loaded = (s2 - s1) / (time.monotonic() - t1)
+            still_running = "Running" in status
     finally:
-        app.demo.close()
+        server.terminate()
+        server.wait(10)
     latencies = sorted(r[0] for r in results)
-    out = {"clients": clients, "seconds": seconds, "requests": len(results),
-           "correct": sum(r[1] for r in results), "predict_p50_ms": statistics.median(latencies),
-           "predict_p95_ms": latencies[int(0.95 * (len(latencies) - 1))],
-           "predict_max_ms": latencies[-1], "train_steps_per_s_alone": alone,
-           "train_steps_per_s_under_load": loaded, "training_ratio": loaded / alone if alone else None,
-           "run_still_running_after_load": still_running}
-    return out
+    return {"clients": clients, "seconds": seconds, "requests": len(results),
+            "correct": sum(r[1] for r in results), "predict_p50_ms": statistics.median(latencies),
+            "predict_p95_ms": latencies[int(0.95 * (len(latencies) - 1))], "predict_max_ms": latencies[-1],
+            "requests_per_s": len(results) / seconds, "train_steps_per_s_alone": alone,
+            "train_steps_per_s_under_load": loaded, "training_ratio": loaded / alone if alone else None,
+            "run_still_running_after_load": still_running}
 
 
 def cmd_loadtest(args):
     out = run_loadtest(args.clients, args.seconds)
-    print(f"{out['clients']} clients, {out['requests']} /predict calls in {out['seconds']:.0f} s while training: "
-          f"{out['correct']}/{out['requests']} correct ({out['correct'] / max(out['requests'], 1):.1%}), "
-          f"p50 {out['predict_p50_ms']:.0f} ms, p95 {out['predict_p95_ms']:.0f} ms, max {out['predict_max_ms']:.0f} ms; "
-          f"training {out['train_steps_per_s_alone']:.1f} steps/s alone -> "
-          f"{out['train_steps_per_s_under_load']:.1f} under load ({out['training_ratio']:.0%})")
+    print(f"{out['clients']} clients, {out['requests']} /predict calls in {out['seconds']:.0f} s "
+          f"({out['requests_per_s']:.1f}/s) while training: {out['correct']}/{out['requests']} correct "
+          f"({out['correct'] / max(out['requests'], 1):.1%}), p50 {out['predict_p50_ms']:.0f} ms, "
+          f"p95 {out['predict_p95_ms']:.0f} ms, max {out['predict_max_ms']:.0f} ms; training "
+          f"{out['train_steps_per_s_alone']:.1f} steps/s alone -> {out['train_steps_per_s_under_load']:.1f} "
+          f"under load ({out['training_ratio']:.0%})")
     if args.json:
         print(json.dumps(out))
 
@@ -103,5 +125,3 @@ def add_parser(sub):
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_loadtest)
-
-

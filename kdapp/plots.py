@@ -1,23 +1,32 @@
 """Plotly figures from plain run snapshots and prediction dicts (no tensors, no gradio).
 
-Every figure sets `uirevision`, so a refresh with new points keeps the visitor's zoom.
+Figures are built as plain dicts and wrapped without plotly's validation: the validated
+path (make_subplots, add_bar, update_layout) costs ~26 ms per figure, pure Python under the
+GIL, 15x the prediction itself; this one costs ~2 ms. Every figure sets `uirevision`, so a
+refresh with new points keeps the visitor's zoom.
 """
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
+import plotly.io as pio
 
 COLORS = {"teacher": "#7f7f7f", "student": "#d62728", "baseline": "#1f77b4",
           "soft": "#ff9896", "hard": "#9467bd", "feature": "#2ca02c"}
-LAYOUT = dict(template="plotly_white", height=320, margin=dict(l=50, r=10, t=40, b=40),
+TEMPLATE = pio.templates["plotly_white"].to_plotly_json()  # resolved once, not per figure
+LAYOUT = dict(template=TEMPLATE, height=320, margin=dict(l=50, r=10, t=40, b=40),
               legend=dict(orientation="h", y=-0.2))
 
 
+def _figure(data, layout):
+    return go.Figure(dict(data=data, layout=dict(LAYOUT, **layout)), _validate=False)
+
+
+def _line(x, y, name, color, dash=None, width=2, mode="lines"):
+    return dict(type="scatter", x=x, y=y, name=name, mode=mode, line=dict(color=color, dash=dash, width=width))
+
+
 def _empty(title, hint):
-    fig = go.Figure(layout=dict(LAYOUT, title=title))
-    fig.add_annotation(text=hint, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
-                       font=dict(color="#888"))
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    return fig
+    return _figure([], dict(title=dict(text=title), xaxis=dict(visible=False), yaxis=dict(visible=False),
+                            annotations=[dict(text=hint, showarrow=False, x=0.5, y=0.5, xref="paper",
+                                              yref="paper", font=dict(color="#888"))]))
 
 
 def loss_figure(snapshot):
@@ -25,22 +34,21 @@ def loss_figure(snapshot):
     if not snapshot or not (snapshot["curves"]["step"] or snapshot["curves"]["teacher_loss"]):
         return _empty("Training loss", "start a run to see its losses here")
     c = snapshot["curves"]
-    fig = go.Figure(layout=dict(LAYOUT, title="Training loss per step", uirevision=snapshot["id"]))
     if c["step"]:
         x = c["step"]
-        fig.add_scatter(x=x, y=c["loss"], name="KD total", line=dict(color=COLORS["student"], width=2))
-        fig.add_scatter(x=x, y=c["soft"], name="soft: KL·T²", line=dict(color=COLORS["soft"], dash="dot"))
-        fig.add_scatter(x=x, y=c["hard"], name="hard: CE", line=dict(color=COLORS["hard"], dash="dot"))
+        data = [_line(x, c["loss"], "KD total", COLORS["student"]),
+                _line(x, c["soft"], "soft: KL·T²", COLORS["soft"], "dot", 1.5),
+                _line(x, c["hard"], "hard: CE", COLORS["hard"], "dot", 1.5)]
         if any(v is not None for v in c["feature"]):
-            fig.add_scatter(x=x, y=c["feature"], name="feature", line=dict(color=COLORS["feature"], dash="dash"))
+            data.append(_line(x, c["feature"], "feature", COLORS["feature"], "dash", 1.5))
         if any(v is not None for v in c["baseline"]):
-            fig.add_scatter(x=x, y=c["baseline"], name="baseline CE", line=dict(color=COLORS["baseline"], width=2))
-        fig.update_xaxes(title="student step")
+            data.append(_line(x, c["baseline"], "baseline CE", COLORS["baseline"]))
+        xaxis = dict(title=dict(text="student step"))
     else:
-        fig.add_scatter(y=c["teacher_loss"], name="teacher CE", line=dict(color=COLORS["teacher"]))
-        fig.update_xaxes(title="teacher log point")
-    fig.update_yaxes(title="loss", type="log")
-    return fig
+        data = [_line(list(range(1, len(c["teacher_loss"]) + 1)), c["teacher_loss"], "teacher CE", COLORS["teacher"])]
+        xaxis = dict(title=dict(text="teacher log point"))
+    return _figure(data, dict(title=dict(text="Training loss per step"), uirevision=snapshot["id"],
+                              xaxis=xaxis, yaxis=dict(title=dict(text="loss"), type="log")))
 
 
 def accuracy_figure(snapshot):
@@ -48,17 +56,14 @@ def accuracy_figure(snapshot):
     if not snapshot or not snapshot["accuracy"]["epoch"]:
         return _empty("Test accuracy", "accuracies appear after the first epoch")
     a = snapshot["accuracy"]
-    fig = go.Figure(layout=dict(LAYOUT, title="Test accuracy per epoch", uirevision=snapshot["id"]))
-    fig.add_scatter(x=a["epoch"], y=[100 * v for v in a["teacher"]], name="teacher",
-                    line=dict(color=COLORS["teacher"], dash="dash"))
-    fig.add_scatter(x=a["epoch"], y=[100 * v for v in a["student"]], name="KD student",
-                    mode="lines+markers", line=dict(color=COLORS["student"]))
-    if any(v is not None for v in a["baseline"]):
-        fig.add_scatter(x=a["epoch"], y=[None if v is None else 100 * v for v in a["baseline"]],
-                        name="baseline (no KD)", mode="lines+markers", line=dict(color=COLORS["baseline"]))
-    fig.update_xaxes(title="epoch", dtick=1)
-    fig.update_yaxes(title="accuracy (%)")
-    return fig
+    pct = [None if v is None else 100 * v for v in a["baseline"]]
+    data = [_line(a["epoch"], [100 * v for v in a["teacher"]], "teacher", COLORS["teacher"], "dash"),
+            _line(a["epoch"], [100 * v for v in a["student"]], "KD student", COLORS["student"], mode="lines+markers")]
+    if any(v is not None for v in pct):
+        data.append(_line(a["epoch"], pct, "baseline (no KD)", COLORS["baseline"], mode="lines+markers"))
+    return _figure(data, dict(title=dict(text="Test accuracy per epoch"), uirevision=snapshot["id"],
+                              xaxis=dict(title=dict(text="epoch"), dtick=1),
+                              yaxis=dict(title=dict(text="accuracy (%)"))))
 
 
 def distribution_figure(prediction):
@@ -66,17 +71,18 @@ def distribution_figure(prediction):
     if not prediction:
         return _empty("Softmax distributions", "draw a digit to compare the two models")
     T = prediction["temperature"]
-    fig = make_subplots(rows=1, cols=2, shared_yaxes=False,
-                        subplot_titles=("T = 1 (what the label sees)", f"T = {T:g} (what the student learns from)"))
     digits = [str(d) for d in range(10)]
-    for col, key in ((1, "p1"), (2, "pT")):
-        for name, label in (("teacher", "teacher"), ("student", "student")):
-            fig.add_bar(x=digits, y=prediction[name][key], name=label, marker_color=COLORS[name],
-                        showlegend=(col == 1), legendgroup=name, row=1, col=col)
-    fig.update_layout(LAYOUT, barmode="group", uirevision="distribution", margin=dict(l=50, r=10, t=80, b=40),
-                      title=dict(text=f"Softmax of both models · KL(teacher‖student) at T={T:g}: "
-                                      f"{prediction['kl_T']:.4f}", y=0.97))
-    fig.update_yaxes(range=[0, 1], title_text="probability", row=1, col=1)
-    fig.update_yaxes(range=[0, 1], row=1, col=2)
-    fig.update_xaxes(title_text="digit")
-    return fig
+    data = []
+    for axis, key in (("", "p1"), ("2", "pT")):
+        for name in ("teacher", "student"):
+            data.append(dict(type="bar", x=digits, y=prediction[name][key], name=name, legendgroup=name,
+                             marker=dict(color=COLORS[name]), showlegend=not axis,
+                             xaxis="x" + axis, yaxis="y" + axis))
+    subtitle = dict(showarrow=False, xref="paper", yref="paper", y=1.02, yanchor="bottom", font=dict(size=13))
+    return _figure(data, dict(
+        barmode="group", uirevision="distribution", margin=dict(l=50, r=10, t=80, b=40),
+        title=dict(text=f"Softmax of both models · KL(teacher‖student) at T={T:g}: {prediction['kl_T']:.4f}", y=0.97),
+        xaxis=dict(domain=[0, 0.46], title=dict(text="digit")), xaxis2=dict(domain=[0.54, 1], title=dict(text="digit")),
+        yaxis=dict(range=[0, 1], title=dict(text="probability")), yaxis2=dict(range=[0, 1], anchor="x2"),
+        annotations=[dict(subtitle, text="T = 1 (what the label sees)", x=0.23, xanchor="center"),
+                     dict(subtitle, text=f"T = {T:g} (what the student learns from)", x=0.77, xanchor="center")]))
