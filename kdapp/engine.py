@@ -309,7 +309,7 @@ class RunResult:
 def get_teacher(arch, dataset, config, runs_dir, emit=_ignore, should_stop=_never):
     """The teacher's checkpoint for (arch, data) if one exists, else train one and save it.
 
-    Returns (model, cache key, warning or None)."""
+    Returns (model, cache key, warning or None, checkpoint path)."""
     device = dataset.train_x.device
     directories = [checkpoints.SHIPPED_DIR] + ([Path(runs_dir) / "teachers"] if runs_dir else [])
     path = checkpoints.find_teacher(arch, dataset.source, directories)
@@ -318,19 +318,20 @@ def get_teacher(arch, dataset, config, runs_dir, emit=_ignore, should_stop=_neve
         try:
             model, meta = checkpoints.load(path, device)
             emit({"type": "phase", "phase": "teacher", "message": f"teacher {arch} from {path.name}"})
-            return model, (str(path), path.stat().st_mtime_ns, dataset.source, str(device)), None
+            return model, (str(path), path.stat().st_mtime_ns, dataset.source, str(device)), None, str(path)
         except checkpoints.CheckpointError as e:
             warning = f"{e}; training a new {arch} teacher instead"
             emit({"type": "warning", "message": warning})
     model, acc = train_teacher(arch, dataset, config.teacher_epochs, seed=config.seed,
                                emit=emit, should_stop=should_stop)
+    saved = None
     if runs_dir:
         saved = checkpoints.save(checkpoints.teacher_path(Path(runs_dir) / "teachers", arch, dataset.source),
                                  model, arch, config={"epochs": config.teacher_epochs, "seed": config.seed,
                                                       "augment": "shift2"},
                                  data=dataset.source, metrics={"test_acc": acc})
         emit({"type": "phase", "phase": "teacher", "message": f"saved teacher to {saved}"})
-    return model, None, warning
+    return model, None, warning, None if saved is None else str(saved)
 
 
 def run(config, emit=_ignore, should_stop=_never, runs_dir=None, data_dir="data"):
@@ -348,17 +349,18 @@ def run(config, emit=_ignore, should_stop=_never, runs_dir=None, data_dir="data"
     device = pick_device(config.device)
     dataset = data_lib.load(config.data, data_dir).to(device)
     emit({"type": "data", "data": dataset.source, "description": dataset.describe(), "device": str(device)})
-    teachers, keys, warnings = [], [], []
+    teachers, keys, warnings, teacher_paths = [], [], [], []
     for arch in config.teachers:
-        model, key, warning = get_teacher(arch, dataset, config, runs_dir, emit, stop_check)
+        model, key, warning, path = get_teacher(arch, dataset, config, runs_dir, emit, stop_check)
         teachers.append(model)
         keys.append(key)
+        teacher_paths.append(path)
         if warning:
             warnings.append(warning)
     result = distill(config, teachers, dataset, emit, stop_check, teacher_keys=keys)
     metrics = dict(result.metrics, data=dataset.source, device=str(device),
                    seconds=round(time.monotonic() - started, 2))
-    paths = {}
+    paths = {"teacher": teacher_paths[0]}
     if runs_dir:
         emit({"type": "phase", "phase": "saving", "message": "saving the students"})
         out = Path(runs_dir) / "latest"

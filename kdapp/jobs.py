@@ -1,19 +1,24 @@
-"""Background runs: one at a time, in a thread, observable by any number of readers.
+"""Background runs: one at a time, in a worker process, observable by any number of readers.
 
 The engine's events are folded into a `RunState` under a lock; readers take cheap snapshots
 keyed by a version number, so a UI that polls every second can skip redrawing when nothing
 changed, and polling costs the training thread one lock acquisition per logged step.
 """
+import json
 import logging
+import subprocess
+import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
-from kdapp import engine
+from kdapp import checkpoints, engine
 
 log = logging.getLogger(__name__)
 
 RUNNING, FINISHED, FAILED, CANCELLED = "running", "finished", "failed", "cancelled"
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # so `python -m kdapp.worker` finds the package
 
 
 class Busy(RuntimeError):
@@ -89,55 +94,90 @@ class RunState:
 
 
 class RunManager:
-    """Starts runs in a background thread, one at a time, and keeps the latest result.
+    """Starts runs in a worker process (python -m kdapp.worker), one at a time, and keeps the
+    latest result. A thread here reads the worker's events into the RunState.
 
     `owner` is any hashable (the app uses the browser session); only the owner may stop a run
     it started (owner=None stops any run: for the CLI, tests and the server itself)."""
 
     def __init__(self, runs_dir="runs", data_dir="data"):
-        self.runs_dir, self.data_dir = runs_dir, data_dir
+        self.runs_dir, self.data_dir = str(runs_dir), str(data_dir)
         self._lock = threading.Lock()
         self._state = None
         self._thread = None
-        self._stop = threading.Event()
+        self._process = None
         self.latest = None  # engine.RunResult of the last finished run: replaced only on success
         self.finished_runs = 0
 
     def start(self, config, owner=None):
         config.validate()
         with self._lock:
-            if self._thread is not None and self._thread.is_alive():
+            if self._state is not None and self._state.state == RUNNING:
                 raise Busy(f"a run is already in progress ({self._state.message}); "
                            "watch it here, or start yours when it finishes")
-            self._stop = threading.Event()
             state = self._state = RunState(config, owner)
-            self._thread = threading.Thread(target=self._work, args=(config, state, self._stop),
+            Path(self.runs_dir).mkdir(parents=True, exist_ok=True)
+            log_file = open(Path(self.runs_dir) / "worker.log", "ab")
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "kdapp.worker"], cwd=PACKAGE_ROOT, stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=log_file, text=True, bufsize=1)
+            log_file.close()
+            job = {"config": config.to_dict(), "runs_dir": str(Path(self.runs_dir).resolve()),
+                   "data_dir": str(Path(self.data_dir).resolve())}
+            self._process.stdin.write(json.dumps(job) + "\n")
+            self._process.stdin.flush()
+            self._thread = threading.Thread(target=self._watch, args=(self._process, state, config),
                                             name=f"kd-run-{state.id}", daemon=True)
             self._thread.start()
         return state.snapshot()
 
-    def _emit(self, state):
-        def emit(event):
+    def _watch(self, process, state, config):
+        # The engine stops itself at the time limit; this is the backstop for a hung worker.
+        killer = threading.Timer(config.time_limit_s + 120, process.kill)
+        killer.start()
+        end = None
+        for line in process.stdout:
+            event = json.loads(line)
+            if event["type"] == "end":
+                end = event
+                break
             with self._lock:
                 state.apply(event)
-        return emit
-
-    def _work(self, config, state, stop):
         try:
-            result = engine.run(config, emit=self._emit(state), should_stop=stop.is_set,
-                                runs_dir=self.runs_dir, data_dir=self.data_dir)
-        except engine.Cancelled as e:
-            self._end(state, CANCELLED, f"cancelled: {e}")
-        except Exception as e:  # the run fails; the process keeps serving
-            log.exception("run %s failed", state.id)
-            self._end(state, FAILED, f"failed: {type(e).__name__}: {e}", error=f"{type(e).__name__}: {e}")
-        else:
+            self._finish(process, state, end)
+        finally:
+            # Reap the worker after the state is final: its interpreter takes a moment to exit.
+            process.wait()
+            killer.cancel()
+
+    def _finish(self, process, state, end):
+        if end is None:
+            process.wait()
+            self._end(state, FAILED, f"failed: the run's process ended unexpectedly (exit code "
+                                     f"{process.returncode})", error=f"exit code {process.returncode}")
+        elif end["state"] == FINISHED:
+            try:
+                result = self._load_result(end)
+            except Exception as e:  # e.g. a checkpoint that did not survive
+                log.exception("run %s: could not load its models", state.id)
+                self._end(state, FAILED, f"failed: could not load the run's models: {e}", error=str(e))
+                return
             with self._lock:
                 self.latest = result
                 self.finished_runs += 1
-                state.metrics = {k: v for k, v in result.metrics.items() if k != "history"}
-                state.warnings.extend(result.warnings)
+                state.metrics = end["metrics"]
+                state.warnings.extend(end["warnings"])
             self._end(state, FINISHED, "finished")
+        else:
+            self._end(state, end["state"], end["message"], error=end.get("error"))
+
+    @staticmethod
+    def _load_result(end):
+        paths = end["paths"]
+        teacher, _ = checkpoints.load(paths["teacher"])
+        student, _ = checkpoints.load(paths["student"])
+        baseline = checkpoints.load(paths["baseline"])[0] if paths.get("baseline") else None
+        return engine.RunResult(end["config"], end["metrics"], teacher, student, baseline, paths, end["warnings"])
 
     def _end(self, state, outcome, message, error=None):
         with self._lock:
@@ -152,15 +192,22 @@ class RunManager:
                 return "no run is in progress"
             if owner is not None and owner != self._state.owner:
                 return "only the visitor who started this run can stop it"
-            self._stop.set()
             self._state.message = f"stopping ({reason})"
             self._state.version += 1
-            thread = self._thread
-        thread.join(timeout=1.0)
-        return "stopped" if not thread.is_alive() else "stopping"
+            process = self._process
+        try:
+            process.stdin.write("stop\n")
+            process.stdin.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            pass  # the worker already ended
+        deadline = time.monotonic() + 1.0
+        while self.busy() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return "stopping" if self.busy() else "stopped"
 
     def busy(self):
-        return self._thread is not None and self._thread.is_alive()
+        with self._lock:
+            return self._state is not None and self._state.state == RUNNING
 
     def version_key(self):
         """(run id, version): changes whenever anything a reader shows changes. Cheap."""
@@ -177,6 +224,7 @@ class RunManager:
         return snap
 
     def wait(self, timeout=None):
+        """Block until the current run has ended (and its worker process exited)."""
         thread = self._thread
         if thread is not None:
             thread.join(timeout)
