@@ -34,8 +34,6 @@ def student_path(directory, arch, kind, data):
 
 
 def save(path, model, arch, config=None, data=None, metrics=None):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "arch": arch,
@@ -45,10 +43,18 @@ def save(path, model, arch, config=None, data=None, metrics=None):
         "metrics": dict(metrics or {}),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+    return atomic_save(payload, path)
+
+
+def atomic_save(obj, path):
+    """torch.save to a temp file in the same directory, fsync, then rename over `path`: a reader
+    (or a crash, or a kill) sees the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
+            torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; a checkpoint is meant to be shared

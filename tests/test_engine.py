@@ -87,3 +87,24 @@ def test_device_override_is_validated():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA"):
             engine.pick_device("cuda")
+
+
+def test_teacher_logits_are_cached_on_disk_for_the_next_process(sample, shipped_teacher, tmp_path, monkeypatch):
+    calls = []
+    real_pass = engine.teacher_pass
+
+    def counting_pass(teacher, x, should_stop=None):
+        calls.append(len(x))
+        return real_pass(teacher, x)
+    monkeypatch.setattr(engine, "teacher_pass", counting_pass)
+    monkeypatch.setattr(engine, "_LOGIT_CACHE", {})
+    key = ("disk", "test")
+    first = engine.cached_teacher_logits(key, shipped_teacher, sample.test_x, cache_dir=tmp_path)
+    monkeypatch.setattr(engine, "_LOGIT_CACHE", {})  # a fresh process
+    second = engine.cached_teacher_logits(key, shipped_teacher, sample.test_x, cache_dir=tmp_path)
+    assert calls == [2000] and torch.equal(first, second)
+    for path in tmp_path.iterdir():
+        path.write_bytes(b"corrupt")
+    monkeypatch.setattr(engine, "_LOGIT_CACHE", {})
+    third = engine.cached_teacher_logits(key, shipped_teacher, sample.test_x, cache_dir=tmp_path)
+    assert calls == [2000, 2000] and torch.equal(first, third)
