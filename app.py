@@ -12,7 +12,9 @@ from kdapp.inference import MAX_SIDE, BlankCanvas, CanvasError
 Image.MAX_IMAGE_PIXELS = MAX_SIDE * MAX_SIDE
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-lab_lib.configure_threads()
+# One torch thread here: batch-1 predictions gain nothing from more, and training runs in its
+# own worker process with all the cores (measured under load: no loss, slightly more req/s).
+lab_lib.configure_threads(int(os.environ.get("KDAPP_THREADS", lab_lib.SERVER_THREADS)))
 lab = lab_lib.Lab(runs_dir=os.environ.get("KDAPP_RUNS_DIR", "runs"),
                   data_dir=os.environ.get("KDAPP_DATA_DIR", "data"))
 
@@ -27,12 +29,14 @@ alone, runs beside it, so the gain from distillation is measured, not assumed.
 """
 
 
-def start(teacher, student, temperature, alpha, epochs, lr, batch_size, train_fraction,
-          feature_loss, feature_weight, data, device, request: gr.Request):
+def start(teacher, student, temperature, alpha, epochs, lr, batch_size, train_fraction, feature_loss,
+          feature_weight, second_teacher, alpha_schedule, alpha_end, clip_grad_norm, data, device,
+          request: gr.Request):
     settings = dict(teacher=teacher, student=student, temperature=temperature, alpha=alpha,
                     epochs=epochs, lr=lr, batch_size=batch_size, train_fraction=train_fraction,
                     feature_loss=feature_loss, feature_weight=feature_weight if feature_loss != "none" else 0.0,
-                    data=data, device=device)
+                    extra_teachers=second_teacher or "", alpha_end=alpha_end if alpha_schedule else None,
+                    clip_grad_norm=clip_grad_norm or None, data=data, device=device)
     started, message = lab.start(settings, owner=request.session_hash)
     return reports.notice(message, ok=started)
 
@@ -116,11 +120,17 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
                     lr = gr.Slider(0.0001, 0.01, value=DEFAULT["lr"], step=0.0001, label="Learning rate (Adam, cosine decay)")
                     train_fraction = gr.Slider(0.05, 1, value=DEFAULT["train_fraction"], step=0.05, label="Train fraction",
                                                info="KD helps most with little data")
-                with gr.Accordion("Feature distillation, data and device", open=False):
+                with gr.Accordion("More methods, data and device", open=False):
                     feature_loss = gr.Radio(["none", "hint", "attention"], value="none", label="Feature loss",
                                             info="hint: FitNets MSE through a learned adapter; "
                                                  "attention: attention transfer (CNNs only)")
                     feature_weight = gr.Slider(0, 1000, value=1, step=0.5, label="Feature loss weight")
+                    second_teacher = gr.Dropdown([("none", "")] + lab.teacher_choices(), value="",
+                                                 label="Second teacher (multi-teacher KD: probabilities averaged)")
+                    with gr.Row():
+                        alpha_schedule = gr.Checkbox(False, label="Linear α schedule")
+                        alpha_end = gr.Slider(0, 1, value=0.3, step=0.05, label="α at the end")
+                    clip_grad_norm = gr.Number(0, minimum=0, label="Gradient-norm clip (0 = off)")
                     data = gr.Dropdown(lab.data_choices(), value="sample", label="Data",
                                        interactive=len(lab.data_choices()) > 1)
                     device = gr.Dropdown(lab.device_choices(), value=lab.device_choices()[0], label="Device",
@@ -152,8 +162,8 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     with gr.Tab("Reproduction"):
         gr.Markdown(reports.reproduction_markdown())
 
-    run_inputs = [teacher, student, temperature, alpha, epochs, lr, batch_size, train_fraction,
-                  feature_loss, feature_weight, data, device]
+    run_inputs = [teacher, student, temperature, alpha, epochs, lr, batch_size, train_fraction, feature_loss,
+                  feature_weight, second_teacher, alpha_schedule, alpha_end, clip_grad_norm, data, device]
     start_btn.click(start, run_inputs, notice, api_visibility="private", concurrency_limit=None)
     stop_btn.click(stop, None, notice, api_visibility="private", concurrency_limit=None)
     timer = gr.Timer(1.0)

@@ -152,11 +152,11 @@ class Lab:
         return table
 
 
-def configure_threads(threads=None):
-    """Intra-op threads for a small shared box: default to the CPUs this process may use.
+SERVER_THREADS = 1  # torch threads of the app's process; runs get all cores in their worker
 
-    More threads than cores only adds contention between the training thread and the
-    request threads."""
+
+def configure_threads(threads=None):
+    """Intra-op torch threads for this process: default to the CPUs it may use."""
     import os
 
     import torch

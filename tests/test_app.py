@@ -57,7 +57,7 @@ def test_refresh_skips_when_nothing_changed():
 
 def test_start_refuses_bad_settings_with_a_message():
     values = dict(app.lab_lib.DEFAULT_RUN)
-    args = [values["teacher"], values["student"], 4.0, 0.7, 5, 0.005, 128, 1.0, "none", 1.0, "sample", "cpu"]
+    args = [values["teacher"], values["student"], 4.0, 0.7, 5, 0.005, 128, 1.0, "none", 1.0, "", False, 0.3, 0, "sample", "cpu"]
     for index, bad in ((2, -1), (3, 2.0), (4, 10**9), (2, float("nan")), (0, "resnet"), (4, "many")):
         wrong = list(args)
         wrong[index] = bad
@@ -67,7 +67,7 @@ def test_start_refuses_bad_settings_with_a_message():
 
 
 def test_a_run_from_the_ui_handlers_finishes_and_updates_the_models():
-    args = ["seed_teacher", "seed_student", 4.0, 0.7, 1, 0.005, 128, 0.1, "none", 1.0, "sample", "cpu"]
+    args = ["seed_teacher", "seed_student", 4.0, 0.7, 1, 0.005, 128, 0.1, "none", 1.0, "", False, 0.3, 0, "sample", "cpu"]
     assert "Started" in app.start(*args, FakeRequest("owner"))
     assert "Busy" in app.start(*args, FakeRequest("someone else"))
     assert "only the visitor" in app.stop(FakeRequest("someone else"))
@@ -121,3 +121,16 @@ def test_predict_api_answers_a_blank_canvas_with_a_hint(client, tmp_path):
     Image.fromarray(np.zeros((280, 280, 4), np.uint8), "RGBA").save(path)
     teacher, student, _, image, note = client.predict(sketch_value(path), api_name="/predict")
     assert teacher.get("label") is None and student.get("label") is None and "Draw a digit" in note
+
+
+def test_a_run_with_every_method_from_the_ui():
+    """Multi-teacher KD, a linear alpha schedule and gradient clipping, as the accordion sets them."""
+    args = ["seed_teacher", "seed_student", 4.0, 0.7, 1, 0.005, 128, 0.1, "hint", 1.0, "lenet5", True, 0.2, 5,
+            "sample", "cpu"]
+    assert "Started" in app.start(*args, FakeRequest("methods"))
+    assert app.lab.runs.wait(180)
+    snap = app.lab.runs.snapshot()
+    assert snap["state"] == "finished", snap["message"]
+    cfg = snap["config"]
+    assert cfg["extra_teachers"] == ["lenet5"] and cfg["alpha_end"] == 0.2 and cfg["clip_grad_norm"] == 5
+    assert cfg["feature_loss"] == "hint" and any(v is not None for v in snap["curves"]["feature"])

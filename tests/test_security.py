@@ -97,7 +97,7 @@ def test_uploads_are_capped(app_url):
     assert upload(app_url, content).status_code == 413
 
 
-GOOD = ["seed_teacher", "seed_student", 4.0, 0.7, 1, 0.005, 128, 0.1, "none", 1.0, "sample", "cpu"]
+GOOD = ["seed_teacher", "seed_student", 4.0, 0.7, 1, 0.005, 128, 0.1, "none", 1.0, "", False, 0.3, 0, "sample", "cpu"]
 
 
 def call(url, name, data):
@@ -112,7 +112,8 @@ def call(url, name, data):
 
 
 @pytest.mark.parametrize("index,bad", [(2, 0), (2, -1), (3, -0.5), (3, 1.5), (4, 10**9), (2, "NaN"),
-                                       (5, "inf"), (4, "many"), (0, "resnet152"), (1, "../../etc")])
+                                       (5, "inf"), (4, "many"), (0, "resnet152"), (1, "../../etc"),
+                                       (10, "resnet152"), (13, -1), (13, "x")])
 def test_a_script_calling_start_directly_is_validated_like_the_ui(app_url, index, bad):
     """Any event the page can trigger, a script can too (the browser is an HTTP client), so the
     server validates every hyperparameter itself, with the UI's messages and caps."""
