@@ -107,7 +107,6 @@ class RunManager:
         self._thread = None
         self._process = None
         self.latest = None  # engine.RunResult of the last finished run: replaced only on success
-        self.finished_runs = 0
 
     def start(self, config, owner=None):
         config.validate()
@@ -164,7 +163,6 @@ class RunManager:
                 return
             with self._lock:
                 self.latest = result
-                self.finished_runs += 1
                 state.metrics = end["metrics"]
                 state.warnings.extend(end["warnings"])
             self._end(state, FINISHED, "finished")

@@ -6,8 +6,7 @@ import pytest
 from PIL import Image
 
 import app
-from kdapp import bench, plots
-from kdapp.inference import CanvasError
+from kdapp import bench
 
 
 class FakeRequest:
