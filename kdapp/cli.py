@@ -2,6 +2,7 @@
 import argparse
 import json
 import logging
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -111,12 +112,12 @@ def cmd_distill(args):
     result = engine.run(config, emit=bars, runs_dir=args.runs_dir, data_dir=args.data_dir)
     bars.close()
     m = result.metrics
-    if args.out:
-        for kind, model in (("kd", result.student), ("baseline", result.baseline)):
-            if model is not None:
+    if args.out:  # engine.run has saved the students under runs/latest: copy, don't re-serialise
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        for kind, role in (("kd", "student"), ("baseline", "baseline")):
+            if role in result.paths:
                 path = checkpoints.student_path(args.out, config.student, kind, m["data"])
-                summary = {k: v for k, v in m.items() if k != "history"}
-                checkpoints.save(path, model, config.student, config.to_dict(), m["data"], summary)
+                shutil.copyfile(result.paths[role], path)
                 print(f"saved {path}", file=sys.stderr)
     gain = "" if m["baseline_acc"] is None else f", KD gain {100 * (m['student_acc'] - m['baseline_acc']):+.2f} pts"
     print(f"teacher {m['teacher_acc']:.2%} | KD student {m['student_acc']:.2%} | baseline "
@@ -137,7 +138,7 @@ def main(argv=None):
     p = sub.add_parser("distill", help="distill a student (and train its baseline) from a teacher")
     add_run_options(p)
     p.add_argument("--out", default=None, help="also save the students into this directory")
-    p.add_argument("--runs-dir", default="runs", help="where trained teachers and the latest run go")
+    p.add_argument("--runs-dir", default="runs", help="where trained teachers, the logit cache and the latest run go")
     p.set_defaults(func=cmd_distill)
     from kdapp import bench, loadtest, reproduce  # their heavy imports (gradio, clients) are lazy
     bench.add_parser(sub)
