@@ -131,10 +131,11 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
                         alpha_schedule = gr.Checkbox(False, label="Linear α schedule")
                         alpha_end = gr.Slider(0, 1, value=0.3, step=0.05, label="α at the end")
                     clip_grad_norm = gr.Number(0, minimum=0, label="Gradient-norm clip (0 = off)")
-                    data = gr.Dropdown(lab.data_choices(), value="sample", label="Data",
-                                       interactive=len(lab.data_choices()) > 1)
-                    device = gr.Dropdown(lab.device_choices(), value=lab.device_choices()[0], label="Device",
-                                         interactive=len(lab.device_choices()) > 1)
+                    data_choices, device_choices = lab.data_choices(), lab.device_choices()
+                    data = gr.Dropdown(data_choices, value="sample", label="Data",
+                                       interactive=len(data_choices) > 1)
+                    device = gr.Dropdown(device_choices, value=device_choices[0], label="Device",
+                                         interactive=len(device_choices) > 1)
                 with gr.Row():
                     start_btn = gr.Button("Start distillation", variant="primary", elem_id="start")
                     stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")

@@ -6,10 +6,8 @@ absolute numbers do not.
 """
 import argparse
 import json
-import math
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -21,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from kdapp import checkpoints, data as data_lib, engine
+from kdapp import checkpoints, data as data_lib, engine, inference
 from kdapp.config import RunConfig
 from kdapp.drawing import redraw
 from kdapp.models import build
@@ -122,12 +120,7 @@ def predict_latency(lab, canvases):
         start = time.perf_counter()
         lab.predict(canvas, 4.0)
         times.append((time.perf_counter() - start) * 1000)
-    return _percentiles(times)
-
-
-def _percentiles(times):
-    times = sorted(times)
-    return statistics.median(times), times[min(len(times) - 1, math.ceil(0.95 * len(times)) - 1)]
+    return inference.percentiles(times)
 
 
 def redrawn_canvases(count, seed=0):
@@ -154,28 +147,40 @@ def free_port():
         return s.getsockname()[1]
 
 
+def start_app(runs_dir, port=None, log=subprocess.DEVNULL):
+    """`python app.py` as its own process on a free local port. Returns (process, url)."""
+    port = port or free_port()
+    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1",
+               GRADIO_ANALYTICS_ENABLED="False", KDAPP_RUNS_DIR=str(runs_dir))
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=log)
+    return process, f"http://127.0.0.1:{port}/"
+
+
+def wait_for_http(url, process, timeout=60):
+    """Poll `url` until it answers 200; raise if `process` exits first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)
+        if process.poll() is not None:
+            raise RuntimeError("app.py exited during start-up")
+    raise RuntimeError(f"app.py did not answer within {timeout} s")
+
+
 def cold_start(timeout=60):
     """Seconds from `python app.py` to the first HTTP 200 on its page."""
-    port = free_port()
-    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1",
-               GRADIO_ANALYTICS_ENABLED="False", KDAPP_RUNS_DIR=str(ROOT / "runs" / "bench"))
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process, url = start_app(ROOT / "runs" / "bench")
     try:
-        while time.perf_counter() - start < timeout:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as r:
-                    if r.status == 200:
-                        return time.perf_counter() - start
-            except OSError:
-                time.sleep(0.05)
-            if proc.poll() is not None:
-                raise RuntimeError("app.py exited during start-up")
-        raise RuntimeError(f"app.py did not answer within {timeout} s")
+        wait_for_http(url, process, timeout)
+        return time.perf_counter() - start
     finally:
-        proc.terminate()
-        proc.wait(10)
+        process.terminate()
+        process.wait(10)
 
 
 # ---- (e) the default UI run ----

@@ -5,6 +5,7 @@ anti-aliased grey levels) and then placed in 28x28 so that their centre of mass 
 centre (LeCun et al.). Doing the same to a drawing is what makes a 99% model read it well.
 """
 import io
+import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -152,5 +153,10 @@ def latency_ms(model, repeats=200, warmup=20):
         start = time.perf_counter()
         model(x)
         times.append((time.perf_counter() - start) * 1000)
-    times.sort()
-    return statistics.median(times), times[int(0.95 * (len(times) - 1))]
+    return percentiles(times)
+
+
+def percentiles(times):
+    """(median, p95) of a list of durations; p95 by the nearest-rank method."""
+    times = sorted(times)
+    return statistics.median(times), times[max(0, math.ceil(0.95 * len(times)) - 1)]

@@ -6,15 +6,11 @@ over raw HTTP with re-drawn held-out digits, each client starting at a different
 Reports latency percentiles, how many answers were right, and whether training kept
 progressing: its steps/s under load against the same run's steps/s just before.
 """
+import io
 import json
-import os
 import re
-import statistics
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,25 +51,16 @@ def run_loadtest(clients=20, seconds=20.0, port=None):
     import httpx
     from PIL import Image
 
-    from kdapp.bench import free_port, redrawn_canvases
-    port = port or free_port()
-    url = f"http://127.0.0.1:{port}/"
-    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1",
-               GRADIO_ANALYTICS_ENABLED="False", KDAPP_RUNS_DIR=str(ROOT / "runs" / "loadtest"))
-    server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    from kdapp.bench import redrawn_canvases, start_app, wait_for_http
+    from kdapp.inference import percentiles
+    server, url = start_app(ROOT / "runs" / "loadtest", port)
     try:
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(url, timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_for_http(url, server)
         canvases, labels = redrawn_canvases(100, seed=3)
         paths = []
         with httpx.Client(base_url=url, timeout=60) as http:
             for i, canvas in enumerate(canvases):
-                buffer = __import__("io").BytesIO()
+                buffer = io.BytesIO()
                 Image.fromarray(canvas, "RGBA").save(buffer, format="PNG")
                 r = http.post("gradio_api/upload", files={"files": (f"{i}.png", buffer.getvalue(), "image/png")})
                 paths.append(r.json()[0])
@@ -102,10 +89,11 @@ def run_loadtest(clients=20, seconds=20.0, port=None):
     finally:
         server.terminate()
         server.wait(10)
+    p50, p95 = percentiles([r[0] for r in results if r[1] is not None])
     latencies = sorted(r[0] for r in results if r[1] is not None)
     return {"clients": clients, "seconds": seconds, "requests": len(results),
-            "errors": sum(r[1] is None for r in results), "correct": sum(r[1] is True for r in results), "predict_p50_ms": statistics.median(latencies),
-            "predict_p95_ms": latencies[int(0.95 * (len(latencies) - 1))], "predict_max_ms": latencies[-1],
+            "errors": sum(r[1] is None for r in results), "correct": sum(r[1] is True for r in results), "predict_p50_ms": p50,
+            "predict_p95_ms": p95, "predict_max_ms": latencies[-1],
             "requests_per_s": len(results) / seconds, "train_steps_per_s_alone": alone,
             "train_steps_per_s_under_load": loaded, "training_ratio": loaded / alone if alone else None,
             "run_still_running_after_load": still_running}

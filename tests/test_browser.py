@@ -6,15 +6,11 @@ Screenshots of the key states go to artifacts/ (the README shows them).
 import os
 import re
 import shutil
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from kdapp.bench import free_port
+from kdapp.bench import start_app, wait_for_http
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"
@@ -34,20 +30,9 @@ def require(condition, reason):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    port = free_port()
-    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1",
-               GRADIO_ANALYTICS_ENABLED="False", KDAPP_RUNS_DIR=str(tmp_path_factory.mktemp("runs")))
     log = open(tmp_path_factory.mktemp("log") / "app.log", "w")
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            break
-        except OSError:
-            assert proc.poll() is None, "app.py exited during start-up"
-            time.sleep(0.2)
+    proc, url = start_app(tmp_path_factory.mktemp("runs"), log=log)
+    wait_for_http(url, proc)
     yield url
     proc.terminate()
     proc.wait(10)
