@@ -1,11 +1,13 @@
 """kdapp: a knowledge-distillation lab. UI only; every computation comes from kdapp.lab."""
 import logging
 import os
+import secrets
 
 import gradio as gr
 from PIL import Image
 
 from kdapp import lab as lab_lib, plots, reports
+from kdapp.config import DEFAULTS, RANGES
 from kdapp.inference import MAX_SIDE, BlankCanvas, CanvasError
 
 # Decompression bombs: a tiny PNG can claim 20000x20000 pixels. Refuse past ~2x our largest canvas.
@@ -13,13 +15,14 @@ Image.MAX_IMAGE_PIXELS = MAX_SIDE * MAX_SIDE
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 # One torch thread here: batch-1 predictions gain nothing from more, and training runs in its
-# own worker process with all the cores (measured under load: no loss, slightly more req/s).
+# own worker processes with all the cores (measured under load: no loss, slightly more req/s).
 lab_lib.configure_threads(int(os.environ.get("KDAPP_THREADS", lab_lib.SERVER_THREADS)))
-lab = lab_lib.Lab(runs_dir=os.environ.get("KDAPP_RUNS_DIR", "runs"),
-                  data_dir=os.environ.get("KDAPP_DATA_DIR", "data"))
+lab = lab_lib.Lab(runs_dir=os.environ.get("KDAPP_RUNS_DIR", "runs"), data_dir=os.environ.get("KDAPP_DATA_DIR", "data"),
+                  workers=int(os.environ.get("KDAPP_WORKERS", 1)),
+                  keep_checkpoints=int(os.environ.get("KDAPP_KEEP_CHECKPOINTS", 100)))
 
-DEFAULT = lab_lib.DEFAULT_RUN
 CANVAS = 280  # px; 10x MNIST, so a stroke of ~20 px matches MNIST's pen width after scaling
+DRAW_HINT = reports.hint("Draw a digit (0–9) on the canvas.")
 INTRO = """# Knowledge distillation lab
 A big **teacher** network teaches a small **student** with its *soft* predictions: its full
 softmax at a raised temperature **T**, not just the right label. Pick the two networks, set
@@ -29,32 +32,114 @@ alone, runs beside it, so the gain from distillation is measured, not assumed.
 """
 
 
-def start(teacher, student, temperature, alpha, epochs, lr, batch_size, train_fraction, feature_loss,
-          feature_weight, second_teacher, alpha_schedule, alpha_end, clip_grad_norm, data, device,
-          request: gr.Request):
-    settings = dict(teacher=teacher, student=student, temperature=temperature, alpha=alpha,
-                    epochs=epochs, lr=lr, batch_size=batch_size, train_fraction=train_fraction,
-                    feature_loss=feature_loss, feature_weight=feature_weight if feature_loss != "none" else 0.0,
-                    extra_teachers=second_teacher or "", alpha_end=alpha_end if alpha_schedule else None,
-                    clip_grad_norm=clip_grad_norm or None, data=data, device=device)
-    started, message = lab.start(settings, owner=request.session_hash)
-    return reports.notice(message, ok=started)
+def slider(name, label, info=None, high=None):
+    """A slider whose range, step and default come from kdapp.config: the one home of settings."""
+    r = RANGES[name]
+    return gr.Slider(r.low, high or lab.limit(name), value=getattr(DEFAULTS, name), step=r.step, label=label,
+                     info=info, elem_id=f"control-{name}")
 
 
-def stop(request: gr.Request):
-    return reports.notice(lab.stop(owner=request.session_hash))
+# ---- handlers: thin, by name ----
+def settings_from(values):
+    """The controls' values (in CONTROLS order) -> loose settings for the lab. The UI's own
+    conventions live here: an unticked schedule, a clip of 0 and no second teacher mean "off"."""
+    v = dict(zip(CONTROLS, values))
+    return dict(teacher=v["teacher"], student=v["student"], temperature=v["temperature"], alpha=v["alpha"],
+                epochs=v["epochs"], lr=v["lr"], batch_size=v["batch_size"], train_fraction=v["train_fraction"],
+                feature_loss=v["feature_loss"], feature_weight=v["feature_weight"],
+                extra_teachers=v["second_teacher"] or "", alpha_end=v["alpha_end"] if v["alpha_schedule"] else None,
+                clip_grad_norm=None if v["clip_grad_norm"] in (0, None, "") else v["clip_grad_norm"],
+                data=v["data"], device=v["device"])
 
 
-def refresh(last_key, request: gr.Request):
-    """Timer tick: redraw only when the run changed (gr.Plot rebuilds on every new value)."""
-    key = lab.runs.version_key()
-    if key == last_key:
-        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), last_key
-    snap = lab.runs.snapshot()
-    table = lab.comparison() if snap and snap["state"] == "finished" else None
-    mine = bool(snap) and snap["owner"] == request.session_hash
-    return (reports.status(snap, mine), plots.loss_figure(snap), plots.accuracy_figure(snap),
-            reports.comparison_table(table), gr.update(interactive=not lab.runs.busy() or mine), key)
+def inputs_for(**settings):
+    """The controls' values in CONTROLS order, defaults unless named: for tests and scripts that
+    call the start event as the page does."""
+    unknown = set(settings) - set(CONTROLS)
+    if unknown:
+        raise ValueError(f"no controls named {', '.join(sorted(unknown))}")
+    return [settings.get(name, control.value) for name, control in CONTROLS.items()]
+
+
+def start(owner, *values):
+    """Queue a run; the Distill tab then follows it, and the notice lasts until it ends."""
+    record, message = lab.start(settings_from(values), owner)
+    if record is None:
+        return reports.notice(message, ok=False), gr.skip(), None
+    return reports.notice(message), record["id"], record["id"]
+
+
+def sweep(name):
+    def handler(owner, *values):
+        records, message = lab.sweep(settings_from(values), owner, name)
+        return reports.notice(message, ok=bool(records))
+    return handler
+
+
+def stop(owner, view):
+    """Stop the visitor's run on show if it is theirs, else their oldest queued or running run."""
+    mine = [r for r in lab.active(owner) if r["mine"]]
+    target = next((r["id"] for r in mine if r["id"] == view), mine[0]["id"] if mine else None)
+    if target is None:
+        return reports.notice("You have no run queued or running.")
+    return reports.notice(lab.cancel(target, owner))
+
+
+def shown_run(view, owner):
+    """The run the Distill tab shows: the one a link or the Runs tab chose, else the visitor's own
+    active run, else the one training now, else the newest finished run."""
+    if view:
+        return lab.run(view)
+    active = lab.active(owner)
+    mine = [r for r in active if r["mine"]]
+    running = [r for r in active if r["position"] == 0]
+    pick = (mine or running or [None])[0]
+    return pick or lab.latest_finished()
+
+
+def refresh(last, view, owner, models_value, follow, notice_for):
+    """Timer tick: redraw only what changed (gr.Plot rebuilds its figure on every new value)."""
+    key = (lab.version(), view, owner, models_value, follow, notice_for)
+    if last and last["key"] == key:
+        return [gr.skip()] * 10 + [last]
+    run, active = shown_run(view, owner), lab.active(owner)
+    mine = bool(run) and lab.owns(run["id"], owner)
+    table = lab.comparison(run["id"]) if run and run["state"] == "finished" else None
+    newest = lab.latest_finished()
+    # The drawing follows the visitor's own newest finished run until they pick models themselves.
+    choices = lab.drawing_choices()
+    wanted = lab.default_models(owner) if follow else models_value
+    models = gr.skip()
+    if wanted != models_value or not last or last["choices"] != choices:
+        models = gr.update(choices=choices, value=wanted)
+    # A "started"/"queued" notice is about one run: clear it once that run has ended.
+    notice, notice_for = gr.skip(), notice_for
+    if notice_for and not any(r["id"] == notice_for for r in active):
+        notice, notice_for = "", None
+    return (reports.status(run, mine, newest if run and newest and run["id"] != newest["id"] else None),
+            reports.queue(active), plots.loss_figure(run), plots.accuracy_figure(run), reports.comparison_table(table),
+            gr.update(interactive=any(r["mine"] for r in active)), models,
+            reports.run_link(run["id"]) if run else "", notice, notice_for, {"key": key, "choices": choices})
+
+
+def on_load(owner, request: gr.Request):
+    """A new page: give the browser an owner token once, and apply the link's parameters."""
+    owner = owner or secrets.token_urlsafe(16)
+    params = dict(request.query_params) if request else {}
+    settings, ignored = lab.settings_from_url(params)
+    run_id = params.get("run")
+    notes, view = [], None
+    if run_id is not None:
+        if lab.run(run_id) is None:
+            notes.append(f"There is no run {run_id!r}; showing the lab as it is.")
+        else:
+            view = run_id
+    if ignored:
+        notes.append(f"Ignored from the link (unknown or out of range): {', '.join(ignored)}.")
+    updates = [gr.update(value=settings[name]) if name in settings else gr.skip() for name in CONTROLS]
+    models = view if view and lab.run(view)["has_checkpoints"] else lab.default_models(owner)
+    return [owner, view, reports.notice(" ".join(notes)) if notes else "",
+            gr.update(choices=lab.drawing_choices(), value=models), *updates]
 
 
 class Sketchpad(gr.Sketchpad):
@@ -72,15 +157,15 @@ class Sketchpad(gr.Sketchpad):
             return {"unreadable": f"{type(e).__name__}: {e}"}
 
 
-def predict(sketch, temperature=4.0):
-    """Teacher and student on a drawing: top-3 labels, both softmaxes at T=1 and T, the 28x28 input."""
+def predict(sketch, temperature=DEFAULTS.temperature, models=lab_lib.SHIPPED):
+    """Teacher and student on a drawing: top-3 labels, softmaxes at T=1 and T, the 28x28 input."""
     try:
         if isinstance(sketch, dict) and "unreadable" in sketch:
             raise CanvasError(f"{sketch['unreadable']}; send a PNG or JPEG of at most "
                               f"{MAX_SIDE}x{MAX_SIDE} pixels")
-        result = lab.predict(sketch, temperature)
+        result = lab.predict(sketch, temperature, models or lab_lib.SHIPPED)
     except BlankCanvas:
-        return None, None, plots.distribution_figure(None), None, reports.hint("Draw a digit (0–9) on the canvas.")
+        return None, None, plots.distribution_figure(None), None, DRAW_HINT
     except CanvasError as e:
         return None, None, plots.distribution_figure(None), None, reports.hint(f"Could not read that image: {e}")
     return (reports.top_labels(result["teacher"]["p1"]), reports.top_labels(result["student"]["p1"]),
@@ -88,101 +173,197 @@ def predict(sketch, temperature=4.0):
 
 
 def clear():
-    return None, None, None, plots.distribution_figure(None), None, reports.hint("Draw a digit (0–9) on the canvas.")
+    return None, None, None, plots.distribution_figure(None), None, DRAW_HINT
+
+
+# ---- the Runs tab ----
+def runs_table(pair):
+    teacher, student = (pair.split(" → ") + [None])[:2] if pair and pair != "all" else (None, None)
+    records = lab.runs(teacher, student)
+    pairs = ["all"] + sorted({f"{r['config']['teacher']} → {r['config']['student']}" for r in lab.runs()})
+    return reports.runs_rows(records), gr.update(choices=pairs), gr.update(choices=[r["id"] for r in records])
+
+
+def compare(selected, pair):
+    records = [r for r in (lab.run(i) for i in (selected or [])[:4]) if r]
+    group = [r for r in lab.runs() if r["state"] == "finished"]
+    if records:
+        c = records[0]["config"]
+        group = [r for r in group if r["config"]["teacher"] == c["teacher"] and r["config"]["student"] == c["student"]
+                 and r["config"]["data"] == c["data"] and r["config"]["train_fraction"] == c["train_fraction"]]
+    return (plots.compare_figure(records), reports.config_diff(records), plots.gain_map(group),
+            reports.run_link(records[0]["id"]) if records else "")
+
+
+def downloads(selected):
+    files, notes = [], []
+    for run_id in (selected or [])[:1]:
+        for kind in ("pt", "onnx"):
+            try:
+                files.append(str(lab.export(run_id, kind)))
+            except (LookupError, OSError, RuntimeError) as e:
+                notes.append(str(e))
+    return files or None, reports.notice(" ".join(notes) or ("Select a finished run first." if not files else ""))
+
+
+def open_run(selected):
+    return (selected or [None])[0], gr.Tabs(selected="distill")
+
+
+def api_runs() -> list[dict]:
+    """Every run as JSON: id, state, config, metrics, created time (owners are never included)."""
+    return [{k: r[k] for k in ("id", "state", "config", "metrics", "created", "started", "ended", "data", "device")}
+            for r in lab.runs()]
 
 
 CSS = """
-#digit-28 img { image-rendering: pixelated; }
+#digit-28 img { image-rendering: pixelated; width: 168px !important; height: 168px !important; object-fit: contain; }
+#digit-28 { min-width: 180px; }
 #status { min-height: 3em; }
+#comparison table, #queue table { word-break: normal; overflow-wrap: normal; }
+#comparison th, #comparison td { white-space: nowrap; }
+#comparison { overflow-x: auto; }
+@media (max-width: 600px) { #comparison th, #comparison td { white-space: normal; } }
 """
 # Gradio 6's Sketchpad starts with no tool selected (it says "select the draw tool to start"),
-# so a visitor's first stroke would do nothing: click its Brush button for them.
+# and so does one reset from the server or by its own trash button: select the brush for the visitor.
 SELECT_BRUSH = """() => { const pick = () => { const b = document.querySelector('#sketch button[aria-label="Brush"]');
   if (b) { b.click(); return true; } return false; };
   if (!pick()) { let n = 0; const t = setInterval(() => { if (pick() || ++n > 50) clearInterval(t); }, 100); } }"""
 
 with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     gr.Markdown(INTRO)
-    last_key = gr.State(None)
-    with gr.Tab("Distill"):
-        with gr.Row():
-            with gr.Column(scale=2, min_width=320):
-                teacher = gr.Dropdown(lab.teacher_choices(), value=DEFAULT["teacher"], label="Teacher")
-                student = gr.Dropdown(lab.architecture_choices(), value=DEFAULT["student"], label="Student")
-                temperature = gr.Slider(1, 20, value=DEFAULT["temperature"], step=0.5, label="Temperature T",
-                                        info="softens the teacher's softmax; 3–5 works best on MNIST")
-                alpha = gr.Slider(0, 1, value=DEFAULT["alpha"], step=0.05, label="α: weight of the soft targets",
-                                  info="0 = labels only (no KD), 1 = teacher only")
-                with gr.Row():
-                    epochs = gr.Slider(1, lab.limits["epochs"], value=DEFAULT["epochs"], step=1, label="Epochs")
-                    batch_size = gr.Slider(16, 512, value=DEFAULT["batch_size"], step=16, label="Batch size")
-                with gr.Row():
-                    lr = gr.Slider(0.0001, 0.01, value=DEFAULT["lr"], step=0.0001, label="Learning rate (Adam, cosine decay)")
-                    train_fraction = gr.Slider(0.05, 1, value=DEFAULT["train_fraction"], step=0.05, label="Train fraction",
-                                               info="KD helps most with little data")
-                with gr.Accordion("More methods, data and device", open=False):
-                    feature_loss = gr.Radio(["none", "hint", "attention"], value="none", label="Feature loss",
-                                            info="hint: FitNets MSE through a learned adapter; "
-                                                 "attention: attention transfer (CNNs only)")
-                    feature_weight = gr.Slider(0, 1000, value=1, step=0.5, label="Feature loss weight")
-                    second_teacher = gr.Dropdown([("none", "")] + lab.teacher_choices(), value="",
-                                                 label="Second teacher (multi-teacher KD: probabilities averaged)")
+    owner = gr.BrowserState(None, storage_key="kdapp-owner")  # survives reloads and tabs; never shown
+    view = gr.State(None)         # run id chosen by Start, a link or the Runs tab; None = follow the lab
+    notice_for = gr.State(None)   # the run the notice speaks of
+    follow = gr.State(True)       # the drawing follows the visitor's newest run until they pick models
+    last = gr.State(None)
+    # The drawing's models as session state, not an API input: /predict keeps (sketch, T).
+    drawing_models = gr.State(lab_lib.SHIPPED)
+    with gr.Tabs() as tabs:
+        with gr.Tab("Distill", id="distill"):
+            with gr.Row():
+                with gr.Column(scale=2, min_width=320):
+                    teacher_choices = lab.teacher_choices()
+                    CONTROLS = {
+                        "teacher": gr.Dropdown(teacher_choices, value=DEFAULTS.teacher, label="Teacher"),
+                        "student": gr.Dropdown(lab.student_choices(), value=DEFAULTS.student, label="Student"),
+                        "temperature": slider("temperature", "Temperature T",
+                                              "softens the teacher's softmax; 3–5 works best on MNIST"),
+                        "alpha": slider("alpha", "α: weight of the soft targets", "0 = labels only (no KD), 1 = teacher only"),
+                    }
                     with gr.Row():
-                        alpha_schedule = gr.Checkbox(False, label="Linear α schedule")
-                        alpha_end = gr.Slider(0, 1, value=0.3, step=0.05, label="α at the end")
-                    clip_grad_norm = gr.Number(0, minimum=0, label="Gradient-norm clip (0 = off)")
-                    data_choices, device_choices = lab.data_choices(), lab.device_choices()
-                    data = gr.Dropdown(data_choices, value="sample", label="Data",
-                                       interactive=len(data_choices) > 1)
-                    device = gr.Dropdown(device_choices, value=device_choices[0], label="Device",
-                                         interactive=len(device_choices) > 1)
-                with gr.Row():
-                    start_btn = gr.Button("Start distillation", variant="primary", elem_id="start")
-                    stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
-                notice = gr.Markdown(elem_id="notice")
-            with gr.Column(scale=3):
-                status = gr.Markdown(reports.status(None, False), elem_id="status")
-                loss_plot = gr.Plot(plots.loss_figure(None), elem_id="loss-plot", show_label=False)
-                acc_plot = gr.Plot(plots.accuracy_figure(None), elem_id="acc-plot", show_label=False)
-                table = gr.Markdown(reports.comparison_table(None), elem_id="comparison")
-        gr.Markdown("## Draw a digit and compare")
-        with gr.Row():
-            with gr.Column(scale=2, min_width=300):
-                sketch = Sketchpad(label="Draw a digit", elem_id="sketch", type="numpy", image_mode="RGBA",
-                                      canvas_size=(CANVAS, CANVAS), brush=gr.Brush(colors=["#000000"],
-                                      color_mode="fixed", default_size=9), layers=False, transforms=())
-                clear_btn = gr.Button("Clear", elem_id="clear")
-            with gr.Column(scale=3):
-                with gr.Row():
-                    teacher_pred = gr.Label(num_top_classes=3, label="Teacher", elem_id="teacher-pred")
-                    student_pred = gr.Label(num_top_classes=3, label="Student", elem_id="student-pred")
-                    digit28 = gr.Image(label="What the models see (28×28)", elem_id="digit-28",
-                                       interactive=False, height=140, width=140, buttons=[])
-                dist_plot = gr.Plot(plots.distribution_figure(None), elem_id="dist-plot", show_label=False)
-                draw_note = gr.Markdown(reports.hint("Draw a digit (0–9) on the canvas."), elem_id="draw-note")
-    with gr.Tab("Reproduction"):
-        gr.Markdown(reports.reproduction_markdown())
+                        CONTROLS["epochs"] = slider("epochs", "Epochs")
+                        CONTROLS["batch_size"] = slider("batch_size", "Batch size", high=512)
+                    with gr.Row():
+                        CONTROLS["lr"] = slider("lr", "Learning rate (Adam, cosine decay)")
+                        CONTROLS["train_fraction"] = slider("train_fraction", "Train fraction",
+                                                            "KD helps most with little data")
+                    with gr.Accordion("More methods, data and device", open=False):
+                        CONTROLS["feature_loss"] = gr.Radio(
+                            ["none", "hint", "attention"], value=DEFAULTS.feature_loss, label="Feature loss",
+                            info="hint: FitNets MSE through a learned adapter; attention: attention transfer "
+                                 "(CNNs only: seed_teacher, seed_student, lenet5)")
+                        CONTROLS["feature_weight"] = slider("feature_weight", "Feature loss weight")
+                        CONTROLS["second_teacher"] = gr.Dropdown(
+                            [("none", "")] + teacher_choices, value="",
+                            label="Second teacher (multi-teacher KD: probabilities averaged)")
+                        with gr.Row():
+                            CONTROLS["alpha_schedule"] = gr.Checkbox(False, label="Linear α schedule")
+                            CONTROLS["alpha_end"] = gr.Slider(0, 1, value=0.3, step=RANGES["alpha_end"].step,
+                                                              label="α at the end")
+                        CONTROLS["clip_grad_norm"] = gr.Number(0, label="Gradient-norm clip (0 = off)")
+                        data_choices, device_choices = lab.data_choices(), lab.device_choices()
+                        CONTROLS["data"] = gr.Dropdown(data_choices, value=DEFAULTS.data, label="Data",
+                                                       interactive=len(data_choices) > 1)
+                        CONTROLS["device"] = gr.Dropdown(device_choices, value=device_choices[0], label="Device",
+                                                         interactive=len(device_choices) > 1)
+                    with gr.Row():
+                        start_btn = gr.Button("Start distillation", variant="primary", elem_id="start")
+                        stop_btn = gr.Button("Stop my run", variant="stop", elem_id="stop", interactive=False)
+                    with gr.Row():
+                        sweep_t_btn = gr.Button("Sweep T (1, 2, 4, 8, 16)", size="sm", elem_id="sweep-t")
+                        sweep_a_btn = gr.Button("Sweep α (0.1 … 0.9)", size="sm", elem_id="sweep-alpha")
+                    notice = gr.Markdown(elem_id="notice")
+                    queue_md = gr.Markdown(elem_id="queue")
+                with gr.Column(scale=3):
+                    status = gr.Markdown(reports.status(None, False), elem_id="status")
+                    link_md = gr.Markdown(elem_id="status-link")
+                    loss_plot = gr.Plot(plots.loss_figure(None), elem_id="loss-plot", show_label=False)
+                    acc_plot = gr.Plot(plots.accuracy_figure(None), elem_id="acc-plot", show_label=False)
+                    table = gr.Markdown(reports.comparison_table(None), elem_id="comparison")
+            gr.Markdown("## Draw a digit and compare")
+            with gr.Row():
+                with gr.Column(scale=2, min_width=300):
+                    sketch = Sketchpad(label="Draw a digit", elem_id="sketch", type="numpy", image_mode="RGBA",
+                                       canvas_size=(CANVAS, CANVAS), brush=gr.Brush(colors=["#000000"],
+                                       color_mode="fixed", default_size=9), layers=False, transforms=())
+                    clear_btn = gr.Button("Clear", elem_id="clear")
+                    models_dd = gr.Dropdown(lab.drawing_choices(), value=lab_lib.SHIPPED, label="Models for the drawing",
+                                            elem_id="drawing-models", info="the shipped ones, or any finished run's")
+                with gr.Column(scale=3):
+                    with gr.Row():
+                        teacher_pred = gr.Label(num_top_classes=3, label="Teacher", elem_id="teacher-pred")
+                        student_pred = gr.Label(num_top_classes=3, label="Student", elem_id="student-pred")
+                        digit28 = gr.Image(label="What the models see (28×28)", elem_id="digit-28", interactive=False,
+                                           height=190, width=190, buttons=[])
+                    dist_plot = gr.Plot(plots.distribution_figure(None), elem_id="dist-plot", show_label=False)
+                    draw_note = gr.Markdown(DRAW_HINT, elem_id="draw-note")
+        with gr.Tab("Runs", id="runs-tab"):
+            with gr.Row():
+                pair_dd = gr.Dropdown(["all"], value="all", label="Teacher → student", elem_id="runs-filter")
+                refresh_runs_btn = gr.Button("Refresh", size="sm")
+            runs_df = gr.Dataframe(reports.runs_rows([]), elem_id="runs", interactive=False, wrap=False)
+            selected = gr.Dropdown([], multiselect=True, max_choices=4, label="Select up to 4 runs to compare",
+                                   elem_id="runs-select")
+            with gr.Row():
+                open_btn = gr.Button("Show the first in the Distill tab", size="sm")
+                download_btn = gr.Button("Download the first run's student (.pt and .onnx)", size="sm")
+            run_link = gr.Markdown(elem_id="run-link")
+            files = gr.File(label="Student files", file_count="multiple", elem_id="downloads")
+            runs_note = gr.Markdown()
+            compare_plot = gr.Plot(plots.compare_figure([]), elem_id="runs-compare", show_label=False)
+            diff_md = gr.Markdown(elem_id="runs-diff")
+            gain_plot = gr.Plot(plots.gain_map([]), elem_id="gain-map", show_label=False)
+        with gr.Tab("Reproduction"):
+            gr.Markdown(reports.reproduction_markdown())
 
-    run_inputs = [teacher, student, temperature, alpha, epochs, lr, batch_size, train_fraction, feature_loss,
-                  feature_weight, second_teacher, alpha_schedule, alpha_end, clip_grad_norm, data, device]
-    start_btn.click(start, run_inputs, notice, api_visibility="private", concurrency_limit=None)
-    stop_btn.click(stop, None, notice, api_visibility="private", concurrency_limit=None)
+    controls = list(CONTROLS.values())
+    private = dict(api_visibility="private", show_progress="hidden")
+    start_btn.click(start, [owner, *controls], [notice, view, notice_for], concurrency_limit=None, **private)
+    sweep_t_btn.click(sweep("temperature"), [owner, *controls], notice, concurrency_limit=None, **private)
+    sweep_a_btn.click(sweep("alpha"), [owner, *controls], notice, concurrency_limit=None, **private)
+    stop_btn.click(stop, [owner, view], notice, concurrency_limit=None, **private)
     timer = gr.Timer(1.0)
-    timer.tick(refresh, last_key, [status, loss_plot, acc_plot, table, stop_btn, last_key],
-               api_visibility="private", show_progress="hidden", concurrency_limit=None, queue=False)
+    timer.tick(refresh, [last, view, owner, models_dd, follow, notice_for],
+               [status, queue_md, loss_plot, acc_plot, table, stop_btn, models_dd, link_md, notice, notice_for, last],
+               concurrency_limit=None, queue=False, **private)
     predict_outputs = [teacher_pred, student_pred, dist_plot, digit28, draw_note]
-    sketch.change(predict, [sketch, temperature], predict_outputs, api_name="predict",
-                  show_progress="hidden", concurrency_limit=4)
-    temperature.release(predict, [sketch, temperature], predict_outputs, api_visibility="private",
-                        show_progress="hidden")
-    # Setting the Sketchpad to None from the server also deselects its brush: select it again.
-    clear_btn.click(clear, None, [sketch, *predict_outputs], api_visibility="private").then(
-        None, js=SELECT_BRUSH, api_visibility="private")
-    demo.load(None, js=SELECT_BRUSH)
+    predict_inputs = [sketch, CONTROLS["temperature"], drawing_models]
+    sketch.change(predict, predict_inputs, predict_outputs, api_name="predict", show_progress="hidden",
+                  concurrency_limit=4)
+    CONTROLS["temperature"].release(predict, predict_inputs, predict_outputs, **private)
+    # When the models behind the drawing change (a run finished, a link, a pick), re-read the digit.
+    models_dd.change(lambda choice: choice, models_dd, drawing_models, **private).then(
+        predict, predict_inputs, predict_outputs, **private)
+    models_dd.input(lambda: False, None, follow, **private)
+    clear_btn.click(clear, None, [sketch, *predict_outputs], **private).then(None, js=SELECT_BRUSH, **private)
+    demo.load(on_load, [owner], [owner, view, notice, models_dd, *controls], **private).then(
+        None, js=SELECT_BRUSH, **private)
+
+    for event in (refresh_runs_btn.click, pair_dd.input):
+        event(runs_table, pair_dd, [runs_df, pair_dd, selected], **private)
+    demo.load(runs_table, pair_dd, [runs_df, pair_dd, selected], **private)
+    selected.change(compare, [selected, pair_dd], [compare_plot, diff_md, gain_plot, run_link], **private)
+    open_btn.click(open_run, selected, [view, tabs], **private)
+    download_btn.click(downloads, selected, [files, runs_note], **private)
+    gr.api(api_runs, api_name="runs")
 
 demo.queue(max_size=64, default_concurrency_limit=2)
 # Tests launch with these too. show_error=False: visitors get our messages, never tracebacks.
-LAUNCH = dict(css=CSS, max_file_size="5mb", show_error=False)
+# No "runs" footer link: it is Gradio's own /predict history, easy to mistake for the lab's runs.
+LAUNCH = dict(css=CSS, max_file_size="5mb", show_error=False, footer_links=["api", "gradio", "settings"],
+              allowed_paths=[str(lab.store.root / "runs")])
 
 if __name__ == "__main__":
     demo.launch(**LAUNCH)  # honours GRADIO_SERVER_NAME / GRADIO_SERVER_PORT

@@ -5,7 +5,6 @@ so a checkpoint can never run code; writes go to a temp file that is renamed int
 a crash or kill mid-save leaves the previous file whole.
 """
 import datetime
-import logging
 import os
 import tempfile
 from pathlib import Path
@@ -14,7 +13,6 @@ import torch
 
 from kdapp.models import build
 
-log = logging.getLogger(__name__)
 
 FORMAT = 1
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
@@ -85,20 +83,6 @@ def load(path, device="cpu"):
                               f"{payload['arch']!r}: {e}") from e
     meta = {k: v for k, v in payload.items() if k != "model"}
     return model.to(device).eval(), meta
-
-
-def load_or_fallback(path, fallback, device="cpu"):
-    """Load `path`; if it is missing or broken, log why and load `fallback` (the shipped file).
-
-    Returns (model, meta, warning) where warning is None or a sentence for the user."""
-    try:
-        model, meta = load(path, device)
-        return model, meta, None
-    except CheckpointError as e:
-        model, meta = load(fallback, device)
-        warning = f"{e}. Using the shipped checkpoint {Path(fallback).name} instead."
-        log.warning(warning)
-        return model, meta, warning
 
 
 def size_on_disk(model):

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from kdapp import checkpoints, data as data_lib, engine
-from kdapp.config import RunConfig
+from kdapp import checkpoints, data as data_lib, train
+from kdapp.config import CHOICES, DEFAULTS, RANGES, RunConfig
 from kdapp.models import ARCHITECTURES
 
 
@@ -24,10 +24,11 @@ class Bars:
         if self.quiet:
             return
         kind = event["type"]
-        if kind == "step":
+        if kind in ("step", "teacher_step"):
             if self.bar is None or self.bar.total != event["steps"]:
                 self.close()
-                self.bar = tqdm(total=event["steps"], desc=event["phase"], unit="step", file=sys.stderr)
+                self.bar = tqdm(total=event["steps"], desc="teacher" if kind == "teacher_step" else "distill",
+                                unit="step", file=sys.stderr)
             self.bar.update(event["step"] - self.bar.n)
             shown = {k: f"{event[k]:.3f}" for k in ("loss", "soft", "hard", "baseline", "teacher_loss")
                      if event.get(k) is not None}
@@ -46,31 +47,40 @@ class Bars:
             self.bar = None
 
 
-def add_run_options(p):
-    defaults = RunConfig()
+def add_run_options(p, defaults=DEFAULTS):
+    """Every option's default comes from RunConfig (the default run) and its choices from
+    kdapp.config; `--help` shows them. Ranges are checked by RunConfig itself."""
     names = ", ".join(ARCHITECTURES)
     p.add_argument("--teacher", default=defaults.teacher, help=f"architecture: {names}")
     p.add_argument("--teachers", default=None, help="several teachers, comma-separated (multi-teacher KD)")
     p.add_argument("--student", default=defaults.student, help=f"architecture: {names}")
-    p.add_argument("--temperature", "-T", type=float, default=defaults.temperature)
-    p.add_argument("--alpha", type=float, default=defaults.alpha, help="weight of the soft (KD) term")
-    p.add_argument("--alpha-end", type=float, default=None, help="linear alpha schedule to this value")
-    p.add_argument("--epochs", type=int, default=defaults.epochs)
-    p.add_argument("--teacher-epochs", type=int, default=defaults.teacher_epochs)
-    p.add_argument("--lr", type=float, default=defaults.lr)
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    p.add_argument("--train-fraction", type=float, default=defaults.train_fraction)
-    p.add_argument("--feature-loss", default="none", choices=("none", "hint", "attention"))
-    p.add_argument("--feature-weight", type=float, default=0.0)
-    p.add_argument("--clip-grad-norm", type=float, default=None)
+    p.add_argument("--temperature", "-T", type=float, default=defaults.temperature, help=_range("temperature"))
+    p.add_argument("--alpha", type=float, default=defaults.alpha, help="weight of the soft (KD) term, " + _range("alpha"))
+    p.add_argument("--alpha-end", type=float, default=defaults.alpha_end, help="linear alpha schedule to this value")
+    p.add_argument("--epochs", type=int, default=defaults.epochs, help=_range("epochs"))
+    p.add_argument("--teacher-epochs", type=int, default=defaults.teacher_epochs,
+                   help="epochs for a teacher that has no checkpoint yet")
+    p.add_argument("--lr", type=float, default=defaults.lr, help="Adam, cosine-decayed; " + _range("lr"))
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size, help=_range("batch_size"))
+    p.add_argument("--train-fraction", type=float, default=defaults.train_fraction, help=_range("train_fraction"))
+    p.add_argument("--feature-loss", default=defaults.feature_loss, choices=CHOICES["feature_loss"])
+    p.add_argument("--feature-weight", type=float, default=defaults.feature_weight,
+                   help="weight of the feature loss (used only with one)")
+    p.add_argument("--clip-grad-norm", type=float, default=defaults.clip_grad_norm, help="off when not given")
     p.add_argument("--augment", action="store_true", help="+-2 px shifts for the student too")
     p.add_argument("--no-baseline", action="store_true", help="skip the hard-label baseline student")
-    p.add_argument("--data", default=defaults.data, choices=data_lib.DATA_SOURCES)
+    p.add_argument("--data", default=defaults.data, choices=CHOICES["data"],
+                   help="auto = full MNIST if present or downloadable, else the bundled sample")
     p.add_argument("--data-dir", default="data")
-    p.add_argument("--device", default=defaults.device)
+    p.add_argument("--device", default=defaults.device, choices=CHOICES["device"])
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--json", action="store_true", help="print one final JSON line of results")
     p.add_argument("--quiet", action="store_true")
+
+
+def _range(name):
+    r = RANGES[name]
+    return f"{'above' if r.low_open else 'from'} {r.low:g} to {r.high:g}"
 
 
 def config_from_args(args):
@@ -88,10 +98,10 @@ def cmd_train_teacher(args):
     config = config_from_args(args)
     bars = Bars(args.quiet)
     started = time.monotonic()
-    device = engine.pick_device(config.device)
+    device = train.pick_device(config.device)
     dataset = data_lib.load(config.data, args.data_dir).to(device)
     bars({"type": "data", "description": f"data: {dataset.describe()} on {device}"})
-    model, acc = engine.train_teacher(config.teacher, dataset, config.epochs, lr=args.lr,
+    model, acc = train.train_teacher(config.teacher, dataset, config.epochs, lr=args.lr,
                                       batch_size=config.batch_size, seed=config.seed, emit=bars)
     bars.close()
     out = Path(args.out) if args.out else checkpoints.teacher_path("runs/teachers", config.teacher, dataset.source)
@@ -109,10 +119,10 @@ def cmd_train_teacher(args):
 def cmd_distill(args):
     config = config_from_args(args)
     bars = Bars(args.quiet)
-    result = engine.run(config, emit=bars, runs_dir=args.runs_dir, data_dir=args.data_dir)
+    result = train.run(config, emit=bars, runs_dir=args.runs_dir, data_dir=args.data_dir)
     bars.close()
     m = result.metrics
-    if args.out:  # engine.run has saved the students under runs/latest: copy, don't re-serialise
+    if args.out:  # train.run has saved the students under runs/latest: copy, don't re-serialise
         Path(args.out).mkdir(parents=True, exist_ok=True)
         for kind, role in (("kd", "student"), ("baseline", "baseline")):
             if role in result.paths:
@@ -124,23 +134,26 @@ def cmd_distill(args):
           f"{'-' if m['baseline_acc'] is None else format(m['baseline_acc'], '.2%')}{gain} "
           f"({m['data']}, {m['seconds']:.1f} s)", file=sys.stderr)
     if args.json:
-        print(json.dumps({k: v for k, v in m.items() if k != "history"}))
+        print(json.dumps(m))
 
 
 def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = argparse.ArgumentParser(prog="python -m kdapp", description="Knowledge distillation on MNIST.")
+    formatter = argparse.ArgumentDefaultsHelpFormatter
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("train-teacher", help="train a teacher on hard labels (with +-2 px shifts)")
-    add_run_options(p)
+    p = sub.add_parser("train-teacher", help="train a teacher on hard labels (with +-2 px shifts)",
+                       formatter_class=formatter)
+    add_run_options(p, DEFAULTS.replace(epochs=20, lr=1e-3))
     p.add_argument("--out", default=None, help="checkpoint file or directory (default runs/teachers/)")
-    p.set_defaults(func=cmd_train_teacher, epochs=20, lr=1e-3, batch_size=128)
-    p = sub.add_parser("distill", help="distill a student (and train its baseline) from a teacher")
+    p.set_defaults(func=cmd_train_teacher)
+    p = sub.add_parser("distill", help="distill a student (and train its baseline) from a teacher",
+                       formatter_class=formatter)
     add_run_options(p)
     p.add_argument("--out", default=None, help="also save the students into this directory")
     p.add_argument("--runs-dir", default="runs", help="where trained teachers, the logit cache and the latest run go")
     p.set_defaults(func=cmd_distill)
-    from kdapp import bench, loadtest, reproduce  # their heavy imports (gradio, clients) are lazy
+    from kdapp.tools import bench, loadtest, reproduce  # their heavy imports (gradio, clients) are lazy
     bench.add_parser(sub)
     loadtest.add_parser(sub)
     reproduce.add_parser(sub)
@@ -150,7 +163,7 @@ def main(argv=None):
     except (ValueError, RuntimeError, checkpoints.CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except engine.Cancelled as e:
+    except train.Cancelled as e:
         print(f"cancelled: {e}", file=sys.stderr)
         return 130
     return 0

@@ -5,6 +5,8 @@ slice, not a per-sample DataLoader over PIL images. Training with cached teacher
 logits depends on that: batch i of the student is rows `perm[i*B:(i+1)*B]` of the
 same tensor the teacher saw.
 """
+import contextlib
+import io
 import logging
 import socket
 from dataclasses import dataclass
@@ -87,12 +89,17 @@ def load_mnist(data_dir="data", download=True, timeout=DOWNLOAD_TIMEOUT_S):
         if not download:
             raise RuntimeError(f"full MNIST is not in {data_dir!r} and downloading is off")
     # torchvision's urllib calls have no timeout of their own; the socket default bounds them.
+    # It also prints each mirror it tries and each failure: keep that out of the terminal and
+    # say one line instead.
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout)
+    chatter = io.StringIO()
     try:
-        return read(True)
+        with contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
+            return read(True)
     except Exception as e:  # torchvision wraps network errors in several ways
-        raise RuntimeError(f"could not download MNIST into {data_dir!r}: {e}") from e
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise RuntimeError(f"could not download MNIST into {data_dir!r} ({reason})") from e
     finally:
         socket.setdefaulttimeout(previous)
 

@@ -128,16 +128,18 @@ def preprocess(image):
 
 
 @torch.inference_mode()
-def compare(teacher, student, x, temperature):
-    """Both models' softmax at T=1 and at T, and KL(teacher || student) at T, as plain lists."""
-    t_logits, s_logits = teacher(x).float(), student(x).float()
+def compare(teacher, student, x, temperature, baseline=None):
+    """Each model's softmax at T=1 and at T, and KL(teacher || model) at T, as plain lists.
+    Keys: "teacher", "student" and, given one, "baseline"; each {"p1", "pT", "kl_T"}."""
+    models = {"teacher": teacher, "student": student, "baseline": baseline}
+    logits = {name: model(x).float() for name, model in models.items() if model is not None}
+    log_p = F.log_softmax(logits["teacher"] / temperature, 1)
     out = {"temperature": float(temperature)}
-    for name, logits in (("teacher", t_logits), ("student", s_logits)):
-        out[name] = {"p1": F.softmax(logits, 1)[0].tolist(),
-                     "pT": F.softmax(logits / temperature, 1)[0].tolist()}
-    log_p = F.log_softmax(t_logits / temperature, 1)
-    log_q = F.log_softmax(s_logits / temperature, 1)
-    out["kl_T"] = F.kl_div(log_q, log_p, reduction="batchmean", log_target=True).item()
+    for name, z in logits.items():
+        log_q = F.log_softmax(z / temperature, 1)
+        out[name] = {"p1": F.softmax(z, 1)[0].tolist(), "pT": log_q.exp()[0].tolist(),
+                     "kl_T": F.kl_div(log_q, log_p, reduction="batchmean", log_target=True).item()}
+    out["kl_T"] = out["student"]["kl_T"]
     return out
 
 

@@ -1,229 +1,291 @@
-"""Background runs: one at a time, in a worker process, observable by any number of readers.
+"""Runs in the background: a fair FIFO queue, worker processes, and the live view of each run.
 
-The engine's events are folded into a `RunState` under a lock; readers take cheap snapshots
-keyed by a version number, so a UI that polls every second can skip redrawing when nothing
-changed, and polling costs the training thread one lock acquisition per logged step.
+Every run is a row of the RunStore (kdapp.store) from the moment it is submitted. Dispatcher
+threads (one per worker, `KDAPP_WORKERS`) take the oldest queued run, start `python -m
+kdapp.worker` for it, fold the worker's events into a LiveRun under a lock, and write the
+outcome to the store. Readers take cheap copies; `version` changes whenever anything a reader
+shows changes, so a page polling every second can skip redrawing when nothing did.
 """
 import json
 import logging
+import os
+import statistics
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
-from kdapp import checkpoints, engine
+from kdapp import events as events_lib
 
 log = logging.getLogger(__name__)
 
-RUNNING, FINISHED, FAILED, CANCELLED = "running", "finished", "failed", "cancelled"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # so `python -m kdapp.worker` finds the package
+QUEUED, RUNNING, FINISHED, FAILED, CANCELLED = "queued", "running", "finished", "failed", "cancelled"
+FALLBACK_S_PER_EPOCH = 1.5  # the default run (30 epochs of 8,000 digits) takes ~45 s on 2 vCPUs
 
 
-class Busy(RuntimeError):
-    """Another run is in progress."""
+class QueueFull(RuntimeError):
+    """The run was not queued; the message says which cap was reached and what to do."""
 
 
-class RunState:
-    """Everything a reader may want to show about one run, as plain Python values."""
+class LiveRun:
+    """A running run: its store record, growing with each event, plus its progress."""
 
-    def __init__(self, config, owner):
-        self.id = uuid.uuid4().hex[:8]
-        self.config = config.to_dict()
-        self.owner = owner
-        self.state = RUNNING
-        self.phase = "starting"
-        self.message = "starting"
-        self.error = None
-        self.started = time.time()
-        self.ended = None
-        self.data = None
-        self.device = None
-        self.epoch = self.epochs = 0
-        self.step = self.steps = 0
-        self.eta_s = None
-        self.curves = {k: [] for k in ("step", "loss", "soft", "hard", "feature", "baseline", "teacher_loss")}
-        self.accuracy = {k: [] for k in ("epoch", "teacher", "student", "baseline")}
-        self.warnings = []
-        self.metrics = None
-        self.version = 0
+    def __init__(self, record):
+        self.record = dict(record, state=RUNNING, started=time.time(), message="starting",
+                           curves={k: [] for k in ("step", "loss", "soft", "hard", "feature", "baseline",
+                                                   "teacher_loss")},
+                           accuracy={k: [] for k in ("epoch", "teacher", "student", "baseline")}, warnings=[])
+        self.progress = {"phase": "starting", "epoch": 0, "epochs": record["config"]["epochs"], "step": 0,
+                         "steps": 0, "eta_s": None}
 
     def apply(self, event):
-        kind = event["type"]
+        r, p, kind = self.record, self.progress, event["type"]
         if kind == "phase":
-            self.phase, self.message = event["phase"], event.get("message", event["phase"])
-            self.eta_s = None
+            p["phase"], r["message"], p["eta_s"] = event["phase"], event["message"], None
         elif kind == "data":
-            self.data, self.device = event["data"], event["device"]
-            self.message = event["description"]
+            r["data"], r["device"], r["message"] = event["data"], event["device"], event["description"]
         elif kind == "warning":
-            self.warnings.append(event["message"])
-        elif kind == "step":
-            self.step, self.steps = event["step"], event["steps"]
-            self.epoch, self.epochs = event["epoch"], event["epochs"]
-            self.eta_s = event.get("eta_s")
-            if event["phase"] == "distill":
-                for k in ("loss", "soft", "hard", "feature", "baseline"):
-                    self.curves[k].append(event.get(k))
-                self.curves["step"].append(event["step"])
+            r["warnings"].append(event["message"])
+        elif kind in ("step", "teacher_step"):
+            p.update((k, event[k]) for k in ("epoch", "epochs", "step", "steps", "eta_s"))
+            if kind == "step":
+                for k in ("step", "loss", "soft", "hard", "feature", "baseline"):
+                    r["curves"][k].append(event[k])
             else:
-                self.curves["teacher_loss"].append(event["teacher_loss"])
+                r["curves"]["teacher_loss"].append(event["teacher_loss"])
         elif kind == "teacher_epoch":
-            self.message = f"teacher epoch {event['epoch']}/{event['epochs']}: {event['teacher_acc']:.2%}"
+            r["message"] = f"teacher epoch {event['epoch']}/{event['epochs']}: {event['teacher_acc']:.2%}"
         elif kind == "epoch":
-            self.epoch, self.epochs = event["epoch"], event["epochs"]
+            p["epoch"], p["epochs"] = event["epoch"], event["epochs"]
             if event["epoch"] > 0:
-                self.accuracy["epoch"].append(event["epoch"])
-                self.accuracy["teacher"].append(event["teacher_acc"])
-                self.accuracy["student"].append(event["student_acc"])
-                self.accuracy["baseline"].append(event["baseline_acc"])
-        self.version += 1
+                for k in ("teacher", "student", "baseline"):
+                    r["accuracy"][k].append(event[f"{k}_acc"])
+                r["accuracy"]["epoch"].append(event["epoch"])
 
     def snapshot(self):
-        return {
-            "id": self.id, "state": self.state, "phase": self.phase, "message": self.message,
-            "error": self.error, "owner": self.owner, "config": dict(self.config),
-            "started": self.started, "ended": self.ended, "data": self.data, "device": self.device,
-            "epoch": self.epoch, "epochs": self.epochs, "step": self.step, "steps": self.steps,
-            "eta_s": self.eta_s, "elapsed_s": (self.ended or time.time()) - self.started,
-            "curves": {k: list(v) for k, v in self.curves.items()},
-            "accuracy": {k: list(v) for k, v in self.accuracy.items()},
-            "warnings": list(self.warnings), "metrics": self.metrics, "version": self.version,
-        }
+        r = self.record
+        return dict(r, config=dict(r["config"]), curves={k: list(v) for k, v in r["curves"].items()},
+                    accuracy={k: list(v) for k, v in r["accuracy"].items()}, warnings=list(r["warnings"]),
+                    progress=dict(self.progress), elapsed_s=time.time() - r["started"])
 
 
-class RunManager:
-    """Starts runs in a worker process (python -m kdapp.worker), one at a time, and keeps the
-    latest result. A thread here reads the worker's events into the RunState.
+class RunQueue:
+    """Submit, cancel and watch runs. `owner` is the visitor's secret token; only the owner may
+    cancel a run (owner=None may cancel any: the CLI, tests and the server itself)."""
 
-    `owner` is any hashable (the app uses the browser session); only the owner may stop a run
-    it started (owner=None stops any run: for the CLI, tests and the server itself)."""
+    def __init__(self, store, data_dir="data", workers=1, per_owner=2, total=10, threads=None):
+        self.store, self.data_dir = store, str(data_dir)
+        self.per_owner, self.total = per_owner, total
+        cpus = threads or len(os.sched_getaffinity(0))
+        self.workers = max(1, workers)
+        self.threads_per_worker = max(1, cpus // self.workers)
+        self._lock = threading.Condition()
+        self._queued = [r["id"] for r in store.active() if r["state"] == QUEUED]  # FIFO; empty after a restart
+        self._live = {}       # run id -> LiveRun
+        self._processes = {}  # run id -> worker process
+        self._closed = False
+        self.version = 0
+        self._dispatchers = [threading.Thread(target=self._dispatch, name=f"kd-dispatch-{i}", daemon=True)
+                             for i in range(self.workers)]
+        for thread in self._dispatchers:
+            thread.start()
 
-    def __init__(self, runs_dir="runs", data_dir="data"):
-        self.runs_dir, self.data_dir = str(runs_dir), str(data_dir)
-        self._lock = threading.Lock()
-        self._state = None
-        self._thread = None
-        self._process = None
-        self.latest = None  # engine.RunResult of the last finished run: replaced only on success
-
-    def start(self, config, owner=None):
-        config.validate()
+    # ---- submitting and cancelling ----
+    def submit(self, configs, owner, group=None):
+        """Queue one config, or several as one group (a sweep, which counts once against the
+        visitor's allowance). Returns the new records. Raises QueueFull with the reason."""
+        configs = configs if isinstance(configs, (list, tuple)) else [configs]
         with self._lock:
-            if self._state is not None and self._state.state == RUNNING:
-                raise Busy(f"a run is already in progress ({self._state.message}); "
-                           "watch it here, or start yours when it finishes")
-            state = self._state = RunState(config, owner)
-            Path(self.runs_dir).mkdir(parents=True, exist_ok=True)
-            log_file = open(Path(self.runs_dir) / "worker.log", "ab")
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "kdapp.worker"], cwd=PACKAGE_ROOT, stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=log_file, text=True, bufsize=1)
-            log_file.close()
-            job = {"config": config.to_dict(), "runs_dir": str(Path(self.runs_dir).resolve()),
-                   "data_dir": str(Path(self.data_dir).resolve())}
-            self._process.stdin.write(json.dumps(job) + "\n")
-            self._process.stdin.flush()
-            self._thread = threading.Thread(target=self._watch, args=(self._process, state, config),
-                                            name=f"kd-run-{state.id}", daemon=True)
-            self._thread.start()
-        return state.snapshot()
+            active = self.store.active()
+            queued = sum(r["state"] == QUEUED for r in active)
+            if queued + len(configs) > self.total:
+                raise QueueFull(f"the queue is full ({queued} runs waiting, at most {self.total}); "
+                                "try again when some have finished")
+            if owner is not None:
+                groups = {r["extra"].get("group") or r["id"] for r in active if r["owner"] == owner}
+                if len(groups) >= self.per_owner:
+                    raise QueueFull(f"you already have {len(groups)} runs (or sweeps) queued or running, "
+                                    f"the most one visitor may have; cancel one or wait for it to finish")
+            records = [self.store.create(c.to_dict(), owner, extra={"group": group} if group else {})
+                       for c in configs]
+            self._queued += [r["id"] for r in records]
+            self.version += 1
+            self._lock.notify_all()
+        return records
 
-    def _watch(self, process, state, config):
-        # The engine stops itself at the time limit; this is the backstop for a hung worker.
-        killer = threading.Timer(config.time_limit_s + 120, process.kill)
-        killer.start()
-        end = None
-        for line in process.stdout:
-            event = json.loads(line)
-            if event["type"] == "end":
-                end = event
-                break
-            with self._lock:
-                state.apply(event)
-        try:
-            self._finish(process, state, end)
-        finally:
-            # Reap the worker after the state is final: its interpreter takes a moment to exit.
-            process.wait()
-            killer.cancel()
-
-    def _finish(self, process, state, end):
-        if end is None:
-            process.wait()
-            self._end(state, FAILED, f"failed: the run's process ended unexpectedly (exit code "
-                                     f"{process.returncode})", error=f"exit code {process.returncode}")
-        elif end["state"] == FINISHED:
-            try:
-                result = self._load_result(end)
-            except Exception as e:  # e.g. a checkpoint that did not survive
-                log.exception("run %s: could not load its models", state.id)
-                self._end(state, FAILED, f"failed: could not load the run's models: {e}", error=str(e))
-                return
-            with self._lock:
-                self.latest = result
-                state.metrics = end["metrics"]
-                state.warnings.extend(end["warnings"])
-            self._end(state, FINISHED, "finished")
-        else:
-            self._end(state, end["state"], end["message"], error=end.get("error"))
-
-    @staticmethod
-    def _load_result(end):
-        paths = end["paths"]
-        teacher, _ = checkpoints.load(paths["teacher"])
-        student, _ = checkpoints.load(paths["student"])
-        baseline = checkpoints.load(paths["baseline"])[0] if paths.get("baseline") else None
-        return engine.RunResult(end["config"], end["metrics"], teacher, student, baseline, paths, end["warnings"])
-
-    def _end(self, state, outcome, message, error=None):
+    def cancel(self, run_id, owner=None):
+        """Cancel a queued or running run. Returns a sentence saying what happened."""
         with self._lock:
-            state.state, state.message, state.error = outcome, message, error
-            state.phase, state.eta_s, state.ended = outcome, None, time.time()
-            state.version += 1
-
-    def stop(self, owner=None, reason="stopped"):
-        """Ask the current run to stop. Returns a sentence saying what happened."""
-        with self._lock:
-            if self._state is None or self._state.state != RUNNING:
-                return "no run is in progress"
-            if owner is not None and owner != self._state.owner:
-                return "only the visitor who started this run can stop it"
-            self._state.message = f"stopping ({reason})"
-            self._state.version += 1
-            process = self._process
+            record = self.store.get(run_id)
+            if record is None:
+                return f"there is no run {run_id}"
+            if owner is not None and self.store.owner_of(run_id) != owner:
+                return "only the visitor who started this run can cancel it"
+            if run_id in self._queued:
+                self._queued.remove(run_id)
+                self.store.update(run_id, state=CANCELLED, ended=time.time(), message="cancelled before it started")
+                self.version += 1
+                return f"run {run_id} cancelled; it had not started"
+            process = self._processes.get(run_id)
+            if process is None:
+                return f"run {run_id} is not running ({record['state']})"
+            self._live[run_id].record["message"] = "stopping"
+            self.version += 1
         try:
             process.stdin.write("stop\n")
             process.stdin.flush()
         except (BrokenPipeError, ValueError, OSError):
             pass  # the worker already ended
-        deadline = time.monotonic() + 1.0
-        while self.busy() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return "stopping" if self.busy() else "stopped"
+        self.wait(run_id, timeout=2.0)
+        return f"run {run_id} stopped" if self.get(run_id)["state"] != RUNNING else f"run {run_id} is stopping"
+
+    # ---- reading ----
+    def get(self, run_id):
+        """The run as a record (live while it runs), or None."""
+        with self._lock:
+            live = self._live.get(run_id)
+            if live is not None:
+                return live.snapshot()
+        return self.store.get(run_id)
+
+    def active(self, owner=None):
+        """Queued and running runs, FIFO, each with `position` (1 = next to start, 0 = running),
+        `mine` (whether `owner` started it) and `eta_s` (seconds until it finishes)."""
+        with self._lock:
+            running = [self._live[i].snapshot() for i in self._live]
+            owners = {r["id"]: r["owner"] for r in self.store.active()}
+            queued = [self.store.get(i) for i in self._queued]
+        estimate = self._estimator()
+        free_at = sorted(self._remaining(r, estimate) for r in running) or [0.0]
+        free_at += [0.0] * (self.workers - len(free_at))
+        out = []
+        for r in running:
+            out.append(dict(r, position=0, eta_s=self._remaining(r, estimate)))
+        for position, r in enumerate(queued, 1):
+            start = free_at.pop(0)  # the worker that frees first takes the next run
+            done = start + estimate(r["config"])
+            free_at = sorted(free_at + [done])
+            out.append(dict(r, position=position, eta_s=done))
+        for r in out:
+            r["mine"] = owner is not None and owners.get(r["id"]) == owner
+        return out
 
     def busy(self):
         with self._lock:
-            return self._state is not None and self._state.state == RUNNING
+            return bool(self._live or self._queued)
 
-    def version_key(self):
-        """(run id, version): changes whenever anything a reader shows changes. Cheap."""
+    def wait(self, run_id, timeout=None):
+        """Block until the run has ended (and its worker process exited). True if it has."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            return None if self._state is None else (self._state.id, self._state.version)
+            while run_id in self._live or run_id in self._queued:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._lock.wait(left)
+        return True
 
-    def snapshot(self):
-        """The current (or last) run as plain values, or None before the first run."""
+    def close(self):
+        """Stop every run and the dispatchers (tests; the server just exits)."""
         with self._lock:
-            if self._state is None:
-                return None
-            snap = self._state.snapshot()
-        snap["key"] = (snap["id"], snap["version"])
-        return snap
+            self._closed = True
+            ids = list(self._processes)
+            self._lock.notify_all()
+        for run_id in ids:
+            self.cancel(run_id)
 
-    def wait(self, timeout=None):
-        """Block until the current run has ended (and its worker process exited)."""
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-        return not self.busy()
+    # ---- ETA from measured run times ----
+    def _estimator(self):
+        """config -> expected seconds, from the measured seconds per epoch of recent finished runs."""
+        rates = {}
+        for r in self.store.list(limit=50, states=(FINISHED,)):
+            m = r["metrics"] or {}
+            if m.get("seconds") and m.get("train_samples"):
+                rates.setdefault(r["config"]["data"], []).append(m["seconds"] / (r["config"]["epochs"] * m["train_samples"]))
+        default = FALLBACK_S_PER_EPOCH / 8000
+
+        def estimate(config):
+            per_sample_epoch = statistics.median(rates.get(config["data"], [default]))
+            train = 60000 if config["data"] == "mnist" else 8000
+            return per_sample_epoch * config["epochs"] * max(1, config["train_fraction"] * train)
+        return estimate
+
+    @staticmethod
+    def _remaining(run, estimate):
+        if run["progress"]["phase"] == "distilling" and run["progress"]["eta_s"] is not None:
+            return run["progress"]["eta_s"]
+        return max(0.0, estimate(run["config"]) - run["elapsed_s"])
+
+    # ---- the dispatchers ----
+    def _dispatch(self):
+        while True:
+            with self._lock:
+                while not self._queued and not self._closed:
+                    self._lock.wait()
+                if self._closed:
+                    return
+                run_id = self._queued.pop(0)
+                record = self.store.get(run_id)
+                live = self._live[run_id] = LiveRun(record)
+                self.store.update(run_id, state=RUNNING, started=live.record["started"], message="starting")
+                self.version += 1
+            try:
+                self._run(run_id, live)
+            except Exception as e:  # a bug here must not kill the dispatcher, or the queue stalls
+                log.exception("run %s: dispatcher error", run_id)
+                self._end(run_id, live, events_lib.end(FAILED, f"failed: {e}", error=str(e)))
+
+    def _run(self, run_id, live):
+        run_dir = self.store.run_dir(run_id)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with open(run_dir / "worker.log", "ab") as log_file:
+            process = subprocess.Popen([sys.executable, "-m", "kdapp.worker"], cwd=PACKAGE_ROOT,
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_file,
+                                       text=True, bufsize=1)
+        config = live.record["config"]
+        job = {"config": config, "runs_dir": str(self.store.root.resolve()), "out_dir": str(run_dir.resolve()),
+               "data_dir": str(Path(self.data_dir).resolve()), "threads": self.threads_per_worker}
+        with self._lock:
+            self._processes[run_id] = process
+        process.stdin.write(json.dumps(job) + "\n")
+        process.stdin.flush()
+        # The run stops itself at its time limit; this is the backstop for a hung worker.
+        killer = threading.Timer(config["time_limit_s"] + 120, process.kill)
+        killer.start()
+        end = None
+        try:
+            for line in process.stdout:
+                event = json.loads(line)
+                if event["type"] == "end":
+                    end = event
+                    break
+                with self._lock:
+                    live.apply(event)
+                    self.version += 1
+                if event["type"] == "epoch":  # persist progress: a server killed now keeps the curves
+                    self.store.update(run_id, **{k: live.record[k] for k in ("accuracy", "curves", "data", "device")})
+            process.wait()
+        finally:
+            killer.cancel()
+        if end is None:
+            end = events_lib.end(FAILED, f"failed: the run's process ended unexpectedly (exit code "
+                                         f"{process.returncode})", error=f"exit code {process.returncode}")
+        self._end(run_id, live, end)
+
+    def _end(self, run_id, live, end):
+        r = live.record
+        fields = dict(state=end["state"], message=end["message"], error=end["error"], ended=time.time(),
+                      curves=r["curves"], accuracy=r["accuracy"], warnings=r["warnings"] + end["warnings"],
+                      data=r.get("data"), device=r.get("device"))
+        if end["state"] == FINISHED:
+            fields.update(metrics=end["metrics"], extra=dict(r.get("extra") or {}, paths=end["paths"]))
+        self.store.update(run_id, **fields)
+        if end["state"] == FINISHED:
+            self.store.finish_checkpoints(run_id)
+        with self._lock:
+            self._live.pop(run_id, None)
+            self._processes.pop(run_id, None)
+            self.version += 1
+            self._lock.notify_all()

@@ -1,58 +1,56 @@
 """The API the app calls: one shared lab per process, used by every visitor.
 
-It owns the run manager, the models the drawing comparison uses (the latest finished run's,
-or the shipped checkpoints before any run) and the caps a hosted demo needs. Everything it
-returns is plain Python, so the UI never touches a tensor.
+It owns the run store and queue, the models each visitor's drawing uses (loaded lazily, a few
+kept in memory), the caps a hosted demo needs, and the reading of settings from URLs. Everything
+it returns is plain Python, so the UI never touches a tensor; text for the page is in reports.
 """
 import logging
+import os
 import threading
+from collections import OrderedDict
 from pathlib import Path
 
-from kdapp import checkpoints, data as data_lib, engine, inference
-from kdapp.config import RunConfig
-from kdapp.jobs import Busy, RunManager
-from kdapp.models import ARCHITECTURES, count_parameters, parameter_count
+from kdapp import checkpoints, data as data_lib, export, inference, teachers, train
+from kdapp.config import CHOICES, DEFAULTS, HOSTED_CAPS, HOSTED_IMPOSED, RANGES, RunConfig, convert
+from kdapp.jobs import FINISHED, QueueFull, RunQueue
+from kdapp.models import ARCHITECTURES, count_parameters
+from kdapp.store import RunStore
 
 log = logging.getLogger(__name__)
 
-# The run a visitor gets by pressing Start: the UI's slider defaults come from here, and the
-# benchmark times this exact run. Chosen to reach >= 98% on the sample in under a minute on
-# 2 vCPUs with the shipped teacher (see README, Performance).
-DEFAULT_RUN = dict(teacher="seed_teacher", student="seed_student", temperature=4.0, alpha=0.7,
-                   epochs=30, lr=0.005, batch_size=128, train_fraction=1.0, data="sample")
-# A shared 2-vCPU box: one visitor's run must not hold it for long. Limits refuse what a
-# visitor asks for beyond them; the hosted settings are imposed (visitors cannot set them).
-HOSTED_LIMITS = {"epochs": 40}
-HOSTED_SETTINGS = {"teacher_epochs": 10, "time_limit_s": 600.0}
+SHIPPED = "shipped"  # the drawing's models before a visitor picks a run: checkpoints/
 SHIPPED_STUDENT = "seed_student"
+SWEEPS = {"temperature": (1.0, 2.0, 4.0, 8.0, 16.0), "alpha": (0.1, 0.3, 0.5, 0.7, 0.9)}
+# URL parameter -> setting, for short permalinks (/?T=8&fraction=0.1); full names work too.
+URL_ALIASES = {"T": "temperature", "fraction": "train_fraction", "lr": "lr", "batch": "batch_size"}
+URL_SETTINGS = ("teacher", "student", "temperature", "alpha", "epochs", "lr", "batch_size", "train_fraction",
+                "feature_loss", "feature_weight", "alpha_end", "clip_grad_norm", "data", "seed")
+MODEL_CACHE_SIZE = 4  # (teacher, student, baseline) triples in memory; ~6 MB each
 
 
 class Lab:
-    def __init__(self, runs_dir="runs", data_dir="data", limits=HOSTED_LIMITS, imposed=HOSTED_SETTINGS):
+    def __init__(self, runs_dir="runs", data_dir="data", workers=1, caps=HOSTED_CAPS, imposed=HOSTED_IMPOSED,
+                 keep_checkpoints=100):
         self.runs_dir, self.data_dir = Path(runs_dir), data_dir
-        self.limits, self.imposed = dict(limits), dict(imposed)
-        self.runs = RunManager(runs_dir, data_dir)
+        self.caps, self.imposed = dict(caps), dict(imposed)
+        self.store = RunStore(self.runs_dir, keep_checkpoints=keep_checkpoints)
+        self.queue = RunQueue(self.store, data_dir, workers=workers)
         self._models_lock = threading.Lock()
-        self._shipped = None  # (teacher, student, description) from checkpoints/, loaded once
-        self._models = None   # the same for the latest finished run
-        self._models_run = None
-        self._table = (None, None)  # (run result, its comparison), measured once per run
+        self._models = OrderedDict()  # "shipped" or run id -> Models, least recently used first
+        self._tables = OrderedDict()  # run id -> its comparison table, measured once
 
-    # ---- choices for the controls ----
-    @staticmethod
-    def architecture_choices():
-        return [(f"{name} · {parameter_count(name):,} params", name) for name in ARCHITECTURES]
-
+    # ---- choices and limits for the controls ----
     def teacher_choices(self):
         choices = []
         for name in ARCHITECTURES:
-            ready = checkpoints.find_teacher(name, "sample", self._teacher_dirs()) is not None
+            ready = checkpoints.find_teacher(name, "sample", teachers.teacher_dirs(self.runs_dir)) is not None
             note = "pretrained" if ready else "trained first"
-            choices.append((f"{name} · {parameter_count(name):,} params · {note}", name))
+            choices.append((f"{name} · {count_parameters(name):,} params · {note}", name))
         return choices
 
-    def _teacher_dirs(self):
-        return [checkpoints.SHIPPED_DIR, self.runs_dir / "teachers"]
+    @staticmethod
+    def student_choices():
+        return [(f"{name} · {count_parameters(name):,} params", name) for name in ARCHITECTURES]
 
     def data_choices(self):
         choices = [("bundled MNIST sample · 8,000 train / 2,000 test", "sample")]
@@ -62,103 +60,243 @@ class Lab:
 
     @staticmethod
     def device_choices():
-        return engine.available_devices()
+        return train.available_devices()
+
+    def limit(self, name):
+        """The highest value a visitor may pick for a setting: its range, or the hosted cap."""
+        return min(RANGES[name].high, self.caps.get(name, RANGES[name].high))
+
+    # ---- settings from visitors and links ----
+    def config(self, settings):
+        """Loose settings from a visitor -> RunConfig, with the hosted caps and imposed settings.
+        Raises ValueError with a sentence for the visitor."""
+        config = RunConfig.from_dict(dict(settings, **self.imposed))
+        for name, cap in self.caps.items():
+            if getattr(config, name) > cap:
+                raise ValueError(f"{name} is capped at {cap} on this shared demo")
+        return config
+
+    def settings_from_url(self, params):
+        """URL query parameters -> (settings that are valid, names of those ignored). Each value
+        is checked alone against the config's ranges and choices; `run` is handled by the caller."""
+        settings, ignored = {}, []
+        for key, raw in params.items():
+            if key == "run":
+                continue
+            name = URL_ALIASES.get(key, key)
+            try:
+                if name not in URL_SETTINGS:
+                    raise ValueError
+                value = convert(name, raw)
+                if name in ("teacher", "student"):
+                    if value not in ARCHITECTURES:
+                        raise ValueError
+                elif name in CHOICES:
+                    if value not in CHOICES[name] or (name == "data" and value not in dict(
+                            (v, k) for k, v in self.data_choices())):
+                        raise ValueError
+                elif value is not None and not (RANGES[name].contains(value) and value <= self.limit(name)):
+                    raise ValueError
+            except ValueError:
+                ignored.append(key)
+                continue
+            settings[name] = value
+        return settings, ignored
 
     # ---- runs ----
     def start(self, settings, owner):
-        """settings: loose values from the UI. Returns (started: bool, message)."""
+        """Queue a run. Returns (run record or None, sentence for the visitor)."""
         try:
-            config = RunConfig.from_dict(dict(settings, **self.imposed))
-            for name, cap in self.limits.items():
-                if getattr(config, name) > cap:
-                    raise ValueError(f"{name} is capped at {cap} on this shared demo")
-            if config.data == "auto":
-                config.data = "sample"
-            self.runs.start(config, owner)
-        except Busy as e:
-            return False, f"Busy: {e}"
-        except ValueError as e:
-            return False, f"Not started: {e}"
-        return True, "Started. The curves update every second."
+            config = self.config(settings)
+            record = self.queue.submit(config, owner)[0]
+        except (ValueError, QueueFull) as e:
+            return None, f"Not started: {e}"
+        return record, self._queued_message(record["id"], owner)
 
-    def stop(self, owner):
-        return self.runs.stop(owner)
+    def sweep(self, settings, owner, name):
+        """Queue the current settings at each value of SWEEPS[name], as one group."""
+        try:
+            base = self.config(settings)
+            configs = [base.replace(**{name: value}) for value in SWEEPS[name]]
+            records = self.queue.submit(configs, owner, group=f"sweep-{name}")
+        except (ValueError, QueueFull) as e:
+            return [], f"Sweep not started: {e}"
+        values = ", ".join(f"{v:g}" for v in SWEEPS[name])
+        return records, f"Sweep queued: {len(records)} runs at {name} = {values}."
+
+    def _queued_message(self, run_id, owner):
+        active = self.queue.active(owner)
+        free = self.queue.workers - sum(r["position"] == 0 for r in active)
+        for r in active:
+            if r["id"] == run_id:
+                if r["position"] <= free:  # running, or about to be picked by an idle worker
+                    return f"Run {run_id} started. The curves update every second."
+                return f"Run {run_id} queued, position {r['position']}."
+        return f"Run {run_id} submitted."
+
+    def cancel(self, run_id, owner):
+        return self.queue.cancel(run_id, owner)
+
+    def run(self, run_id):
+        """A run's public record (live while it runs), or None. Never includes its owner."""
+        if not isinstance(run_id, str) or not run_id:
+            return None
+        return self.queue.get(run_id)
+
+    def runs(self, teacher=None, student=None, limit=200):
+        return self.store.list(limit=limit, teacher=teacher, student=student)
+
+    def active(self, owner):
+        return self.queue.active(owner)
+
+    def version(self):
+        return self.queue.version
+
+    def latest_finished(self, owner=None):
+        """The newest finished run (the visitor's own if `owner` is given), or None."""
+        for r in self.store.list(limit=200, states=(FINISHED,)):
+            if owner is None or self.store.owner_of(r["id"]) == owner:
+                return r
+        return None
+
+    def owns(self, run_id, owner):
+        return owner is not None and run_id is not None and self.store.owner_of(run_id) == owner
 
     # ---- the drawing comparison ----
-    def models(self):
-        """(teacher, student, description) for the drawing comparison: the latest finished
-        run's models, or the shipped checkpoints before any run."""
+    def drawing_choices(self, limit=30):
+        choices = [("shipped checkpoints", SHIPPED)]
+        for r in self.store.list(limit=limit, states=(FINISHED,)):
+            if r["has_checkpoints"]:
+                c = r["config"]
+                choices.append((f"run {r['id']}: {c['teacher']} → {c['student']}, T={c['temperature']:g}, "
+                                f"α={c['alpha']:g} ({r['metrics']['student_acc']:.2%})", r["id"]))
+        return choices
+
+    def default_models(self, owner):
+        """The visitor's own latest finished run that still has its models, else the shipped ones."""
+        mine = self.latest_finished(owner) if owner else None
+        return mine["id"] if mine and mine["has_checkpoints"] else SHIPPED
+
+    def models(self, choice):
+        """(teacher, student, baseline or None, description) for the drawing; "shipped" or a run id.
+        Raises LookupError with a sentence when a run's models cannot be had."""
         with self._models_lock:
-            latest = self.runs.latest
-            if latest is None:
-                if self._shipped is None:
-                    self._shipped = self._shipped_models()
-                return self._shipped
-            if self._models_run is not latest:
-                self._models = (latest.teacher, latest.student,
-                                f"latest run: {latest.config['teacher']} → {latest.config['student']}, "
-                                f"T={latest.config['temperature']:g}, α={latest.config['alpha']:g} "
-                                f"(student {latest.metrics['student_acc']:.2%})")
-                self._models_run = latest
-            return self._models
+            if choice in self._models:
+                self._models.move_to_end(choice)
+                return self._models[choice]
+        models = self._load_models(choice)
+        with self._models_lock:
+            self._models[choice] = models
+            while len(self._models) > MODEL_CACHE_SIZE:
+                self._models.popitem(last=False)
+        return models
 
-    def _shipped_models(self):
-        teacher, _ = checkpoints.load(checkpoints.teacher_path(checkpoints.SHIPPED_DIR, "seed_teacher", "sample"))
-        student, meta = checkpoints.load(checkpoints.student_path(checkpoints.SHIPPED_DIR, SHIPPED_STUDENT,
-                                                                  "kd", "sample"))
-        cfg = meta.get("config", {})
-        return (teacher, student, f"shipped checkpoints: seed_teacher → {SHIPPED_STUDENT}, "
-                                  f"T={cfg.get('temperature', '?')}, α={cfg.get('alpha', '?')}")
-
-    def predict(self, canvas, temperature=4.0):
-        """Returns a dict with the prepared 28x28 image, both softmaxes, KL, notes and which
-        models answered. Raises inference.CanvasError (BlankCanvas for no ink)."""
+    def _load_models(self, choice):
+        if choice == SHIPPED:
+            teacher, _ = checkpoints.load(checkpoints.teacher_path(checkpoints.SHIPPED_DIR, "seed_teacher", "sample"))
+            student, meta = checkpoints.load(checkpoints.student_path(checkpoints.SHIPPED_DIR, SHIPPED_STUDENT,
+                                                                      "kd", "sample"))
+            baseline = _optional(checkpoints.student_path(checkpoints.SHIPPED_DIR, SHIPPED_STUDENT, "baseline", "sample"))
+            cfg = meta.get("config", {})
+            return (teacher, student, baseline, f"shipped checkpoints: seed_teacher → {SHIPPED_STUDENT}, "
+                                                f"T={cfg.get('temperature', '?')}, α={cfg.get('alpha', '?')}")
+        record = self.run(choice)
+        if record is None:
+            raise LookupError(f"there is no run {choice}")
+        if record["state"] != FINISHED or not record["has_checkpoints"]:
+            raise LookupError(f"run {choice} has no models to draw with ({record['state']}"
+                              f"{'' if record['state'] != FINISHED else ', its checkpoints were pruned'})")
+        paths = record["extra"].get("paths", {})
         try:
-            temperature = float(temperature)
-        except (TypeError, ValueError):
-            temperature = 4.0
-        if not 0 < temperature <= 100:
-            temperature = 4.0
+            teacher, _ = checkpoints.load(paths["teacher"])
+            student, _ = checkpoints.load(paths["student"])
+        except (KeyError, TypeError, checkpoints.CheckpointError) as e:
+            raise LookupError(f"run {choice}'s models could not be loaded: {e}") from None
+        baseline = _optional(paths.get("baseline"))
+        c = record["config"]
+        return (teacher, student, baseline, f"run {choice}: {c['teacher']} → {c['student']}, T={c['temperature']:g}, "
+                                            f"α={c['alpha']:g} (student {record['metrics']['student_acc']:.2%})")
+
+    def predict(self, canvas, temperature=DEFAULTS.temperature, models=SHIPPED):
+        """A dict with the prepared 28x28 image, the models' softmaxes at T=1 and T, KL, notes and
+        which models answered. Raises inference.CanvasError (BlankCanvas for no ink)."""
         prepared = inference.preprocess(canvas)
-        teacher, student, description = self.models()
-        result = inference.compare(teacher, student, prepared.tensor, temperature)
-        result.update(image=prepared.image, notes=prepared.notes, models=description)
+        notes = list(prepared.notes)
+        try:
+            temperature = convert("temperature", temperature)
+            RANGES["temperature"].check("T", temperature)
+        except ValueError as e:
+            notes.append(f"{e}; showing T={DEFAULTS.temperature:g} instead")
+            temperature = DEFAULTS.temperature
+        try:
+            teacher, student, baseline, description = self.models(models)
+        except LookupError as e:
+            notes.append(f"{e}; using the shipped checkpoints")
+            teacher, student, baseline, description = self.models(SHIPPED)
+        result = inference.compare(teacher, student, prepared.tensor, temperature, baseline)
+        result.update(image=prepared.image, notes=notes, models=description)
         return result
 
-    # ---- the finished run's table ----
-    def comparison(self):
+    # ---- a finished run's table and files ----
+    def comparison(self, run_id):
         """Rows for the seed article's table, live: params, size, accuracy, latency, KD gain."""
-        latest = self.runs.latest
-        if latest is None:
+        if run_id in self._tables:
+            return self._tables[run_id]
+        record = self.run(run_id)
+        if record is None or record["state"] != FINISHED:
             return None
-        if self._table[0] is latest:
-            return self._table[1]
-        m = latest.metrics
+        m, c = record["metrics"], record["config"]
+        try:
+            teacher, student, baseline, _ = self.models(run_id)
+        except LookupError:
+            teacher = student = baseline = None
         rows = []
-        for role, model, acc in (("teacher", latest.teacher, m["teacher_acc"]),
-                                 ("KD student", latest.student, m["student_acc"]),
-                                 ("baseline student", latest.baseline, m["baseline_acc"])):
-            if model is None:
+        for role, arch, model, acc in (("teacher", c["teacher"], teacher, m["teacher_acc"]),
+                                       ("KD student", c["student"], student, m["student_acc"]),
+                                       ("baseline student", c["student"], baseline, m["baseline_acc"])):
+            if acc is None:
                 continue
-            p50, _ = inference.latency_ms(model, repeats=50, warmup=5)
-            rows.append({"model": role, "arch": latest.config["teacher" if role == "teacher" else "student"],
-                         "params": count_parameters(model),
-                         "size_mb": checkpoints.size_on_disk(model) / 1e6,
-                         "test_acc": acc, "latency_ms": p50})
-        gain = None if m["baseline_acc"] is None else m["student_acc"] - m["baseline_acc"]
-        table = {"rows": rows, "kd_gain": gain, "data": m["data"], "test_samples": m["test_samples"],
-                 "seconds": m["seconds"]}
-        self._table = (latest, table)
+            latency = inference.latency_ms(model, repeats=50, warmup=5)[0] if model is not None else None
+            rows.append({"model": role, "arch": arch, "params": count_parameters(arch),
+                         "size_mb": checkpoints.size_on_disk(model) / 1e6 if model is not None else None,
+                         "test_acc": acc, "latency_ms": latency})
+        table = {"rows": rows, "metrics": m, "config": c}
+        self._tables[run_id] = table
+        if len(self._tables) > 50:
+            self._tables.popitem(last=False)
         return table
 
+    def export(self, run_id, kind):
+        """Path of the run's distilled student as `.pt` or `.onnx`, written once into its folder."""
+        record = self.run(run_id)
+        if record is None or record["state"] != FINISHED or not record["has_checkpoints"]:
+            raise LookupError(f"run {run_id} has no student to download")
+        source = record["extra"]["paths"]["student"]
+        out = self.store.run_dir(run_id) / f"kdapp-{run_id}-{record['config']['student']}.{kind}"
+        if not out.is_file():
+            {"pt": export.export_pt, "onnx": export.export_onnx}[kind](source, out)
+        return out
 
-SERVER_THREADS = 1  # torch threads of the app's process; runs get all cores in their worker
+    def close(self):
+        self.queue.close()
+
+
+def _optional(path):
+    """A checkpoint that may be missing (a run without a baseline): the model, or None."""
+    if not path:
+        return None
+    try:
+        return checkpoints.load(path)[0]
+    except checkpoints.CheckpointError as e:
+        log.warning("%s", e)
+        return None
+
+
+SERVER_THREADS = 1  # torch threads of the app's process; runs get all cores in their workers
 
 
 def configure_threads(threads=None):
     """Intra-op torch threads for this process: default to the CPUs it may use."""
-    import os
-
     import torch
     if threads is None:
         threads = int(os.environ.get("KDAPP_THREADS", 0)) or len(os.sched_getaffinity(0))

@@ -99,32 +99,41 @@ class MLP(nn.Module):
         return self.forward_features(x)[0]
 
 
-# name -> (builder, one line for the UI). A plain dict, as nanoGPT's config_args.
+# name -> builder. A plain dict, as nanoGPT's config_args.
 ARCHITECTURES = {
-    "seed_teacher": (SeedTeacher, "seed article teacher CNN (conv32-conv64-pool-fc128)"),
-    "seed_student": (SeedStudent, "seed article student CNN (conv16-pool-fc64)"),
-    "mlp_1200": (lambda: MLP(1200, dropout=0.5), "Hinton 2015 teacher MLP 784-1200-1200-10, dropout"),
-    "mlp_800": (lambda: MLP(800), "Hinton 2015 student MLP 784-800-800-10"),
-    "lenet5": (LeNet5, "LeNet-5 CNN"),
-    "mlp_30": (lambda: MLP(30), "tiny MLP 784-30-30-10"),
+    "seed_teacher": SeedTeacher,                  # conv32-conv64-pool-fc128, 1.2M params
+    "seed_student": SeedStudent,                  # conv16-pool-fc64, 174k params
+    "mlp_1200": lambda: MLP(1200, dropout=0.5),   # Hinton 2015's MNIST teacher
+    "mlp_800": lambda: MLP(800),                  # Hinton 2015's MNIST student
+    "lenet5": LeNet5,
+    "mlp_30": lambda: MLP(30),                    # tiny: KD's gap is widest here
 }
 
 
 def build(name):
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {name!r}; valid names: {', '.join(ARCHITECTURES)}")
-    return ARCHITECTURES[name][0]()
+    return ARCHITECTURES[name]()
+
+
+_FACTS = {}  # name -> (parameter count, has conv feature maps), from one built model
+
+
+def _facts(name):
+    if name not in _FACTS:
+        model = build(name)
+        maps = model.forward_features(torch.zeros(2, 1, 28, 28))[1].dim() == 4
+        _FACTS[name] = (sum(p.numel() for p in model.parameters()), maps)
+    return _FACTS[name]
 
 
 def count_parameters(model):
+    """Parameters of a model, or of an architecture given by name (built once, then remembered)."""
+    if isinstance(model, str):
+        return _facts(model)[0]
     return sum(p.numel() for p in model.parameters())
 
 
-_PARAM_COUNTS = {}
-
-
-def parameter_count(name):
-    """Parameter count of an architecture by name (built once, then remembered)."""
-    if name not in _PARAM_COUNTS:
-        _PARAM_COUNTS[name] = count_parameters(build(name))
-    return _PARAM_COUNTS[name]
+def has_feature_maps(name):
+    """True for CNNs, whose features are (C,H,W) maps; attention transfer needs them."""
+    return _facts(name)[1]

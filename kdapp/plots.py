@@ -10,6 +10,7 @@ import plotly.io as pio
 
 COLORS = {"teacher": "#7f7f7f", "student": "#d62728", "baseline": "#1f77b4",
           "soft": "#ff9896", "hard": "#9467bd", "feature": "#2ca02c"}
+PALETTE = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd"]  # one colour per compared run
 TEMPLATE = pio.templates["plotly_white"].to_plotly_json()  # resolved once, not per figure
 LAYOUT = dict(template=TEMPLATE, height=320, margin=dict(l=50, r=10, t=40, b=40),
               legend=dict(orientation="h", y=-0.2))
@@ -31,7 +32,7 @@ def _empty(title, hint):
 
 def loss_figure(snapshot):
     """Step losses: KD total, soft (KL*T^2) and hard (CE) parts, and the baseline's CE."""
-    if not snapshot or not (snapshot["curves"]["step"] or snapshot["curves"]["teacher_loss"]):
+    if not snapshot or not (snapshot["curves"].get("step") or snapshot["curves"].get("teacher_loss")):
         return _empty("Training loss", "start a run to see its losses here")
     c = snapshot["curves"]
     if c["step"]:
@@ -53,7 +54,7 @@ def loss_figure(snapshot):
 
 def accuracy_figure(snapshot):
     """Test accuracy per epoch for teacher, KD student and baseline."""
-    if not snapshot or not snapshot["accuracy"]["epoch"]:
+    if not snapshot or not snapshot["accuracy"].get("epoch"):
         return _empty("Test accuracy", "accuracies appear after the first epoch")
     a = snapshot["accuracy"]
     pct = [None if v is None else 100 * v for v in a["baseline"]]
@@ -86,3 +87,64 @@ def distribution_figure(prediction):
         yaxis=dict(range=[0, 1], title=dict(text="probability")), yaxis2=dict(range=[0, 1], anchor="x2"),
         annotations=[dict(subtitle, text="T = 1 (what the label sees)", x=0.23, xanchor="center"),
                      dict(subtitle, text=f"T = {T:g} (what the student learns from)", x=0.77, xanchor="center")]))
+
+
+def _run_name(run):
+    c = run["config"]
+    return f"{run['id']}: {c['teacher']}→{c['student']} T={c['temperature']:g} α={c['alpha']:g}"
+
+
+def compare_figure(runs):
+    """Up to 4 runs overlaid: test accuracy per epoch (KD solid, baseline dotted) on the left, the
+    KD student's soft and hard losses per step on the right. One colour per run."""
+    if not runs:
+        return _empty("Compare runs", "select up to 4 runs above")
+    data = []
+    for run, color in zip(runs, PALETTE):
+        name, a, c = _run_name(run), run["accuracy"], run["curves"]
+        group = dict(legendgroup=run["id"])
+        data.append(dict(_line(a.get("epoch", []), [100 * v for v in a.get("student", [])], name, color), **group))
+        if any(v is not None for v in a.get("baseline", [])):
+            data.append(dict(_line(a["epoch"], [None if v is None else 100 * v for v in a["baseline"]],
+                                   f"{run['id']} baseline", color, "dot", 1.5), showlegend=False, **group))
+        for key, dash in (("soft", "dash"), ("hard", "dot")):
+            if c.get(key):
+                data.append(dict(_line(c["step"], c[key], f"{run['id']} {key}", color, dash, 1.5),
+                                 xaxis="x2", yaxis="y2", showlegend=False, **group))
+    return _figure(data, dict(
+        title=dict(text="Test accuracy (KD solid, baseline dotted) · soft (dashed) and hard (dotted) loss"),
+        height=380, uirevision="compare", legend=dict(orientation="h", y=-0.25),
+        xaxis=dict(domain=[0, 0.46], title=dict(text="epoch")), yaxis=dict(title=dict(text="accuracy (%)")),
+        xaxis2=dict(domain=[0.56, 1], title=dict(text="student step")),
+        yaxis2=dict(anchor="x2", type="log", title=dict(text="loss"))))
+
+
+def gain_map(runs):
+    """KD gain (student - baseline, points) over T x alpha for finished runs of one teacher ->
+    student pair at one data set and train fraction. A cell holding several runs shows their
+    mean and count. Hinton's temperature question, answered by the lab's own runs."""
+    runs = [r for r in runs if r.get("metrics") and r["metrics"].get("baseline_acc") is not None]
+    if not runs:
+        return _empty("KD gain over T and α", "finished runs of the selected pair fill this map (try a sweep)")
+    cells = {}
+    for r in runs:
+        key = (r["config"]["temperature"], r["config"]["alpha"])
+        cells.setdefault(key, []).append(100 * (r["metrics"]["student_acc"] - r["metrics"]["baseline_acc"]))
+    ts = sorted({t for t, _ in cells})
+    alphas = sorted({a for _, a in cells})
+    z = [[None] * len(ts) for _ in alphas]
+    text = [[""] * len(ts) for _ in alphas]
+    for (t, a), gains in cells.items():
+        mean = sum(gains) / len(gains)
+        z[alphas.index(a)][ts.index(t)] = mean
+        text[alphas.index(a)][ts.index(t)] = f"{mean:+.2f}" + (f" (n={len(gains)})" if len(gains) > 1 else "")
+    c = runs[0]["config"]
+    limit = max(abs(v) for row in z for v in row if v is not None) or 1.0
+    heat = dict(type="heatmap", x=[f"T={t:g}" for t in ts], y=[f"α={a:g}" for a in alphas], z=z, text=text,
+                texttemplate="%{text}", colorscale="RdBu", zmid=0, zmin=-limit, zmax=limit,
+                colorbar=dict(title=dict(text="gain (pts)")), hovertemplate="%{x} %{y}: %{text} pts<extra></extra>")
+    return _figure([heat], dict(
+        title=dict(text=f"KD gain (pts): {c['teacher']} → {c['student']}, {c['data']}, "
+                        f"{c['train_fraction']:.0%} of the data · {len(runs)} runs"),
+        height=360, uirevision="gain", xaxis=dict(type="category", title=dict(text="temperature")),
+        yaxis=dict(type="category", title=dict(text="α (soft-target weight)"))))

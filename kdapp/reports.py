@@ -17,55 +17,154 @@ def hint(message):
 def _duration(seconds):
     if seconds is None:
         return "…"
+    seconds = max(0, seconds)
     seconds = int(round(seconds))
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
-def status(snap, mine):
-    """One line: phase, epoch, step and ETA, or how the run ended."""
-    if snap is None:
+def settings_line(config):
+    """A run's settings in one line, extras included only when they are on."""
+    c = config
+    parts = [f"{c['teacher']}{''.join(' + ' + t for t in c.get('extra_teachers', []))} → {c['student']}",
+             f"T={c['temperature']:g}", f"α={c['alpha']:g}" + (f"→{c['alpha_end']:g}" if c.get("alpha_end") is not None
+                                                            else ""),
+             f"{c['epochs']} epochs"]
+    if c.get("train_fraction", 1.0) != 1.0:
+        parts.append(f"{c['train_fraction']:.0%} of the data")
+    if c.get("feature_loss", "none") != "none":
+        parts.append(f"{c['feature_loss']} feature loss ×{c['feature_weight']:g}")
+    if c.get("clip_grad_norm"):
+        parts.append(f"clip {c['clip_grad_norm']:g}")
+    if c.get("augment"):
+        parts.append("augmented")
+    return html.escape(", ".join(parts))
+
+
+def gain_interval(student_acc, baseline_acc, test_samples):
+    """Half-width of the 95% interval of (student - baseline) accuracy, binomial on the test size:
+    1.96 * sqrt(p1(1-p1)/n + p2(1-p2)/n), treating the two accuracies as independent (conservative
+    for two models scored on the same digits)."""
+    var = (student_acc * (1 - student_acc) + baseline_acc * (1 - baseline_acc)) / test_samples
+    return 1.96 * var ** 0.5
+
+
+def gain_text(metrics):
+    if not metrics or metrics.get("baseline_acc") is None:
+        return ""
+    gain = metrics["student_acc"] - metrics["baseline_acc"]
+    ci = gain_interval(metrics["student_acc"], metrics["baseline_acc"], metrics["test_samples"])
+    return f"{100 * gain:+.2f} ± {100 * ci:.2f} pts"
+
+
+def status(run, mine, newest_finished=None):
+    """The run on show: its progress, its place in the queue, or how it ended."""
+    if run is None:
         return "**Status:** idle. No run yet: the drawing below uses the shipped checkpoints."
-    cfg = snap["config"]
     who = "your run" if mine else "a run started by another visitor"
-    what = (f"{cfg['teacher']} → {cfg['student']}, T={cfg['temperature']:g}, α={cfg['alpha']:g}, "
-            f"{cfg['epochs']} epochs")
-    where = f" on {snap['device']}, {snap['data']} data" if snap["device"] else ""
-    state = snap["state"]
+    rid = html.escape(run["id"])
+    what = settings_line(run["config"])
+    where = f" on {html.escape(run['device'])}, {html.escape(run['data'])} data" if run.get("device") else ""
+    state = run["state"]
+    if state == "queued":
+        eta = f" · starts in about {_duration(run.get('eta_s'))}" if run.get("eta_s") is not None else ""
+        position = f", position {run['position']}" if run.get("position") else ""
+        return f"**Run {rid}** ({who}) is queued{position}{eta}  \n{what}"
     if state == "running":
+        p = run["progress"]
         progress = ""
-        if snap["steps"]:
-            progress = (f" · epoch {snap['epoch']}/{snap['epochs']} · step {snap['step']}/{snap['steps']}"
-                        f" · ETA {_duration(snap['eta_s'])}")
-        return (f"**Running** ({who}): {html.escape(snap['phase'])}{progress}  \n"
-                f"{html.escape(snap['message'])} · {what}{where} · {_duration(snap['elapsed_s'])} elapsed")
+        if p["steps"]:
+            progress = f" · epoch {p['epoch']}/{p['epochs']} · step {p['step']}/{p['steps']} · ETA {_duration(p['eta_s'])}"
+        return (f"**Running: run {rid}** ({who}): {html.escape(p['phase'])}{progress}  \n"
+                f"{html.escape(run['message'] or '')} · {what}{where} · {_duration(run.get('elapsed_s'))} elapsed")
     if state == "finished":
-        m = snap["metrics"]
+        m = run["metrics"]
         base = m["baseline_acc"]
-        gain = "" if base is None else f" · KD gain **{100 * (m['student_acc'] - base):+.2f} pts**"
-        warn = "".join(f"  \nWarning: {html.escape(w)}" for w in snap["warnings"])
-        return (f"**Finished** in {_duration(m['seconds'])}: teacher {m['teacher_acc']:.2%}, KD student "
+        gain = f" · KD gain **{gain_text(m)}**" if base is not None else ""
+        warn = "".join(f"  \nWarning: {html.escape(w)}" for w in run["warnings"])
+        files = "" if run["has_checkpoints"] else " Its model files were pruned (only the newest runs keep them)."
+        return (f"**Finished: run {rid}** in {_duration(m['seconds'])}: teacher {m['teacher_acc']:.2%}, KD student "
                 f"**{m['student_acc']:.2%}**, baseline {'-' if base is None else format(base, '.2%')}{gain}  \n"
-                f"{what}{where}. The drawing below now uses these models.{warn}")
-    label = "Failed" if state == "failed" else "Stopped"
-    return (f"**{label}:** {html.escape(snap['message'])}  \n{what}. The models of the last finished run "
-            "are unchanged; you can start a new run.")
+                f"{what}{where}.{files}{warn}")
+    label = {"failed": "Failed", "cancelled": "Stopped", "interrupted": "Interrupted"}.get(state, state)
+    newest = ""
+    if newest_finished is not None:
+        newest = (f"  \nThe newest finished run is run {html.escape(newest_finished['id'])} "
+                  f"({settings_line(newest_finished['config'])}, student {newest_finished['metrics']['student_acc']:.2%}).")
+    return f"**{label}: run {rid}** ({who}): {html.escape(run['message'] or '')}  \n{what}.{newest}"
+
+
+def queue(active):
+    """Everyone's queued and running runs, in order, with whose they are and when they should end."""
+    if not active:
+        return ""
+    lines = ["| # | run | whose | settings | done in |", "|---:|---|---|---|---:|"]
+    for r in active:
+        place = "training" if r["position"] == 0 else str(r["position"])
+        lines.append(f"| {place} | {html.escape(r['id'])} | {'yours' if r['mine'] else 'another visitor'} | "
+                     f"{settings_line(r['config'])} | ~{_duration(r['eta_s'])} |")
+    return "**Queue**\n\n" + "\n".join(lines)
 
 
 def comparison_table(table):
-    """The seed article's results table, measured live for the finished run."""
+    """The seed article's results table, measured live for a finished run."""
     if not table:
         return ""
     lines = ["| model | architecture | parameters | size on disk | test accuracy | batch-1 latency |",
              "|---|---|---:|---:|---:|---:|"]
     for r in table["rows"]:
-        lines.append(f"| {r['model']} | {r['arch']} | {r['params']:,} | {r['size_mb']:.2f} MB | "
-                     f"{r['test_acc']:.2%} | {r['latency_ms']:.2f} ms |")
-    if table["kd_gain"] is not None:
-        lines.append(f"\n**KD gain (student − baseline): {100 * table['kd_gain']:+.2f} points** on "
-                     f"{table['test_samples']:,} held-out {table['data']} digits "
-                     f"(one run; ±{100 * 1.96 * (0.02 * 0.98 / table['test_samples']) ** 0.5:.2f} pts is the "
-                     "95% sampling noise of one accuracy near 98%).")
+        size = "-" if r["size_mb"] is None else f"{r['size_mb']:.2f} MB"
+        latency = "-" if r["latency_ms"] is None else f"{r['latency_ms']:.2f} ms"
+        lines.append(f"| {r['model']} | {r['arch']} | {r['params']:,} | {size} | {r['test_acc']:.2%} | {latency} |")
+    m = table["metrics"]
+    lines.append(f"\nSettings: {settings_line(table['config'])}.")
+    if m.get("baseline_acc") is not None:
+        lines.append(f"\n**KD gain (student − baseline): {gain_text(m)}** on {m['test_samples']:,} held-out "
+                     f"{m['data']} digits (one run; ± is the 95% sampling interval of the difference, "
+                     "binomial on the test size).")
     return "\n".join(lines)
+
+
+RUN_COLUMNS = ["id", "state", "teacher → student", "T", "α", "epochs", "fraction", "extras", "student",
+               "baseline", "KD gain (95%)", "time"]
+
+
+def runs_rows(records):
+    """The Runs tab's table: one row per run, newest first."""
+    rows = []
+    for r in records:
+        c, m = r["config"], r["metrics"] or {}
+        extras = [f"{c['feature_loss']}×{c['feature_weight']:g}"] if c.get("feature_loss", "none") != "none" else []
+        extras += [f"+{t}" for t in c.get("extra_teachers", [])]
+        extras += [f"α→{c['alpha_end']:g}"] if c.get("alpha_end") is not None else []
+        extras += [f"clip {c['clip_grad_norm']:g}"] if c.get("clip_grad_norm") else []
+        rows.append([r["id"], r["state"], f"{c['teacher']} → {c['student']}", c["temperature"], c["alpha"], c["epochs"],
+                     c["train_fraction"], " ".join(extras), _pct(m.get("student_acc")), _pct(m.get("baseline_acc")),
+                     gain_text(m), _duration(m["seconds"]) if m.get("seconds") else ""])
+    return {"headers": RUN_COLUMNS, "data": rows or [[""] * len(RUN_COLUMNS)]}
+
+
+def _pct(value):
+    return "" if value is None else f"{value:.2%}"
+
+
+def config_diff(records):
+    """What differs between the selected runs' settings, as a small table."""
+    if len(records) < 2:
+        return "Select two or more runs to see what differs between them." if records else ""
+    keys = [k for k in records[0]["config"] if len({repr(r["config"].get(k)) for r in records}) > 1]
+    if not keys:
+        return "These runs have the same settings (they differ only by chance, or by seed)."
+    lines = ["| setting | " + " | ".join(html.escape(r["id"]) for r in records) + " |",
+             "|---|" + "---:|" * len(records)]
+    for k in keys:
+        lines.append(f"| {k} | " + " | ".join(html.escape(str(r["config"].get(k))) for r in records) + " |")
+    return "\n".join(lines)
+
+
+def run_link(run_id):
+    """A permalink to a run, relative to wherever the app is served."""
+    rid = html.escape(run_id)
+    return f"Link to run {rid}: [`/?run={rid}`](/?run={rid})"
 
 
 def top_labels(probs):
@@ -80,6 +179,10 @@ def prediction_note(result):
     lines = [f"Teacher says **{t_top}**, student says **{s_top}**: they {agree}. "
              f"KL(teacher‖student) at T={result['temperature']:g} is {result['kl_T']:.4f}.",
              f"Models: {html.escape(result['models'])}."]
+    if "baseline" in result:
+        b = result["baseline"]["p1"]
+        lines.append(f"The baseline (no KD) says **{max(range(10), key=b.__getitem__)}**; its KL to the teacher at "
+                     f"T={result['temperature']:g} is {result['baseline']['kl_T']:.4f}.")
     lines += [f"**Note:** {html.escape(n)}" for n in result["notes"]]
     return "  \n".join(lines)
 

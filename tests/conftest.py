@@ -1,11 +1,14 @@
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+# The app under test keeps its runs in a fresh store, never the developer's runs/.
+os.environ["KDAPP_RUNS_DIR"] = tempfile.mkdtemp(prefix="kdapp-test-runs-")
 sys.path.insert(0, str(ROOT))
 torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
 
@@ -27,7 +30,7 @@ def shipped_teacher():
 def app_url():
     """The real app (app.py's Blocks) served in this process on a free port."""
     import app
-    from kdapp.bench import free_port
+    from kdapp.tools.serving import free_port
     port = free_port()
     app.demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.LAUNCH)
     yield f"http://127.0.0.1:{port}/"

@@ -1,22 +1,19 @@
-"""The app: handlers called directly, and the /predict API driven by gradio_client."""
-import time
-
+"""The app: handlers called directly, and the public API (/predict, /runs) driven by gradio_client."""
 import numpy as np
 import pytest
 from PIL import Image
 
 import app
-from kdapp import bench
-
-
-class FakeRequest:
-    def __init__(self, session_hash):
-        self.session_hash = session_hash
+from kdapp.tools.serving import redrawn_canvases
 
 
 def digit_canvas(index=0, seed=0):
-    canvases, labels = bench.redrawn_canvases(index + 1, seed=seed)
+    canvases, labels = redrawn_canvases(index + 1, seed=seed)
     return canvases[index], int(labels[index])
+
+
+def start(owner, **settings):
+    return app.start(owner, *app.inputs_for(**settings))
 
 
 def test_predict_handler_on_a_drawn_digit():
@@ -37,49 +34,53 @@ def test_predict_handler_on_blank_and_broken_input():
         assert teacher is None and note
 
 
-def test_predict_handler_survives_odd_temperatures():
+def test_predict_handler_says_when_it_ignores_a_temperature():
     canvas, _ = digit_canvas()
     for T in (None, "abc", -3, float("nan"), 1e9):
-        teacher, _, _, _, _ = app.predict(canvas, T)
-        assert teacher is not None
+        teacher, _, _, _, note = app.predict(canvas, T)
+        assert teacher is not None and "showing T=4 instead" in note, note
 
 
 def test_refresh_skips_when_nothing_changed():
-    key = app.lab.runs.version_key()
-    outputs = app.refresh(key, FakeRequest("a"))
-    assert outputs[-1] == key
-    assert all(getattr(o, "__class__", None).__name__ == "dict" and o.get("__type__") == "update"
-               or o is not None for o in outputs[:-1])
-    fresh = app.refresh(("never", -1), FakeRequest("a"))
-    assert "Status" in fresh[0] or "Running" in fresh[0] or "Finished" in fresh[0]
+    first = app.refresh(None, None, "a", app.lab_lib.SHIPPED, True, None)
+    assert "Status" in first[0] or "Finished" in first[0] or "Running" in first[0]
+    again = app.refresh(first[-1], None, "a", app.lab_lib.SHIPPED, True, None)
+    assert again[-1] is first[-1] and all(isinstance(o, dict) and o.get("__type__") == "update" for o in again[:-1])
 
 
-def test_start_refuses_bad_settings_with_a_message():
-    values = dict(app.lab_lib.DEFAULT_RUN)
-    args = [values["teacher"], values["student"], 4.0, 0.7, 5, 0.005, 128, 1.0, "none", 1.0, "", False, 0.3, 0, "sample", "cpu"]
-    for index, bad in ((2, -1), (3, 2.0), (4, 10**9), (2, float("nan")), (0, "resnet"), (4, "many")):
-        wrong = list(args)
-        wrong[index] = bad
-        message = app.start(*wrong, FakeRequest("x"))
-        assert "Not started" in message, message
-    assert not app.lab.runs.busy()
+@pytest.mark.parametrize("name,bad", [("temperature", -1), ("alpha", 2.0), ("epochs", 10**9),
+                                      ("temperature", float("nan")), ("teacher", "resnet"), ("epochs", "many"),
+                                      ("clip_grad_norm", -1), ("lr", 0)])
+def test_start_refuses_bad_settings_with_our_sentence(name, bad):
+    message, view, notice_for = start("x", **{name: bad})
+    assert "Not started" in message and notice_for is None, message
+    assert not app.lab.queue.busy()
 
 
-def test_a_run_from_the_ui_handlers_finishes_and_updates_the_models():
-    args = ["seed_teacher", "seed_student", 4.0, 0.7, 1, 0.005, 128, 0.1, "none", 1.0, "", False, 0.3, 0, "sample", "cpu"]
-    assert "Started" in app.start(*args, FakeRequest("owner"))
-    assert "Busy" in app.start(*args, FakeRequest("someone else"))
-    assert "only the visitor" in app.stop(FakeRequest("someone else"))
-    deadline = time.monotonic() + 120
-    while app.lab.runs.busy() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    status, loss_fig, acc_fig, table, _, _ = app.refresh(None, FakeRequest("owner"))
-    assert "Finished" in status and "KD gain" in status
-    assert "| KD student | seed_student | 173,930 |" in table
+def test_incompatible_methods_are_refused_before_starting():
+    message, _, _ = start("x", feature_loss="attention", student="mlp_30")
+    assert "attention transfer needs conv feature maps" in message and "seed_student" in message
+
+
+def test_a_run_from_the_ui_handlers_finishes_and_the_owner_sees_it():
+    message, view, notice_for = start("owner", epochs=1, train_fraction=0.1)
+    assert "started" in message or "queued" in message
+    assert view == notice_for and app.lab.queue.busy()
+    assert "no run" in app.stop("someone else", None).lower()  # nothing of theirs to stop
+    assert app.lab.queue.wait(view, timeout=180)
+    status, queue, loss_fig, acc_fig, table, stop_btn, models, link, notice, notice_for, _ = app.refresh(
+        None, view, "owner", app.lab_lib.SHIPPED, True, view)
+    assert "Finished: run " + view in status and "KD gain" in status
+    assert "| KD student | seed_student | 173,930 |" in table and "10% of the data" in table
     assert len(loss_fig.data) == 4 and len(acc_fig.data) == 3
+    assert notice == "" and notice_for is None  # the "started" notice goes once the run has ended
+    assert models["value"] == view  # the owner's drawing now uses their run's models
     canvas, _ = digit_canvas()
-    note = app.predict(canvas, 4.0)[-1]
-    assert "latest run" in note
+    note = app.predict(canvas, 4.0, view)[-1]
+    assert f"run {view}" in note and "baseline (no KD) says" in note
+    # Another visitor's drawing keeps the shipped models.
+    other = app.refresh(None, None, "another", app.lab_lib.SHIPPED, True, None)
+    assert other[6].get("value", app.lab_lib.SHIPPED) == app.lab_lib.SHIPPED
 
 
 @pytest.fixture(scope="module")
@@ -88,9 +89,9 @@ def client(app_url):
     return Client(app_url, verbose=False)
 
 
-def test_only_the_predict_endpoint_is_exposed(client):
+def test_only_predict_and_runs_are_api_endpoints(client):
     api = client.view_api(return_format="dict", print_info=False)
-    assert list(api["named_endpoints"]) == ["/predict"]
+    assert sorted(api["named_endpoints"]) == ["/predict", "/runs"]
     assert not api["unnamed_endpoints"]
 
 
@@ -99,11 +100,10 @@ def sketch_value(path):
     return {"background": None, "layers": [], "composite": handle_file(str(path))}
 
 
-def test_predict_api_reads_redrawn_held_out_digits(client, tmp_path, monkeypatch):
+def test_predict_api_reads_redrawn_held_out_digits(client, tmp_path):
     """Acceptance: held-out digits re-drawn at random size, place and stroke width, through /predict,
-    read by the shipped teacher and student (not by a short run an earlier test made)."""
-    monkeypatch.setattr(app.lab.runs, "latest", None)
-    canvases, labels = bench.redrawn_canvases(200, seed=7)
+    read by the shipped teacher and student."""
+    canvases, labels = redrawn_canvases(200, seed=7)
     teacher_ok = student_ok = 0
     for i, (canvas, label) in enumerate(zip(canvases, labels)):
         path = tmp_path / f"{i}.png"
@@ -122,14 +122,30 @@ def test_predict_api_answers_a_blank_canvas_with_a_hint(client, tmp_path):
     assert teacher.get("label") is None and student.get("label") is None and "Draw a digit" in note
 
 
+def test_runs_api_lists_runs_without_owners(client):
+    message, view, _ = start("secret-owner-token", epochs=1, train_fraction=0.05)
+    assert app.lab.queue.wait(view, timeout=180)
+    runs = client.predict(api_name="/runs")
+    if isinstance(runs, str):
+        import json
+        runs = json.loads(runs)
+    assert isinstance(runs, list) and runs
+    mine = next(r for r in runs if r["id"] == view)
+    assert mine["state"] == "finished" and {"teacher", "student", "temperature", "alpha", "epochs"} <= set(mine["config"])
+    assert {"student_acc", "baseline_acc"} <= set(mine["metrics"])
+    assert "secret-owner-token" not in str(runs) and all("owner" not in r for r in runs)
+
+
 def test_a_run_with_every_method_from_the_ui():
-    """Multi-teacher KD, a linear alpha schedule and gradient clipping, as the accordion sets them."""
-    args = ["seed_teacher", "seed_student", 4.0, 0.7, 1, 0.005, 128, 0.1, "hint", 1.0, "lenet5", True, 0.2, 5,
-            "sample", "cpu"]
-    assert "Started" in app.start(*args, FakeRequest("methods"))
-    assert app.lab.runs.wait(180)
-    snap = app.lab.runs.snapshot()
-    assert snap["state"] == "finished", snap["message"]
-    cfg = snap["config"]
+    """Multi-teacher KD, hint features, a linear alpha schedule and gradient clipping, as the accordion sets them."""
+    message, view, _ = start("methods", epochs=1, train_fraction=0.1, feature_loss="hint", feature_weight=1.0,
+                             second_teacher="lenet5", alpha_schedule=True, alpha_end=0.2, clip_grad_norm=5)
+    assert app.lab.queue.wait(view, timeout=240)
+    run = app.lab.run(view)
+    assert run["state"] == "finished", run["message"]
+    cfg = run["config"]
     assert cfg["extra_teachers"] == ["lenet5"] and cfg["alpha_end"] == 0.2 and cfg["clip_grad_norm"] == 5
-    assert cfg["feature_loss"] == "hint" and any(v is not None for v in snap["curves"]["feature"])
+    assert cfg["feature_loss"] == "hint" and any(v is not None for v in run["curves"]["feature"])
+    status = app.refresh(None, view, "methods", app.lab_lib.SHIPPED, True, None)[0]
+    for words in ("seed_teacher + lenet5", "α=0.7→0.2", "hint feature loss ×1", "clip 5", "10% of the data"):
+        assert words in status, (words, status)

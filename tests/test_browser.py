@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kdapp.bench import start_app, wait_for_http
+from kdapp.tools.serving import start_app, wait_for_http
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"

@@ -8,7 +8,7 @@ from PIL import Image
 
 from kdapp import inference
 from kdapp.data import MNIST_MEAN, MNIST_STD, sample_split
-from kdapp.drawing import redraw
+from kdapp.tools.drawing import redraw
 from kdapp.inference import BlankCanvas, CanvasError, preprocess
 
 

@@ -1,98 +1,122 @@
-"""Background runs: finish, busy, stop, failure, time limit, owners."""
+"""The run queue: real runs in worker processes, FIFO order, caps, cancel rights, failures."""
 import time
 
 import pytest
 
-from kdapp import jobs
 from kdapp.config import RunConfig
+from kdapp.jobs import QueueFull, RunQueue
+from kdapp.store import RunStore
 
-SHORT = dict(data="sample", epochs=1, train_fraction=0.1)
+SHORT = RunConfig(epochs=1, train_fraction=0.1)
+LONG = RunConfig(epochs=40)
 
 
-def wait_for(predicate, timeout=60):
+def wait_for(predicate, timeout=120):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return True
-        time.sleep(0.02)
+        time.sleep(0.05)
     return False
 
 
-def test_a_run_finishes_and_readers_see_it(tmp_path):
-    runs = jobs.RunManager(runs_dir=tmp_path)
-    runs.start(RunConfig(**SHORT), owner="a")
-    assert runs.wait(timeout=120)
-    snap = runs.snapshot()
-    assert snap["state"] == "finished", snap["message"]
-    assert snap["metrics"]["student_acc"] > 0.5 and snap["data"] == "sample"
-    assert snap["curves"]["step"] and len(snap["curves"]["loss"]) == len(snap["curves"]["step"])
-    assert snap["accuracy"]["epoch"] == [1]
-    assert runs.latest is not None and runs.version_key() == snap["key"]
+@pytest.fixture
+def queue(tmp_path):
+    q = RunQueue(RunStore(tmp_path / "runs"), data_dir=tmp_path / "data")
+    yield q
+    q.close()
 
 
-def test_second_start_is_busy_and_only_the_owner_can_stop(tmp_path):
-    runs = jobs.RunManager(runs_dir=tmp_path)
-    runs.start(RunConfig(data="sample", epochs=20), owner="alice")
-    try:
-        with pytest.raises(jobs.Busy, match="already in progress"):
-            runs.start(RunConfig(**SHORT), owner="bob")
-        assert wait_for(lambda: runs.snapshot()["step"] > 0)
-        assert "only the visitor" in runs.stop(owner="bob")
-        assert runs.snapshot()["state"] == "running"
-        runs.stop(owner="alice")
-        assert runs.wait(timeout=5)
-        snap = runs.snapshot()
-        assert snap["state"] == "cancelled" and runs.latest is None
-    finally:
-        runs.stop()
-        runs.wait(10)
-    # The next run starts and works.
-    runs.start(RunConfig(**SHORT), owner="bob")
-    assert runs.wait(120) and runs.snapshot()["state"] == "finished"
+def test_a_run_finishes_and_is_kept_with_its_curves_and_models(queue):
+    run = queue.submit(SHORT, owner="a")[0]
+    assert queue.wait(run["id"], timeout=180)
+    record = queue.store.get(run["id"])
+    assert record["state"] == "finished", record["message"]
+    assert record["metrics"]["student_acc"] > 0.5 and record["data"] == "sample"
+    assert record["curves"]["step"] and len(record["curves"]["loss"]) == len(record["curves"]["step"])
+    assert record["accuracy"]["epoch"] == [1] and record["has_checkpoints"]
+    paths = record["extra"]["paths"]
+    assert {"teacher", "student", "baseline"} <= set(paths)
+    assert all(str(queue.store.run_dir(run["id"])) in paths[k] for k in ("student", "baseline"))
+    assert "owner" not in record and not queue.busy()
+
+
+def test_fifo_order_positions_caps_and_cancel_rights(queue):
+    first = queue.submit(LONG, owner="alice")[0]
+    assert wait_for(lambda: queue.get(first["id"])["state"] == "running")
+    second = queue.submit(SHORT, owner="bob")[0]
+    third = queue.submit(SHORT, owner="carol")[0]
+    active = queue.active(owner="bob")
+    assert [(r["id"], r["position"], r["mine"]) for r in active] == [
+        (first["id"], 0, False), (second["id"], 1, True), (third["id"], 2, False)]
+    assert active[1]["eta_s"] > 0 and active[2]["eta_s"] > active[1]["eta_s"]
+    # Caps: two runs (or sweeps) per visitor, ten queued in all.
+    queue.submit(SHORT, owner="bob")
+    with pytest.raises(QueueFull, match="cancel one or wait"):
+        queue.submit(SHORT, owner="bob")
+    with pytest.raises(QueueFull, match="queue is full"):
+        queue.submit([SHORT] * 8, owner="dave")
+    # Only the owner (or the server, owner=None) may cancel.
+    assert "only the visitor" in queue.cancel(first["id"], owner="bob")
+    assert queue.get(first["id"])["state"] == "running"
+    assert "had not started" in queue.cancel(third["id"], owner="carol")
+    assert queue.store.get(third["id"])["state"] == "cancelled"
+    assert "stop" in queue.cancel(first["id"], owner="alice")
+    assert queue.wait(first["id"], timeout=10) and queue.store.get(first["id"])["state"] == "cancelled"
+    assert queue.wait(second["id"], timeout=180)
+    finished = queue.store.get(second["id"])
+    assert finished["state"] == "finished" and finished["started"] >= queue.store.get(first["id"])["ended"]
+
+
+def test_a_sweep_counts_once_against_the_visitors_allowance(queue):
+    first = queue.submit(LONG, owner="x")[0]
+    sweep = queue.submit([SHORT.replace(temperature=t) for t in (1.0, 2.0, 4.0, 8.0, 16.0)], owner="eve",
+                         group="sweep-temperature")
+    assert len(sweep) == 5
+    queue.submit(SHORT, owner="eve")  # a sweep and one run: two of eve's two
+    with pytest.raises(QueueFull):
+        queue.submit(SHORT, owner="eve")
+    for r in [first] + sweep:
+        queue.cancel(r["id"])
 
 
 def test_a_failing_run_ends_failed_and_the_next_one_works(tmp_path):
     """A real failure inside the worker: full MNIST asked for under a data dir that is a file."""
-    runs = jobs.RunManager(runs_dir=tmp_path)
-    runs.start(RunConfig(**SHORT))
-    assert runs.wait(120)
-    good = runs.latest
     not_a_dir = tmp_path / "not-a-directory"
     not_a_dir.write_text("x")
-    broken = jobs.RunManager(runs_dir=tmp_path, data_dir=not_a_dir)
-    broken.latest = good
-    broken.start(RunConfig(data="mnist", epochs=1))
-    assert broken.wait(60)
-    snap = broken.snapshot()
-    assert snap["state"] == "failed" and "MNIST" in snap["error"], snap
-    assert broken.latest is good  # the last good run's models are untouched
-    broken.data_dir = str(tmp_path)
-    broken.start(RunConfig(**SHORT))
-    assert broken.wait(120) and broken.snapshot()["state"] == "finished" and broken.latest is not good
+    queue = RunQueue(RunStore(tmp_path / "runs"), data_dir=not_a_dir)
+    try:
+        broken = queue.submit(RunConfig(data="mnist", epochs=1), owner=None)[0]
+        good = queue.submit(SHORT, owner=None)[0]
+        assert queue.wait(good["id"], timeout=180)
+        record = queue.store.get(broken["id"])
+        assert record["state"] == "failed" and "MNIST" in record["error"], record
+        assert queue.store.get(good["id"])["state"] == "finished"
+    finally:
+        queue.close()
 
 
-def test_a_worker_that_dies_ends_failed_and_the_server_goes_on(tmp_path):
-    runs = jobs.RunManager(runs_dir=tmp_path)
-    runs.start(RunConfig(data="sample", epochs=20))
-    assert wait_for(lambda: runs.snapshot()["step"] > 0)
-    runs._process.kill()  # as the kernel's OOM killer would
-    assert runs.wait(30)
-    snap = runs.snapshot()
-    assert snap["state"] == "failed" and "ended unexpectedly" in snap["message"]
-    runs.start(RunConfig(**SHORT))
-    assert runs.wait(120) and runs.snapshot()["state"] == "finished"
+def test_a_worker_that_dies_ends_failed_and_the_queue_goes_on(queue):
+    doomed = queue.submit(LONG, owner=None)[0]
+    after = queue.submit(SHORT, owner=None)[0]
+    assert wait_for(lambda: queue.get(doomed["id"])["progress"]["step"] > 0 if queue.get(doomed["id"])["state"]
+                    == "running" else False)
+    queue._processes[doomed["id"]].kill()  # as the kernel's OOM killer would
+    assert queue.wait(after["id"], timeout=180)
+    record = queue.store.get(doomed["id"])
+    assert record["state"] == "failed" and "ended unexpectedly" in record["message"]
+    assert queue.store.get(after["id"])["state"] == "finished"
 
 
-def test_time_limit_stops_a_run(tmp_path):
-    runs = jobs.RunManager(runs_dir=tmp_path)
-    runs.start(RunConfig(data="sample", epochs=50, time_limit_s=2))
-    assert runs.wait(timeout=30)
-    snap = runs.snapshot()
-    assert snap["state"] == "cancelled" and "time limit" in snap["message"]
+def test_time_limit_stops_a_run(queue):
+    run = queue.submit(RunConfig(epochs=50, time_limit_s=3), owner=None)[0]
+    assert queue.wait(run["id"], timeout=60)
+    record = queue.store.get(run["id"])
+    assert record["state"] == "cancelled" and "time limit" in record["message"]
 
 
-def test_invalid_config_is_refused_before_starting(tmp_path):
-    runs = jobs.RunManager(runs_dir=tmp_path)
+def test_invalid_config_is_refused_before_anything_is_queued():
     with pytest.raises(ValueError, match="temperature"):
-        runs.start(RunConfig(temperature=-1))
-    assert runs.snapshot() is None and not runs.busy()
+        RunConfig(temperature=-1)
+    with pytest.raises(ValueError, match="attention transfer needs conv feature maps"):
+        RunConfig(student="mlp_30", feature_loss="attention")

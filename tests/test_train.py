@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from kdapp import engine
+from kdapp import teachers, train
 from kdapp.config import RunConfig
 from kdapp.losses import teacher_log_probs
 
@@ -10,7 +10,7 @@ from kdapp.losses import teacher_log_probs
 def test_short_distillation_beats_chance_by_far(sample, shipped_teacher):
     config = RunConfig(data="sample", epochs=2, train_fraction=0.5, batch_size=64, lr=0.005)
     events = []
-    result = engine.distill(config, [shipped_teacher], sample, emit=events.append)
+    result = train.distill(config, [shipped_teacher], sample, emit=events.append)
     m = result.metrics
     assert m["teacher_acc"] > 0.985  # the shipped teacher meets its target
     assert m["student_acc"] > 0.90 and m["baseline_acc"] > 0.85  # chance is 0.10; ~0.95 seen
@@ -25,17 +25,17 @@ def test_alpha_zero_makes_the_kd_student_identical_to_its_baseline(sample, shipp
     """With alpha = 0 the KD loss is plain CE, so a student with the same initial weights and the
     same batches must end exactly where the baseline does: a check on both claims at once."""
     config = RunConfig(data="sample", epochs=1, alpha=0.0, train_fraction=0.05, batch_size=32)
-    result = engine.distill(config, [shipped_teacher], sample)
+    result = train.distill(config, [shipped_teacher], sample)
     for a, b in zip(result.student.state_dict().values(), result.baseline.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
     config = RunConfig(data="sample", epochs=1, alpha=0.5, train_fraction=0.05, batch_size=32)
-    result = engine.distill(config, [shipped_teacher], sample)
+    result = train.distill(config, [shipped_teacher], sample)
     assert not torch.allclose(result.student.fc2.weight, result.baseline.fc2.weight)
 
 
 def test_cached_teacher_targets_are_index_aligned(sample, shipped_teacher):
     x = sample.train_x
-    cached = engine.cached_teacher_logits(("test", "aligned"), shipped_teacher, x)
+    cached = teachers.cached_logits(("test", "aligned"), shipped_teacher, x)
     idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(3))[:50]
     with torch.no_grad():
         direct = shipped_teacher(x[idx])
@@ -45,19 +45,19 @@ def test_cached_teacher_targets_are_index_aligned(sample, shipped_teacher):
 
 
 def test_feature_losses_and_multi_teacher_train(sample, shipped_teacher):
-    lenet = engine.train_teacher("lenet5", sample, epochs=1, batch_size=128)[0]
+    lenet = train.train_teacher("lenet5", sample, epochs=1, batch_size=128)[0]
     for kind, weight in (("hint", 1.0), ("attention", 50.0)):
         config = RunConfig(data="sample", epochs=1, train_fraction=0.1, feature_loss=kind,
                            feature_weight=weight, baseline=False, alpha_end=0.2, clip_grad_norm=5.0)
-        result = engine.distill(config, [shipped_teacher], sample)
+        result = train.distill(config, [shipped_teacher], sample)
         assert result.baseline is None and result.metrics["student_acc"] > 0.5
     config = RunConfig(data="sample", epochs=1, train_fraction=0.1, extra_teachers=("lenet5",))
-    result = engine.distill(config, [shipped_teacher, lenet], sample)
+    result = train.distill(config, [shipped_teacher, lenet], sample)
     assert len(result.metrics["teacher_accs"]) == 2 and result.metrics["student_acc"] > 0.5
 
 
 def test_teacher_training_learns(sample):
-    model, acc = engine.train_teacher("mlp_30", sample, epochs=3, lr=0.005, batch_size=128)
+    model, acc = train.train_teacher("mlp_30", sample, epochs=3, lr=0.005, batch_size=128)
     assert acc > 0.8 and not model.training  # chance is 0.10
 
 
@@ -67,14 +67,14 @@ def test_stop_request_raises_cancelled(sample, shipped_teacher):
     def stop_after_ten():
         calls.append(1)
         return len(calls) > 10
-    with pytest.raises(engine.Cancelled):
-        engine.distill(RunConfig(data="sample", epochs=3), [shipped_teacher], sample,
+    with pytest.raises(train.Cancelled):
+        train.distill(RunConfig(data="sample", epochs=3), [shipped_teacher], sample,
                        should_stop=stop_after_ten)
 
 
 def test_run_records_its_data_and_saves_students(tmp_path):
     config = RunConfig(data="sample", epochs=1, train_fraction=0.1)
-    result = engine.run(config, runs_dir=tmp_path)
+    result = train.run(config, runs_dir=tmp_path)
     assert result.metrics["data"] == "sample" and result.metrics["device"] == "cpu"
     from kdapp import checkpoints
     _, meta = checkpoints.load(result.paths["student"])
@@ -83,28 +83,28 @@ def test_run_records_its_data_and_saves_students(tmp_path):
 
 
 def test_device_override_is_validated():
-    assert engine.pick_device("cpu").type == "cpu"
+    assert train.pick_device("cpu").type == "cpu"
     if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="no CUDA"):
-            engine.pick_device("cuda")
+        with pytest.raises(ValueError, match="no CUDA device"):
+            train.pick_device("cuda")
 
 
 def test_teacher_logits_are_cached_on_disk_for_the_next_process(sample, shipped_teacher, tmp_path, monkeypatch):
     calls = []
-    real_pass = engine.teacher_pass
+    real_pass = teachers.teacher_pass
 
     def counting_pass(teacher, x, should_stop=None):
         calls.append(len(x))
         return real_pass(teacher, x)
-    monkeypatch.setattr(engine, "teacher_pass", counting_pass)
-    monkeypatch.setattr(engine, "_LOGIT_CACHE", {})
+    monkeypatch.setattr(teachers, "teacher_pass", counting_pass)
+    monkeypatch.setattr(teachers, "_LOGIT_CACHE", {})
     key = ("disk", "test")
-    first = engine.cached_teacher_logits(key, shipped_teacher, sample.test_x, cache_dir=tmp_path)
-    monkeypatch.setattr(engine, "_LOGIT_CACHE", {})  # a fresh process
-    second = engine.cached_teacher_logits(key, shipped_teacher, sample.test_x, cache_dir=tmp_path)
+    first = teachers.cached_logits(key, shipped_teacher, sample.test_x, cache_dir=tmp_path)
+    monkeypatch.setattr(teachers, "_LOGIT_CACHE", {})  # a fresh process
+    second = teachers.cached_logits(key, shipped_teacher, sample.test_x, cache_dir=tmp_path)
     assert calls == [2000] and torch.equal(first, second)
     for path in tmp_path.iterdir():
         path.write_bytes(b"corrupt")
-    monkeypatch.setattr(engine, "_LOGIT_CACHE", {})
-    third = engine.cached_teacher_logits(key, shipped_teacher, sample.test_x, cache_dir=tmp_path)
+    monkeypatch.setattr(teachers, "_LOGIT_CACHE", {})
+    third = teachers.cached_logits(key, shipped_teacher, sample.test_x, cache_dir=tmp_path)
     assert calls == [2000, 2000] and torch.equal(first, third)

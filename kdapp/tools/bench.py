@@ -7,25 +7,18 @@ absolute numbers do not.
 import argparse
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from kdapp import checkpoints, data as data_lib, engine, inference
+from kdapp import checkpoints, data as data_lib, inference, teachers, train
 from kdapp.config import RunConfig
-from kdapp.drawing import redraw
 from kdapp.models import build
-
-ROOT = Path(__file__).resolve().parents[1]
-
+from kdapp.tools.serving import ROOT, redrawn_canvases, start_app, wait_for_http
 
 def _teacher():
     return checkpoints.load(checkpoints.teacher_path(checkpoints.SHIPPED_DIR, "seed_teacher", "sample"))[0]
@@ -81,18 +74,18 @@ def interleaved_throughputs(teacher, dataset, rounds, reference_samples):
     """Samples/s of (seed reference loop, engine KD with logits cached, plain training), measured
     in alternating rounds (one epoch of each per round) so that machine noise hits all three alike.
     Also returns the one-time teacher pass that fills the cache."""
-    engine._LOGIT_CACHE.clear()
+    teachers._LOGIT_CACHE.clear()
     key = ("bench", time.time())
     start = time.perf_counter()  # a cold run pays the teacher once on each split
-    engine.cached_teacher_logits(key, teacher, dataset.train_x)
-    engine.cached_teacher_logits((*key, "test"), teacher, dataset.test_x)
+    teachers.cached_logits(key, teacher, dataset.train_x)
+    teachers.cached_logits((*key, "test"), teacher, dataset.test_x)
     teacher_pass_s = time.perf_counter() - start
     n = len(dataset.train_y)
     loops = {
         "reference": lambda r: seed_reference_throughput(teacher, reference_samples, seed=r),
-        "kd": lambda r: engine.distill(RunConfig(data="sample", epochs=1, baseline=False, batch_size=64,
+        "kd": lambda r: train.distill(RunConfig(epochs=1, baseline=False, batch_size=64,
                                                  lr=0.001, seed=r), [teacher], dataset, teacher_keys=[key]),
-        "plain": lambda r: engine.train_teacher("seed_student", dataset, 1, lr=0.001, batch_size=64,
+        "plain": lambda r: train.train_teacher("seed_student", dataset, 1, lr=0.001, batch_size=64,
                                                 augment=False, seed=r),
     }
     spent = dict.fromkeys(loops, 0.0)
@@ -123,13 +116,6 @@ def predict_latency(lab, canvases):
     return inference.percentiles(times)
 
 
-def redrawn_canvases(count, seed=0):
-    _, _, test_images, test_labels = data_lib.sample_split()
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(len(test_labels), size=min(count, len(test_labels)), replace=False)
-    return [redraw(test_images[i], rng) for i in pick], test_labels[pick]
-
-
 def redrawn_accuracy(lab, count):
     canvases, labels = redrawn_canvases(count, seed=1)
     teacher = student = 0
@@ -141,36 +127,6 @@ def redrawn_accuracy(lab, count):
 
 
 # ---- (d) cold start ----
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_app(runs_dir, port=None, log=subprocess.DEVNULL):
-    """`python app.py` as its own process on a free local port. Returns (process, url)."""
-    port = port or free_port()
-    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1",
-               GRADIO_ANALYTICS_ENABLED="False", KDAPP_RUNS_DIR=str(runs_dir))
-    process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=log)
-    return process, f"http://127.0.0.1:{port}/"
-
-
-def wait_for_http(url, process, timeout=60):
-    """Poll `url` until it answers 200; raise if `process` exits first or time runs out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.05)
-        if process.poll() is not None:
-            raise RuntimeError("app.py exited during start-up")
-    raise RuntimeError(f"app.py did not answer within {timeout} s")
-
-
 def cold_start(timeout=60):
     """Seconds from `python app.py` to the first HTTP 200 on its page."""
     start = time.perf_counter()
@@ -184,11 +140,12 @@ def cold_start(timeout=60):
 
 
 # ---- (e) the default UI run ----
-def default_run(lab_module):
-    config = RunConfig.from_dict(dict(lab_module.DEFAULT_RUN))
-    engine._LOGIT_CACHE.clear()
+def default_run():
+    """The run a visitor's Start launches: RunConfig's defaults."""
+    config = RunConfig()
+    teachers._LOGIT_CACHE.clear()
     start = time.perf_counter()
-    result = engine.run(config)
+    result = train.run(config)
     return time.perf_counter() - start, result.metrics["student_acc"], result.metrics["baseline_acc"]
 
 
@@ -224,10 +181,10 @@ def scaling(teacher, sizes, epochs_list):
     for n in sizes:
         subset = data_lib.Dataset(full.train_x[:n], full.train_y[:n], full.test_x, full.test_y, "sample")
         for epochs in epochs_list:
-            engine._LOGIT_CACHE.clear()
-            config = RunConfig(data="sample", epochs=epochs, batch_size=128, lr=0.005)
+            teachers._LOGIT_CACHE.clear()
+            config = RunConfig(epochs=epochs)
             start = time.perf_counter()
-            result = engine.distill(config, [teacher], subset, teacher_keys=[("scale", n, epochs)])
+            result = train.distill(config, [teacher], subset, teacher_keys=[("scale", n, epochs)])
             rows.append({"train_samples": n, "epochs": epochs, "seconds": time.perf_counter() - start,
                          "student_acc": result.metrics["student_acc"]})
     return rows
@@ -249,14 +206,14 @@ def run_bench(args):
     out["kd_vs_reference"] = out["kd_samples_per_s"] / out["reference_samples_per_s"]
     out["kd_vs_plain"] = out["kd_samples_per_s"] / out["plain_samples_per_s"]
     # A cold run pays the teacher pass once: amortised over the default run's epochs.
-    default_epochs = lab_lib.DEFAULT_RUN["epochs"]
+    default_epochs = RunConfig().epochs
     out["kd_cold_samples_per_s"] = amortised(out["kd_samples_per_s"], out["teacher_pass_s"],
                                              len(dataset.train_y), default_epochs)
     out["kd_cold_vs_reference"] = out["kd_cold_samples_per_s"] / out["reference_samples_per_s"]
     out["kd_cold_vs_plain"] = out["kd_cold_samples_per_s"] / out["plain_samples_per_s"]
 
     log("(c) prediction latency ...")
-    lab = lab_lib.Lab(runs_dir=ROOT / "runs" / "bench")
+    lab = lab_lib.Lab(runs_dir=ROOT / "runs" / "bench", workers=1)
     canvases, _ = redrawn_canvases(100 if args.quick else 300)
     torch.set_num_threads(lab_lib.SERVER_THREADS)  # as the app's process runs predictions
     out["predict_p50_ms"], out["predict_p95_ms"] = predict_latency(lab, canvases)
@@ -264,13 +221,14 @@ def run_bench(args):
     log("(c) accuracy on re-drawn held-out digits ...")
     out["redrawn_digits"] = 300 if args.quick else 2000
     out["redrawn_teacher_acc"], out["redrawn_student_acc"] = redrawn_accuracy(lab, out["redrawn_digits"])
+    lab.close()
 
     if not args.skip_cold_start:
         log("(d) cold start ...")
         out["cold_start_s"] = cold_start()
     if not args.quick:
         log("(e) default UI run ...")
-        out["default_run_s"], out["default_run_student_acc"], out["default_run_baseline_acc"] = default_run(lab_lib)
+        out["default_run_s"], out["default_run_student_acc"], out["default_run_baseline_acc"] = default_run()
 
     out["kd_step_flops_per_sample"] = kd_step_flops()
     out["matmul_peak_gflops"] = matmul_peak() / 1e9

@@ -1,0 +1,100 @@
+"""Teachers: finding a trained one, running it over a whole split, and caching what it says.
+
+Teacher logits depend only on (teacher weights, images). The app distils from the same shipped
+teacher over and over, each run in a fresh worker process, so they are kept in memory for the
+process and, given a cache_dir, on disk for the next process: 3 s saved per run.
+"""
+import copy
+import hashlib
+from pathlib import Path
+
+import torch
+
+from kdapp import checkpoints, events
+
+EVAL_BATCH = 1000
+_LOGIT_CACHE = {}
+_LOGIT_CACHE_SIZE = 8  # (teacher, split) pairs; 60k x 10 floats is 2.4 MB
+
+
+class Cancelled(Exception):
+    """Raised inside the loops when should_stop() says so; the message says why."""
+
+
+def _never():
+    return False
+
+
+@torch.inference_mode()
+def predict_logits(model, x, batch_size=EVAL_BATCH, should_stop=_never):
+    model.eval()
+    out = []
+    for i in range(0, len(x), batch_size):
+        if should_stop():
+            raise Cancelled("stopped")
+        out.append(model(x[i:i + batch_size]))
+    return torch.cat(out).float()
+
+
+def accuracy(logits, y):
+    return (logits.argmax(1) == y).float().mean().item()
+
+
+def evaluate(model, x, y, batch_size=EVAL_BATCH):
+    """Test accuracy in [0, 1]. Leaves the model in eval() mode."""
+    return accuracy(predict_logits(model, x, batch_size), y)
+
+
+def teacher_pass(teacher, x, should_stop=_never):
+    """Logits of a teacher over a whole split. channels_last makes the seed teacher's pass 1.4x
+    faster on CPU (measured: 2,150 -> 2,996 samples/s), with the same float32 math."""
+    if x.dim() == 4 and any(isinstance(m, torch.nn.Conv2d) for m in teacher.modules()):
+        teacher = copy.deepcopy(teacher).to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    return predict_logits(teacher, x, should_stop=should_stop)
+
+
+def cached_logits(key, teacher, x, should_stop=_never, cache_dir=None):
+    """The teacher's logits over x, looked up by `key` (None = no caching)."""
+    if key is None:
+        return teacher_pass(teacher, x, should_stop)
+    if key in _LOGIT_CACHE:
+        return _LOGIT_CACHE[key]
+    path = logits = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / f"teacher-logits-{hashlib.sha1(repr(key).encode()).hexdigest()[:16]}.pt"
+        try:
+            logits = torch.load(path, map_location=x.device, weights_only=True)
+            if logits.shape != (len(x), 10):
+                logits = None
+        except Exception:  # missing, or unreadable: recompute and rewrite
+            logits = None
+    if logits is None:
+        logits = teacher_pass(teacher, x, should_stop)
+        if path is not None:
+            checkpoints.atomic_save(logits.cpu(), path)
+    if len(_LOGIT_CACHE) >= _LOGIT_CACHE_SIZE:
+        _LOGIT_CACHE.pop(next(iter(_LOGIT_CACHE)))
+    _LOGIT_CACHE[key] = logits
+    return logits
+
+
+def teacher_dirs(runs_dir):
+    """Where teachers are looked for: the shipped ones first, then those trained by earlier runs."""
+    return [checkpoints.SHIPPED_DIR] + ([Path(runs_dir) / "teachers"] if runs_dir else [])
+
+
+def get_teacher(arch, dataset, runs_dir, emit):
+    """The trained teacher for (arch, data), or None when there is none (or it is corrupt, with a
+    warning event). Returns (model, cache key, checkpoint path) on the dataset's device."""
+    path = checkpoints.find_teacher(arch, dataset.source, teacher_dirs(runs_dir))
+    if path is None:
+        return None
+    try:
+        model, _ = checkpoints.load(path, dataset.train_x.device)
+    except checkpoints.CheckpointError as e:
+        emit(events.warning(f"{e}; training a new {arch} teacher instead"))
+        return None
+    emit(events.phase("teacher", f"teacher {arch} from {path.name}"))
+    key = (str(path), path.stat().st_mtime_ns, dataset.source, str(dataset.train_x.device))
+    return model, key, str(path)

@@ -1,0 +1,54 @@
+"""The real app as its own process, and re-drawn held-out digits: shared by the bench, the load
+test and the tests, so each measures the same thing the same way."""
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from kdapp import data as data_lib
+from kdapp.tools.drawing import redraw
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(runs_dir, port=None, log=subprocess.DEVNULL, env=None):
+    """`python app.py` as its own process on a free local port. Returns (process, url)."""
+    port = port or free_port()
+    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1",
+               GRADIO_ANALYTICS_ENABLED="False", KDAPP_RUNS_DIR=str(runs_dir), **(env or {}))
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=log)
+    return process, f"http://127.0.0.1:{port}/"
+
+
+def wait_for_http(url, process, timeout=60):
+    """Poll `url` until it answers 200; raise if `process` exits first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)
+        if process.poll() is not None:
+            raise RuntimeError("app.py exited during start-up")
+    raise RuntimeError(f"app.py did not answer within {timeout} s")
+
+
+def redrawn_canvases(count, seed=0):
+    """`count` held-out sample digits re-drawn as a visitor's canvases, and their labels."""
+    _, _, test_images, test_labels = data_lib.sample_split()
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(test_labels), size=min(count, len(test_labels)), replace=False)
+    return [redraw(test_images[i], rng) for i in pick], test_labels[pick]
