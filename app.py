@@ -81,16 +81,16 @@ def stop(owner, view):
     mine = [r for r in lab.active(owner) if r["mine"]]
     target = next((r["id"] for r in mine if r["id"] == view), mine[0]["id"] if mine else None)
     if target is None:
-        return reports.notice("You have no run queued or running.")
-    return reports.notice(lab.cancel(target, owner))
+        return reports.notice("You have no run queued or running."), gr.skip()
+    return reports.notice(lab.cancel(target, owner)), target  # keep showing it, stopped
 
 
 def shown_run(view, owner):
     """The run the Distill tab shows: the one a link or the Runs tab chose, else the visitor's own
     active run, else the one training now, else the newest finished run."""
-    if view:
-        return lab.run(view)
     active = lab.active(owner)
+    if view:  # queued and running runs come with their place in the queue and ETA
+        return next((r for r in active if r["id"] == view), None) or lab.run(view)
     mine = [r for r in active if r["mine"]]
     running = [r for r in active if r["position"] == 0]
     pick = (mine or running or [None])[0]
@@ -137,9 +137,10 @@ def on_load(owner, request: gr.Request):
     if ignored:
         notes.append(f"Ignored from the link (unknown or out of range): {', '.join(ignored)}.")
     updates = [gr.update(value=settings[name]) if name in settings else gr.skip() for name in CONTROLS]
-    models = view if view and lab.run(view)["has_checkpoints"] else lab.default_models(owner)
+    linked = bool(view) and lab.run(view)["has_checkpoints"]  # a linked run's models stay put
+    models = view if linked else lab.default_models(owner)
     return [owner, view, reports.notice(" ".join(notes)) if notes else "",
-            gr.update(choices=lab.drawing_choices(), value=models), *updates]
+            gr.update(choices=lab.drawing_choices(), value=models), not linked, *updates]
 
 
 class Sketchpad(gr.Sketchpad):
@@ -320,7 +321,7 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
                 open_btn = gr.Button("Show the first in the Distill tab", size="sm")
                 download_btn = gr.Button("Download the first run's student (.pt and .onnx)", size="sm")
             run_link = gr.Markdown(elem_id="run-link")
-            files = gr.File(label="Student files", file_count="multiple", elem_id="downloads")
+            files = gr.File(label="Student files", file_count="multiple", elem_id="downloads", height=110)
             runs_note = gr.Markdown()
             compare_plot = gr.Plot(plots.compare_figure([]), elem_id="runs-compare", show_label=False)
             diff_md = gr.Markdown(elem_id="runs-diff")
@@ -333,7 +334,7 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     start_btn.click(start, [owner, *controls], [notice, view, notice_for], concurrency_limit=None, **private)
     sweep_t_btn.click(sweep("temperature"), [owner, *controls], notice, concurrency_limit=None, **private)
     sweep_a_btn.click(sweep("alpha"), [owner, *controls], notice, concurrency_limit=None, **private)
-    stop_btn.click(stop, [owner, view], notice, concurrency_limit=None, **private)
+    stop_btn.click(stop, [owner, view], [notice, view], concurrency_limit=None, **private)
     timer = gr.Timer(1.0)
     timer.tick(refresh, [last, view, owner, models_dd, follow, notice_for],
                [status, queue_md, loss_plot, acc_plot, table, stop_btn, models_dd, link_md, notice, notice_for, last],
@@ -348,7 +349,7 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
         predict, predict_inputs, predict_outputs, **private)
     models_dd.input(lambda: False, None, follow, **private)
     clear_btn.click(clear, None, [sketch, *predict_outputs], **private).then(None, js=SELECT_BRUSH, **private)
-    demo.load(on_load, [owner], [owner, view, notice, models_dd, *controls], **private).then(
+    demo.load(on_load, [owner], [owner, view, notice, models_dd, follow, *controls], **private).then(
         None, js=SELECT_BRUSH, **private)
 
     for event in (refresh_runs_btn.click, pair_dd.input):

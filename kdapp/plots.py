@@ -103,10 +103,12 @@ def compare_figure(runs):
     for run, color in zip(runs, PALETTE):
         name, a, c = _run_name(run), run["accuracy"], run["curves"]
         group = dict(legendgroup=run["id"])
-        data.append(dict(_line(a.get("epoch", []), [100 * v for v in a.get("student", [])], name, color), **group))
+        data.append(dict(_line(a.get("epoch", []), [100 * v for v in a.get("student", [])], name, color,
+                               mode="lines+markers"), **group))
         if any(v is not None for v in a.get("baseline", [])):
             data.append(dict(_line(a["epoch"], [None if v is None else 100 * v for v in a["baseline"]],
-                                   f"{run['id']} baseline", color, "dot", 1.5), showlegend=False, **group))
+                                   f"{run['id']} baseline", color, "dot", 1.5, mode="lines+markers"),
+                             showlegend=False, **group))
         for key, dash in (("soft", "dash"), ("hard", "dot")):
             if c.get(key):
                 data.append(dict(_line(c["step"], c[key], f"{run['id']} {key}", color, dash, 1.5),

@@ -59,7 +59,7 @@ def gain_text(metrics):
 def status(run, mine, newest_finished=None):
     """The run on show: its progress, its place in the queue, or how it ended."""
     if run is None:
-        return "**Status:** idle. No run yet: the drawing below uses the shipped checkpoints."
+        return "**Status:** idle. No finished run yet: the drawing below uses the shipped checkpoints."
     who = "your run" if mine else "a run started by another visitor"
     rid = html.escape(run["id"])
     what = settings_line(run["config"])

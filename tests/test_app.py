@@ -66,7 +66,7 @@ def test_a_run_from_the_ui_handlers_finishes_and_the_owner_sees_it():
     message, view, notice_for = start("owner", epochs=1, train_fraction=0.1)
     assert "started" in message or "queued" in message
     assert view == notice_for and app.lab.queue.busy()
-    assert "no run" in app.stop("someone else", None).lower()  # nothing of theirs to stop
+    assert "no run" in app.stop("someone else", None)[0].lower()  # nothing of theirs to stop
     assert app.lab.queue.wait(view, timeout=180)
     status, queue, loss_fig, acc_fig, table, stop_btn, models, link, notice, notice_for, _ = app.refresh(
         None, view, "owner", app.lab_lib.SHIPPED, True, view)

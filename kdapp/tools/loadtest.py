@@ -11,9 +11,9 @@ import json
 import re
 import threading
 import time
-from pathlib import Path
+import os
+import tempfile
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _sse_call(http, name, data):
@@ -25,7 +25,7 @@ def _sse_call(http, name, data):
 
 def _steps(http):
     """The run's global step, read from the status line the page shows."""
-    status = _sse_call(http, "refresh", [None])[0]
+    status = _sse_call(http, "refresh", [None, None, "loadtest", "shipped", True, None])[0]
     match = re.search(r"step (\d+)/", status)
     return int(match.group(1)) if match else 0, status
 
@@ -51,8 +51,13 @@ def run_loadtest(clients=20, seconds=20.0, port=None):
     import httpx
     from PIL import Image
 
-    from kdapp.bench import redrawn_canvases, start_app, wait_for_http
     from kdapp.inference import percentiles
+    from kdapp.tools.serving import ROOT, redrawn_canvases, start_app, wait_for_http
+    # The start event's inputs, built by name from app.CONTROLS; this process's own (unused)
+    # lab must not open the server's run store, so it gets a store of its own.
+    os.environ["KDAPP_RUNS_DIR"] = tempfile.mkdtemp(prefix="kdapp-loadtest-client-")
+    import app
+    start_inputs = ["loadtest", *app.inputs_for(epochs=40, device="cpu")]
     server, url = start_app(ROOT / "runs" / "loadtest", port)
     try:
         wait_for_http(url, server)
@@ -64,9 +69,8 @@ def run_loadtest(clients=20, seconds=20.0, port=None):
                 Image.fromarray(canvas, "RGBA").save(buffer, format="PNG")
                 r = http.post("gradio_api/upload", files={"files": (f"{i}.png", buffer.getvalue(), "image/png")})
                 paths.append(r.json()[0])
-            message = _sse_call(http, "start", ["seed_teacher", "seed_student", 4.0, 0.7, 40, 0.005, 128, 1.0,
-                                                "none", 1.0, "", False, 0.3, 0, "sample", "cpu"])[0]
-            if "Started" not in message:
+            message = _sse_call(http, "start", start_inputs)[0]
+            if "started" not in message:
                 raise RuntimeError(message)
             while "distilling" not in _steps(http)[1]:
                 time.sleep(0.2)

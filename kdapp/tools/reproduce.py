@@ -12,11 +12,11 @@ import sys
 import time
 from pathlib import Path
 
-from kdapp import checkpoints, data as data_lib, engine, inference
+from kdapp import checkpoints, data as data_lib, inference, teachers, train
 from kdapp.config import RunConfig
-from kdapp.models import parameter_count
+from kdapp.models import count_parameters
 
-RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
+RESULTS_DIR = Path(__file__).resolve().parents[2] / "results"
 
 # Published numbers, as printed.
 SEED_CLAIMS = {"teacher": 99.2, "alone": 98.1, "distilled": 98.7, "distilled + features": 98.9}
@@ -45,13 +45,13 @@ def get_teacher(arch, dataset, plan, quick):
     epochs = plan["teacher_epochs"][arch]
     _say(f"training teacher {arch} for {epochs} epochs ...")
     start = time.monotonic()
-    model, acc = engine.train_teacher(arch, dataset, epochs, batch_size=128)
+    model, acc = train.train_teacher(arch, dataset, epochs, batch_size=128)
     return model, f"trained here: {epochs} epochs, +-2 px shifts, {time.monotonic() - start:.0f} s"
 
 
 def distill(teacher, key, dataset, seed, **settings):
     config = RunConfig(data=dataset.source, seed=seed, **settings)
-    result = engine.distill(config, [teacher], dataset, teacher_keys=[key])
+    result = train.distill(config, [teacher], dataset, teacher_keys=[key])
     return result
 
 
@@ -93,7 +93,7 @@ def run_reproduce(quick=False, seeds=None):
         r_feat = distill(teacher, key, dataset, seed, epochs=plan["epochs"], lr=0.005, batch_size=128,
                          feature_loss="hint", feature_weight=1.0, baseline=False)
         feat.append(r_feat.metrics["student_acc"])
-    teacher_acc = engine.evaluate(teacher, dataset.test_x, dataset.test_y)
+    teacher_acc = teachers.evaluate(teacher, dataset.test_x, dataset.test_y)
     latency = {"teacher": inference.latency_ms(teacher.cpu())[0], "student": inference.latency_ms(r.student)[0]}
     rows = [("teacher", "seed_teacher", [teacher_acc], latency["teacher"]),
             ("alone", "seed_student", alone, latency["student"]),
@@ -107,7 +107,7 @@ def run_reproduce(quick=False, seeds=None):
              "| model | architecture | parameters | ours: accuracy | article: accuracy | ours: latency | article: latency |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for name, arch, accs, ms in rows:
-        lines.append(f"| {name} | {arch} | {parameter_count(arch):,} | {mean_std(accs)} | {SEED_CLAIMS[name]} | "
+        lines.append(f"| {name} | {arch} | {count_parameters(arch):,} | {mean_std(accs)} | {SEED_CLAIMS[name]} | "
                      f"{ms:.2f} ms | {SEED_LATENCY_MS[name]} ms |")
     gains = [a - b for a, b in zip(kd, alone)]
     lines.append(f"\nKD gain over the student alone: **{mean_std(gains)} points** (article: +0.6). "
@@ -135,7 +135,7 @@ def run_reproduce(quick=False, seeds=None):
     # ---- 3. Hinton et al. 2015 ----
     big, big_note = get_teacher("mlp_1200", dataset, plan, quick)
     big_key = ("reproduce", "mlp_1200", id(big))
-    big_errors = round((1 - engine.evaluate(big, dataset.test_x, dataset.test_y)) * n_test)
+    big_errors = round((1 - teachers.evaluate(big, dataset.test_x, dataset.test_y)) * n_test)
     hinton_kd, hinton_alone = [], []
     for seed in seeds:
         _say(f"Hinton setup, seed {seed} ...")
