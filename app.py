@@ -21,6 +21,7 @@ lab = lab_lib.Lab(runs_dir=os.environ.get("KDAPP_RUNS_DIR", "runs"), data_dir=os
                   workers=int(os.environ.get("KDAPP_WORKERS", 1)),
                   keep_checkpoints=int(os.environ.get("KDAPP_KEEP_CHECKPOINTS", 100)))
 
+EMPTY_CANVAS = {"background": None, "layers": [], "composite": None}
 CANVAS = 280  # px; 10x MNIST, so a stroke of ~20 px matches MNIST's pen width after scaling
 DRAW_HINT = reports.hint("Draw a digit (0–9) on the canvas.")
 INTRO = """# Knowledge distillation lab
@@ -174,7 +175,9 @@ def predict(sketch, temperature=DEFAULTS.temperature, models=lab_lib.SHIPPED):
 
 
 def clear():
-    return None, None, None, plots.distribution_figure(None), None, DRAW_HINT
+    # A new empty value, never None: after the server once sets the editor to None, it ignores
+    # the next None (its value has not changed) and later Clears leave the strokes on the canvas.
+    return dict(EMPTY_CANVAS), None, None, plots.distribution_figure(None), None, DRAW_HINT
 
 
 # ---- the Runs tab ----
@@ -224,13 +227,37 @@ CSS = """
 #comparison table, #queue table { word-break: normal; overflow-wrap: normal; }
 #comparison th, #comparison td { white-space: nowrap; }
 #comparison { overflow-x: auto; }
-@media (max-width: 600px) { #comparison th, #comparison td { white-space: normal; } }
+@media (max-width: 700px) {
+  #comparison th, #comparison td { white-space: normal; }
+  .modebar-container { display: none !important; }  /* plotly's toolbar covers the titles on a phone */
+}
+.control-choice input { padding-right: 2.2em !important; text-overflow: ellipsis; }
 """
-# Gradio 6's Sketchpad starts with no tool selected (it says "select the draw tool to start"),
-# and so does one reset from the server or by its own trash button: select the brush for the visitor.
-SELECT_BRUSH = """() => { const pick = () => { const b = document.querySelector('#sketch button[aria-label="Brush"]');
-  if (b) { b.click(); return true; } return false; };
-  if (!pick()) { let n = 0; const t = setInterval(() => { if (pick() || ++n > 50) clearInterval(t); }, 100); } }"""
+# The editor's own tools do not help a digit pad: its trash button resets the editor with no tool
+# selected, and colour, size, pan and zoom only confuse. Gradio 6 has no option to remove them
+# (eraser=False crashes its editor), so hide them; Clear is the one reset.
+CSS += """
+#sketch button[aria-label="Erase"], #sketch button[aria-label="Color"], #sketch button[aria-label="Brush Size"],
+#sketch button[aria-label="Pan"], #sketch button[aria-label="Zoom in"], #sketch button[aria-label="Zoom out"],
+#sketch .zoom-number, #sketch button[aria-label="Undo"], #sketch button[aria-label="Redo"],
+#sketch button[aria-label="Clear canvas"] { display: none !important; }
+#sketch { user-select: none; -webkit-user-select: none; }
+"""
+# Gradio 6's Sketchpad starts with no tool selected ("select the draw tool to start"), and so does
+# one reset by the server: watch the editor and select the brush whenever nothing is selected.
+KEEP_BRUSH = """() => {
+  if (window.__keepBrush) return; window.__keepBrush = true;
+  let queued = false;
+  const ensure = () => { queued = false;
+    const b = document.querySelector('#sketch button[aria-label="Brush"]');
+    if (b && !b.classList.contains('highlight')) b.click(); };
+  const schedule = () => { if (!queued) { queued = true; setTimeout(ensure, 50); } };
+  const attach = () => { const root = document.querySelector('#sketch');
+    if (!root) return setTimeout(attach, 100);
+    new MutationObserver(schedule).observe(root, {subtree: true, childList: true, attributes: true,
+                                                  attributeFilter: ['class']});
+    schedule(); };
+  attach(); }"""
 
 with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     gr.Markdown(INTRO)
@@ -247,8 +274,10 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
                 with gr.Column(scale=2, min_width=320):
                     teacher_choices = lab.teacher_choices()
                     CONTROLS = {
-                        "teacher": gr.Dropdown(teacher_choices, value=DEFAULTS.teacher, label="Teacher"),
-                        "student": gr.Dropdown(lab.student_choices(), value=DEFAULTS.student, label="Student"),
+                        "teacher": gr.Dropdown(teacher_choices, value=DEFAULTS.teacher, label="Teacher",
+                                               elem_classes="control-choice"),
+                        "student": gr.Dropdown(lab.student_choices(), value=DEFAULTS.student, label="Student",
+                                               elem_classes="control-choice"),
                         "temperature": slider("temperature", "Temperature T",
                                               "softens the teacher's softmax; 3–5 works best on MNIST"),
                         "alpha": slider("alpha", "α: weight of the soft targets", "0 = labels only (no KD), 1 = teacher only"),
@@ -348,9 +377,9 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     models_dd.change(lambda choice: choice, models_dd, drawing_models, **private).then(
         predict, predict_inputs, predict_outputs, **private)
     models_dd.input(lambda: False, None, follow, **private)
-    clear_btn.click(clear, None, [sketch, *predict_outputs], **private).then(None, js=SELECT_BRUSH, **private)
-    demo.load(on_load, [owner], [owner, view, notice, models_dd, follow, *controls], **private).then(
-        None, js=SELECT_BRUSH, **private)
+    clear_btn.click(clear, None, [sketch, *predict_outputs], **private)
+    demo.load(on_load, [owner], [owner, view, notice, models_dd, follow, *controls], **private)
+    demo.load(None, js=KEEP_BRUSH)
 
     for event in (refresh_runs_btn.click, pair_dd.input):
         event(runs_table, pair_dd, [runs_df, pair_dd, selected], **private)
