@@ -261,7 +261,9 @@ KEEP_BRUSH = """() => {
 
 with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     gr.Markdown(INTRO)
-    owner = gr.BrowserState(None, storage_key="kdapp-owner")  # survives reloads and tabs; never shown
+    # The visitor's owner token: encrypted in the browser's localStorage, so it survives reloads,
+    # new tabs and server restarts (the secret is kept beside the runs); never shown to anyone.
+    owner = gr.BrowserState(None, storage_key="kdapp-owner", secret=lab.browser_secret())
     view = gr.State(None)         # run id chosen by Start, a link or the Runs tab; None = follow the lab
     notice_for = gr.State(None)   # the run the notice speaks of
     follow = gr.State(True)       # the drawing follows the visitor's newest run until they pick models
@@ -393,6 +395,7 @@ demo.queue(max_size=64, default_concurrency_limit=2)
 # Tests launch with these too. show_error=False: visitors get our messages, never tracebacks.
 # No "runs" footer link: it is Gradio's own /predict history, easy to mistake for the lab's runs.
 LAUNCH = dict(css=CSS, max_file_size="5mb", show_error=False, footer_links=["api", "gradio", "settings"],
+              run_history=False,
               allowed_paths=[str(lab.store.root / "runs")])
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ it returns is plain Python, so the UI never touches a tensor; text for the page 
 """
 import logging
 import os
+import secrets
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -276,6 +277,20 @@ class Lab:
         if not out.is_file():
             {"pt": export.export_pt, "onnx": export.export_onnx}[kind](source, out)
         return out
+
+    def browser_secret(self):
+        """The key that encrypts visitors' owner tokens in their browsers: KDAPP_SECRET, else one
+        made once and kept beside the runs, so tokens outlive a server restart."""
+        if os.environ.get("KDAPP_SECRET"):
+            return os.environ["KDAPP_SECRET"]
+        path = self.runs_dir / "browser-secret"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(32))
+        except FileExistsError:
+            pass
+        return path.read_text().strip()
 
     def close(self):
         self.queue.close()
