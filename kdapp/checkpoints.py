@@ -45,17 +45,22 @@ def save(path, model, arch, config=None, data=None, metrics=None):
 
 
 def atomic_save(obj, path):
-    """torch.save to a temp file in the same directory, fsync, then rename over `path`: a reader
-    (or a crash, or a kill) sees the old file or the new one, never half of one."""
+    """torch.save, atomically (see atomic_write)."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_write(path, write):
+    """write(file) into a temp file in the same directory, fsync, then rename over `path`: a
+    reader (or a crash, or a kill) sees the old file or the new one, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a checkpoint is meant to be shared
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; checkpoints and downloads are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

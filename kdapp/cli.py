@@ -67,7 +67,7 @@ def add_run_options(p, defaults=DEFAULTS):
     p.add_argument("--feature-weight", type=float, default=defaults.feature_weight,
                    help="weight of the feature loss (used only with one)")
     p.add_argument("--clip-grad-norm", type=float, default=defaults.clip_grad_norm, help="off when not given")
-    p.add_argument("--augment", action="store_true", help="+-2 px shifts for the student too")
+    p.add_argument("--augment", action="store_true", help="±2 px shifts for the student too")
     p.add_argument("--no-baseline", action="store_true", help="skip the hard-label baseline student")
     p.add_argument("--data", default=defaults.data, choices=CHOICES["data"],
                    help="auto = full MNIST if present or downloadable, else the bundled sample")
@@ -142,7 +142,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m kdapp", description="Knowledge distillation on MNIST.")
     formatter = argparse.ArgumentDefaultsHelpFormatter
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("train-teacher", help="train a teacher on hard labels (with +-2 px shifts)",
+    p = sub.add_parser("train-teacher", help="train a teacher on hard labels (with ±2 px shifts)",
                        formatter_class=formatter)
     add_run_options(p, DEFAULTS.replace(epochs=20, lr=1e-3))
     p.add_argument("--out", default=None, help="checkpoint file or directory (default runs/teachers/)")

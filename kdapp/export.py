@@ -14,9 +14,6 @@ same operators and numbers while needing only `onnx`; the new exporter also need
 writes the weights to a second `.data` file.
 """
 import io
-import os
-import tempfile
-from pathlib import Path
 
 import torch
 
@@ -70,23 +67,5 @@ def export_onnx(checkpoint_path, out_path):
     proto.doc_string = (f"kdapp {meta['arch']}: {INPUT_NAME} (N,1,28,28) float32 = "
                         f"(pixel/255 - {MNIST_MEAN}) / {MNIST_STD} -> {OUTPUT_NAME} (N,10)")
     onnx.checker.check_model(proto)
-    return write_atomically(proto.SerializeToString(), out_path)
-
-
-def write_atomically(content, path):
-    """Bytes to a temp file beside `path`, fsync, rename: as checkpoints.atomic_save, a
-    half-written download never takes the place of a whole one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a download is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    content = proto.SerializeToString()
+    return checkpoints.atomic_write(out_path, lambda f: f.write(content))

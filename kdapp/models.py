@@ -11,7 +11,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-class SeedTeacher(nn.Module):
+class Net(nn.Module):
+    """A model of the zoo: `forward_features(x) -> (logits, features)`; `forward` is its logits."""
+
+    def forward(self, x):
+        return self.forward_features(x)[0]
+
+
+class SeedTeacher(Net):
     """The MNIST seed article's teacher CNN, with its pooling fixed.
 
     The article pools twice, which cannot feed its fc1 of 9216 = 64*12*12 inputs; one 2x2
@@ -34,11 +41,7 @@ class SeedTeacher(nn.Module):
         x = F.relu(self.fc1(x))
         return self.fc2(x), features
 
-    def forward(self, x):
-        return self.forward_features(x)[0]
-
-
-class SeedStudent(nn.Module):
+class SeedStudent(Net):
     """The seed article's student, with fc1's input corrected from 2304 to 2704 = 16*13*13."""
 
     def __init__(self):
@@ -53,11 +56,7 @@ class SeedStudent(nn.Module):
         x = F.relu(self.fc1(x))
         return self.fc2(x), features
 
-    def forward(self, x):
-        return self.forward_features(x)[0]
-
-
-class LeNet5(nn.Module):
+class LeNet5(Net):
     """LeCun et al. (1998), with ReLU and max-pooling as it is usually written today."""
 
     def __init__(self):
@@ -75,11 +74,7 @@ class LeNet5(nn.Module):
         x = F.relu(self.fc2(F.relu(self.fc1(x))))
         return self.fc3(x), features
 
-    def forward(self, x):
-        return self.forward_features(x)[0]
-
-
-class MLP(nn.Module):
+class MLP(Net):
     """784-h-h-10 with ReLU: Hinton, Vinyals & Dean (2015) used 1200 units (with dropout) as
     the MNIST teacher and 800 as the student."""
 
@@ -94,10 +89,6 @@ class MLP(nn.Module):
         x = self.dropout(F.relu(self.fc1(torch.flatten(x, 1))))
         features = F.relu(self.fc2(x))  # (N,hidden)
         return self.fc3(self.dropout(features)), features
-
-    def forward(self, x):
-        return self.forward_features(x)[0]
-
 
 # name -> builder. A plain dict, as nanoGPT's config_args.
 ARCHITECTURES = {

@@ -126,7 +126,7 @@ def _log_points(steps_per_epoch, per_epoch):
 
 def train_teacher(arch, dataset, epochs, lr=1e-3, batch_size=128, seed=0, augment=True,
                   emit=_ignore, should_stop=_never):
-    """Train `arch` on hard labels (with +-2 px shifts). Returns (model in eval mode, test accuracy)."""
+    """Train `arch` on hard labels (with ±2 px shifts). Returns (model in eval mode, test accuracy)."""
     device = dataset.train_x.device
     torch.manual_seed(seed)
     model = build(arch).to(device)

@@ -30,20 +30,23 @@ TRIED = [
     ("test_uploads_are_capped", "An upload over the 5 MB cap"),
     ("test_many_big_canvases", "Ten 3000×3000 canvases in a row: peak memory stays bounded"),
     ("test_a_pickle_that_runs_code", "A checkpoint whose pickle runs a shell command (weights_only=True refuses it)"),
-    ("test_corrupt_file_gives", "Corrupt checkpoints (truncated, random bytes, empty): clear error, shipped fallback"),
+    ("test_corrupt_file_gives", "Corrupt checkpoints (truncated, random bytes, empty): a clear error"),
     ("test_a_failed_save_leaves", "A save that fails half-way: the previous file is intact, no temp file left"),
     ("test_kill_during_save", "SIGKILL of a process while it writes a 9.6 MB checkpoint (5 kills): the file always loads"),
-    ("test_second_start_is_busy", "A second Start during a run (busy), Stop by a non-owner (refused), Stop by the owner"),
-    ("test_a_failing_run_ends_failed", "An exception inside a run: state 'failed' with the message, last good models kept, next run works"),
-    ("test_a_worker_that_dies", "The run's worker process killed mid-run (as the OOM killer would): 'failed', the next run works"),
+    ("test_fifo_order_positions_caps_and_cancel_rights", "A queue of runs from several visitors: FIFO order, per-visitor and total caps, only owners cancel"),
+    ("test_a_failing_run_ends_failed", "An exception inside a run: state 'failed' with the message, the next queued run works"),
+    ("test_a_worker_that_dies", "The run's worker process killed mid-run (as the OOM killer would): 'failed', the queue goes on"),
     ("test_time_limit_stops", "A run past its time limit stops itself"),
-    ("test_run_live_view_second_visitor_and_stop", "Browser: live run, a second visitor sees it and is refused, Stop takes effect, drawing works at once"),
-    ("test_closing_the_tab", "Browser: the visitor closes the tab mid-run; the run ends cleanly and the next visitor can start"),
-    ("test_draw_a_digit", "Browser: draw with the mouse (no tool picked first), Clear, draw again"),
-    ("test_a_finished_run_shows", "Browser: a finished run shows the comparison table and the drawing switches to its models"),
+    ("test_a_killed_server_keeps", "SIGKILL of the server mid-run: finished runs kept with curves, the killed run 'interrupted'"),
+    ("test_a_corrupt_database", "A corrupt run database: moved aside with a log line, the app serves and runs"),
+    ("test_links_from_strangers", "Browser: a permalink carrying <img onerror> and <script>: escaped, no dialog, the page works"),
+    ("test_reloading_keeps_the_right_to_stop", "Browser: reload and a new tab keep Stop for the owner; another browser never gets it"),
+    ("test_two_visitors_queue_fairly", "Browser: two visitors start within a second; the second is queued, both finish and are listed"),
+    ("test_draw_clear_draw_in_every_order", "Browser: draw, Clear, double-click Clear, Clear on an empty canvas: no ink left, next digit read alone"),
+    ("test_a_phone_can_draw_with_a_finger", "Browser: a 390 px phone draws with touch events, no sideways scrolling"),
 ]
 FILES = ["tests/test_security.py", "tests/test_jobs.py", "tests/test_checkpoints.py", "tests/test_browser.py",
-         "tests/test_inference.py", "tests/test_app.py"]
+         "tests/test_inference.py", "tests/test_app.py", "tests/test_restart.py", "tests/test_store.py"]
 
 
 def run_tests(report):

@@ -149,3 +149,28 @@ def test_a_run_with_every_method_from_the_ui():
     status = app.refresh(None, view, "methods", app.lab_lib.SHIPPED, True, None)[0]
     for words in ("seed_teacher + lenet5", "α=0.7→0.2", "hint feature loss ×1", "clip 5", "10% of the data"):
         assert words in status, (words, status)
+
+
+def test_permalink_settings_are_checked_one_by_one():
+    settings, ignored = app.lab.settings_from_url({"teacher": "mlp_1200", "student": "mlp_30", "T": "8", "alpha": "0.9",
+                                                   "epochs": "10", "fraction": "0.1", "run": "abc"})
+    assert settings == {"teacher": "mlp_1200", "student": "mlp_30", "temperature": 8.0, "alpha": 0.9, "epochs": 10,
+                        "train_fraction": 0.1} and ignored == []
+    settings, ignored = app.lab.settings_from_url({"teacher": "<script>", "T": "500", "epochs": "41", "alpha": "nan",
+                                                   "lr": "0.001", "time_limit_s": "99999", "data": "mnist",
+                                                   "<img src=x>": "1"})
+    assert settings == {"lr": 0.001}  # 41 epochs is over the hosted cap; full MNIST is not in data/ here
+    assert set(ignored) == {"teacher", "T", "epochs", "alpha", "time_limit_s", "data", "<img src=x>"}
+
+
+def test_a_finished_runs_student_downloads_in_both_forms(tmp_path):
+    import torch
+
+    from kdapp.models import build
+    run = next(r for r in app.lab.runs() if r["state"] == "finished" and r["has_checkpoints"])
+    pt, onnx_file = app.downloads([run["id"]])[0]
+    payload = torch.load(pt, weights_only=True)
+    build(payload["arch"]).load_state_dict(payload["model"])
+    assert onnx_file.endswith(".onnx") and "kdapp-" in onnx_file
+    files, note = app.downloads(["nope"])
+    assert files is None and "no student" in note

@@ -58,8 +58,24 @@ def browser():
         browser.close()
 
 
-def open_page(browser, url, height=1000, context=None, **options):
-    context = context or browser.new_context(viewport={"width": 1400, "height": height}, **options)
+OPEN = []  # contexts a test opened: closed after it, or every open page keeps polling the server
+
+
+@pytest.fixture(autouse=True)
+def close_contexts():
+    yield
+    while OPEN:
+        OPEN.pop().close()
+
+
+def new_context(browser, **options):
+    context = browser.new_context(**options)
+    OPEN.append(context)
+    return context
+
+
+def open_page(browser, url, height=1000, context=None):
+    context = context or new_context(browser, viewport={"width": 1400, "height": height})
     page = context.new_page()
     page.goto(url)
     page.wait_for_selector("#sketch canvas", timeout=30_000)
@@ -219,7 +235,7 @@ def test_a_permalink_shows_its_run_and_its_models(server, browser):
     maker = open_page(browser, server + "?T=8&alpha=0.5" + QUICK)
     run_id = start_and_finish(maker)
     expect(maker.locator("#status-link")).to_contain_text(f"/?run={run_id}")
-    fresh = browser.new_context(viewport={"width": 1400, "height": 1900})
+    fresh = new_context(browser, viewport={"width": 1400, "height": 1900})
     page = open_page(browser, f"{server}?run={run_id}", context=fresh)
     expect(page.locator("#status")).to_contain_text(run_id, timeout=10_000)
     expect(page.locator("#status")).to_contain_text("T=8, α=0.5")
@@ -239,7 +255,7 @@ def test_the_drawing_follows_the_visitors_new_models_at_once(server, browser):
 
 def test_links_from_strangers_are_escaped_and_checked(server, browser):
     from playwright.sync_api import expect
-    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    page = new_context(browser, viewport={"width": 1400, "height": 1000}).new_page()
     dialogs = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.goto(server + "?run=<img src=x onerror=alert(1)>&teacher=<script>alert(2)</script>&T=500&alpha=0.2"
@@ -286,8 +302,8 @@ def test_a_sweep_fills_the_kd_gain_map(server, browser):
 
 def test_a_phone_can_draw_with_a_finger(server, browser):
     from playwright.sync_api import expect
-    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
-                                  has_touch=True)
+    context = new_context(browser, viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
+                          has_touch=True)
     page = open_page(browser, server, context=context)
     page.screenshot(path=str(ARTIFACTS / "phone.png"), full_page=True)
     canvas = page.locator("#sketch canvas").first

@@ -1,23 +1,13 @@
 """The run queue: real runs in worker processes, FIFO order, caps, cancel rights, failures."""
-import time
-
 import pytest
 
 from kdapp.config import RunConfig
 from kdapp.jobs import QueueFull, RunQueue
 from kdapp.store import RunStore
+from kdapp.tools.serving import wait_until
 
 SHORT = RunConfig(epochs=1, train_fraction=0.1)
 LONG = RunConfig(epochs=40)
-
-
-def wait_for(predicate, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture
@@ -43,7 +33,7 @@ def test_a_run_finishes_and_is_kept_with_its_curves_and_models(queue):
 
 def test_fifo_order_positions_caps_and_cancel_rights(queue):
     first = queue.submit(LONG, owner="alice")[0]
-    assert wait_for(lambda: queue.get(first["id"])["state"] == "running")
+    assert wait_until(lambda: queue.get(first["id"])["state"] == "running")
     second = queue.submit(SHORT, owner="bob")[0]
     third = queue.submit(SHORT, owner="carol")[0]
     active = queue.active(owner="bob")
@@ -99,7 +89,7 @@ def test_a_failing_run_ends_failed_and_the_next_one_works(tmp_path):
 def test_a_worker_that_dies_ends_failed_and_the_queue_goes_on(queue):
     doomed = queue.submit(LONG, owner=None)[0]
     after = queue.submit(SHORT, owner=None)[0]
-    assert wait_for(lambda: queue.get(doomed["id"])["progress"]["step"] > 0 if queue.get(doomed["id"])["state"]
+    assert wait_until(lambda: queue.get(doomed["id"])["progress"]["step"] > 0 if queue.get(doomed["id"])["state"]
                     == "running" else False)
     queue._processes[doomed["id"]].kill()  # as the kernel's OOM killer would
     assert queue.wait(after["id"], timeout=180)

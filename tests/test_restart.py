@@ -2,13 +2,12 @@
 import json
 import re
 import signal
-import time
 
 import httpx
 import pytest
 
 import app
-from kdapp.tools.serving import start_app, wait_for_http
+from kdapp.tools.serving import start_app, wait_for_http, wait_until
 
 
 def call(url, name, data):
@@ -29,15 +28,6 @@ def start(url, **settings):
 def runs(url):
     out = call(url, "runs", [])[0]
     return {r["id"]: r for r in (json.loads(out) if isinstance(out, str) else out)}
-
-
-def wait_until(predicate, timeout=180):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 @pytest.fixture

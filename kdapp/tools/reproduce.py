@@ -46,7 +46,7 @@ def get_teacher(arch, dataset, plan, quick):
     _say(f"training teacher {arch} for {epochs} epochs ...")
     start = time.monotonic()
     model, acc = train.train_teacher(arch, dataset, epochs, batch_size=128)
-    return model, f"trained here: {epochs} epochs, +-2 px shifts, {time.monotonic() - start:.0f} s"
+    return model, f"trained here: {epochs} epochs, ±2 px shifts, {time.monotonic() - start:.0f} s"
 
 
 def distill(teacher, key, dataset, seed, **settings):

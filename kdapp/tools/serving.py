@@ -46,6 +46,16 @@ def wait_for_http(url, process, timeout=60):
     raise RuntimeError(f"app.py did not answer within {timeout} s")
 
 
+def wait_until(predicate, timeout=180, every=0.1):
+    """Poll `predicate` until it is true (True) or `timeout` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    return False
+
+
 def redrawn_canvases(count, seed=0):
     """`count` held-out sample digits re-drawn as a visitor's canvases, and their labels."""
     _, _, test_images, test_labels = data_lib.sample_split()
