@@ -70,6 +70,14 @@ def start(owner, *values):
     return reports.notice(message), record["id"], record["id"]
 
 
+def settings_link(*values):
+    try:
+        url = lab.settings_url(settings_from(values))
+    except ValueError as e:
+        return reports.notice(f"No link: {e}", ok=False)
+    return reports.link("Link to these settings", url)
+
+
 def sweep(name):
     def handler(owner, *values):
         records, message = lab.sweep(settings_from(values), owner, name)
@@ -316,6 +324,7 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
                     with gr.Row():
                         sweep_t_btn = gr.Button("Sweep T (1, 2, 4, 8, 16)", size="sm", elem_id="sweep-t")
                         sweep_a_btn = gr.Button("Sweep α (0.1 … 0.9)", size="sm", elem_id="sweep-alpha")
+                    link_btn = gr.Button("Link to these settings", size="sm", elem_id="settings-link")
                     notice = gr.Markdown(elem_id="notice")
                     queue_md = gr.Markdown(elem_id="queue")
                 with gr.Column(scale=3):
@@ -366,6 +375,7 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     sweep_t_btn.click(sweep("temperature"), [owner, *controls], notice, concurrency_limit=None, **private)
     sweep_a_btn.click(sweep("alpha"), [owner, *controls], notice, concurrency_limit=None, **private)
     stop_btn.click(stop, [owner, view], [notice, view], concurrency_limit=None, **private)
+    link_btn.click(settings_link, controls, notice, **private)
     timer = gr.Timer(1.0)
     timer.tick(refresh, [last, view, owner, models_dd, follow, notice_for],
                [status, queue_md, loss_plot, acc_plot, table, stop_btn, models_dd, link_md, notice, notice_for, last],

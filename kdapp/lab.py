@@ -8,6 +8,7 @@ import logging
 import os
 import secrets
 import threading
+import urllib.parse
 from collections import OrderedDict
 from pathlib import Path
 
@@ -103,6 +104,15 @@ class Lab:
                 continue
             settings[name] = value
         return settings, ignored
+
+    def settings_url(self, settings):
+        """The permalink query for these settings (what settings_from_url reads back), or raises
+        ValueError when they are not a valid run."""
+        config = self.config(settings)
+        short = {v: k for k, v in URL_ALIASES.items()}
+        query = {short.get(name, name): getattr(config, name) for name in URL_SETTINGS
+                 if getattr(config, name) is not None}
+        return "/?" + urllib.parse.urlencode(query)
 
     # ---- runs ----
     def start(self, settings, owner):

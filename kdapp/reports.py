@@ -161,10 +161,14 @@ def config_diff(records):
     return "\n".join(lines)
 
 
+def link(label, url):
+    """A relative link (it works wherever the app is served), shown as its own text to copy."""
+    url = html.escape(url, quote=True)
+    return f"{html.escape(label)}: [`{url}`]({url})"
+
+
 def run_link(run_id):
-    """A permalink to a run, relative to wherever the app is served."""
-    rid = html.escape(run_id)
-    return f"Link to run {rid}: [`/?run={rid}`](/?run={rid})"
+    return link(f"Link to run {run_id}", f"/?run={run_id}")
 
 
 def top_labels(probs):

@@ -1,4 +1,7 @@
 """The app: handlers called directly, and the public API (/predict, /runs) driven by gradio_client."""
+import html
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -174,3 +177,24 @@ def test_a_finished_runs_student_downloads_in_both_forms(tmp_path):
     assert onnx_file.endswith(".onnx") and "kdapp-" in onnx_file
     files, note = app.downloads(["nope"])
     assert files is None and "no student" in note
+
+
+def test_a_settings_link_reads_back_as_the_same_settings():
+    from urllib.parse import parse_qsl, urlsplit
+    values = app.inputs_for(teacher="mlp_1200", student="mlp_30", temperature=8, alpha=0.9, epochs=10,
+                            train_fraction=0.1)
+    note = app.settings_link(*values)
+    url = re.search(r"\((/\?[^)]+)\)", note).group(1)
+    settings, ignored = app.lab.settings_from_url(dict(parse_qsl(urlsplit(html.unescape(url)).query)))
+    from_page = app.lab.config(app.settings_from(values)).replace(device="auto")  # a link carries no device
+    assert ignored == [] and app.lab.config(settings) == from_page
+    assert "T=8.0" in url and "fraction=0.1" in url
+    assert "No link" in app.settings_link(*app.inputs_for(temperature=-1))
+
+
+def test_the_kd_gain_interval_is_the_binomial_one():
+    from kdapp import reports
+    # 1.96 * sqrt((0.98 * 0.02 + 0.97 * 0.03) / 2000), by hand: 0.0096718...
+    assert reports.gain_interval(0.98, 0.97, 2000) == pytest.approx(0.0096718, abs=1e-6)
+    text = reports.gain_text({"student_acc": 0.98, "baseline_acc": 0.97, "test_samples": 2000})
+    assert text == "+1.00 ± 0.97 pts"
