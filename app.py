@@ -62,8 +62,13 @@ def inputs_for(**settings):
     return [settings.get(name, control.value) for name, control in CONTROLS.items()]
 
 
+NO_OWNER = "The page is still loading; try again in a moment."
+
+
 def start(owner, *values):
     """Queue a run; the Distill tab then follows it, and the notice lasts until it ends."""
+    if not owner:  # every run has an owner who can stop it, and counts against their allowance
+        return reports.notice(NO_OWNER, ok=False), gr.skip(), None
     record, message = lab.start(settings_from(values), owner)
     if record is None:
         return reports.notice(message, ok=False), gr.skip(), None
@@ -80,6 +85,8 @@ def settings_link(*values):
 
 def sweep(name):
     def handler(owner, *values):
+        if not owner:
+            return reports.notice(NO_OWNER, ok=False)
         records, message = lab.sweep(settings_from(values), owner, name)
         return reports.notice(message, ok=bool(records))
     return handler
@@ -116,8 +123,10 @@ def refresh(last, view, owner, models_value, follow, notice_for):
     table = lab.comparison(run["id"]) if run and run["state"] == "finished" else None
     newest = lab.latest_finished()
     # The drawing follows the visitor's own newest finished run until they pick models themselves.
-    choices = lab.drawing_choices()
     wanted = lab.default_models(owner) if follow else models_value
+    choices = lab.drawing_choices(include=wanted)
+    if wanted not in [value for _, value in choices]:  # pruned meanwhile: a value outside the choices
+        wanted = lab_lib.SHIPPED                          # would make every later tick fail
     models = gr.skip()
     if wanted != models_value or not last or last["choices"] != choices:
         models = gr.update(choices=choices, value=wanted)
@@ -137,19 +146,15 @@ def on_load(owner, request: gr.Request):
     params = dict(request.query_params) if request else {}
     settings, ignored = lab.settings_from_url(params)
     run_id = params.get("run")
-    notes, view = [], None
-    if run_id is not None:
-        if lab.run(run_id) is None:
-            notes.append(f"There is no run {run_id!r}; showing the lab as it is.")
-        else:
-            view = run_id
-    if ignored:
-        notes.append(f"Ignored from the link (unknown or out of range): {', '.join(ignored)}.")
+    view = run_id if run_id is not None and lab.run(run_id) is not None else None
+    notice = reports.url_notice(run_id if run_id is not None and view is None else None, ignored)
     updates = [gr.update(value=settings[name]) if name in settings else gr.skip() for name in CONTROLS]
+    if "alpha_end" in settings:  # a linked schedule is switched on, not just its end value
+        updates[list(CONTROLS).index("alpha_schedule")] = gr.update(value=True)
     linked = bool(view) and lab.run(view)["has_checkpoints"]  # a linked run's models stay put
     models = view if linked else lab.default_models(owner)
-    return [owner, view, reports.notice(" ".join(notes)) if notes else "",
-            gr.update(choices=lab.drawing_choices(), value=models), not linked, *updates]
+    return [owner, view, notice,
+            gr.update(choices=lab.drawing_choices(include=models), value=models), not linked, *updates]
 
 
 class Sketchpad(gr.Sketchpad):
@@ -189,11 +194,13 @@ def clear():
 
 
 # ---- the Runs tab ----
-def runs_table(pair):
+def runs_table(pair, chosen):
     teacher, student = (pair.split(" → ") + [None])[:2] if pair and pair != "all" else (None, None)
     records = lab.runs(teacher, student)
     pairs = ["all"] + sorted({f"{r['config']['teacher']} → {r['config']['student']}" for r in lab.runs()})
-    return reports.runs_rows(records), gr.update(choices=pairs), gr.update(choices=[r["id"] for r in records])
+    ids = [r["id"] for r in records]
+    return (reports.runs_rows(records), gr.update(choices=pairs),
+            gr.update(choices=ids, value=[i for i in chosen or [] if i in ids]))
 
 
 def compare(selected, pair):
@@ -394,8 +401,8 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     demo.load(None, js=KEEP_BRUSH)
 
     for event in (refresh_runs_btn.click, pair_dd.input):
-        event(runs_table, pair_dd, [runs_df, pair_dd, selected], **private)
-    demo.load(runs_table, pair_dd, [runs_df, pair_dd, selected], **private)
+        event(runs_table, [pair_dd, selected], [runs_df, pair_dd, selected], **private)
+    demo.load(runs_table, [pair_dd, selected], [runs_df, pair_dd, selected], **private)
     selected.change(compare, [selected, pair_dd], [compare_plot, diff_md, gain_plot, run_link], **private)
     open_btn.click(open_run, selected, [view, tabs], **private)
     download_btn.click(downloads, selected, [files, runs_note], **private)

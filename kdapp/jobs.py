@@ -37,6 +37,7 @@ class LiveRun:
                            curves={k: [] for k in ("step", "loss", "soft", "hard", "feature", "baseline",
                                                    "teacher_loss")},
                            accuracy={k: [] for k in ("epoch", "teacher", "student", "baseline")}, warnings=[])
+        self.stop_requested = False
         self.progress = {"phase": "starting", "epoch": 0, "epochs": record["config"]["epochs"], "step": 0,
                          "steps": 0, "eta_s": None}
 
@@ -127,12 +128,17 @@ class RunQueue:
                 self._queued.remove(run_id)
                 self.store.update(run_id, state=CANCELLED, ended=time.time(), message="cancelled before it started")
                 self.version += 1
+                self._lock.notify_all()
                 return f"run {run_id} cancelled; it had not started"
-            process = self._processes.get(run_id)
-            if process is None:
+            live = self._live.get(run_id)
+            if live is None:
                 return f"run {run_id} is not running ({record['state']})"
-            self._live[run_id].record["message"] = "stopping"
+            live.stop_requested = True  # seen by the dispatcher if the worker is not started yet
+            live.record["message"] = "stopping"
             self.version += 1
+            process = self._processes.get(run_id)
+        if process is None:
+            return f"run {run_id} is stopping"
         try:
             process.stdin.write("stop\n")
             process.stdin.flush()
@@ -152,14 +158,15 @@ class RunQueue:
 
     def active(self, owner=None):
         """Queued and running runs, FIFO, each with `position` (1 = next to start, 0 = running),
-        `mine` (whether `owner` started it) and `eta_s` (seconds until it finishes)."""
+        `mine` (whether `owner` started it), `eta_s` (seconds until it finishes) and, when
+        queued, `starts_in_s`."""
         with self._lock:
             running = [self._live[i].snapshot() for i in self._live]
             owners = {r["id"]: r["owner"] for r in self.store.active()}
             queued = [self.store.get(i) for i in self._queued]
         estimate = self._estimator()
-        free_at = sorted(self._remaining(r, estimate) for r in running) or [0.0]
-        free_at += [0.0] * (self.workers - len(free_at))
+        free_at = [self._remaining(r, estimate) for r in running]
+        free_at = sorted(free_at + [0.0] * (self.workers - len(free_at)))
         out = []
         for r in running:
             out.append(dict(r, position=0, eta_s=self._remaining(r, estimate)))
@@ -167,7 +174,7 @@ class RunQueue:
             start = free_at.pop(0)  # the worker that frees first takes the next run
             done = start + estimate(r["config"])
             free_at = sorted(free_at + [done])
-            out.append(dict(r, position=position, eta_s=done))
+            out.append(dict(r, position=position, starts_in_s=start, eta_s=done))
         for r in out:
             r["mine"] = owner is not None and owners.get(r["id"]) == owner
         return out
@@ -227,15 +234,23 @@ class RunQueue:
                 if self._closed:
                     return
                 run_id = self._queued.pop(0)
-                record = self.store.get(run_id)
-                live = self._live[run_id] = LiveRun(record)
-                self.store.update(run_id, state=RUNNING, started=live.record["started"], message="starting")
+                live = None
+                try:
+                    live = self._live[run_id] = LiveRun(self.store.get(run_id))
+                    self.store.update(run_id, state=RUNNING, started=live.record["started"], message="starting")
+                except Exception:  # e.g. a database locked past its timeout: the run fails, the queue goes on
+                    log.exception("run %s: could not start it", run_id)
                 self.version += 1
+            end = None
             try:
-                self._run(run_id, live)
+                if live is not None:
+                    end = self._run(run_id, live)
             except Exception as e:  # a bug here must not kill the dispatcher, or the queue stalls
                 log.exception("run %s: dispatcher error", run_id)
-                self._end(run_id, live, events_lib.end(FAILED, f"failed: {e}", error=str(e)))
+                end = events_lib.end(FAILED, f"failed: {e}", error=str(e))
+            finally:
+                self._end(run_id, live, end or events_lib.end(FAILED, "failed: the run could not be started",
+                                                              error="not started"))
 
     def _run(self, run_id, live):
         run_dir = self.store.run_dir(run_id)
@@ -247,10 +262,14 @@ class RunQueue:
         config = live.record["config"]
         job = {"config": config, "runs_dir": str(self.store.root.resolve()), "out_dir": str(run_dir.resolve()),
                "data_dir": str(Path(self.data_dir).resolve()), "threads": self.threads_per_worker}
+        process.stdin.write(json.dumps(job) + "\n")  # the job line first: any later line means stop
+        process.stdin.flush()
         with self._lock:
             self._processes[run_id] = process
-        process.stdin.write(json.dumps(job) + "\n")
-        process.stdin.flush()
+            stop_now = live.stop_requested  # a cancel that came before the process existed
+        if stop_now:
+            process.stdin.write("stop\n")
+            process.stdin.flush()
         # The run stops itself at its time limit; this is the backstop for a hung worker.
         killer = threading.Timer(config["time_limit_s"] + 120, process.kill)
         killer.start()
@@ -269,23 +288,32 @@ class RunQueue:
             process.wait()
         finally:
             killer.cancel()
+            if process.poll() is None:  # we stopped reading early: never leave a worker behind
+                process.kill()
+                process.wait()
         if end is None:
             end = events_lib.end(FAILED, f"failed: the run's process ended unexpectedly (exit code "
                                          f"{process.returncode})", error=f"exit code {process.returncode}")
-        self._end(run_id, live, end)
+        return end
 
     def _end(self, run_id, live, end):
-        r = live.record
-        fields = dict(state=end["state"], message=end["message"], error=end["error"], ended=time.time(),
-                      curves=r["curves"], accuracy=r["accuracy"], warnings=r["warnings"] + end["warnings"],
-                      data=r.get("data"), device=r.get("device"))
-        if end["state"] == FINISHED:
-            fields.update(metrics=end["metrics"], extra=dict(r.get("extra") or {}, paths=end["paths"]))
-        self.store.update(run_id, **fields)
-        if end["state"] == FINISHED:
-            self.store.finish_checkpoints(run_id)
-        with self._lock:
-            self._live.pop(run_id, None)
-            self._processes.pop(run_id, None)
-            self.version += 1
-            self._lock.notify_all()
+        """Write the outcome; whatever happens, the run leaves the live set and waiters wake."""
+        try:
+            r = live.record if live is not None else {}
+            fields = dict(state=end["state"], message=end["message"], error=end["error"], ended=time.time())
+            if live is not None:
+                fields.update(curves=r["curves"], accuracy=r["accuracy"], warnings=r["warnings"] + end["warnings"],
+                              data=r.get("data"), device=r.get("device"))
+            if end["state"] == FINISHED:
+                fields.update(metrics=end["metrics"], extra=dict(r.get("extra") or {}, paths=end["paths"]))
+            self.store.update(run_id, **fields)
+            if end["state"] == FINISHED:
+                self.store.finish_checkpoints(run_id)
+        except Exception:
+            log.exception("run %s: could not record its outcome", run_id)
+        finally:
+            with self._lock:
+                self._live.pop(run_id, None)
+                self._processes.pop(run_id, None)
+                self.version += 1
+                self._lock.notify_all()

@@ -129,7 +129,7 @@ class Lab:
         try:
             base = self.config(settings)
             configs = [base.replace(**{name: value}) for value in SWEEPS[name]]
-            records = self.queue.submit(configs, owner, group=f"sweep-{name}")
+            records = self.queue.submit(configs, owner, group=f"sweep-{name}-{secrets.token_hex(4)}")
         except (ValueError, QueueFull) as e:
             return [], f"Sweep not started: {e}"
         values = ", ".join(f"{v:g}" for v in SWEEPS[name])
@@ -174,9 +174,15 @@ class Lab:
         return owner is not None and run_id is not None and self.store.owner_of(run_id) == owner
 
     # ---- the drawing comparison ----
-    def drawing_choices(self, limit=30):
+    def drawing_choices(self, include=None, limit=30):
+        """The shipped models and the newest finished runs that still have their models, plus
+        `include` when it is such a run (a linked or picked older run stays selectable)."""
         choices = [("shipped checkpoints", SHIPPED)]
-        for r in self.store.list(limit=limit, states=(FINISHED,)):
+        records = self.store.list(limit=limit, states=(FINISHED,))
+        if include not in (None, SHIPPED) and all(r["id"] != include for r in records):
+            extra = self.run(include)
+            records += [extra] if extra and extra["state"] == FINISHED else []
+        for r in records:
             if r["has_checkpoints"]:
                 c = r["config"]
                 choices.append((f"run {r['id']}: {c['teacher']} → {c['student']}, T={c['temperature']:g}, "

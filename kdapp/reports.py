@@ -6,8 +6,26 @@ RESULTS_PATH = Path(__file__).resolve().parents[1] / "results" / "reproduce.md"
 
 
 def notice(message, ok=None):
+    """One of our sentences for the visitor who acted (text from a URL goes through `code`)."""
     # Plain words, no emoji: a browser without an emoji font (headless Chromium) shows boxes.
     return f"**{html.escape(message)}**" if ok is False else html.escape(message)
+
+
+def code(text, limit=60):
+    """A value from a stranger (a URL), shown verbatim: a code span is neither HTML, Markdown nor
+    a link, whatever it holds."""
+    text = str(text)[:limit].replace("`", "'").replace("\n", " ")
+    return f"`{text}`"
+
+
+def url_notice(missing_run, ignored):
+    """What a link asked for that the lab could not do."""
+    notes = []
+    if missing_run is not None:
+        notes.append(f"There is no run {code(missing_run)}; showing the lab as it is.")
+    if ignored:
+        notes.append(f"Ignored from the link (unknown or out of range): {', '.join(code(k) for k in ignored)}.")
+    return " ".join(notes)
 
 
 def hint(message):
@@ -66,7 +84,7 @@ def status(run, mine, newest_finished=None):
     where = f" on {html.escape(run['device'])}, {html.escape(run['data'])} data" if run.get("device") else ""
     state = run["state"]
     if state == "queued":
-        eta = f" · starts in about {_duration(run.get('eta_s'))}" if run.get("eta_s") is not None else ""
+        eta = f" · starts in about {_duration(run.get('starts_in_s'))}" if run.get("starts_in_s") is not None else ""
         position = f", position {run['position']}" if run.get("position") else ""
         return f"**Run {rid}** ({who}) is queued{position}{eta}  \n{what}"
     if state == "running":
@@ -162,8 +180,8 @@ def config_diff(records):
 
 
 def link(label, url):
-    """A relative link (it works wherever the app is served), shown as its own text to copy."""
-    url = html.escape(url, quote=True)
+    """A relative link (it works wherever the app is served), shown as its own text to copy. `url`
+    is ours (urlencoded, validated values), so it needs no escaping; a code span would show &amp;."""
     return f"{html.escape(label)}: [`{url}`]({url})"
 
 

@@ -198,3 +198,33 @@ def test_the_kd_gain_interval_is_the_binomial_one():
     assert reports.gain_interval(0.98, 0.97, 2000) == pytest.approx(0.0096718, abs=1e-6)
     text = reports.gain_text({"student_acc": 0.98, "baseline_acc": 0.97, "test_samples": 2000})
     assert text == "+1.00 ± 0.97 pts"
+
+
+def test_a_page_without_its_owner_token_cannot_start():
+    for owner in (None, ""):
+        message, view, notice_for = app.start(owner, *app.inputs_for())
+        assert "still loading" in message and notice_for is None
+        assert "still loading" in app.sweep("temperature")(owner, *app.inputs_for())
+
+
+def test_each_sweep_counts_once_and_a_third_is_refused():
+    values = app.inputs_for(epochs=1, train_fraction=0.05)
+    records = []
+    try:
+        for _ in range(2):
+            new, message = app.lab.sweep(app.settings_from(values), "sweeper", "alpha")
+            assert len(new) == 5, message
+            records += new
+        new, message = app.lab.sweep(app.settings_from(values), "sweeper", "alpha")
+        assert new == [] and "Sweep not started" in message
+    finally:
+        for r in records:
+            app.lab.cancel(r["id"], owner=None)
+        for r in records:
+            assert app.lab.queue.wait(r["id"], timeout=60)
+
+
+def test_strangers_text_in_a_link_is_shown_verbatim():
+    from kdapp import reports
+    text = reports.url_notice("[sign in](https://evil.example)", ["<img src=x onerror=alert(1)>", "a`b"])
+    assert text.count("`") == 6 and "[sign in](https://evil.example)" in text  # inside code spans only

@@ -259,13 +259,13 @@ def test_links_from_strangers_are_escaped_and_checked(server, browser):
     dialogs = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.goto(server + "?run=<img src=x onerror=alert(1)>&teacher=<script>alert(2)</script>&T=500&alpha=0.2"
-                       "&epochs=3")
+                       "&epochs=3&[sign in again](https://evil.example)=1")
     page.wait_for_selector("#sketch canvas", timeout=30_000)
     expect(page.locator("#notice")).to_contain_text("There is no run", timeout=10_000)
     expect(page.locator("#notice")).to_contain_text("Ignored from the link")
     notice = page.locator("#notice").inner_text()
     assert "teacher" in notice and "T" in notice and "alpha" not in notice
-    assert page.locator("#notice img, #notice script, #status img").count() == 0
+    assert page.locator("#notice img, #notice script, #notice a, #status img").count() == 0
     assert page.get_by_label("α: weight of the soft targets").first.input_value() in ("0.2", "0.20")
     draw(page, ONE)  # the page still works
     expect(page.locator("#teacher-pred")).to_contain_text("1", timeout=15_000)
