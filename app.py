@@ -21,7 +21,6 @@ lab = lab_lib.Lab(runs_dir=os.environ.get("KDAPP_RUNS_DIR", "runs"), data_dir=os
                   workers=int(os.environ.get("KDAPP_WORKERS", 1)),
                   keep_checkpoints=int(os.environ.get("KDAPP_KEEP_CHECKPOINTS", 100)))
 
-EMPTY_CANVAS = {"background": None, "layers": [], "composite": None}
 CANVAS = 280  # px; 10x MNIST, so a stroke of ~20 px matches MNIST's pen width after scaling
 DRAW_HINT = reports.hint("Draw a digit (0–9) on the canvas.")
 INTRO = """# Knowledge distillation lab
@@ -188,9 +187,8 @@ def predict(sketch, temperature=DEFAULTS.temperature, models=lab_lib.SHIPPED):
 
 
 def clear():
-    # A new empty value, never None: after the server once sets the editor to None, it ignores
-    # the next None (its value has not changed) and later Clears leave the strokes on the canvas.
-    return dict(EMPTY_CANVAS), None, None, plots.distribution_figure(None), None, DRAW_HINT
+    """The outputs of a cleared canvas. The canvas itself is cleared in the browser (CLEAR_CANVAS)."""
+    return None, None, plots.distribution_figure(None), None, DRAW_HINT
 
 
 # ---- the Runs tab ----
@@ -258,6 +256,11 @@ CSS += """
 #sketch button[aria-label="Clear canvas"] { display: none !important; }
 #sketch { user-select: none; -webkit-user-select: none; }
 """
+# Clear empties the canvas in the browser, with the editor's own (hidden) trash button. A reset
+# sent from the server raced the next stroke (a Clear answered late wiped a digit drawn after it),
+# and after one None value the editor ignored the next (no change), so strokes stayed.
+CLEAR_CANVAS = """() => { const trash = document.querySelector('#sketch button[aria-label="Clear canvas"]');
+  if (trash) trash.click(); }"""
 # Gradio 6's Sketchpad starts with no tool selected ("select the draw tool to start"), and so does
 # one reset by the server: watch the editor and select the brush whenever nothing is selected.
 KEEP_BRUSH = """() => {
@@ -396,7 +399,7 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     models_dd.change(lambda choice: choice, models_dd, drawing_models, **private).then(
         predict, predict_inputs, predict_outputs, **private)
     models_dd.input(lambda: False, None, follow, **private)
-    clear_btn.click(clear, None, [sketch, *predict_outputs], **private)
+    clear_btn.click(clear, None, predict_outputs, js=CLEAR_CANVAS, **private)
     demo.load(on_load, [owner], [owner, view, notice, models_dd, follow, *controls], **private)
     demo.load(None, js=KEEP_BRUSH)
 
