@@ -122,13 +122,14 @@ def refresh(last, view, owner, models_value, follow, notice_for):
     table = lab.comparison(run["id"]) if run and run["state"] == "finished" else None
     newest = lab.latest_finished()
     # The drawing follows the visitor's own newest finished run until they pick models themselves.
-    wanted = lab.default_models(owner) if follow else models_value
-    choices = lab.drawing_choices(include=wanted)
-    if wanted not in [value for _, value in choices]:  # pruned meanwhile: a value outside the choices
-        wanted = lab_lib.SHIPPED                          # would make every later tick fail
-    models = gr.skip()
-    if wanted != models_value or not last or last["choices"] != choices:
-        models = gr.update(choices=choices, value=wanted)
+    models, choices = gr.skip(), last["choices"] if last else None
+    if follow is not None:  # the page has loaded: on_load set the drawing's models first
+        wanted = lab.default_models(owner) if follow else models_value
+        choices = lab.drawing_choices(include=wanted)
+        if wanted not in [value for _, value in choices]:  # pruned meanwhile: a value outside the
+            wanted = lab_lib.SHIPPED                          # choices would make every tick fail
+        if wanted != models_value or not last or last["choices"] != choices:
+            models = gr.update(choices=choices, value=wanted)
     # A "started"/"queued" notice is about one run: clear it once that run has ended.
     notice, notice_for = gr.skip(), notice_for
     if notice_for and not any(r["id"] == notice_for for r in active):
@@ -284,7 +285,8 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     owner = gr.BrowserState(None, storage_key="kdapp-owner", secret=lab.browser_secret())
     view = gr.State(None)         # run id chosen by Start, a link or the Runs tab; None = follow the lab
     notice_for = gr.State(None)   # the run the notice speaks of
-    follow = gr.State(True)       # the drawing follows the visitor's newest run until they pick models
+    follow = gr.State(None)       # the drawing follows the visitor's newest run until they pick models;
+                                  # None until on_load has run, so a first tick cannot undo a link
     last = gr.State(None)
     # The drawing's models as session state, not an API input: /predict keeps (sketch, T).
     drawing_models = gr.State(lab_lib.SHIPPED)

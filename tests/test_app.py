@@ -47,6 +47,8 @@ def test_predict_handler_says_when_it_ignores_a_temperature():
 def test_refresh_skips_when_nothing_changed():
     first = app.refresh(None, None, "a", app.lab_lib.SHIPPED, True, None)
     assert "Status" in first[0] or "Finished" in first[0] or "Running" in first[0]
+    loading = app.refresh(None, None, "a", app.lab_lib.SHIPPED, None, None)  # before on_load: models untouched
+    assert loading[6] == {"__type__": "update"}
     again = app.refresh(first[-1], None, "a", app.lab_lib.SHIPPED, True, None)
     assert again[-1] is first[-1] and all(isinstance(o, dict) and o.get("__type__") == "update" for o in again[:-1])
 
