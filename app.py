@@ -116,27 +116,27 @@ def refresh(last, view, owner, models_value, follow, notice_for):
     """Timer tick: redraw only what changed (gr.Plot rebuilds its figure on every new value)."""
     key = (lab.version(), view, owner, models_value, follow, notice_for)
     if last and last["key"] == key:
-        return [gr.skip()] * 10 + [last]
+        return [gr.skip()] * 11 + [last]
     run, active = shown_run(view, owner), lab.active(owner)
     mine = bool(run) and lab.owns(run["id"], owner)
     table = lab.comparison(run["id"]) if run and run["state"] == "finished" else None
     newest = lab.latest_finished()
     # The drawing follows the visitor's own newest finished run until they pick models themselves.
-    models, choices = gr.skip(), last["choices"] if last else None
+    models, chosen, choices = gr.skip(), gr.skip(), last["choices"] if last else None
     if follow is not None:  # the page has loaded: on_load set the drawing's models first
         wanted = lab.default_models(owner) if follow else models_value
         choices = lab.drawing_choices(include=wanted)
         if wanted not in [value for _, value in choices]:  # pruned meanwhile: a value outside the
             wanted = lab_lib.SHIPPED                          # choices would make every tick fail
         if wanted != models_value or not last or last["choices"] != choices:
-            models = gr.update(choices=choices, value=wanted)
+            models, chosen = gr.update(choices=choices, value=wanted), wanted
     # A "started"/"queued" notice is about one run: clear it once that run has ended.
     notice, notice_for = gr.skip(), notice_for
     if notice_for and not any(r["id"] == notice_for for r in active):
         notice, notice_for = "", None
     return (reports.status(run, mine, newest if run and newest and run["id"] != newest["id"] else None),
             reports.queue(active), plots.loss_figure(run), plots.accuracy_figure(run), reports.comparison_table(table),
-            gr.update(interactive=any(r["mine"] for r in active)), models,
+            gr.update(interactive=any(r["mine"] for r in active)), models, chosen,
             reports.run_link(run["id"]) if run else "", notice, notice_for, {"key": key, "choices": choices})
 
 
@@ -153,8 +153,8 @@ def on_load(owner, request: gr.Request):
         updates[list(CONTROLS).index("alpha_schedule")] = gr.update(value=True)
     linked = bool(view) and lab.run(view)["has_checkpoints"]  # a linked run's models stay put
     models = view if linked else lab.default_models(owner)
-    return [owner, view, notice,
-            gr.update(choices=lab.drawing_choices(include=models), value=models), not linked, *updates]
+    return [owner, view, notice, gr.update(choices=lab.drawing_choices(include=models), value=models), models,
+            not linked, *updates]
 
 
 class Sketchpad(gr.Sketchpad):
@@ -389,20 +389,22 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     stop_btn.click(stop, [owner, view], [notice, view], concurrency_limit=None, **private)
     link_btn.click(settings_link, controls, notice, **private)
     timer = gr.Timer(1.0)
-    timer.tick(refresh, [last, view, owner, models_dd, follow, notice_for],
-               [status, queue_md, loss_plot, acc_plot, table, stop_btn, models_dd, link_md, notice, notice_for, last],
+    timer.tick(refresh, [last, view, owner, drawing_models, follow, notice_for],
+               [status, queue_md, loss_plot, acc_plot, table, stop_btn, models_dd, drawing_models, link_md, notice,
+                notice_for, last],
                concurrency_limit=None, queue=False, **private)
     predict_outputs = [teacher_pred, student_pred, dist_plot, digit28, draw_note]
     predict_inputs = [sketch, CONTROLS["temperature"], drawing_models]
     sketch.change(predict, predict_inputs, predict_outputs, api_name="predict", show_progress="hidden",
                   concurrency_limit=4)
     CONTROLS["temperature"].release(predict, predict_inputs, predict_outputs, **private)
-    # When the models behind the drawing change (a run finished, a link, a pick), re-read the digit.
-    models_dd.change(lambda choice: choice, models_dd, drawing_models, **private).then(
+    # The drawing's models live in session state, set in the same answer that shows them in the
+    # dropdown (a link, a finished run) or by the visitor's own pick; then the digit is read again.
+    models_dd.change(predict, predict_inputs, predict_outputs, **private)
+    models_dd.input(lambda choice: (choice, False), models_dd, [drawing_models, follow], **private).then(
         predict, predict_inputs, predict_outputs, **private)
-    models_dd.input(lambda: False, None, follow, **private)
     clear_btn.click(clear, None, predict_outputs, js=CLEAR_CANVAS, **private)
-    demo.load(on_load, [owner], [owner, view, notice, models_dd, follow, *controls], **private)
+    demo.load(on_load, [owner], [owner, view, notice, models_dd, drawing_models, follow, *controls], **private)
     demo.load(None, js=KEEP_BRUSH)
 
     for event in (refresh_runs_btn.click, pair_dd.input):

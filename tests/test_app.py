@@ -73,13 +73,13 @@ def test_a_run_from_the_ui_handlers_finishes_and_the_owner_sees_it():
     assert view == notice_for and app.lab.queue.busy()
     assert "no run" in app.stop("someone else", None)[0].lower()  # nothing of theirs to stop
     assert app.lab.queue.wait(view, timeout=180)
-    status, queue, loss_fig, acc_fig, table, stop_btn, models, link, notice, notice_for, _ = app.refresh(
+    status, queue, loss_fig, acc_fig, table, stop_btn, models, chosen, link, notice, notice_for, _ = app.refresh(
         None, view, "owner", app.lab_lib.SHIPPED, True, view)
     assert "Finished: run " + view in status and "KD gain" in status
     assert "| KD student | seed_student | 173,930 |" in table and "10% of the data" in table
     assert len(loss_fig.data) == 4 and len(acc_fig.data) == 3
     assert notice == "" and notice_for is None  # the "started" notice goes once the run has ended
-    assert models["value"] == view  # the owner's drawing now uses their run's models
+    assert models["value"] == view == chosen  # the owner's drawing now uses their run's models
     canvas, _ = digit_canvas()
     note = app.predict(canvas, 4.0, view)[-1]
     assert f"run {view}" in note and "baseline (no KD) says" in note
