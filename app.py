@@ -100,16 +100,14 @@ def stop(owner, view):
     return reports.notice(lab.cancel(target, owner)), target  # keep showing it, stopped
 
 
-def shown_run(view, owner):
+def shown_run(view, active, newest):
     """The run the Distill tab shows: the one a link or the Runs tab chose, else the visitor's own
     active run, else the one training now, else the newest finished run."""
-    active = lab.active(owner)
     if view:  # queued and running runs come with their place in the queue and ETA
         return next((r for r in active if r["id"] == view), None) or lab.run(view)
     mine = [r for r in active if r["mine"]]
     running = [r for r in active if r["position"] == 0]
-    pick = (mine or running or [None])[0]
-    return pick or lab.latest_finished()
+    return (mine or running or [newest])[0]
 
 
 def refresh(last, view, owner, models_value, follow, notice_for):
@@ -117,10 +115,10 @@ def refresh(last, view, owner, models_value, follow, notice_for):
     key = (lab.version(), view, owner, models_value, follow, notice_for)
     if last and last["key"] == key:
         return [gr.skip()] * 11 + [last]
-    run, active = shown_run(view, owner), lab.active(owner)
+    active, newest = lab.active(owner), lab.latest_finished()
+    run = shown_run(view, active, newest)
     mine = bool(run) and lab.owns(run["id"], owner)
     table = lab.comparison(run["id"]) if run and run["state"] == "finished" else None
-    newest = lab.latest_finished()
     # The drawing follows the visitor's own newest finished run until they pick models themselves.
     models, chosen, choices = gr.skip(), gr.skip(), last["choices"] if last else None
     if follow is not None:  # the page has loaded: on_load set the drawing's models first
@@ -146,12 +144,13 @@ def on_load(owner, request: gr.Request):
     params = dict(request.query_params) if request else {}
     settings, ignored = lab.settings_from_url(params)
     run_id = params.get("run")
-    view = run_id if run_id is not None and lab.run(run_id) is not None else None
+    linked = lab.run(run_id) if run_id is not None else None
+    view = linked["id"] if linked else None
     notice = reports.url_notice(run_id if run_id is not None and view is None else None, ignored)
     updates = [gr.update(value=settings[name]) if name in settings else gr.skip() for name in CONTROLS]
     if "alpha_end" in settings:  # a linked schedule is switched on, not just its end value
         updates[list(CONTROLS).index("alpha_schedule")] = gr.update(value=True)
-    linked = bool(view) and lab.run(view)["has_checkpoints"]  # a linked run's models stay put
+    linked = bool(linked) and linked["has_checkpoints"]  # a linked run's models stay put
     models = view if linked else lab.default_models(owner)
     return [owner, view, notice, gr.update(choices=lab.drawing_choices(include=models), value=models), models,
             not linked, *updates]

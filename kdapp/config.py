@@ -16,7 +16,6 @@ from kdapp.models import ARCHITECTURES, has_feature_maps
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 FEATURE_LOSSES = ("none", "hint", "attention")
-CNNS = tuple(name for name in ARCHITECTURES if has_feature_maps(name))
 
 
 @dataclass(frozen=True)
@@ -77,8 +76,9 @@ class RunConfig:
         for name, choices in CHOICES.items():
             check_choice(name, getattr(self, name), choices)
         if self.feature_loss == "attention" and not all(has_feature_maps(n) for n in self.teachers + (self.student,)):
+            cnns = ", ".join(name for name in ARCHITECTURES if has_feature_maps(name))
             raise ValueError("attention transfer needs conv feature maps: pick a CNN student and teacher "
-                             f"({', '.join(CNNS)}), or use the hint loss")
+                             f"({cnns}), or use the hint loss")
         if self.feature_loss != "none" and self.feature_weight == 0:
             raise ValueError(f"the {self.feature_loss} feature loss needs a feature weight above 0")
         return self

@@ -207,7 +207,7 @@ class RunQueue:
     def _estimator(self):
         """config -> expected seconds, from the measured seconds per epoch of recent finished runs."""
         rates = {}
-        for r in self.store.list(limit=50, states=(FINISHED,)):
+        for r in self.store.list(limit=50, states=(FINISHED,), curves=False):
             m = r["metrics"] or {}
             if m.get("seconds") and m.get("train_samples"):
                 rates.setdefault(r["config"]["data"], []).append(m["seconds"] / (r["config"]["epochs"] * m["train_samples"]))

@@ -24,7 +24,7 @@ SHIPPED = "shipped"  # the drawing's models before a visitor picks a run: checkp
 SHIPPED_STUDENT = "seed_student"
 SWEEPS = {"temperature": (1.0, 2.0, 4.0, 8.0, 16.0), "alpha": (0.1, 0.3, 0.5, 0.7, 0.9)}
 # URL parameter -> setting, for short permalinks (/?T=8&fraction=0.1); full names work too.
-URL_ALIASES = {"T": "temperature", "fraction": "train_fraction", "lr": "lr", "batch": "batch_size"}
+URL_ALIASES = {"T": "temperature", "fraction": "train_fraction", "batch": "batch_size"}
 URL_SETTINGS = ("teacher", "student", "temperature", "alpha", "epochs", "lr", "batch_size", "train_fraction",
                 "feature_loss", "feature_weight", "alpha_end", "clip_grad_norm", "data", "seed")
 MODEL_CACHE_SIZE = 4  # (teacher, student, baseline) triples in memory; ~6 MB each
@@ -94,8 +94,8 @@ class Lab:
                     if value not in ARCHITECTURES:
                         raise ValueError
                 elif name in CHOICES:
-                    if value not in CHOICES[name] or (name == "data" and value not in dict(
-                            (v, k) for k, v in self.data_choices())):
+                    offered = [v for _, v in self.data_choices()] if name == "data" else CHOICES[name]
+                    if value not in offered:
                         raise ValueError
                 elif value is not None and not (RANGES[name].contains(value) and value <= self.limit(name)):
                     raise ValueError
@@ -155,7 +155,8 @@ class Lab:
         return self.queue.get(run_id)
 
     def runs(self, teacher=None, student=None, limit=200):
-        return self.store.list(limit=limit, teacher=teacher, student=student)
+        """Newest first, without curves (see `run` for one run whole)."""
+        return self.store.list(limit=limit, teacher=teacher, student=student, curves=False)
 
     def active(self, owner):
         return self.queue.active(owner)
@@ -164,11 +165,9 @@ class Lab:
         return self.queue.version
 
     def latest_finished(self, owner=None):
-        """The newest finished run (the visitor's own if `owner` is given), or None."""
-        for r in self.store.list(limit=200, states=(FINISHED,)):
-            if owner is None or self.store.owner_of(r["id"]) == owner:
-                return r
-        return None
+        """The newest finished run, whole (the visitor's own if `owner` is given), or None."""
+        newest = self.store.list(limit=1, states=(FINISHED,), owner=owner, curves=False)
+        return self.store.get(newest[0]["id"]) if newest else None
 
     def owns(self, run_id, owner):
         return owner is not None and run_id is not None and self.store.owner_of(run_id) == owner
@@ -178,7 +177,7 @@ class Lab:
         """The shipped models and the newest finished runs that still have their models, plus
         `include` when it is such a run (a linked or picked older run stays selectable)."""
         choices = [("shipped checkpoints", SHIPPED)]
-        records = self.store.list(limit=limit, states=(FINISHED,))
+        records = self.store.list(limit=limit, states=(FINISHED,), curves=False)
         if include not in (None, SHIPPED) and all(r["id"] != include for r in records):
             extra = self.run(include)
             records += [extra] if extra and extra["state"] == FINISHED else []
@@ -191,8 +190,8 @@ class Lab:
 
     def default_models(self, owner):
         """The visitor's own latest finished run that still has its models, else the shipped ones."""
-        mine = self.latest_finished(owner) if owner else None
-        return mine["id"] if mine and mine["has_checkpoints"] else SHIPPED
+        mine = self.store.list(limit=1, states=(FINISHED,), owner=owner, curves=False) if owner else []
+        return mine[0]["id"] if mine and mine[0]["has_checkpoints"] else SHIPPED
 
     def models(self, choice):
         """(teacher, student, baseline or None, description) for the drawing; "shipped" or a run id.

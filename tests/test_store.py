@@ -287,3 +287,14 @@ def test_filters_by_teacher_student_and_state(tmp_path):
     assert ids(runs.list(teacher="no_such_teacher")) == []
     assert ids(runs.list(states=["finished"])) == [b]
     assert ids(runs.list(states=["queued"], teacher="wide_teacher")) == [c]
+
+
+def test_listing_by_owner_and_without_curves(tmp_path):
+    store = RunStore(tmp_path)
+    mine = store.create({"teacher": "a", "student": "b"}, "owner-1")
+    store.create({"teacher": "a", "student": "b"}, "owner-2")
+    store.update(mine["id"], curves={"step": [1, 2], "loss": [3.0, 2.0]}, accuracy={"epoch": [1]})
+    assert [r["id"] for r in store.list(owner="owner-1")] == [mine["id"]]
+    light = store.list(owner="owner-1", curves=False)[0]
+    assert light["curves"] is None and light["accuracy"] is None and "owner" not in light
+    assert store.list(owner="owner-1")[0]["curves"] == {"step": [1, 2], "loss": [3.0, 2.0]}
