@@ -82,11 +82,11 @@ def distribution_figure(prediction):
     subtitle = dict(showarrow=False, xref="paper", yref="paper", y=1.02, yanchor="bottom", font=dict(size=13))
     return _figure(data, dict(
         barmode="group", uirevision="distribution", margin=dict(l=50, r=10, t=80, b=40),
-        title=dict(text=f"Softmax · KL(teacher‖student) at T={T:g}: {prediction['kl_T']:.4f}", y=0.97),
+        title=dict(text=f"Softmax · KL at T={T:g}: {prediction['kl_T']:.4f}", y=0.97),
         xaxis=dict(domain=[0, 0.46], title=dict(text="digit")), xaxis2=dict(domain=[0.54, 1], title=dict(text="digit")),
         yaxis=dict(range=[0, 1], title=dict(text="probability")), yaxis2=dict(range=[0, 1], anchor="x2"),
         annotations=[dict(subtitle, text="T = 1: the answer", x=0.23, xanchor="center"),
-                     dict(subtitle, text=f"T = {T:g}: what KD learns from", x=0.77, xanchor="center")]))
+                     dict(subtitle, text=f"T = {T:g}: KD's targets", x=0.77, xanchor="center")]))
 
 
 def _run_name(run):
