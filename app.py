@@ -237,11 +237,10 @@ CSS = """
 #digit-28 img { image-rendering: pixelated; width: 168px !important; height: 168px !important; object-fit: contain; }
 #digit-28 { min-width: 180px; }
 #status { min-height: 3em; }
-#comparison table, #queue table { word-break: normal; overflow-wrap: normal; }
-#comparison th, #comparison td { white-space: nowrap; }
+/* break table cells between words only (Gradio's default split "architecture" mid-word) */
+#comparison th, #comparison td, #queue th, #queue td { white-space: normal; word-break: normal; overflow-wrap: normal; }
 #comparison { overflow-x: auto; }
 @media (max-width: 700px) {
-  #comparison th, #comparison td { white-space: normal; }
   .modebar-container { display: none !important; }  /* plotly's toolbar covers the titles on a phone */
 }
 .control-choice input { padding-right: 2.2em !important; text-overflow: ellipsis; }
