@@ -49,7 +49,7 @@ def settings_from(values):
                 feature_loss=v["feature_loss"], feature_weight=v["feature_weight"],
                 extra_teachers=v["second_teacher"] or "", alpha_end=v["alpha_end"] if v["alpha_schedule"] else None,
                 clip_grad_norm=None if v["clip_grad_norm"] in (0, None, "") else v["clip_grad_norm"],
-                data=v["data"], device=v["device"])
+                consistent=bool(v["consistent"]), data=v["data"], device=v["device"])
 
 
 def inputs_for(**settings):
@@ -114,7 +114,7 @@ def refresh(last, view, owner, models_value, follow, notice_for):
     """Timer tick: redraw only what changed (gr.Plot rebuilds its figure on every new value)."""
     key = (lab.version(), view, owner, models_value, follow, notice_for)
     if last and last["key"] == key:
-        return [gr.skip()] * 11 + [last]
+        return [gr.skip()] * (11 + FIDELITY_OUTPUTS) + [last]
     active, newest = lab.active(owner), lab.latest_finished()
     run = shown_run(view, active, newest)
     mine = bool(run) and lab.owns(run["id"], owner)
@@ -132,10 +132,17 @@ def refresh(last, view, owner, models_value, follow, notice_for):
     notice, notice_for = gr.skip(), notice_for
     if notice_for and not any(r["id"] == notice_for for r in active):
         notice, notice_for = "", None
+    # The fidelity panel changes only when another run is shown or the shown one finishes.
+    fidelity_key = (run["id"], run["state"]) if run else None
+    fidelity = [gr.skip()] * FIDELITY_OUTPUTS if last and last.get("fidelity") == fidelity_key else fidelity_outputs(run)
     return (reports.status(run, mine, newest if run and newest and run["id"] != newest["id"] else None),
             reports.queue(active), plots.loss_figure(run), plots.accuracy_figure(run), reports.comparison_table(table),
             gr.update(interactive=any(r["mine"] for r in active)), models, chosen,
-            reports.run_link(run["id"]) if run else "", notice, notice_for, {"key": key, "choices": choices})
+            reports.run_link(run["id"]) if run else "", notice, notice_for, *fidelity,
+            {"key": key, "choices": choices, "fidelity": fidelity_key})
+
+
+FIDELITY_OUTPUTS = 6  # fidelity_outputs()
 
 
 def on_load(owner, request: gr.Request):
@@ -171,24 +178,53 @@ class Sketchpad(gr.Sketchpad):
             return {"unreadable": f"{type(e).__name__}: {e}"}
 
 
+BASELINE_LABEL = "Baseline (no KD)"
+NO_BASELINE = gr.update(value=None, label="Baseline: none for these models")
+
+
 def predict(sketch, temperature=DEFAULTS.temperature, models=lab_lib.SHIPPED):
-    """Teacher and student on a drawing: top-3 labels, softmaxes at T=1 and T, the 28x28 input."""
+    """Teacher, KD student and baseline on a drawing: top-3 labels, softmaxes at T=1 and T, the
+    28x28 input. /predict's first two outputs stay the teacher and the KD student."""
     try:
         if isinstance(sketch, dict) and "unreadable" in sketch:
             raise CanvasError(f"{sketch['unreadable']}; send a PNG or JPEG of at most "
                               f"{MAX_SIDE}x{MAX_SIDE} pixels")
         result = lab.predict(sketch, temperature, models or lab_lib.SHIPPED)
     except BlankCanvas:
-        return None, None, plots.distribution_figure(None), None, DRAW_HINT
+        return clear()
     except CanvasError as e:
-        return None, None, plots.distribution_figure(None), None, reports.hint(f"Could not read that image: {e}")
-    return (reports.top_labels(result["teacher"]["p1"]), reports.top_labels(result["student"]["p1"]),
+        return None, None, None, plots.distribution_figure(None), None, reports.hint(f"Could not read that image: {e}")
+    baseline = (gr.update(value=reports.top_labels(result["baseline"]["p1"]), label=BASELINE_LABEL)
+                if "baseline" in result else NO_BASELINE)
+    return (reports.top_labels(result["teacher"]["p1"]), reports.top_labels(result["student"]["p1"]), baseline,
             plots.distribution_figure(result), result["image"], reports.prediction_note(result))
 
 
 def clear():
     """The outputs of a cleared canvas. The canvas itself is cleared in the browser (CLEAR_CANVAS)."""
-    return None, None, plots.distribution_figure(None), None, DRAW_HINT
+    return None, None, None, plots.distribution_figure(None), None, DRAW_HINT
+
+
+# ---- what a finished run's student learned ----
+FIDELITY_WAIT = reports.hint("The fidelity panel (agreement with the teacher, confusions, the digits KD fixed) "
+                             "appears here when the run on show has finished.")
+FIDELITY_OLD = reports.hint("This run finished before the lab recorded fidelity; start a new run to see it.")
+
+
+def fidelity_outputs(run):
+    """The fidelity panel for the run on show: markdown, confusions, both galleries, the example
+    chart, and the id whose galleries are shown (for clicks)."""
+    fidelity = lab.fidelity(run["id"]) if run and run["state"] == "finished" else None
+    text = reports.fidelity_markdown(fidelity) if fidelity else FIDELITY_OLD if run and run["state"] == "finished" \
+        else FIDELITY_WAIT
+    return (text, plots.confusion_figure(fidelity), lab.gallery(fidelity, "fixed"), lab.gallery(fidelity, "broken"),
+            plots.example_figure(None, None, None), run["id"] if fidelity else None)
+
+
+def show_example(kind):
+    def handler(shown, evt: gr.SelectData):
+        return plots.example_figure(lab.fidelity(shown), kind, evt.index)
+    return handler
 
 
 # ---- the Runs tab ----
@@ -236,6 +272,7 @@ def api_runs() -> list[dict]:
 CSS = """
 #digit-28 img { image-rendering: pixelated; width: 168px !important; height: 168px !important; object-fit: contain; }
 #digit-28 { min-width: 180px; }
+#fixed-gallery img, #broken-gallery img { image-rendering: pixelated; }
 #status { min-height: 3em; }
 /* break table cells between words only (Gradio's default split "architecture" mid-word) */
 #comparison th, #comparison td, #queue th, #queue td { white-space: normal; word-break: normal; overflow-wrap: normal; }
@@ -323,6 +360,11 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
                             CONTROLS["alpha_end"] = gr.Slider(0, 1, value=0.3, step=RANGES["alpha_end"].step,
                                                               label="α at the end")
                         CONTROLS["clip_grad_norm"] = gr.Number(0, label="Gradient-norm clip (0 = off)")
+                        CONTROLS["consistent"] = gr.Checkbox(
+                            DEFAULTS.consistent, label="Consistent teaching",
+                            info="rotate, scale, slant and re-stroke every batch and ask the teacher about exactly "
+                                 "those digits (Beyer et al. 2022): students that read other people's handwriting. "
+                                 "The baseline gets the same batches. Slower: the teacher runs on every batch.")
                         data_choices, device_choices = lab.data_choices(), lab.device_choices()
                         CONTROLS["data"] = gr.Dropdown(data_choices, value=DEFAULTS.data, label="Data",
                                                        interactive=len(data_choices) > 1)
@@ -355,11 +397,23 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
                 with gr.Column(scale=3):
                     with gr.Row():
                         teacher_pred = gr.Label(num_top_classes=3, label="Teacher", elem_id="teacher-pred")
-                        student_pred = gr.Label(num_top_classes=3, label="Student", elem_id="student-pred")
+                        student_pred = gr.Label(num_top_classes=3, label="KD student", elem_id="student-pred")
+                        baseline_pred = gr.Label(num_top_classes=3, label=BASELINE_LABEL, elem_id="baseline-pred")
+                    with gr.Row():
                         digit28 = gr.Image(label="What the models see (28×28)", elem_id="digit-28", interactive=False,
                                            height=190, width=190, buttons=[])
+                        draw_note = gr.Markdown(DRAW_HINT, elem_id="draw-note")
                     dist_plot = gr.Plot(plots.distribution_figure(None), elem_id="dist-plot", show_label=False)
-                    draw_note = gr.Markdown(DRAW_HINT, elem_id="draw-note")
+            gr.Markdown("## What the student learned")
+            fidelity_md = gr.Markdown(FIDELITY_WAIT, elem_id="fidelity")
+            confusion_plot = gr.Plot(plots.confusion_figure(None), elem_id="confusion-plot", show_label=False)
+            with gr.Row():
+                fixed_gallery = gr.Gallery(label="KD right, baseline wrong (up to 32)", elem_id="fixed-gallery",
+                                           columns=8, height=260, allow_preview=False, object_fit="contain")
+                broken_gallery = gr.Gallery(label="Baseline right, KD wrong (up to 32)", elem_id="broken-gallery",
+                                            columns=8, height=260, allow_preview=False, object_fit="contain")
+            example_plot = gr.Plot(plots.example_figure(None, None, None), elem_id="example-plot", show_label=False)
+            fidelity_shown = gr.State(None)  # the run whose galleries are on show
         with gr.Tab("Runs", id="runs-tab"):
             with gr.Row():
                 pair_dd = gr.Dropdown(["all"], value="all", label="Teacher → student", elem_id="runs-filter")
@@ -377,7 +431,9 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
             diff_md = gr.Markdown(elem_id="runs-diff")
             gain_plot = gr.Plot(plots.gain_map([]), elem_id="gain-map", show_label=False)
         with gr.Tab("Reproduction"):
-            gr.Markdown(reports.reproduction_markdown())
+            gr.Markdown(reports.reproduction_markdown(reports.RESULTS_MNIST_PATH), elem_id="reproduce-mnist")
+            with gr.Accordion("The same tables on the bundled 8,000 / 2,000 sample", open=False):
+                gr.Markdown(reports.reproduction_markdown(), elem_id="reproduce-sample")
 
     controls = list(CONTROLS.values())
     private = dict(api_visibility="private", show_progress="hidden")
@@ -389,9 +445,10 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     timer = gr.Timer(1.0)
     timer.tick(refresh, [last, view, owner, drawing_models, follow, notice_for],
                [status, queue_md, loss_plot, acc_plot, table, stop_btn, models_dd, drawing_models, link_md, notice,
-                notice_for, last],
+                notice_for, fidelity_md, confusion_plot, fixed_gallery, broken_gallery, example_plot, fidelity_shown,
+                last],
                concurrency_limit=None, queue=False, **private)
-    predict_outputs = [teacher_pred, student_pred, dist_plot, digit28, draw_note]
+    predict_outputs = [teacher_pred, student_pred, baseline_pred, dist_plot, digit28, draw_note]
     predict_inputs = [sketch, CONTROLS["temperature"], drawing_models]
     sketch.change(predict, predict_inputs, predict_outputs, api_name="predict", show_progress="hidden",
                   concurrency_limit=4)
@@ -402,6 +459,8 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     models_dd.input(lambda choice: (choice, False), models_dd, [drawing_models, follow], **private).then(
         predict, predict_inputs, predict_outputs, **private)
     clear_btn.click(clear, None, predict_outputs, js=CLEAR_CANVAS, **private)
+    fixed_gallery.select(show_example("fixed"), fidelity_shown, example_plot, **private)
+    broken_gallery.select(show_example("broken"), fidelity_shown, example_plot, **private)
     demo.load(on_load, [owner], [owner, view, notice, models_dd, drawing_models, follow, *controls], **private)
     demo.load(None, js=KEEP_BRUSH)
 

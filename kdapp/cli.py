@@ -68,6 +68,9 @@ def add_run_options(p, defaults=DEFAULTS):
                    help="weight of the feature loss (used only with one)")
     p.add_argument("--clip-grad-norm", type=float, default=defaults.clip_grad_norm, help="off when not given")
     p.add_argument("--augment", action="store_true", help="±2 px shifts for the student too")
+    p.add_argument("--consistent", action="store_true",
+                   help="consistent teaching: rotate, scale, slant, shift and re-stroke each batch, and run the "
+                        "teacher online on exactly those images (Beyer et al. 2022); the baseline gets the same batches")
     p.add_argument("--no-baseline", action="store_true", help="skip the hard-label baseline student")
     p.add_argument("--data", default=defaults.data, choices=CHOICES["data"],
                    help="auto = full MNIST if present or downloadable, else the bundled sample")
@@ -91,6 +94,7 @@ def config_from_args(args):
         teacher_epochs=args.teacher_epochs, lr=args.lr, batch_size=args.batch_size,
         train_fraction=args.train_fraction, feature_loss=args.feature_loss,
         feature_weight=args.feature_weight, clip_grad_norm=args.clip_grad_norm, augment=args.augment,
+        consistent=args.consistent,
         baseline=not args.no_baseline, data=args.data, device=args.device, seed=args.seed))
 
 
@@ -102,14 +106,15 @@ def cmd_train_teacher(args):
     dataset = data_lib.load(config.data, args.data_dir).to(device)
     bars({"type": "data", "description": f"data: {dataset.describe()} on {device}"})
     model, acc = train.train_teacher(config.teacher, dataset, config.epochs, lr=args.lr,
-                                      batch_size=config.batch_size, seed=config.seed, emit=bars)
+                                      batch_size=config.batch_size, seed=config.seed,
+                                      augment=args.teacher_augment, emit=bars)
     bars.close()
     out = Path(args.out) if args.out else checkpoints.teacher_path("runs/teachers", config.teacher, dataset.source)
     if out.is_dir() or args.out and args.out.endswith("/"):
         out = checkpoints.teacher_path(out, config.teacher, dataset.source)
     seconds = round(time.monotonic() - started, 2)
     checkpoints.save(out, model, config.teacher, config={"epochs": config.epochs, "lr": args.lr,
-                     "batch_size": config.batch_size, "seed": config.seed, "augment": "shift2"},
+                     "batch_size": config.batch_size, "seed": config.seed, "augment": args.teacher_augment},
                      data=dataset.source, metrics={"test_acc": acc, "seconds": seconds})
     print(f"{config.teacher}: test accuracy {acc:.2%} on {dataset.describe()}; saved {out}", file=sys.stderr)
     if args.json:
@@ -137,6 +142,13 @@ def cmd_distill(args):
         print(json.dumps(m))
 
 
+def cmd_data_import(args):
+    raw_dir = data_lib.import_idx(args.source, args.data_dir)
+    dataset = data_lib.load("mnist", args.data_dir)
+    print(f"imported {dataset.describe()} into {raw_dir}; use it with --data mnist"
+          f"{'' if args.data_dir == 'data' else ' --data-dir ' + args.data_dir}", file=sys.stderr)
+
+
 def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = argparse.ArgumentParser(prog="python -m kdapp", description="Knowledge distillation on MNIST.")
@@ -145,6 +157,8 @@ def main(argv=None):
     p = sub.add_parser("train-teacher", help="train a teacher on hard labels (with ±2 px shifts)",
                        formatter_class=formatter)
     add_run_options(p, DEFAULTS.replace(epochs=20, lr=1e-3))
+    p.add_argument("--teacher-augment", default="shift2", choices=list(train.TEACHER_AUGMENTATIONS),
+                   help="shift2: ±2 px shifts; pen: also rotation, scale, slant and stroke width (as --consistent)")
     p.add_argument("--out", default=None, help="checkpoint file or directory (default runs/teachers/)")
     p.set_defaults(func=cmd_train_teacher)
     p = sub.add_parser("distill", help="distill a student (and train its baseline) from a teacher",
@@ -153,6 +167,23 @@ def main(argv=None):
     p.add_argument("--out", default=None, help="also save the students into this directory")
     p.add_argument("--runs-dir", default="runs", help="where trained teachers, the logit cache and the latest run go")
     p.set_defaults(func=cmd_distill)
+    p = sub.add_parser("data", help="data sets: import MNIST's IDX files for a machine without network")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    p = data_sub.add_parser("import", help="check MNIST's four IDX files in DIR and copy them where "
+                            "--data mnist reads them", formatter_class=formatter)
+    p.add_argument("source", metavar="DIR", help="a folder with train-images-idx3-ubyte.gz and the other three")
+    p.add_argument("--data-dir", default="data")
+    p.set_defaults(func=cmd_data_import)
+    p = sub.add_parser("robustness", help="accuracy and agreement on digits redrawn on the canvas: MNIST's test "
+                       "digits and 1,797 UCI digits by other writers", formatter_class=formatter)
+    p.add_argument("--teacher-path", default=None, help="checkpoints to score (default: the shipped drawing models)")
+    p.add_argument("--student-path", default=None)
+    p.add_argument("--baseline-path", default=None)
+    p.add_argument("--mnist-digits", type=int, default=2000, help="how many MNIST test digits to redraw")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default="data")
+    p.add_argument("--json", action="store_true", help="print one final JSON line")
+    p.set_defaults(func=cmd_robustness)
     from kdapp.tools import bench, loadtest, reproduce  # their heavy imports (gradio, clients) are lazy
     bench.add_parser(sub)
     loadtest.add_parser(sub)
@@ -167,3 +198,33 @@ def main(argv=None):
         print(f"cancelled: {e}", file=sys.stderr)
         return 130
     return 0
+
+
+def cmd_robustness(args):
+    from kdapp import robustness
+    if args.teacher_path or args.student_path:
+        if not (args.teacher_path and args.student_path):
+            raise ValueError("give both --teacher-path and --student-path (and optionally --baseline-path)")
+        paths = {"teacher": args.teacher_path, "student": args.student_path}
+        if args.baseline_path:
+            paths["baseline"] = args.baseline_path
+        label = "the given checkpoints"
+    else:
+        paths = checkpoints.shipped_drawing_paths()
+        label = "the shipped drawing models"
+    loaded = {role: checkpoints.load(path) for role, path in paths.items()}
+    models = {role: model for role, (model, _) in loaded.items()}
+    trained_on = tuple(sorted({meta.get("data") for _, meta in loaded.values()}))
+    started = time.monotonic()
+    report = robustness.evaluate(models, data_dir=args.data_dir, seed=args.seed, mnist_limit=args.mnist_digits,
+                                 trained_on=trained_on)
+    report.update(models={role: str(path) for role, path in paths.items()}, trained_on=list(trained_on),
+                  seconds=round(time.monotonic() - started, 1))
+    failures = robustness.check_targets(report)
+    report["targets"] = {"met": not failures, "missed": failures, **robustness.TARGETS}
+    print(f"{label}, redrawn at random size, position, stroke width and slant (seed {args.seed}):\n",
+          file=sys.stderr)
+    print(robustness.table(report), file=sys.stderr)
+    print("\ntargets met" if not failures else "\ntargets missed: " + "; ".join(failures), file=sys.stderr)
+    if args.json:
+        print(json.dumps(report))

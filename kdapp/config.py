@@ -33,6 +33,7 @@ class RunConfig:
     data: str = "sample"                 # the bundled 10k sample: offline and the same everywhere
     teacher_epochs: int = 20             # only used when no checkpoint exists for the teacher
     augment: bool = False                # ±2 px shifts for the student; disables the teacher-logit cache
+    consistent: bool = False             # consistent teaching: pen-augmented batches, the teacher online on them
     extra_teachers: tuple = ()           # multi-teacher KD: soft targets average all teachers' probabilities
     alpha_end: float | None = None       # linear alpha schedule from alpha to alpha_end (None = constant)
     feature_loss: str = "none"           # none | hint (FitNets) | attention (Zagoruyko & Komodakis)

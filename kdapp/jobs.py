@@ -305,7 +305,8 @@ class RunQueue:
                 fields.update(curves=r["curves"], accuracy=r["accuracy"], warnings=r["warnings"] + end["warnings"],
                               data=r.get("data"), device=r.get("device"))
             if end["state"] == FINISHED:
-                fields.update(metrics=end["metrics"], extra=dict(r.get("extra") or {}, paths=end["paths"]))
+                fields.update(metrics=end["metrics"], extra=dict(r.get("extra") or {}, paths=end["paths"]),
+                              fidelity=end.get("fidelity"))
             self.store.update(run_id, **fields)
             if end["state"] == FINISHED:
                 self.store.finish_checkpoints(run_id)

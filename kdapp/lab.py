@@ -12,7 +12,7 @@ import urllib.parse
 from collections import OrderedDict
 from pathlib import Path
 
-from kdapp import checkpoints, data as data_lib, export, inference, teachers, train
+from kdapp import checkpoints, data as data_lib, export, fidelity as fidelity_lib, inference, teachers, train
 from kdapp.config import CHOICES, DEFAULTS, HOSTED_CAPS, HOSTED_IMPOSED, RANGES, RunConfig, convert
 from kdapp.jobs import FINISHED, QueueFull, RunQueue
 from kdapp.models import ARCHITECTURES, count_parameters
@@ -21,12 +21,11 @@ from kdapp.store import RunStore
 log = logging.getLogger(__name__)
 
 SHIPPED = "shipped"  # the drawing's models before a visitor picks a run: checkpoints/
-SHIPPED_STUDENT = "seed_student"
 SWEEPS = {"temperature": (1.0, 2.0, 4.0, 8.0, 16.0), "alpha": (0.1, 0.3, 0.5, 0.7, 0.9)}
 # URL parameter -> setting, for short permalinks (/?T=8&fraction=0.1); full names work too.
 URL_ALIASES = {"T": "temperature", "fraction": "train_fraction", "batch": "batch_size"}
 URL_SETTINGS = ("teacher", "student", "temperature", "alpha", "epochs", "lr", "batch_size", "train_fraction",
-                "feature_loss", "feature_weight", "alpha_end", "clip_grad_norm", "data", "seed")
+                "feature_loss", "feature_weight", "alpha_end", "clip_grad_norm", "data", "seed", "consistent")
 MODEL_CACHE_SIZE = 4  # (teacher, student, baseline) triples in memory; ~6 MB each
 
 
@@ -97,7 +96,8 @@ class Lab:
                     offered = [v for _, v in self.data_choices()] if name == "data" else CHOICES[name]
                     if value not in offered:
                         raise ValueError
-                elif value is not None and not (RANGES[name].contains(value) and value <= self.limit(name)):
+                elif name in RANGES and value is not None and not (RANGES[name].contains(value)
+                                                                   and value <= self.limit(name)):
                     raise ValueError
             except ValueError:
                 ignored.append(key)
@@ -110,8 +110,8 @@ class Lab:
         ValueError when they are not a valid run."""
         config = self.config(settings)
         short = {v: k for k, v in URL_ALIASES.items()}
-        query = {short.get(name, name): getattr(config, name) for name in URL_SETTINGS
-                 if getattr(config, name) is not None}
+        query = {short.get(name, name): int(value) if isinstance(value, bool) else value
+                 for name in URL_SETTINGS if (value := getattr(config, name)) is not None and value is not False}
         return "/?" + urllib.parse.urlencode(query)
 
     # ---- runs ----
@@ -209,13 +209,16 @@ class Lab:
 
     def _load_models(self, choice):
         if choice == SHIPPED:
-            teacher, _ = checkpoints.load(checkpoints.teacher_path(checkpoints.SHIPPED_DIR, "seed_teacher", "sample"))
-            student, meta = checkpoints.load(checkpoints.student_path(checkpoints.SHIPPED_DIR, SHIPPED_STUDENT,
-                                                                      "kd", "sample"))
-            baseline = _optional(checkpoints.student_path(checkpoints.SHIPPED_DIR, SHIPPED_STUDENT, "baseline", "sample"))
+            paths = checkpoints.shipped_drawing_paths()
+            teacher, _ = checkpoints.load(paths["teacher"])
+            student, meta = checkpoints.load(paths["student"])
+            baseline = _optional(paths.get("baseline"))
             cfg = meta.get("config", {})
-            return (teacher, student, baseline, f"shipped checkpoints: seed_teacher → {SHIPPED_STUDENT}, "
-                                                f"T={cfg.get('temperature', '?')}, α={cfg.get('alpha', '?')}")
+            data = "full MNIST" if meta.get("data") == "mnist" else "the MNIST sample"
+            recipe = ", consistent teaching" if cfg.get("consistent") else ""
+            return (teacher, student, baseline, f"shipped checkpoints: {cfg.get('teacher', '?')} → "
+                                                f"{cfg.get('student', '?')}, T={cfg.get('temperature', '?')}, "
+                                                f"α={cfg.get('alpha', '?')}{recipe}, trained on {data}")
         record = self.run(choice)
         if record is None:
             raise LookupError(f"there is no run {choice}")
@@ -252,6 +255,24 @@ class Lab:
         result = inference.compare(teacher, student, prepared.tensor, temperature, baseline)
         result.update(image=prepared.image, notes=notes, models=description)
         return result
+
+    # ---- what a finished run's student learned ----
+    def fidelity(self, run_id):
+        """kdapp.fidelity's dict for a finished run, or None (not finished, or from before fidelity)."""
+        record = self.run(run_id) if run_id else None
+        return (record or {}).get("fidelity")
+
+    @staticmethod
+    def gallery(fidelity, kind, scale=3):
+        """[(uint8 image, caption)] for a "fixed" or "broken" group of a fidelity dict: the digits
+        where KD changed the answer, upscaled `scale`× (pixelated) for thumbnails."""
+        group = (fidelity or {}).get(kind)
+        if not group or not group["index"]:
+            return []
+        images = fidelity_lib.decode_images(group["images"])
+        images = images.repeat(scale, axis=1).repeat(scale, axis=2)
+        return [(img, f"a {label}: KD {kd}, baseline {base}") for img, label, kd, base in
+                zip(images, group["label"], group["predicted"]["student"], group["predicted"]["baseline"])]
 
     # ---- a finished run's table and files ----
     def comparison(self, run_id):

@@ -67,18 +67,23 @@ def accuracy_figure(snapshot):
                               yaxis=dict(title=dict(text="accuracy (%)"))))
 
 
+NAMES = {"teacher": "teacher", "student": "KD student", "baseline": "baseline (no KD)"}
+
+
 def distribution_figure(prediction):
-    """Teacher and student softmax side by side, at T=1 and at the chosen T (dark knowledge)."""
+    """Teacher, KD student and (when there is one) baseline softmaxes side by side, at T=1 and at
+    the chosen T (dark knowledge)."""
     if not prediction:
-        return _empty("Softmax distributions", "draw a digit to compare the two models")
+        return _empty("Softmax distributions", "draw a digit to compare the models")
     T = prediction["temperature"]
     digits = [str(d) for d in range(10)]
     data = []
     for axis, key in (("", "p1"), ("2", "pT")):
-        for name in ("teacher", "student"):
-            data.append(dict(type="bar", x=digits, y=prediction[name][key], name=name, legendgroup=name,
-                             marker=dict(color=COLORS[name]), showlegend=not axis,
-                             xaxis="x" + axis, yaxis="y" + axis))
+        for name in ("teacher", "student", "baseline"):
+            if name in prediction:
+                data.append(dict(type="bar", x=digits, y=prediction[name][key], name=NAMES[name], legendgroup=name,
+                                 marker=dict(color=COLORS[name]), showlegend=not axis,
+                                 xaxis="x" + axis, yaxis="y" + axis))
     subtitle = dict(showarrow=False, xref="paper", yref="paper", y=1.02, yanchor="bottom", font=dict(size=13))
     return _figure(data, dict(
         barmode="group", uirevision="distribution", margin=dict(l=50, r=10, t=80, b=40),
@@ -87,6 +92,53 @@ def distribution_figure(prediction):
         yaxis=dict(range=[0, 1], title=dict(text="probability")), yaxis2=dict(range=[0, 1], anchor="x2"),
         annotations=[dict(subtitle, text="T = 1: the answer", x=0.23, xanchor="center"),
                      dict(subtitle, text=f"T = {T:g}: KD's targets", x=0.77, xanchor="center")]))
+
+
+def confusion_figure(fidelity):
+    """The teacher's, KD student's and baseline's confusion matrices side by side (rows = true
+    class), off-diagonal counts only in colour so the mistakes stand out."""
+    if not fidelity:
+        return _empty("Confusion matrices", "a finished run shows where each model errs")
+    roles = [r for r in ("teacher", "student", "baseline") if r in fidelity["confusion"]]
+    width = 1.0 / len(roles)
+    digits = [str(d) for d in range(10)]
+    peak = max(max(v for i, row in enumerate(fidelity["confusion"][r]) for j, v in enumerate(row) if i != j)
+               for r in roles) or 1
+    data, layout = [], {}
+    for k, role in enumerate(roles):
+        counts = fidelity["confusion"][role]
+        z = [[None if i == j else v for j, v in enumerate(row)] for i, row in enumerate(counts)]
+        text = [[str(v) if v else "" for v in row] for row in counts]
+        suffix = "" if k == 0 else str(k + 1)
+        data.append(dict(type="heatmap", x=digits, y=digits, z=z, text=text, texttemplate="%{text}",
+                         textfont=dict(size=9), colorscale="Reds", zmin=0, zmax=peak, showscale=False,
+                         xaxis="x" + suffix, yaxis="y" + suffix,
+                         hovertemplate=f"{NAMES[role]}: true %{{y}}, said %{{x}}: %{{text}}<extra></extra>"))
+        errors = sum(v for i, row in enumerate(counts) for j, v in enumerate(row) if i != j)
+        layout["xaxis" + suffix] = dict(domain=[k * width + 0.02, (k + 1) * width - 0.02], type="category",
+                                        title=dict(text=f"{NAMES[role]}: predicted ({errors} wrong)"))
+        layout["yaxis" + suffix] = dict(type="category", autorange="reversed", anchor="x" + suffix,
+                                        title=dict(text="true digit") if k == 0 else None, scaleanchor="x" + suffix)
+    return _figure(data, dict(title=dict(text="Confusion matrices on the test digits (rows = true class; "
+                                              "the diagonal is left blank)"),
+                              height=340, uirevision="confusion", margin=dict(l=50, r=10, t=50, b=50), **layout))
+
+
+def example_figure(fidelity, kind, index):
+    """The three models' softmaxes (T=1) for one digit of a "where KD changed the answer" gallery."""
+    group = (fidelity or {}).get(kind)
+    if not group or index is None or not 0 <= index < len(group["index"]):
+        return _empty("One digit, three models", "click a digit above to see what each model said")
+    digits = [str(d) for d in range(10)]
+    data = [dict(type="bar", x=digits, y=group["probs"][role][index], name=NAMES[role],
+                 marker=dict(color=COLORS[role])) for role in ("teacher", "student", "baseline")
+            if role in group["probs"]]
+    said = ", ".join(f"{NAMES[r]} {group['predicted'][r][index]}" for r in ("teacher", "student", "baseline")
+                     if r in group["predicted"])
+    return _figure(data, dict(barmode="group", uirevision=f"example-{kind}-{index}",
+                              title=dict(text=f"Test digit #{group['index'][index]}, a {group['label'][index]}: {said}"),
+                              xaxis=dict(title=dict(text="digit")),
+                              yaxis=dict(range=[0, 1], title=dict(text="probability (T = 1)"))))
 
 
 def _run_name(run):

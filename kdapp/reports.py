@@ -3,6 +3,7 @@ import html
 from pathlib import Path
 
 RESULTS_PATH = Path(__file__).resolve().parents[1] / "results" / "reproduce.md"
+RESULTS_MNIST_PATH = RESULTS_PATH.with_name("reproduce-mnist.md")
 
 
 def notice(message, ok=None):
@@ -53,7 +54,9 @@ def settings_line(config):
         parts.append(f"{c['feature_loss']} feature loss ×{c['feature_weight']:g}")
     if c.get("clip_grad_norm"):
         parts.append(f"clip {c['clip_grad_norm']:g}")
-    if c.get("augment"):
+    if c.get("consistent"):
+        parts.append("consistent teaching")
+    elif c.get("augment"):
         parts.append("augmented")
     return html.escape(", ".join(parts))
 
@@ -211,6 +214,41 @@ def prediction_note(result):
 
 def reproduction_markdown(path=RESULTS_PATH):
     if not Path(path).is_file():
-        return ("No reproduction results yet. Run `python -m kdapp reproduce --quick` (a few minutes) "
-                "or `python -m kdapp reproduce` to regenerate them.")
+        mnist = " --data mnist" if Path(path) == RESULTS_MNIST_PATH else ""
+        return (f"No reproduction results yet at `{Path(path).name}`. Run `python -m kdapp reproduce{mnist}` "
+                "to regenerate them.")
     return Path(path).read_text(encoding="utf-8")
+
+
+def fidelity_markdown(fidelity):
+    """Agreement, KL and per-class accuracy of a finished run (kdapp.fidelity's dict)."""
+    if not fidelity:
+        return ""
+    roles = [r for r in ("student", "baseline") if r in fidelity["agreement"]]
+    names = {"teacher": "teacher", "student": "KD student", "baseline": "baseline (no KD)"}
+    T, n = fidelity["temperature"], fidelity["test_samples"]
+    acc = fidelity["accuracy"]
+    rows = [f"| on {n:,} test digits | " + " | ".join(names[r] for r in roles) + " |",
+            "|---|" + "---:|" * len(roles),
+            "| accuracy | " + " | ".join(f"{acc[r]:.2%}" for r in roles) + " |",
+            "| **agrees with the teacher** (top-1) | " + " | ".join(f"**{fidelity['agreement'][r]:.2%}**"
+                                                                   for r in roles) + " |",
+            "| KL(teacher ‖ model) at T=1 | " + " | ".join(f"{fidelity['kl'][r]['T1']:.4f}" for r in roles) + " |",
+            f"| KL(teacher ‖ model) at T={T:g} | " + " | ".join(f"{fidelity['kl'][r]['T']:.4f}" for r in roles) + " |"]
+    lines = ["\n".join(rows)]
+    if "fixed" in fidelity:
+        fixed, broken = fidelity["fixed"]["count"], fidelity["broken"]["count"]
+        net = fixed - broken
+        lines.append(f"**Where KD changed the answer:** the KD student is right and the baseline wrong on "
+                     f"**{fixed}** digits, and the other way round on **{broken}**: net **{net:+d}** digits, "
+                     f"which is the KD gain ({acc['student']:.2%} − {acc['baseline']:.2%}) × {n:,}. "
+                     "Click a digit below to see the three models' answers.")
+    else:
+        lines.append("This run trained no baseline, so there is nothing to say where KD changed the answer.")
+    per_class = [r for r in ("teacher", "student", "baseline") if r in fidelity["per_class"]]
+    table = ["| accuracy per class | " + " | ".join(str(d) for d in range(10)) + " |",
+             "|---|" + "---:|" * 10]
+    for role in per_class:
+        table.append(f"| {names[role]} | " + " | ".join(f"{100 * v:.1f}" for v in fidelity["per_class"][role]) + " |")
+    lines.append("\n".join(table))
+    return "\n\n".join(lines)

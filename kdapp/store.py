@@ -28,10 +28,10 @@ INTERRUPTED = {"queued": "interrupted: the server restarted before this run star
 
 # Owners are secrets (a browser session), so they are never among the columns a record shows.
 RECORD_COLUMNS = ("id", "created", "started", "ended", "state", "config", "data", "device", "metrics",
-                  "accuracy", "curves", "warnings", "error", "message", "has_checkpoints", "extra")
-JSON_COLUMNS = ("config", "metrics", "accuracy", "curves", "warnings", "extra")
+                  "accuracy", "curves", "warnings", "error", "message", "has_checkpoints", "extra", "fidelity")
+JSON_COLUMNS = ("config", "metrics", "accuracy", "curves", "warnings", "extra", "fidelity")
 WRITABLE = frozenset(RECORD_COLUMNS) - {"id"}
-HEAVY = ("curves", "accuracy")  # what a listing can leave out
+HEAVY = ("curves", "accuracy", "fidelity")  # what a listing can leave out
 RUN_ID = re.compile(r"[0-9a-f]+")  # ids name folders that pruning deletes: never let "../" through
 
 
@@ -52,7 +52,11 @@ def _create_runs(db):
         extra TEXT NOT NULL DEFAULT '{}')""")
 
 
-MIGRATIONS = [_create_runs]  # MIGRATIONS[v] takes a database from user_version v to v + 1
+def _add_fidelity(db):
+    db.execute("ALTER TABLE runs ADD COLUMN fidelity TEXT")  # kdapp.fidelity's dict, once finished
+
+
+MIGRATIONS = [_create_runs, _add_fidelity]  # MIGRATIONS[v] takes a database from user_version v to v + 1
 SCHEMA_VERSION = len(MIGRATIONS)  # a new version appends one function above
 
 

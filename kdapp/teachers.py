@@ -91,9 +91,16 @@ def get_teacher(arch, dataset, runs_dir, emit):
     if path is None:
         return None
     try:
-        model, _ = checkpoints.load(path, dataset.train_x.device)
+        model, meta = checkpoints.load(path, dataset.train_x.device)
     except checkpoints.CheckpointError as e:
         emit(events.warning(f"{e}; training a new {arch} teacher instead"))
+        return None
+    if meta.get("data") != dataset.source:
+        # The sample's test digits are MNIST training digits: a teacher that trained on them
+        # would leak the test set into every soft target.
+        emit(events.warning(f"{path.name} was trained on {meta.get('data')!r} data, not {dataset.source!r}: "
+                            f"a teacher must never have seen the run's test digits; training a new {arch} "
+                            "teacher instead"))
         return None
     emit(events.phase("teacher", f"teacher {arch} from {path.name}"))
     key = (str(path), path.stat().st_mtime_ns, dataset.source, str(dataset.train_x.device))

@@ -15,12 +15,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from kdapp import checkpoints, data as data_lib, events
+from kdapp import checkpoints, data as data_lib, events, fidelity
 from kdapp.config import RunConfig
 from kdapp.features import FeatureDistiller
 from kdapp.losses import distillation_loss, teacher_log_probs
 from kdapp.models import build
-from kdapp.teachers import Cancelled, accuracy, cached_logits, evaluate, get_teacher
+from kdapp.teachers import Cancelled, accuracy, cached_logits, evaluate, get_teacher, predict_logits
 
 __all__ = ["Cancelled", "RunResult", "available_devices", "distill", "pick_device", "run", "train_teacher"]
 
@@ -62,6 +62,7 @@ class RunResult:
     student: torch.nn.Module
     baseline: torch.nn.Module | None
     paths: dict = field(default_factory=dict)  # checkpoints written: teacher, student, baseline
+    fidelity: dict | None = None  # kdapp.fidelity: agreement, KL, per class, confusions, changed answers
 
 
 class AdamCosine:
@@ -124,9 +125,14 @@ def _log_points(steps_per_epoch, per_epoch):
     return lambda i: (i + 1) % every == 0 or i + 1 == steps_per_epoch
 
 
-def train_teacher(arch, dataset, epochs, lr=1e-3, batch_size=128, seed=0, augment=True,
+TEACHER_AUGMENTATIONS = {"none": None, "shift2": data_lib.random_shift, "pen": data_lib.random_pen}
+
+
+def train_teacher(arch, dataset, epochs, lr=1e-3, batch_size=128, seed=0, augment="shift2",
                   emit=_ignore, should_stop=_never):
-    """Train `arch` on hard labels (with ±2 px shifts). Returns (model in eval mode, test accuracy)."""
+    """Train `arch` on hard labels, its batches augmented by TEACHER_AUGMENTATIONS[augment]: ±2 px
+    shifts (the default), or `pen` (kdapp.data.random_pen). Returns (model in eval mode, test accuracy)."""
+    augmentation = TEACHER_AUGMENTATIONS[augment]
     device = dataset.train_x.device
     torch.manual_seed(seed)
     model = build(arch).to(device)
@@ -143,8 +149,8 @@ def train_teacher(arch, dataset, epochs, lr=1e-3, batch_size=128, seed=0, augmen
             if should_stop():
                 raise Cancelled("stopped")
             x = dataset.train_x[idx]
-            if augment:
-                x = data_lib.random_shift(x, generator=generator)
+            if augmentation is not None:
+                x = augmentation(x, generator=generator)
             loss = F.cross_entropy(model(x), dataset.train_y[idx])
             optimizer.step(loss)
             meter.add(loss)
@@ -168,7 +174,10 @@ def distill(config, teachers, dataset, emit=_ignore, should_stop=_never, teacher
 
     Without augmentation or a feature loss the teachers' soft targets over the whole training set
     are computed once and indexed by the same shuffled indices as each batch; otherwise the
-    teachers run on every batch, on exactly the images the student sees."""
+    teachers run on every batch, on exactly the images the student sees. Consistent teaching
+    (Beyer et al., 2022, "function matching") is the second case with pen-augmented batches
+    (kdapp.data.random_pen): the teacher answers for each augmented image, not the original.
+    The baseline trains on the same augmented batches, so the comparison stays fair."""
     device, T = dataset.train_x.device, config.temperature
     generator = torch.Generator().manual_seed(config.seed)
     n_all = len(dataset.train_y)
@@ -179,7 +188,7 @@ def distill(config, teachers, dataset, emit=_ignore, should_stop=_never, teacher
     # The teachers: their test accuracy, and their soft targets unless they must run online.
     keys = teacher_keys or [None] * len(teachers)
     teacher_accs = [evaluate_cached(t, k, dataset, cache_dir) for t, k in zip(teachers, keys)]
-    online = config.augment or config.feature_loss != "none"
+    online = config.augment or config.consistent or config.feature_loss != "none"
     if not online:
         emit(events.phase("teacher logits", f"computing the teacher's soft targets over {n_all:,} "
                                             "training digits, once"))
@@ -216,7 +225,9 @@ def distill(config, teachers, dataset, emit=_ignore, should_stop=_never, teacher
                 raise Cancelled("stopped")
             step = epoch * steps_per_epoch + i
             x, y = train_x[idx], train_y[idx]
-            if config.augment:
+            if config.consistent:
+                x = data_lib.random_pen(x, generator=generator)
+            elif config.augment:
                 x = data_lib.random_shift(x, generator=generator)
 
             # KD student: soft targets from the cache, or from the teachers on this very batch.
@@ -262,6 +273,17 @@ def evaluate_cached(teacher, key, dataset, cache_dir=None):
     return accuracy(logits, dataset.test_y)
 
 
+def run_fidelity(result, teacher_key, dataset, cache_dir=None):
+    """kdapp.fidelity over the test split for a finished distill(): the teacher's test logits come
+    from the cache that evaluated it."""
+    test_x = dataset.test_x
+    logits = {"teacher": cached_logits(None if teacher_key is None else (*teacher_key, "test"), result.teacher,
+                                       test_x, cache_dir=cache_dir),
+              "student": predict_logits(result.student, test_x),
+              "baseline": predict_logits(result.baseline, test_x) if result.baseline is not None else None}
+    return fidelity.fidelity(logits, dataset.test_y, result.config.temperature, test_x)
+
+
 def _teacher(arch, dataset, config, runs_dir, emit, should_stop):
     """A trained teacher: its checkpoint if there is one, else trained now (and saved for next time)."""
     found = get_teacher(arch, dataset, runs_dir, emit)
@@ -297,6 +319,8 @@ def run(config, emit=_ignore, should_stop=_never, runs_dir=None, data_dir="data"
     teachers, keys = [f[0] for f in found], [f[1] for f in found]
     result = distill(config, teachers, dataset, emit, stop_check, teacher_keys=keys,
                      cache_dir=Path(runs_dir) / "cache" if runs_dir else None)
+    emit(events.phase("fidelity", "comparing the students with the teacher on the test digits"))
+    result.fidelity = run_fidelity(result, keys[0], dataset, Path(runs_dir) / "cache" if runs_dir else None)
     result.metrics.update(data=dataset.source, device=str(device), seconds=round(time.monotonic() - started, 2))
     result.paths["teacher"] = found[0][2]
     out_dir = out_dir or (Path(runs_dir) / "latest" if runs_dir else None)

@@ -46,7 +46,8 @@ def main():
         traceback.print_exc(file=sys.stderr)
         emit(events.end("failed", f"failed: {type(e).__name__}: {e}", error=f"{type(e).__name__}: {e}"))
     else:
-        emit(events.end("finished", "finished", metrics=result.metrics, paths=result.paths))
+        emit(events.end("finished", "finished", metrics=result.metrics, paths=result.paths,
+                        fidelity=result.fidelity))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,25 @@ def sample():
     return data.load("sample")
 
 
+SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
+
+
+@pytest.fixture(scope="session")
+def mnist_dir(tmp_path_factory):
+    """A data folder holding full MNIST, imported from ../shared/data/mnist (the four IDX files)
+    with the product's own `data import`. Absent, the tests that need it skip and say so; under
+    CI=true they fail instead."""
+    if not (SHARED_MNIST / "train-images-idx3-ubyte.gz").is_file():
+        message = f"full MNIST is not at {SHARED_MNIST} (MNIST's four IDX .gz files)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + "; CI needs it")
+        pytest.skip(message)
+    from kdapp import data
+    data_dir = tmp_path_factory.mktemp("mnist-data")
+    data.import_idx(SHARED_MNIST, data_dir)
+    return data_dir
+
+
 @pytest.fixture(scope="session")
 def shipped_teacher():
     from kdapp import checkpoints

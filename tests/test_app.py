@@ -21,26 +21,38 @@ def start(owner, **settings):
 
 def test_predict_handler_on_a_drawn_digit():
     canvas, label = digit_canvas()
-    teacher, student, fig, image28, note = app.predict({"background": None, "layers": [], "composite": canvas}, 4.0)
+    teacher, student, baseline, fig, image28, note = app.predict(
+        {"background": None, "layers": [], "composite": canvas}, 4.0)
     assert max(teacher, key=teacher.get) == str(label)
     assert set(student) == {str(d) for d in range(10)} and abs(sum(student.values()) - 1) < 1e-5
+    assert set(baseline["value"]) == {str(d) for d in range(10)} and "Baseline" in baseline["label"]
     assert image28.shape == (28, 28) and "KL(teacher‖student)" in note
-    assert len(fig.data) == 4  # teacher and student, at T=1 and at T
+    assert len(fig.data) == 6  # teacher, KD student and baseline, at T=1 and at T
+    assert [bar.name for bar in fig.data[:3]] == ["teacher", "KD student", "baseline (no KD)"]
+
+
+def test_predict_says_so_when_the_models_have_no_baseline(monkeypatch):
+    teacher, student, _, description = app.lab.models(app.lab_lib.SHIPPED)
+    monkeypatch.setattr(app.lab, "models", lambda choice: (teacher, student, None, description))
+    canvas, _ = digit_canvas()
+    _, _, baseline, fig, _, note = app.predict(canvas, 4.0)
+    assert baseline["value"] is None and "none for these models" in baseline["label"]
+    assert len(fig.data) == 4 and "baseline" not in note
 
 
 def test_predict_handler_on_blank_and_broken_input():
     blank = np.zeros((280, 280, 4), np.uint8)
-    teacher, student, _, image28, note = app.predict(blank, 4.0)
-    assert teacher is None and student is None and image28 is None and "Draw a digit" in note
+    teacher, student, baseline, _, image28, note = app.predict(blank, 4.0)
+    assert teacher is None and student is None and baseline is None and image28 is None and "Draw a digit" in note
     for bad in (None, {"composite": None, "background": None, "layers": []}, np.zeros((5000, 5, 4), np.uint8)):
-        teacher, _, _, _, note = app.predict(bad)
+        teacher, _, _, _, _, note = app.predict(bad)
         assert teacher is None and note
 
 
 def test_predict_handler_says_when_it_ignores_a_temperature():
     canvas, _ = digit_canvas()
     for T in (None, "abc", -3, float("nan"), 1e9):
-        teacher, _, _, _, note = app.predict(canvas, T)
+        teacher, _, _, _, _, note = app.predict(canvas, T)
         assert teacher is not None and "showing T=4 instead" in note, note
 
 
@@ -73,13 +85,25 @@ def test_a_run_from_the_ui_handlers_finishes_and_the_owner_sees_it():
     assert view == notice_for and app.lab.queue.busy()
     assert "no run" in app.stop("someone else", None)[0].lower()  # nothing of theirs to stop
     assert app.lab.queue.wait(view, timeout=180)
-    status, queue, loss_fig, acc_fig, table, stop_btn, models, chosen, link, notice, notice_for, _ = app.refresh(
+    (status, queue, loss_fig, acc_fig, table, stop_btn, models, chosen, link, notice, notice_for,
+     fidelity_md, confusion_fig, fixed, broken, example_fig, fidelity_shown, _) = app.refresh(
         None, view, "owner", app.lab_lib.SHIPPED, True, view)
     assert "Finished: run " + view in status and "KD gain" in status
     assert "| KD student | seed_student | 173,930 |" in table and "10% of the data" in table
     assert len(loss_fig.data) == 4 and len(acc_fig.data) == 3
     assert notice == "" and notice_for is None  # the "started" notice goes once the run has ended
     assert models["value"] == view == chosen  # the owner's drawing now uses their run's models
+    # The fidelity panel: its numbers, three confusion matrices, and the galleries' net count.
+    fidelity = app.lab.fidelity(view)
+    run = app.lab.run(view)
+    assert fidelity_shown == view and "agrees with the teacher" in fidelity_md
+    assert len(confusion_fig.data) == 3
+    assert fidelity["fixed"]["count"] - fidelity["broken"]["count"] == round(
+        (run["metrics"]["student_acc"] - run["metrics"]["baseline_acc"]) * run["metrics"]["test_samples"])
+    assert len(fixed) == min(32, fidelity["fixed"]["count"]) and len(broken) == min(32, fidelity["broken"]["count"])
+    assert fixed, "one epoch on 10% of the data: KD and the baseline differ on some digits"
+    chart = app.show_example("fixed")(view, type("Select", (), {"index": 0})())  # a click on the first digit
+    assert len(chart.data) == 3 and f"#{fidelity['fixed']['index'][0]}" in chart.layout.title.text
     canvas, _ = digit_canvas()
     note = app.predict(canvas, 4.0, view)[-1]
     assert f"run {view}" in note and "baseline (no KD) says" in note
@@ -123,7 +147,7 @@ def test_predict_api_reads_redrawn_held_out_digits(client, tmp_path):
 def test_predict_api_answers_a_blank_canvas_with_a_hint(client, tmp_path):
     path = tmp_path / "blank.png"
     Image.fromarray(np.zeros((280, 280, 4), np.uint8), "RGBA").save(path)
-    teacher, student, _, image, note = client.predict(sketch_value(path), api_name="/predict")
+    teacher, student, baseline, _, image, note = client.predict(sketch_value(path), api_name="/predict")
     assert teacher.get("label") is None and student.get("label") is None and "Draw a digit" in note
 
 
@@ -156,7 +180,8 @@ def test_a_run_with_every_method_from_the_ui():
         assert words in status, (words, status)
 
 
-def test_permalink_settings_are_checked_one_by_one():
+def test_permalink_settings_are_checked_one_by_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(app.lab, "data_dir", tmp_path)  # a lab without full MNIST
     settings, ignored = app.lab.settings_from_url({"teacher": "mlp_1200", "student": "mlp_30", "T": "8", "alpha": "0.9",
                                                    "epochs": "10", "fraction": "0.1", "run": "abc"})
     assert settings == {"teacher": "mlp_1200", "student": "mlp_30", "temperature": 8.0, "alpha": 0.9, "epochs": 10,
@@ -164,7 +189,7 @@ def test_permalink_settings_are_checked_one_by_one():
     settings, ignored = app.lab.settings_from_url({"teacher": "<script>", "T": "500", "epochs": "41", "alpha": "nan",
                                                    "lr": "0.001", "time_limit_s": "99999", "data": "mnist",
                                                    "<img src=x>": "1"})
-    assert settings == {"lr": 0.001}  # 41 epochs is over the hosted cap; full MNIST is not in data/ here
+    assert settings == {"lr": 0.001}  # 41 epochs is over the hosted cap; full MNIST is not in its data folder
     assert set(ignored) == {"teacher", "T", "epochs", "alpha", "time_limit_s", "data", "<img src=x>"}
 
 

@@ -320,3 +320,33 @@ def test_a_phone_can_draw_with_a_finger(server, browser):
     page.screenshot(path=str(ARTIFACTS / "phone-drawn.png"), full_page=True)
     # Nothing wider than the screen: the page does not scroll sideways.
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 392
+
+
+def test_a_finished_run_shows_what_the_student_learned(server, browser):
+    """The fidelity panel: agreement and KL, three confusion matrices, the digits KD fixed and
+    broke (their net count is the KD gain), and a click on one shows the three models' softmaxes.
+    The drawing shows all three models too."""
+    from playwright.sync_api import expect
+    page = open_page(browser, server + "?T=4&alpha=0.9" + QUICK, height=1400)
+    run_id = start_and_finish(page)
+    panel = page.locator("#fidelity")
+    expect(panel).to_contain_text("agrees with the teacher", timeout=15_000)
+    text = panel.inner_text()
+    fixed, broken = (int(n) for n in re.search(r"wrong on (\d+) digits, and the other way round on (\d+)", text).groups())
+    student, baseline = (float(v) for v in re.search(r"KD gain \(([\d.]+)% − ([\d.]+)%\) × 2,000", text).groups())
+    assert fixed - broken == round((student - baseline) * 20), text  # net count = gain × test size
+    expect(page.locator("#confusion-plot .hm, #confusion-plot .heatmaplayer")).not_to_have_count(0, timeout=10_000)
+    thumbs = page.locator("#fixed-gallery img")
+    expect(thumbs.first).to_be_visible(timeout=10_000)
+    assert thumbs.count() == min(32, fixed) and page.locator("#broken-gallery img").count() == min(32, broken)
+    thumbs.first.scroll_into_view_if_needed()
+    thumbs.first.click()
+    expect(page.locator("#example-plot")).to_contain_text("Test digit #", timeout=10_000)
+    expect(page.locator("#example-plot")).to_contain_text("baseline (no KD)")
+    page.locator("#fidelity").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "fidelity.png"), full_page=True)
+    # The drawing: teacher, KD student and baseline, each with its own answer.
+    draw(page, ONE)
+    for box in ("#teacher-pred", "#student-pred", "#baseline-pred"):
+        expect(page.locator(box)).to_contain_text("1", timeout=15_000)
+    expect(page.locator("#draw-note")).to_contain_text(f"run {run_id}")

@@ -60,3 +60,46 @@ def test_a_failed_download_is_one_line(monkeypatch, tmp_path, caplog, capfd):
     assert "Downloading" not in out + err and "trying next" not in out + err
     messages = [r.getMessage() for r in caplog.records if r.name == "kdapp.data"]
     assert len(messages) == 1 and "\n" not in messages[0] and "using the bundled" in messages[0]
+
+
+def test_a_fresh_data_folder_imports_full_mnist_and_distills_on_it(tmp_path):
+    """The full-MNIST issue's acceptance, as a newcomer types it: `data import`, then a 1-epoch
+    distill on the 60,000 / 10,000 split with the shipped full-MNIST teacher."""
+    import json
+    import subprocess
+    import sys
+    from tests.conftest import ROOT, SHARED_MNIST
+    if not (SHARED_MNIST / "train-images-idx3-ubyte.gz").is_file():
+        import os
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"full MNIST is not at {SHARED_MNIST}; CI needs it")
+        pytest.skip(f"full MNIST is not at {SHARED_MNIST}")
+    run = lambda *args: subprocess.run([sys.executable, "-m", "kdapp", *args], cwd=ROOT, capture_output=True,
+                                       text=True, timeout=900)
+    imported = run("data", "import", str(SHARED_MNIST), "--data-dir", str(tmp_path / "data"))
+    assert imported.returncode == 0 and "full MNIST (60,000 train / 10,000 test)" in imported.stderr, imported.stderr
+    result = run("distill", "--data", "mnist", "--epochs", "1", "--json", "--quiet", "--data-dir",
+                 str(tmp_path / "data"), "--runs-dir", str(tmp_path / "runs"))
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    assert metrics["data"] == "mnist" and metrics["test_samples"] == 10000 and metrics["train_samples"] == 60000
+    assert metrics["teacher_acc"] >= 0.992  # the shipped full-MNIST teacher, not one trained in 1 epoch
+    assert metrics["student_acc"] > 0.95
+
+
+def test_a_teacher_trained_on_other_data_is_never_used(tmp_path, sample, monkeypatch):
+    """The sample's test digits are MNIST training digits: a full-MNIST teacher saved under the
+    sample's name must be refused (and a new one trained), never used to teach a sample run."""
+    from kdapp import checkpoints, teachers
+    from kdapp.models import build
+    fake = checkpoints.teacher_path(tmp_path / "teachers", "mlp_30", "sample")
+    checkpoints.save(fake, build("mlp_30"), "mlp_30", data="mnist")
+    shipped = checkpoints.SHIPPED_DIR
+    monkeypatch.setattr(checkpoints, "SHIPPED_DIR", tmp_path / "none-shipped")  # only the planted file
+    said = []
+    assert teachers.get_teacher("mlp_30", sample, tmp_path, said.append) is None
+    assert any(e["type"] == "warning" and "never have seen the run's test digits" in e["message"] for e in said)
+    # And every shipped teacher is found only for the data it records.
+    for path in shipped.glob("*.pt"):
+        _, meta = checkpoints.load(path)
+        assert path.stem.endswith("-" + meta["data"]), path

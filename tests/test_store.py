@@ -13,7 +13,7 @@ from kdapp import store
 from kdapp.store import MAX_CURVE_POINTS, RunStore, downsample
 
 RECORD_KEYS = {"id", "created", "started", "ended", "state", "config", "data", "device", "metrics", "accuracy",
-               "curves", "warnings", "error", "message", "has_checkpoints", "extra"}
+               "curves", "warnings", "error", "message", "has_checkpoints", "extra", "fidelity"}
 SECRET = "session-7f3a-secret"
 
 
@@ -214,6 +214,25 @@ def test_truncated_database_is_moved_aside(tmp_path, caplog):
     whole = (tmp_path / "kdapp.sqlite3").read_bytes()
     (tmp_path / "kdapp.sqlite3").write_bytes(whole[: len(whole) // 2])
     _assert_fresh_store_after_corruption(tmp_path, caplog, whole[: len(whole) // 2])
+
+
+def test_a_version_1_store_gains_fidelity_and_keeps_its_runs(tmp_path):
+    """A store written before fidelity existed (schema 1) migrates in place: old runs stay, with
+    no fidelity, and new runs can store theirs."""
+    db = sqlite3.connect(tmp_path / "kdapp.sqlite3")
+    store.MIGRATIONS[0](db)
+    db.execute("INSERT INTO runs (id, created, state, config) VALUES ('0123abcd', 1.0, 'finished', '{}')")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    runs = RunStore(tmp_path)
+    old = runs.get("0123abcd")
+    assert old["state"] == "finished" and old["fidelity"] is None
+    new = runs.create(config(), owner=None)["id"]
+    runs.update(new, fidelity={"agreement": {"student": 0.99}})
+    assert runs.get(new)["fidelity"] == {"agreement": {"student": 0.99}}
+    assert runs.list(curves=False)[0]["fidelity"] is None  # listings leave the heavy columns out
+    assert sqlite3.connect(tmp_path / "kdapp.sqlite3").execute("PRAGMA user_version").fetchone()[0] == 2
 
 
 def test_newer_schema_is_refused_and_left_alone(tmp_path):

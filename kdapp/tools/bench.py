@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -86,7 +87,7 @@ def interleaved_throughputs(teacher, dataset, rounds, reference_samples):
         "kd": lambda r: train.distill(RunConfig(epochs=1, baseline=False, batch_size=64,
                                                  lr=0.001, seed=r), [teacher], dataset, teacher_keys=[key]),
         "plain": lambda r: train.train_teacher("seed_student", dataset, 1, lr=0.001, batch_size=64,
-                                                augment=False, seed=r),
+                                                augment="none", seed=r),
     }
     spent = dict.fromkeys(loops, 0.0)
     order = list(loops)
@@ -190,6 +191,48 @@ def scaling(teacher, sizes, epochs_list):
     return rows
 
 
+def _memory_mb():
+    """(resident now, peak resident) of this process in MB, from /proc (Linux)."""
+    try:
+        status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+        return int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024
+    except (OSError, KeyError, ValueError):
+        return None, None
+
+
+def data_scaling(teacher, data_dir="data", epochs=2):
+    """KD samples/s and memory on the sample (8,000 digits) and on full MNIST (60,000), in one
+    process. The teacher's pass over train and test is timed on its own and counted once; the
+    throughput is the students' epochs alone. Speed does not depend on what the teacher learned,
+    so one teacher serves both (a real full-MNIST run uses a full-MNIST teacher)."""
+    rows = []
+    for source in ("sample", "mnist"):
+        if source == "mnist" and not data_lib.mnist_present(data_dir):
+            rows.append({"data": "mnist", "skipped": f"full MNIST is not in {data_dir}: python -m kdapp data import DIR"})
+            continue
+        before, _ = _memory_mb()
+        dataset = data_lib.load(source, data_dir)
+        tensors = (dataset.train_x, dataset.train_y, dataset.test_x, dataset.test_y)
+        loaded, _ = _memory_mb()
+        teachers._LOGIT_CACHE.clear()
+        key = ("data-scaling", source)
+        start = time.perf_counter()
+        teachers.cached_logits(key, teacher, dataset.train_x)
+        teachers.cached_logits((*key, "test"), teacher, dataset.test_x)
+        teacher_pass = time.perf_counter() - start
+        start = time.perf_counter()
+        result = train.distill(RunConfig(epochs=epochs, data=source), [teacher], dataset, teacher_keys=[key])
+        seconds = time.perf_counter() - start
+        _, peak = _memory_mb()
+        n = len(dataset.train_y)
+        rows.append({"data": source, "train_samples": n, "epochs": epochs,
+                     "dataset_mb": sum(t.element_size() * t.nelement() for t in tensors) / 1e6,
+                     "rss_before_mb": before, "rss_loaded_mb": loaded, "peak_rss_mb": peak,
+                     "teacher_pass_s": teacher_pass, "kd_seconds": seconds,
+                     "kd_samples_per_s": n * epochs / seconds, "student_acc": result.metrics["student_acc"]})
+    return rows
+
+
 def run_bench(args):
     from kdapp import lab as lab_lib
     threads = lab_lib.configure_threads()
@@ -236,7 +279,26 @@ def run_bench(args):
     if args.scaling:
         log("scaling ...")
         out["scaling"] = scaling(teacher, [1000, 2000, 4000, 8000], [1, 2, 4])
+        log("data scaling: the sample (8k) and full MNIST (60k) ...")
+        out["data_scaling"] = data_scaling(teacher, args.data_dir)
     return out
+
+
+def data_scaling_table(rows):
+    lines = []
+    for r in rows:
+        if "skipped" in r:
+            lines.append(f"  {r['data']}: skipped ({r['skipped']})")
+            continue
+        lines.append(f"  {r['data']:>6} ({r['train_samples']:,} digits): KD {r['kd_samples_per_s']:,.0f} samples/s "
+                     f"over {r['epochs']} epochs; teacher pass {r['teacher_pass_s']:.1f} s once; data "
+                     f"{r['dataset_mb']:.0f} MB in memory, process {r['rss_loaded_mb']:.0f} MB loaded, "
+                     f"peak {r['peak_rss_mb']:.0f} MB")
+    ok = [r for r in rows if "skipped" not in r]
+    if len(ok) == 2:
+        lines.append(f"  60k vs 8k: {ok[1]['kd_samples_per_s'] / ok[0]['kd_samples_per_s']:.2f}x samples/s, "
+                     f"{ok[1]['teacher_pass_s'] / ok[0]['teacher_pass_s']:.1f}x teacher pass")
+    return "\n".join(lines)
 
 
 def table(out):
@@ -265,10 +327,20 @@ def table(out):
     for r in out.get("scaling", []):
         lines.append(f"  scaling: {r['train_samples']:>5} samples x {r['epochs']} epochs: {r['seconds']:6.2f} s, "
                      f"student {r['student_acc']:.2%}")
+    if out.get("data_scaling"):
+        lines.append(data_scaling_table(out["data_scaling"]))
     return "\n".join(lines)
 
 
 def cmd_bench(args):
+    if args.data_scaling_only:
+        from kdapp import lab as lab_lib
+        lab_lib.configure_threads()
+        rows = data_scaling(_teacher(), args.data_dir)
+        print(data_scaling_table(rows))
+        if args.json or args.json_only:
+            print(json.dumps({"data_scaling": rows}))
+        return
     out = run_bench(args)
     if not args.json_only:
         print(table(out))
@@ -283,5 +355,8 @@ def add_parser(sub):
     p.add_argument("--quick", action="store_true", help="shorter measurements; skips the default run")
     p.add_argument("--scaling", action="store_true", help="also measure cost vs training-set size and epochs")
     p.add_argument("--skip-cold-start", action="store_true")
+    p.add_argument("--data-scaling-only", action="store_true",
+                   help="only samples/s and memory at 8k (sample) and 60k (full MNIST)")
+    p.add_argument("--data-dir", default="data")
     p.set_defaults(func=cmd_bench)
 

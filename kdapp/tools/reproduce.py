@@ -1,10 +1,16 @@
 """python -m kdapp reproduce: our own numbers beside the published ones, whatever they show.
 
-Regenerates, on the data available (full MNIST when present or downloadable, else the
-bundled sample, and the tables say which), markdown tables in results/reproduce.md:
-the MNIST seed article's table, its small-data claim, Hinton et al. (2015)'s MNIST setup,
-and a temperature sweep. Full mode trains the teachers from scratch and uses 3 seeds;
---quick uses the shipped teachers, 1 seed and fewer epochs.
+Regenerates markdown tables: the MNIST seed article's table, its small-data claim, Hinton et al.
+(2015)'s MNIST setup, and a temperature sweep.
+
+- `--data sample` (results/reproduce.md): the bundled 8,000 / 2,000 sample. Full mode trains the
+  teachers from scratch and uses 3 seeds; --quick uses the shipped teachers, 1 seed, few epochs.
+- `--data mnist` (results/reproduce-mnist.md): full MNIST, 60,000 / 10,000, the published numbers'
+  own test set, with test errors as counts. The teachers are the shipped full-MNIST checkpoints
+  (their recipes are in the README); training them again here would cost most of an hour.
+
+Every finished cell (one model trained for one seed) is cached in a JSON file beside the output,
+so an interrupted reproduction goes on where it stopped; `--fresh` starts over.
 """
 import json
 import statistics
@@ -13,8 +19,9 @@ import time
 from pathlib import Path
 
 from kdapp import checkpoints, data as data_lib, inference, teachers, train
+from kdapp.checkpoints import atomic_write
 from kdapp.config import RunConfig
-from kdapp.models import count_parameters
+from kdapp.models import build, count_parameters
 
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "results"
 
@@ -29,7 +36,11 @@ FULL = dict(seeds=3, epochs=30, teacher_epochs={"seed_teacher": 40, "mlp_1200": 
             sweep=(1, 2, 4, 8, 20), hinton_epochs=30)
 QUICK = dict(seeds=1, epochs=6, teacher_epochs={"seed_teacher": 6, "mlp_1200": 6},
              sweep=(1, 4, 20), hinton_epochs=6)
+# Full MNIST: 10 epochs of 60,000 digits are 2.5x the steps of 30 epochs of the sample. The
+# feature-distillation cell runs the teacher on every batch (4x the cost), so it gets one seed.
+MNIST = dict(seeds=3, epochs=10, sweep=(1, 4, 20), hinton_epochs=10, feature_seeds=1)
 SMALL_FRACTION = 0.1
+NOT_RUN = "not run yet"
 
 
 def _say(*args):
@@ -37,11 +48,19 @@ def _say(*args):
 
 
 def get_teacher(arch, dataset, plan, quick):
-    """Quick mode reuses a shipped teacher for this data; full mode trains one from scratch."""
+    """Quick mode and full MNIST use the shipped teacher for this data; full mode on the sample
+    trains one from scratch."""
     shipped = checkpoints.teacher_path(checkpoints.SHIPPED_DIR, arch, dataset.source)
-    if quick and shipped.is_file():
+    if (quick or dataset.source == "mnist") and shipped.is_file():
         model, meta = checkpoints.load(shipped)
-        return model, f"shipped checkpoint {shipped.name} ({meta['metrics'].get('test_acc', 0):.2%})"
+        if meta.get("data") != dataset.source:
+            raise RuntimeError(f"{shipped} records data {meta.get('data')!r}, not {dataset.source!r}")
+        recipe = meta.get("config", {})
+        how = f"{recipe.get('epochs', '?')} epochs, augmentation {recipe.get('augment', '?')}"
+        return model, f"shipped checkpoint {shipped.name} ({how}; {meta['metrics'].get('test_acc', 0):.2%})"
+    if dataset.source == "mnist":
+        raise RuntimeError(f"no shipped full-MNIST {arch} teacher ({shipped}); train one with "
+                           f"python -m kdapp train-teacher --teacher {arch} --data mnist --out checkpoints/")
     epochs = plan["teacher_epochs"][arch]
     _say(f"training teacher {arch} for {epochs} epochs ...")
     start = time.monotonic()
@@ -49,65 +68,126 @@ def get_teacher(arch, dataset, plan, quick):
     return model, f"trained here: {epochs} epochs, ±2 px shifts, {time.monotonic() - start:.0f} s"
 
 
+class Cells:
+    """Finished cells, {name: metrics}, kept in a JSON file that is rewritten (atomically) after
+    each cell: an interrupted reproduction resumes at the first unfinished one."""
+
+    def __init__(self, path, fresh=False, cached_only=False):
+        self.path, self.cached_only = Path(path), cached_only
+        self.done = {}
+        if self.path.is_file() and not fresh:
+            try:
+                self.done = json.loads(self.path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                _say(f"{self.path} is unreadable; starting over")
+        self.reused = self.missing = 0
+
+    def __call__(self, name, compute):
+        if name in self.done:
+            self.reused += 1
+            return self.done[name]
+        if self.cached_only:
+            self.missing += 1
+            return None
+        _say(f"{name} ...")
+        self.done[name] = compute()
+        atomic_write(self.path, lambda f: f.write(json.dumps(self.done, indent=1).encode()))
+        return self.done[name]
+
+
 def distill(teacher, key, dataset, seed, **settings):
     config = RunConfig(data=dataset.source, seed=seed, **settings)
-    result = train.distill(config, [teacher], dataset, teacher_keys=[key])
-    return result
+    return train.distill(config, [teacher], dataset, teacher_keys=[key])
+
+
+def accuracies(teacher, key, dataset, seed, **settings):
+    """One cell: a KD student (and its baseline) trained, as plain numbers."""
+    m = distill(teacher, key, dataset, seed, **settings).metrics
+    return {"student_acc": m["student_acc"], "baseline_acc": m["baseline_acc"], "train_samples": m["train_samples"]}
 
 
 def mean_std(values, scale=100.0, digits=2):
+    if not values:
+        return NOT_RUN
     values = [scale * v for v in values]
     if len(values) == 1:
         return f"{values[0]:.{digits}f}"
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
-def run_reproduce(quick=False, seeds=None):
-    plan = dict(QUICK if quick else FULL)
-    if seeds:
-        plan["seeds"] = seeds
+def run_reproduce(quick=False, seeds=None, data="sample", data_dir="data", cells_path=None, fresh=False,
+                  cached_only=False):
+    if data == "mnist":
+        plan = dict(MNIST, seeds=seeds or MNIST["seeds"])
+    else:
+        plan = dict(QUICK if quick else FULL)
+        plan["seeds"] = seeds or plan["seeds"]
+        plan["feature_seeds"] = plan["seeds"]
     started = time.monotonic()
-    dataset = data_lib.load("auto")
+    dataset = data_lib.load(data, data_dir)
+    cells = Cells(cells_path or default_out(data).with_suffix(".cells.json"), fresh, cached_only)
+    prefix = f"{dataset.source}/{'quick' if quick else 'full'}/e{plan['epochs']}"
     n_test = len(dataset.test_y)
     seeds = list(range(plan["seeds"]))
+    counts = dataset.source == "mnist"  # on the published test set, errors are counted as published
+
+    def acc(values):
+        """Accuracies (0..1) over seeds as text; with errors out of the test set on full MNIST."""
+        text = mean_std(values)
+        if counts and values:
+            errors = [round((1 - v) * n_test) for v in values]
+            text += f" ({errors[0] if len(errors) == 1 else f'{statistics.mean(errors):.1f}'} errors)"
+        return text
+
+    mode = "full MNIST" if dataset.source == "mnist" else "quick" if quick else "full"
+    command = "python -m kdapp reproduce" + (" --data mnist" if dataset.source == "mnist" else "") + \
+        (" --quick" if quick else "")
     sections = [f"# Reproduction: our numbers beside the published ones\n\n"
-                f"Data: **{dataset.describe()}**. Mode: **{'quick' if quick else 'full'}** "
+                f"Data: **{dataset.describe()}**. Mode: **{mode}** "
                 f"({len(seeds)} seed{'s' if len(seeds) > 1 else ''}, student epochs {plan['epochs']}). "
-                f"Accuracies are test accuracy in %, mean ± std over seeds. "
-                f"Regenerate with `python -m kdapp reproduce{' --quick' if quick else ''}`."]
+                f"Accuracies are test accuracy in %, mean ± std over seeds"
+                f"{', with test errors out of 10,000 in brackets' if counts else ''}. Regenerate with `{command}`."]
     if dataset.source == "sample":
         sections.append("The published numbers were measured on full MNIST (60,000 training digits, 10,000 "
                         "test); ours use the 8,000 / 2,000 bundled sample, so expect lower accuracies overall. "
-                        "Compare the *gaps*, not the absolute values.")
+                        "Compare the *gaps*, not the absolute values. The same tables on full MNIST: "
+                        "[reproduce-mnist.md](reproduce-mnist.md).")
 
     # ---- 1. the seed article's table ----
     teacher, teacher_note = get_teacher("seed_teacher", dataset, plan, quick)
     key = ("reproduce", "seed_teacher", id(teacher))
     kd, alone, feat = [], [], []
     for seed in seeds:
-        _say(f"seed table, seed {seed}: KD + baseline ...")
-        r = distill(teacher, key, dataset, seed, epochs=plan["epochs"], lr=0.005, batch_size=128)
-        kd.append(r.metrics["student_acc"])
-        alone.append(r.metrics["baseline_acc"])
-        _say(f"seed table, seed {seed}: KD + hint features ...")
-        r_feat = distill(teacher, key, dataset, seed, epochs=plan["epochs"], lr=0.005, batch_size=128,
-                         feature_loss="hint", feature_weight=1.0, baseline=False)
-        feat.append(r_feat.metrics["student_acc"])
+        cell = cells(f"{prefix}/seed-table/s{seed}", lambda: accuracies(
+            teacher, key, dataset, seed, epochs=plan["epochs"], lr=0.005, batch_size=128))
+        if cell is None:
+            continue
+        kd.append(cell["student_acc"])
+        alone.append(cell["baseline_acc"])
+    for seed in seeds[:plan["feature_seeds"]]:
+        cell = cells(f"{prefix}/seed-table-hint/s{seed}", lambda: accuracies(
+            teacher, key, dataset, seed, epochs=plan["epochs"], lr=0.005, batch_size=128,
+            feature_loss="hint", feature_weight=1.0, baseline=False))
+        if cell is None:
+            continue
+        feat.append(cell["student_acc"])
     teacher_acc = teachers.evaluate(teacher, dataset.test_x, dataset.test_y)
-    latency = {"teacher": inference.latency_ms(teacher.cpu())[0], "student": inference.latency_ms(r.student)[0]}
+    student_model = build("seed_student").eval()
+    latency = {"teacher": inference.latency_ms(teacher.cpu())[0], "student": inference.latency_ms(student_model)[0]}
     rows = [("teacher", "seed_teacher", [teacher_acc], latency["teacher"]),
             ("alone", "seed_student", alone, latency["student"]),
             ("distilled", "seed_student", kd, latency["student"]),
             ("distilled + features", "seed_student", feat, latency["student"])]
+    feature_seeds = "" if len(feat) == len(seeds) else f" (1 seed: the teacher runs on every batch)"
     lines = ["## 1. The MNIST seed article's table\n",
              f"Teacher: {teacher_note}. KD: T=4, α=0.7, {plan['epochs']} epochs, Adam 0.005 cosine, batch 128. "
              "Features: the same, plus a FitNets hint (MSE through a 1×1-conv adapter) from the student's conv "
-             "map to the teacher's second conv map, weight 1 (the teacher runs on every batch). "
+             f"map to the teacher's second conv map, weight 1{feature_seeds}. "
              "Latency: batch 1 on this CPU, median.\n",
              "| model | architecture | parameters | ours: accuracy | article: accuracy | ours: latency | article: latency |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for name, arch, accs, ms in rows:
-        lines.append(f"| {name} | {arch} | {count_parameters(arch):,} | {mean_std(accs)} | {SEED_CLAIMS[name]} | "
+        lines.append(f"| {name} | {arch} | {count_parameters(arch):,} | {acc(accs)} | {SEED_CLAIMS[name]} | "
                      f"{ms:.2f} ms | {SEED_LATENCY_MS[name]} ms |")
     gains = [a - b for a, b in zip(kd, alone)]
     lines.append(f"\nKD gain over the student alone: **{mean_std(gains)} points** (article: +0.6). "
@@ -115,21 +195,24 @@ def run_reproduce(quick=False, seeds=None):
     sections.append("\n".join(lines))
 
     # ---- 2. small data ----
-    small_kd, small_alone = [], []
+    small_kd, small_alone, n_small = [], [], round(SMALL_FRACTION * len(dataset.train_y))
+    # The same number of steps as the full-data runs: 10x the epochs on a tenth of the data.
+    small_epochs = min(100, round(plan["epochs"] / SMALL_FRACTION))
     for seed in seeds:
-        _say(f"small data, seed {seed} ...")
-        # The same number of steps as the full-data runs: 10x the epochs on a tenth of the data.
-        r = distill(teacher, key, dataset, seed, epochs=min(100, round(plan["epochs"] / SMALL_FRACTION)),
-                    lr=0.005, batch_size=128, train_fraction=SMALL_FRACTION)
-        small_kd.append(r.metrics["student_acc"])
-        small_alone.append(r.metrics["baseline_acc"])
-    n_small = r.metrics["train_samples"]
+        cell = cells(f"{prefix}/small-data/s{seed}", lambda: accuracies(
+            teacher, key, dataset, seed, epochs=small_epochs, lr=0.005, batch_size=128,
+            train_fraction=SMALL_FRACTION))
+        if cell is None:
+            continue
+        small_kd.append(cell["student_acc"])
+        small_alone.append(cell["baseline_acc"])
+        n_small = cell["train_samples"]
     sections.append("\n".join([
         "## 2. Small data: 10% of the training set\n",
         f"{n_small:,} training digits, same teacher and settings as above, trained for the same number of "
-        f"steps as the full-data runs ({min(100, round(plan['epochs'] / SMALL_FRACTION))} epochs).\n",
+        f"steps as the full-data runs ({small_epochs} epochs).\n",
         "| | distilled | alone | KD gain (points) | article's gain |", "|---|---:|---:|---:|---:|",
-        f"| 10% data | {mean_std(small_kd)} | {mean_std(small_alone)} | "
+        f"| 10% data | {acc(small_kd)} | {acc(small_alone)} | "
         f"{mean_std([a - b for a, b in zip(small_kd, small_alone)])} | +{SEED_SMALL_DATA_GAIN} |"]))
 
     # ---- 3. Hinton et al. 2015 ----
@@ -138,14 +221,21 @@ def run_reproduce(quick=False, seeds=None):
     big_errors = round((1 - teachers.evaluate(big, dataset.test_x, dataset.test_y)) * n_test)
     hinton_kd, hinton_alone = [], []
     for seed in seeds:
-        _say(f"Hinton setup, seed {seed} ...")
-        r = distill(big, big_key, dataset, seed, student="mlp_800", temperature=20.0, alpha=0.9,
-                    epochs=plan["hinton_epochs"], lr=0.001, batch_size=128)
-        hinton_kd.append(round((1 - r.metrics["student_acc"]) * n_test))
-        hinton_alone.append(round((1 - r.metrics["baseline_acc"]) * n_test))
+        cell = cells(f"{prefix}/hinton/s{seed}", lambda: accuracies(
+            big, big_key, dataset, seed, student="mlp_800", temperature=20.0, alpha=0.9,
+            epochs=plan["hinton_epochs"], lr=0.001, batch_size=128))
+        if cell is None:
+            continue
+        hinton_kd.append(round((1 - cell["student_acc"]) * n_test))
+        hinton_alone.append(round((1 - cell["baseline_acc"]) * n_test))
 
     def errors(values):
+        if not values:
+            return NOT_RUN
         return f"{values[0]}" if len(values) == 1 else f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+    def rate(values):
+        return f"{100 * statistics.mean(values) / n_test:.2f}%" if values else NOT_RUN
     sections.append("\n".join([
         "## 3. Hinton, Vinyals & Dean (2015), MNIST\n",
         f"Teacher mlp_1200 (784-1200-1200-10, dropout 0.5, ±2 px jitter): {big_note}. Student mlp_800 "
@@ -153,39 +243,53 @@ def run_reproduce(quick=False, seeds=None):
         f"{plan['hinton_epochs']} epochs. Test **errors as counts**: ours out of {n_test:,}, the paper's out of 10,000.\n",
         f"| model | ours: errors / {n_test:,} | ours: error rate | paper: errors / 10,000 |", "|---|---:|---:|---:|",
         f"| teacher (mlp_1200, dropout, jitter) | {big_errors} | {100 * big_errors / n_test:.2f}% | 67 |",
-        f"| student alone (mlp_800) | {errors(hinton_alone)} | "
-        f"{100 * statistics.mean(hinton_alone) / n_test:.2f}% | 146 |",
-        f"| student distilled, T=20 (mlp_800) | {errors(hinton_kd)} | "
-        f"{100 * statistics.mean(hinton_kd) / n_test:.2f}% | 74 |"]))
+        f"| student alone (mlp_800) | {errors(hinton_alone)} | {rate(hinton_alone)} | 146 |",
+        f"| student distilled, T=20 (mlp_800) | {errors(hinton_kd)} | {rate(hinton_kd)} | 74 |"]))
 
     # ---- 4. temperature sweep ----
     sweep_lines = ["## 4. Temperature sweep: seed_teacher → seed_student, α=0.7\n",
                    "| T | distilled | alone (same batches) | KD gain (points) |", "|---:|---:|---:|---:|"]
+    sweep = {}
     for T in plan["sweep"]:
         accs, bases = [], []
         for seed in seeds:
-            _say(f"sweep T={T}, seed {seed} ...")
-            r = distill(teacher, key, dataset, seed, temperature=float(T), epochs=plan["epochs"], lr=0.005,
-                        batch_size=128)
-            accs.append(r.metrics["student_acc"])
-            bases.append(r.metrics["baseline_acc"])
-        sweep_lines.append(f"| {T} | {mean_std(accs)} | {mean_std(bases)} | "
+            # T=4 is the seed table's setting: the same cell, trained once.
+            name = f"{prefix}/seed-table/s{seed}" if T == 4 else f"{prefix}/sweep-T{T}/s{seed}"
+            cell = cells(name, lambda: accuracies(teacher, key, dataset, seed, temperature=float(T),
+                                                  epochs=plan["epochs"], lr=0.005, batch_size=128))
+            if cell is None:
+                continue
+            accs.append(cell["student_acc"])
+            bases.append(cell["baseline_acc"])
+        sweep[T] = accs
+        sweep_lines.append(f"| {T} | {acc(accs)} | {acc(bases)} | "
                            f"{mean_std([a - b for a, b in zip(accs, bases)])} |")
     sections.append("\n".join(sweep_lines))
 
     seconds = time.monotonic() - started
-    sections.append(f"*Whole reproduction: {seconds / 60:.1f} minutes on this machine "
-                    f"({'quick' if quick else 'full'} mode).*")
+    resumed = f"; {cells.reused} of its cells came from an earlier, interrupted or shorter run" if cells.reused else ""
+    if cells.missing:
+        resumed += (f". **{cells.missing} cells are not run yet** (marked so above): `{command}` trains them "
+                    "and keeps the finished ones")
+    sections.append(f"*This pass: {seconds / 60:.1f} minutes on this machine ({mode} mode){resumed}.*")
     return "\n\n".join(sections) + "\n", {"seconds": seconds, "data": dataset.source, "quick": quick,
+                                           "seeds": len(seeds), "reused_cells": cells.reused,
                                            "seed_kd": kd, "seed_alone": alone, "seed_features": feat,
                                            "small_kd": small_kd, "small_alone": small_alone,
                                            "hinton_teacher_errors": big_errors, "hinton_kd_errors": hinton_kd,
-                                           "hinton_alone_errors": hinton_alone}
+                                           "hinton_alone_errors": hinton_alone,
+                                           "sweep": {str(t): v for t, v in sweep.items()}}
+
+
+def default_out(data):
+    return RESULTS_DIR / ("reproduce-mnist.md" if data == "mnist" else "reproduce.md")
 
 
 def cmd_reproduce(args):
-    markdown, raw = run_reproduce(args.quick, args.seeds)
-    out = Path(args.out)
+    markdown, raw = run_reproduce(args.quick, args.seeds, args.data, args.data_dir, fresh=args.fresh,
+                                  cached_only=args.cached_only,
+                                  cells_path=Path(args.out).with_suffix(".cells.json") if args.out else None)
+    out = Path(args.out) if args.out else default_out(args.data)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(markdown, encoding="utf-8")
     out.with_suffix(".json").write_text(json.dumps(raw, indent=1), encoding="utf-8")
@@ -195,7 +299,13 @@ def cmd_reproduce(args):
 
 def add_parser(sub):
     p = sub.add_parser("reproduce", help="regenerate the results tables (seed article, Hinton 2015, T sweep)")
+    p.add_argument("--data", default="sample", choices=["sample", "mnist"],
+                   help="sample: results/reproduce.md; mnist: full MNIST, results/reproduce-mnist.md")
+    p.add_argument("--data-dir", default="data")
     p.add_argument("--quick", action="store_true", help="shipped teachers, 1 seed, few epochs: a few minutes")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3, quick 1)")
-    p.add_argument("--out", default=str(RESULTS_DIR / "reproduce.md"))
+    p.add_argument("--fresh", action="store_true", help="ignore the cells cached by an earlier run")
+    p.add_argument("--cached-only", action="store_true",
+                   help="train nothing: write the tables from the finished cells, marking the rest not run yet")
+    p.add_argument("--out", default=None, help="default results/reproduce.md, or reproduce-mnist.md for mnist")
     p.set_defaults(func=cmd_reproduce)

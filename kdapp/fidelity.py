@@ -1,0 +1,83 @@
+"""What the student learned from its teacher, beyond accuracy: computed once, at the end of a run,
+from the three models' logits on the test split, and stored with the run.
+
+- agreement: how often a student's top-1 answer is the teacher's (Stanton et al., 2021, "Does
+  knowledge distillation really work?", call this fidelity);
+- KL(teacher ‖ model), mean over the test digits, at T=1 and at the run's T;
+- accuracy per class and the confusion matrices (rows = true class);
+- where KD changed the answer: the test digits the KD student gets right and the baseline wrong
+  ("fixed"), and the other way round ("broken"). fixed − broken = (student − baseline) × test size.
+"""
+import base64
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from kdapp.data import MNIST_MEAN, MNIST_STD
+
+MAX_EXAMPLES = 32  # thumbnails kept per gallery
+ROLES = ("teacher", "student", "baseline")
+
+
+def mean_kl(teacher_logits, logits, temperature):
+    """Mean over digits of KL(softmax(t/T) ‖ softmax(s/T)), in nats."""
+    log_p = F.log_softmax(teacher_logits.float() / temperature, 1)
+    log_q = F.log_softmax(logits.float() / temperature, 1)
+    return F.kl_div(log_q, log_p, reduction="batchmean", log_target=True).item()
+
+
+def confusion(y, predicted, classes=10):
+    """counts[true][predicted] as nested lists."""
+    return torch.bincount(y * classes + predicted, minlength=classes * classes).view(classes, classes).tolist()
+
+
+def to_uint8(x):
+    """Normalised (N,1,28,28) -> uint8 (N,28,28), exactly the bytes MNIST stored."""
+    return ((x[:, 0].float() * MNIST_STD + MNIST_MEAN) * 255).round().clamp(0, 255).to(torch.uint8)
+
+
+def encode_images(images):
+    """uint8 (N,28,28) -> base64 text, for a JSON column."""
+    return base64.b64encode(np.ascontiguousarray(images, dtype=np.uint8).tobytes()).decode("ascii")
+
+
+def decode_images(text, side=28):
+    raw = np.frombuffer(base64.b64decode(text), dtype=np.uint8)
+    return raw.reshape(-1, side, side)
+
+
+def _examples(mask, y, logits, x, limit):
+    """The first `limit` digits where `mask` holds: index, label, each model's answer and softmax."""
+    index = torch.nonzero(mask).flatten()[:limit]
+    probs = {role: F.softmax(z[index].float(), 1) for role, z in logits.items()}
+    return {"count": int(mask.sum()),
+            "index": index.tolist(),
+            "label": y[index].tolist(),
+            "predicted": {role: p.argmax(1).tolist() for role, p in probs.items()},
+            "probs": {role: [[round(v, 5) for v in row] for row in p.tolist()] for role, p in probs.items()},
+            "images": encode_images(to_uint8(x[index]).cpu().numpy())}
+
+
+def fidelity(logits, y, temperature, x, max_examples=MAX_EXAMPLES):
+    """logits: {"teacher", "student", optional "baseline": (N,10)} on test digits x (N,1,28,28)
+    with labels y. Returns a JSON-ready dict (see the module docstring)."""
+    logits = {role: z.detach().float().cpu() for role, z in logits.items() if z is not None}
+    y, x = y.cpu(), x.cpu()
+    predicted = {role: z.argmax(1) for role, z in logits.items()}
+    out = {"test_samples": len(y), "temperature": float(temperature),
+           "accuracy": {role: (p == y).float().mean().item() for role, p in predicted.items()},
+           "agreement": {}, "kl": {}, "per_class": {}, "confusion": {}}
+    for role, p in predicted.items():
+        out["confusion"][role] = confusion(y, p)
+        counts = torch.bincount(y, minlength=10).clamp(min=1)
+        out["per_class"][role] = (torch.bincount(y[p == y], minlength=10) / counts).tolist()
+        if role != "teacher":
+            out["agreement"][role] = (p == predicted["teacher"]).float().mean().item()
+            out["kl"][role] = {"T1": mean_kl(logits["teacher"], logits[role], 1.0),
+                               "T": mean_kl(logits["teacher"], logits[role], temperature)}
+    if "baseline" in predicted:
+        student_right, baseline_right = predicted["student"] == y, predicted["baseline"] == y
+        out["fixed"] = _examples(student_right & ~baseline_right, y, logits, x, max_examples)
+        out["broken"] = _examples(~student_right & baseline_right, y, logits, x, max_examples)
+    return out

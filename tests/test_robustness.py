@@ -1,0 +1,83 @@
+"""Other writers and other pens: the redrawing, consistent teaching, and the shipped models' targets."""
+import copy
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from kdapp import data as data_lib, robustness, teachers, train
+from kdapp.config import RunConfig
+
+
+def test_redrawing_is_deterministic_for_a_seed():
+    images, labels = robustness.uci_digits()
+    assert images.shape == (1797, 32, 32) and images.dtype == np.uint8 and len(set(labels.tolist())) == 10
+    a, pick_a = robustness.redrawn(images, seed=5, limit=40)
+    b, pick_b = robustness.redrawn(images, seed=5, limit=40)
+    c, _ = robustness.redrawn(images, seed=6, limit=40)
+    assert torch.equal(a, b) and np.array_equal(pick_a, pick_b)
+    assert not torch.equal(a, c)
+    assert a.shape == (40, 1, 28, 28)
+
+
+def test_consistent_teaching_runs_the_teacher_on_the_augmented_batch(sample, shipped_teacher, monkeypatch):
+    """The teacher must see exactly the augmented images the student and the baseline see, and
+    the cached (un-augmented) soft targets must not be used."""
+    augmented = []
+    real_pen = data_lib.random_pen
+
+    def recording_pen(x, generator=None):
+        out = real_pen(x, generator)
+        augmented.append(out)
+        return out
+    monkeypatch.setattr(data_lib, "random_pen", recording_pen)
+    monkeypatch.setattr(train, "cached_logits", lambda key, teacher, x, *a, **k: pytest.fail(
+        "consistent teaching must not use the cached soft targets") if x is sample.train_x else
+        teachers.teacher_pass(teacher, x))
+
+    small = data_lib.Dataset(sample.train_x[:256], sample.train_y[:256], sample.test_x[:200], sample.test_y[:200],
+                             "sample")
+    seen = {"teacher": [], "students": []}
+
+    def watch(model, key):
+        def forward_features(self, x):
+            if key == "teacher" or self.training:  # leave out the students' evaluation passes
+                seen[key].append(x)
+            return type(self).forward_features(self, x)
+        # A bound method: deepcopy (the baseline is a copy of the student) rebinds it to the copy.
+        model.forward_features = types.MethodType(forward_features, model)
+        return model
+    teacher = copy.deepcopy(shipped_teacher)
+    watch(teacher, "teacher")
+    original_build = train.build
+    monkeypatch.setattr(train, "build", lambda name: watch(original_build(name), "students"))
+    train.distill(RunConfig(epochs=1, batch_size=64, consistent=True), [teacher], small)
+
+    teacher_batches = [x for x in seen["teacher"] if len(x) == 64]  # leave out its test-set pass
+    assert len(augmented) == 4 and len(teacher_batches) == 4
+    for aug, t_in in zip(augmented, teacher_batches):
+        assert torch.equal(aug, t_in), "the teacher ran on something other than the augmented batch"
+    # The KD student and its baseline (a deep copy) both trained on each augmented batch ...
+    for aug in augmented:
+        assert sum(torch.equal(aug, s) for s in seen["students"]) == 2
+        # ... which is not the raw digits.
+        assert not any(torch.equal(aug[0], raw) for raw in small.train_x)
+
+
+def test_shipped_drawing_models_read_other_writers(mnist_dir):
+    """The shipped drawing models on the whole redrawn UCI set and 2,000 redrawn MNIST test digits
+    (full MNIST's test split: they trained on full MNIST). The issue's UCI targets (teacher 95%,
+    student 92% and within 3 points) are not met yet; this holds what is: MNIST >= 98% for both,
+    and consistent KD carrying the teacher's robustness to the student well past its baseline."""
+    models = robustness.shipped_models()
+    assert set(models) == {"teacher", "student", "baseline"}
+    report = robustness.evaluate(models, data_dir=mnist_dir, mnist_limit=2000,
+                                 trained_on=robustness.shipped_data())
+    mnist, uci = report["mnist"]["accuracy"], report["uci"]["accuracy"]
+    assert report["mnist"]["source"] == "mnist" and report["uci"]["n"] == 1797
+    assert mnist["teacher"] >= 0.98 and mnist["student"] >= 0.98, mnist
+    assert uci["teacher"] >= 0.93 and uci["student"] >= 0.88, uci
+    assert uci["student"] - uci["baseline"] >= 0.03, uci  # KD transfers robustness, not only accuracy
+    missed = robustness.check_targets(report)
+    assert all("UCI" in m for m in missed), missed  # only the UCI targets are missed
