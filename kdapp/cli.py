@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from kdapp import checkpoints, data as data_lib, train
+from kdapp import checkpoints, data as data_lib, distributed, train
 from kdapp.config import CHOICES, DEFAULTS, RANGES, RunConfig
 from kdapp.models import ARCHITECTURES
 
@@ -51,7 +51,10 @@ def add_run_options(p, defaults=DEFAULTS):
     """Every option's default comes from RunConfig (the default run) and its choices from
     kdapp.config; `--help` shows them. Ranges are checked by RunConfig itself."""
     names = ", ".join(ARCHITECTURES)
-    p.add_argument("--teacher", default=defaults.teacher, help=f"architecture: {names}")
+    p.add_argument("--teacher", default=defaults.teacher,
+                   help=f"architecture: {names}; or self (born-again: the student's generation 0 teaches it)")
+    p.add_argument("--generations", type=int, default=defaults.generations,
+                   help="with --teacher self: born-again generations after generation 0, " + _range("generations"))
     p.add_argument("--teachers", default=None, help="several teachers, comma-separated (multi-teacher KD)")
     p.add_argument("--student", default=defaults.student, help=f"architecture: {names}")
     p.add_argument("--temperature", "-T", type=float, default=defaults.temperature, help=_range("temperature"))
@@ -63,6 +66,16 @@ def add_run_options(p, defaults=DEFAULTS):
     p.add_argument("--lr", type=float, default=defaults.lr, help="Adam, cosine-decayed; " + _range("lr"))
     p.add_argument("--batch-size", type=int, default=defaults.batch_size, help=_range("batch_size"))
     p.add_argument("--train-fraction", type=float, default=defaults.train_fraction, help=_range("train_fraction"))
+    p.add_argument("--loss", default=defaults.loss, choices=CHOICES["loss"],
+                   help="the soft term: kd (Hinton 2015), dkd (decoupled KD, Zhao 2022), dist (correlations, "
+                        "Huang 2022), lskd (standardised logits, Sun 2024)")
+    p.add_argument("--dkd-alpha", type=float, default=defaults.dkd_alpha, help="DKD's TCKD weight")
+    p.add_argument("--dkd-beta", type=float, default=defaults.dkd_beta, help="DKD's NCKD weight")
+    p.add_argument("--dist-beta", type=float, default=defaults.dist_beta, help="DIST's inter-class weight")
+    p.add_argument("--dist-gamma", type=float, default=defaults.dist_gamma, help="DIST's intra-class weight")
+    p.add_argument("--omit-class", type=int, default=defaults.omit_class,
+                   help="Hinton's experiment: remove every digit of this class from the students' training data; "
+                        "the JSON reports their accuracy on it before and after a bias correction")
     p.add_argument("--feature-loss", default=defaults.feature_loss, choices=CHOICES["feature_loss"])
     p.add_argument("--feature-weight", type=float, default=defaults.feature_weight,
                    help="weight of the feature loss (used only with one)")
@@ -89,10 +102,11 @@ def _range(name):
 def config_from_args(args):
     teachers = [t for t in (args.teachers or args.teacher).split(",") if t]
     return RunConfig.from_dict(dict(
-        teacher=teachers[0], extra_teachers=tuple(teachers[1:]), student=args.student,
+        teacher=teachers[0], extra_teachers=tuple(teachers[1:]), student=args.student, generations=args.generations,
         temperature=args.temperature, alpha=args.alpha, alpha_end=args.alpha_end, epochs=args.epochs,
         teacher_epochs=args.teacher_epochs, lr=args.lr, batch_size=args.batch_size,
-        train_fraction=args.train_fraction, feature_loss=args.feature_loss,
+        train_fraction=args.train_fraction, omit_class=args.omit_class, loss=args.loss, dkd_alpha=args.dkd_alpha, dkd_beta=args.dkd_beta,
+        dist_beta=args.dist_beta, dist_gamma=args.dist_gamma, feature_loss=args.feature_loss,
         feature_weight=args.feature_weight, clip_grad_norm=args.clip_grad_norm, augment=args.augment,
         consistent=args.consistent,
         baseline=not args.no_baseline, data=args.data, device=args.device, seed=args.seed))
@@ -123,16 +137,31 @@ def cmd_train_teacher(args):
 
 def cmd_distill(args):
     config = config_from_args(args)
-    bars = Bars(args.quiet)
-    result = train.run(config, emit=bars, runs_dir=args.runs_dir, data_dir=args.data_dir)
-    bars.close()
+    # Under torchrun each process is one rank (kdapp.distributed); without it, a World of one.
+    world, device = distributed.init(train.pick_device(config.device))
+    if args.scale_lr and world.distributed:  # linear scaling rule: the global batch is W times larger
+        config = config.replace(lr=config.lr * world.size)
+    bars = Bars(args.quiet or not world.main)
+    try:
+        result = train.run(config, emit=bars, runs_dir=args.runs_dir, data_dir=args.data_dir, world=world,
+                           device=device)
+    finally:
+        bars.close()
+    distributed.finish(world)
+    if not world.main:
+        return
     m = result.metrics
+    if world.distributed:
+        m.update(lr=config.lr, threads_per_rank=world.threads)
     if args.out:  # train.run has saved the students under runs/latest: copy, don't re-serialise
+        # With the teacher beside them the folder is self-contained: KDAPP_DRAWING_DIR=DIR python app.py
         Path(args.out).mkdir(parents=True, exist_ok=True)
-        for kind, role in (("kd", "student"), ("baseline", "baseline")):
-            if role in result.paths:
-                path = checkpoints.student_path(args.out, config.student, kind, m["data"])
-                shutil.copyfile(result.paths[role], path)
+        copies = [(result.paths.get("teacher"), checkpoints.teacher_path(args.out, config.teacher, m["data"]))]
+        copies += [(result.paths.get(role), checkpoints.student_path(args.out, config.student, kind, m["data"]))
+                   for kind, role in (("kd", "student"), ("baseline", "baseline"))]
+        for source, path in copies:
+            if source:
+                shutil.copyfile(source, path)
                 print(f"saved {path}", file=sys.stderr)
     gain = "" if m["baseline_acc"] is None else f", KD gain {100 * (m['student_acc'] - m['baseline_acc']):+.2f} pts"
     print(f"teacher {m['teacher_acc']:.2%} | KD student {m['student_acc']:.2%} | baseline "
@@ -166,6 +195,9 @@ def main(argv=None):
     add_run_options(p)
     p.add_argument("--out", default=None, help="also save the students into this directory")
     p.add_argument("--runs-dir", default="runs", help="where trained teachers, the logit cache and the latest run go")
+    p.add_argument("--scale-lr", action="store_true",
+                   help="under torchrun: multiply --lr by the number of processes (linear scaling rule; the "
+                        "effective batch is --batch-size x processes)")
     p.set_defaults(func=cmd_distill)
     p = sub.add_parser("data", help="data sets: import MNIST's IDX files for a machine without network")
     data_sub = p.add_subparsers(dest="data_command", required=True)

@@ -12,10 +12,12 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import NamedTuple
 
 from kdapp.data import DATA_SOURCES
+from kdapp.losses import LOGIT_LOSSES
 from kdapp.models import ARCHITECTURES, has_feature_maps
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-FEATURE_LOSSES = ("none", "hint", "attention")
+SELF = "self"  # teacher=self: born-again networks, the student's own earlier generation teaches it
+FEATURE_LOSSES = ("none", "hint", "attention", "gram")
 
 
 @dataclass(frozen=True)
@@ -28,14 +30,21 @@ class RunConfig:
     lr: float = 0.005                    # Adam, cosine-decayed to 0 over the run; tuned for batch 128
     batch_size: int = 128                # faster per sample than 64 on CPU, no accuracy lost at 30 epochs
     train_fraction: float = 1.0          # KD helps most with little data; 0.1 is the seed's small-data test
+    omit_class: int | None = None        # Hinton's "missing 3": no digit of this class in either student's data
     seed: int = 0                        # student init, batch order and subset; same for KD and baseline
     device: str = "auto"                 # auto = cuda, then mps, then cpu
     data: str = "sample"                 # the bundled 10k sample: offline and the same everywhere
     teacher_epochs: int = 20             # only used when no checkpoint exists for the teacher
+    generations: int = 1                 # teacher=self: born-again generations after generation 0 (1 to 3)
     augment: bool = False                # ±2 px shifts for the student; disables the teacher-logit cache
     consistent: bool = False             # consistent teaching: pen-augmented batches, the teacher online on them
     extra_teachers: tuple = ()           # multi-teacher KD: soft targets average all teachers' probabilities
     alpha_end: float | None = None       # linear alpha schedule from alpha to alpha_end (None = constant)
+    loss: str = "kd"                     # the soft term: kd | dkd | dist | lskd (kdapp.losses.distillation_loss)
+    dkd_alpha: float = 1.0               # DKD's weight on TCKD (target-class KL)
+    dkd_beta: float = 8.0                # DKD's weight on NCKD (non-target KL), the paper's MNIST-size default
+    dist_beta: float = 1.0               # DIST's weight on the inter-class (per-example) correlation
+    dist_gamma: float = 1.0              # DIST's weight on the intra-class (per-class) correlation
     feature_loss: str = "none"           # none | hint (FitNets) | attention (Zagoruyko & Komodakis)
     feature_weight: float = 1.0          # weight of the feature loss when there is one; 1 suits the hint
     clip_grad_norm: float | None = None  # max gradient norm for the students (None = no clipping)
@@ -68,17 +77,22 @@ class RunConfig:
 
     def validate(self):
         """Raise ValueError naming the first bad setting and what is allowed."""
+        if SELF in self.extra_teachers or (self.teacher == SELF and self.extra_teachers):
+            raise ValueError("teacher 'self' (born-again) is the only teacher of its run")
         for name in self.teachers + (self.student,):
-            check_choice("architecture", name, ARCHITECTURES)
+            if name != SELF:
+                check_choice("architecture", name, ARCHITECTURES)
         for name, spec in RANGES.items():
             value = getattr(self, name)
             if value is not None or name not in OPTIONAL:
                 spec.check(name, value)
         for name, choices in CHOICES.items():
             check_choice(name, getattr(self, name), choices)
-        if self.feature_loss == "attention" and not all(has_feature_maps(n) for n in self.teachers + (self.student,)):
+        if self.feature_loss in ("attention", "gram") and \
+                not all(has_feature_maps(self.student if n == SELF else n) for n in self.teachers + (self.student,)):
             cnns = ", ".join(name for name in ARCHITECTURES if has_feature_maps(name))
-            raise ValueError("attention transfer needs conv feature maps: pick a CNN student and teacher "
+            what = "attention transfer" if self.feature_loss == "attention" else "Gram matching"
+            raise ValueError(f"{what} needs conv feature maps: pick a CNN student and teacher "
                              f"({cnns}), or use the hint loss")
         if self.feature_loss != "none" and self.feature_weight == 0:
             raise ValueError(f"the {self.feature_loss} feature loss needs a feature weight above 0")
@@ -113,16 +127,22 @@ RANGES = {
     "alpha_end": Range(0.0, 1.0, 0.05),
     "epochs": Range(1, 100, 1),
     "teacher_epochs": Range(1, 100, 1),
+    "generations": Range(1, 3, 1),
     "lr": Range(0.0001, 0.02, 0.0001),
     "batch_size": Range(16, 1024, 16),
     "train_fraction": Range(0.01, 1.0, 0.01),
+    "omit_class": Range(0, 9, 1),
     "seed": Range(0, 2**31 - 1, 1),
     "feature_weight": Range(0.0, 1000.0, 0.5),
+    "dkd_alpha": Range(0.0, 20.0, 0.5),
+    "dkd_beta": Range(0.0, 20.0, 0.5),
+    "dist_beta": Range(0.0, 20.0, 0.5),
+    "dist_gamma": Range(0.0, 20.0, 0.5),
     "clip_grad_norm": Range(0.0, 1e6, 0.1, low_open=True),
     "time_limit_s": Range(1.0, 4 * 3600.0, 1.0),
 }
-OPTIONAL = ("alpha_end", "clip_grad_norm")  # None means off
-CHOICES = {"device": DEVICES, "data": DATA_SOURCES, "feature_loss": FEATURE_LOSSES}
+OPTIONAL = ("alpha_end", "clip_grad_norm", "omit_class")  # None means off
+CHOICES = {"device": DEVICES, "data": DATA_SOURCES, "feature_loss": FEATURE_LOSSES, "loss": LOGIT_LOSSES}
 
 # A shared 2-vCPU box: one visitor's run must not hold it for long. Caps refuse what a visitor
 # asks for beyond them; the imposed settings are not the visitor's to choose.

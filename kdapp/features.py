@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from kdapp.losses import attention_loss, hint_loss
+from kdapp.losses import attention_loss, gram_loss, hint_loss
 
 VECTOR_GRID = 4  # a conv map meeting an MLP's vector is average-pooled to C x 4 x 4 first
 
@@ -55,28 +55,61 @@ def _as_vector(features):
     return features.flatten(1)
 
 
+def align(features, shape):
+    """Teacher features brought to another teacher's `shape` without parameters: adaptive average
+    pooling over channels and space (or over a vector), so several teachers' maps can be averaged
+    into one hint target. A conv map meeting a vector is flattened first (as _as_vector)."""
+    if tuple(features.shape[1:]) == tuple(shape):
+        return features
+    if features.dim() == 4 and len(shape) == 3:
+        return F.adaptive_avg_pool3d(features.unsqueeze(1), tuple(shape)).squeeze(1)
+    vector = _as_vector(features).unsqueeze(1)
+    size = shape[0] * shape[1] * shape[2] if len(shape) == 3 else shape[0]
+    return F.adaptive_avg_pool1d(vector, size).squeeze(1).view(len(features), *shape)
+
+
+def teachers_target(teacher_features, shape):
+    """The multi-teacher hint target: the average of the teachers' features, each aligned to the
+    first teacher's shape (the feature article's MultiTeacherDistiller, for teachers that differ)."""
+    if len(teacher_features) == 1:
+        return teacher_features[0]
+    return torch.stack([align(f, shape) for f in teacher_features]).mean(0)
+
+
+FEATURE_KINDS = ("hint", "attention", "gram")
+
+
 class FeatureDistiller(nn.Module):
-    """loss = distiller(student_features, teacher_features), for kind 'hint' or 'attention'."""
+    """loss = distiller(student_features, teacher_features): 'hint' (FitNets MSE through the adapter),
+    'attention' (attention transfer) or 'gram' (Gram matrices after the adapter). teacher_features
+    may be a list (several teachers): their aligned average is the target."""
 
     def __init__(self, kind, student_shape, teacher_shape):
         super().__init__()
-        if kind not in ("hint", "attention"):
-            raise ValueError(f"unknown feature loss {kind!r}; choose hint or attention")
-        if kind == "attention" and (len(student_shape) != 3 or len(teacher_shape) != 3):
-            raise ValueError("attention transfer needs CNN feature maps on both sides; "
+        if kind not in FEATURE_KINDS:
+            raise ValueError(f"unknown feature loss {kind!r}; choose {', '.join(FEATURE_KINDS)}")
+        if kind in ("attention", "gram") and (len(student_shape) != 3 or len(teacher_shape) != 3):
+            what = "attention transfer" if kind == "attention" else "Gram matching"
+            raise ValueError(f"{what} needs CNN feature maps on both sides; "
                              f"got student {student_shape} and teacher {teacher_shape}. "
                              "Pick CNNs (seed_teacher, seed_student, lenet5) or use the hint loss.")
-        self.kind = kind
-        self.adapter = FeatureAdapter(student_shape, teacher_shape) if kind == "hint" else None
+        self.kind, self.teacher_shape = kind, tuple(teacher_shape)
+        self.adapter = FeatureAdapter(student_shape, teacher_shape) if kind != "attention" else None
 
     def forward(self, student_features, teacher_features):
+        if isinstance(teacher_features, (list, tuple)):
+            teacher_features = teachers_target(teacher_features, self.teacher_shape)
         if self.kind == "hint":
             return hint_loss(*self.adapter(student_features, teacher_features))
+        if self.kind == "gram":
+            return gram_loss(*self.adapter(student_features, teacher_features))
         return attention_loss(student_features, teacher_features)
 
     @classmethod
     def for_models(cls, kind, student, teacher, probe):
-        """Reads the feature shapes from one forward pass of each model on `probe` (N >= 2)."""
+        """Reads the feature shapes from one forward pass of each model on `probe` (N >= 2); with
+        several teachers (a list) the first one's shape is the target's."""
+        teacher = teacher[0] if isinstance(teacher, (list, tuple)) else teacher
         with torch.no_grad():
             was_training = student.training
             s_shape = student.eval().forward_features(probe)[1].shape[1:]

@@ -81,3 +81,33 @@ def fidelity(logits, y, temperature, x, max_examples=MAX_EXAMPLES):
         out["fixed"] = _examples(student_right & ~baseline_right, y, logits, x, max_examples)
         out["broken"] = _examples(~student_right & baseline_right, y, logits, x, max_examples)
     return out
+
+
+def bias_for_share(logits, cls, count):
+    """The smallest shift of class `cls`'s logit (its output bias) that makes it the top-1 answer
+    for `count` of the examples: Hinton et al.'s correction for a class the student never saw."""
+    others = logits.clone()
+    others[:, cls] = float("-inf")
+    needed = torch.sort(others.max(1).values - logits[:, cls]).values  # shift at which each flips to cls
+    count = min(max(count, 1), len(needed))
+    return float(needed[count - 1]) + 1e-4 if count == len(needed) else float(needed[count - 1] + needed[count]) / 2
+
+
+def omitted_class(logits, labels, cls):
+    """Hinton, Vinyals & Dean (2015), section 3: a student whose transfer set had no `cls` digits.
+    For one model's test logits: errors overall and on `cls`, before and after raising cls's
+    bias until its share of the answers matches its share of the test set."""
+    labels = labels.cpu()
+    logits = logits.float().cpu()
+    on_cls = labels == cls
+    shift = bias_for_share(logits, cls, int(on_cls.sum()))
+    adjusted = logits.clone()
+    adjusted[:, cls] += shift
+    out = {"omitted_class": cls, "omitted_test_digits": int(on_cls.sum()), "bias_shift": shift}
+    for name, z in (("", logits), ("_adjusted", adjusted)):
+        wrong = z.argmax(1) != labels
+        out[f"errors{name}"] = int(wrong.sum())
+        out[f"omitted_errors{name}"] = int(wrong[on_cls].sum())
+        out[f"omitted_acc{name}"] = 1 - int(wrong[on_cls].sum()) / max(int(on_cls.sum()), 1)
+    return out
+

@@ -54,6 +54,8 @@ class LiveRun:
             if kind == "step":
                 for k in ("step", "loss", "soft", "hard", "feature", "baseline"):
                     r["curves"][k].append(event[k])
+                for name, value in event.get("parts", {}).items():  # "part:tckd", ... (DKD, DIST)
+                    r["curves"].setdefault(f"part:{name}", []).append(value)
             else:
                 r["curves"]["teacher_loss"].append(event["teacher_loss"])
         elif kind == "teacher_epoch":

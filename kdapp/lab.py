@@ -13,7 +13,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from kdapp import checkpoints, data as data_lib, export, fidelity as fidelity_lib, inference, teachers, train
-from kdapp.config import CHOICES, DEFAULTS, HOSTED_CAPS, HOSTED_IMPOSED, RANGES, RunConfig, convert
+from kdapp.config import CHOICES, DEFAULTS, HOSTED_CAPS, HOSTED_IMPOSED, RANGES, SELF, RunConfig, convert
 from kdapp.jobs import FINISHED, QueueFull, RunQueue
 from kdapp.models import ARCHITECTURES, count_parameters
 from kdapp.store import RunStore
@@ -25,14 +25,18 @@ SWEEPS = {"temperature": (1.0, 2.0, 4.0, 8.0, 16.0), "alpha": (0.1, 0.3, 0.5, 0.
 # URL parameter -> setting, for short permalinks (/?T=8&fraction=0.1); full names work too.
 URL_ALIASES = {"T": "temperature", "fraction": "train_fraction", "batch": "batch_size"}
 URL_SETTINGS = ("teacher", "student", "temperature", "alpha", "epochs", "lr", "batch_size", "train_fraction",
-                "feature_loss", "feature_weight", "alpha_end", "clip_grad_norm", "data", "seed", "consistent")
+                "loss", "feature_loss", "feature_weight", "alpha_end", "clip_grad_norm", "data", "seed",
+                "consistent", "omit_class", "generations")
 MODEL_CACHE_SIZE = 4  # (teacher, student, baseline) triples in memory; ~6 MB each
 
 
 class Lab:
     def __init__(self, runs_dir="runs", data_dir="data", workers=1, caps=HOSTED_CAPS, imposed=HOSTED_IMPOSED,
-                 keep_checkpoints=100):
+                 keep_checkpoints=100, drawing_dir=None):
         self.runs_dir, self.data_dir = Path(runs_dir), data_dir
+        self.drawing_dir = drawing_dir  # None: the shipped drawing models; else a `distill --out` folder
+        if drawing_dir is not None:
+            checkpoints.drawing_paths(drawing_dir)  # a wrong folder stops the app at start, with the reason
         self.caps, self.imposed = dict(caps), dict(imposed)
         self.store = RunStore(self.runs_dir, keep_checkpoints=keep_checkpoints)
         self.queue = RunQueue(self.store, data_dir, workers=workers)
@@ -47,6 +51,7 @@ class Lab:
             ready = checkpoints.find_teacher(name, "sample", teachers.teacher_dirs(self.runs_dir)) is not None
             note = "pretrained" if ready else "trained first"
             choices.append((f"{name} · {count_parameters(name):,} params · {note}", name))
+        choices.append((f"self · born-again: the student's own generation 0 teaches it", SELF))
         return choices
 
     @staticmethod
@@ -90,7 +95,7 @@ class Lab:
                     raise ValueError
                 value = convert(name, raw)
                 if name in ("teacher", "student"):
-                    if value not in ARCHITECTURES:
+                    if value not in ARCHITECTURES and not (name == "teacher" and value == SELF):
                         raise ValueError
                 elif name in CHOICES:
                     offered = [v for _, v in self.data_choices()] if name == "data" else CHOICES[name]
@@ -209,14 +214,15 @@ class Lab:
 
     def _load_models(self, choice):
         if choice == SHIPPED:
-            paths = checkpoints.shipped_drawing_paths()
+            paths = checkpoints.drawing_paths(self.drawing_dir)
             teacher, _ = checkpoints.load(paths["teacher"])
             student, meta = checkpoints.load(paths["student"])
             baseline = _optional(paths.get("baseline"))
             cfg = meta.get("config", {})
             data = "full MNIST" if meta.get("data") == "mnist" else "the MNIST sample"
             recipe = ", consistent teaching" if cfg.get("consistent") else ""
-            return (teacher, student, baseline, f"shipped checkpoints: {cfg.get('teacher', '?')} → "
+            origin = "shipped checkpoints" if self.drawing_dir is None else f"checkpoints from {self.drawing_dir}"
+            return (teacher, student, baseline, f"{origin}: {cfg.get('teacher', '?')} → "
                                                 f"{cfg.get('student', '?')}, T={cfg.get('temperature', '?')}, "
                                                 f"α={cfg.get('alpha', '?')}{recipe}, trained on {data}")
         record = self.run(choice)
@@ -288,7 +294,8 @@ class Lab:
         except LookupError:
             teacher = student = baseline = None
         rows = []
-        for role, arch, model, acc in (("teacher", c["teacher"], teacher, m["teacher_acc"]),
+        teacher_arch = c["student"] if c["teacher"] == SELF else c["teacher"]  # born-again: an earlier generation
+        for role, arch, model, acc in (("teacher", teacher_arch, teacher, m["teacher_acc"]),
                                        ("KD student", c["student"], student, m["student_acc"]),
                                        ("baseline student", c["student"], baseline, m["baseline_acc"])):
             if acc is None:

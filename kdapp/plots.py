@@ -10,6 +10,9 @@ import plotly.io as pio
 
 COLORS = {"teacher": "#7f7f7f", "student": "#d62728", "baseline": "#1f77b4",
           "soft": "#ff9896", "hard": "#9467bd", "feature": "#2ca02c"}
+PART_COLORS = ("#e377c2", "#17becf")
+PART_LABELS = {"tckd": "TCKD (target class)", "nckd": "NCKD (other classes)",
+               "inter": "inter-class 1−ρ", "intra": "intra-class 1−ρ"}
 PALETTE = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd"]  # one colour per compared run
 TEMPLATE = pio.templates["plotly_white"].to_plotly_json()  # resolved once, not per figure
 LAYOUT = dict(template=TEMPLATE, height=320, margin=dict(l=50, r=10, t=40, b=40),
@@ -42,6 +45,9 @@ def loss_figure(snapshot):
                 _line(x, c["hard"], "hard: CE", COLORS["hard"], "dot", 1.5)]
         if any(v is not None for v in c["feature"]):
             data.append(_line(x, c["feature"], "feature", COLORS["feature"], "dash", 1.5))
+        for i, name in enumerate(k for k in c if k.startswith("part:")):  # the soft loss's own terms
+            data.append(_line(x, c[name], f"soft part: {PART_LABELS.get(name[5:], name[5:])}", PART_COLORS[i % 2],
+                              "dashdot", 1.5))
         if any(v is not None for v in c["baseline"]):
             data.append(_line(x, c["baseline"], "baseline CE", COLORS["baseline"]))
         xaxis = dict(title=dict(text="student step"))

@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from kdapp import checkpoints, data as data_lib, events, fidelity
-from kdapp.config import RunConfig
+from kdapp import checkpoints, data as data_lib, distributed, events, fidelity
+from kdapp.config import SELF, RunConfig
 from kdapp.features import FeatureDistiller
 from kdapp.losses import distillation_loss, teacher_log_probs
 from kdapp.models import build
@@ -107,8 +107,10 @@ class _Meter:
         self.sums += torch.stack([zero if v is None else v.detach() for v in values])
         self.count += 1
 
-    def read(self):
-        means = dict(zip(self.names, (self.sums / max(self.count, 1)).tolist()))
+    def read(self, world=distributed.SINGLE):
+        """Means since the last read, averaged over ranks (every rank reads at the same steps)."""
+        sums = distributed.sum_over_ranks(self.sums.clone(), world) / world.size
+        means = dict(zip(self.names, (sums / max(self.count, 1)).tolist()))
         self.sums.zero_()
         self.count = 0
         return means
@@ -116,8 +118,7 @@ class _Meter:
 
 def _batches(n, batch_size, generator, device):
     """One epoch of shuffled index slices into in-memory tensors (no DataLoader)."""
-    order = torch.randperm(n, generator=generator).to(device)
-    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    return distributed.epoch_batches(n, batch_size, generator, device)
 
 
 def _log_points(steps_per_epoch, per_epoch):
@@ -169,7 +170,32 @@ def _alpha_at(config, step, total_steps):
     return config.alpha + (config.alpha_end - config.alpha) * step / max(total_steps - 1, 1)
 
 
-def distill(config, teachers, dataset, emit=_ignore, should_stop=_never, teacher_keys=None, cache_dir=None):
+class _KDStudent(torch.nn.Module):
+    """The KD student and its feature adapter (if any) as one module, so that DDP averages the
+    gradients of both: forward(x, teacher features) -> (logits, feature loss or None)."""
+
+    def __init__(self, student, distiller=None):
+        super().__init__()
+        self.student, self.distiller = student, distiller
+
+    def forward(self, x, teacher_features=None):
+        if self.distiller is None:
+            return self.student(x), None
+        logits, features = self.student.forward_features(x)
+        return logits, self.distiller(features, teacher_features)
+
+
+def evaluate_sharded(model, x, y, world):
+    """Test accuracy with each rank counting its slice of the split (the whole split in one process)."""
+    if not world.distributed:
+        return evaluate(model, x, y)
+    mine = distributed.shard(torch.arange(len(y), device=y.device), world)
+    correct = (predict_logits(model, x[mine]).argmax(1) == y[mine]).sum().float().reshape(1)
+    return distributed.sum_over_ranks(correct, world).item() / len(y)
+
+
+def distill(config, teachers, dataset, emit=_ignore, should_stop=_never, teacher_keys=None, cache_dir=None,
+            world=distributed.SINGLE):
     """Train the KD student (and, if config.baseline, its hard-label twin) from `teachers`.
 
     Without augmentation or a feature loss the teachers' soft targets over the whole training set
@@ -177,23 +203,30 @@ def distill(config, teachers, dataset, emit=_ignore, should_stop=_never, teacher
     teachers run on every batch, on exactly the images the student sees. Consistent teaching
     (Beyer et al., 2022, "function matching") is the second case with pen-augmented batches
     (kdapp.data.random_pen): the teacher answers for each augmented image, not the original.
-    The baseline trains on the same augmented batches, so the comparison stays fair."""
+    The baseline trains on the same augmented batches, so the comparison stays fair.
+
+    Under torchrun (`world`, see kdapp.distributed) each rank trains on its slice of every global
+    batch of config.batch_size x world.size, with both students wrapped in DDP."""
     device, T = dataset.train_x.device, config.temperature
     generator = torch.Generator().manual_seed(config.seed)
     n_all = len(dataset.train_y)
     n = max(min(n_all, config.batch_size), round(config.train_fraction * n_all))
     subset = torch.randperm(n_all, generator=generator)[:n].to(device)
+    if config.omit_class is not None:  # Hinton's held-out class: neither student ever sees one
+        subset = subset[dataset.train_y[subset] != config.omit_class]
+        n = len(subset)
     train_x, train_y = dataset.train_x[subset], dataset.train_y[subset]
 
     # The teachers: their test accuracy, and their soft targets unless they must run online.
     keys = teacher_keys or [None] * len(teachers)
-    teacher_accs = [evaluate_cached(t, k, dataset, cache_dir) for t, k in zip(teachers, keys)]
     online = config.augment or config.consistent or config.feature_loss != "none"
-    if not online:
-        emit(events.phase("teacher logits", f"computing the teacher's soft targets over {n_all:,} "
-                                            "training digits, once"))
-        soft_targets = teacher_log_probs([cached_logits(k, t, dataset.train_x, should_stop, cache_dir)[subset]
-                                          for k, t in zip(keys, teachers)], T)
+    with distributed.main_first(world):  # rank 0 fills the logit cache, the other ranks read it
+        teacher_accs = [evaluate_cached(t, k, dataset, cache_dir) for t, k in zip(teachers, keys)]
+        if not online:
+            emit(events.phase("teacher logits", f"computing the teacher's soft targets over {n_all:,} "
+                                                "training digits, once"))
+            soft_targets = teacher_log_probs([cached_logits(k, t, dataset.train_x, should_stop, cache_dir)[subset]
+                                              for k, t in zip(keys, teachers)], T, config.loss)
 
     # Twin students: the same initial weights; the baseline learns from the labels alone.
     torch.manual_seed(config.seed)
@@ -203,66 +236,79 @@ def distill(config, teachers, dataset, emit=_ignore, should_stop=_never, teacher
     if config.feature_loss != "none":
         distiller = FeatureDistiller.for_models(config.feature_loss, student, teachers[0], train_x[:2])
         distiller = distiller.to(device).train()
-    steps_per_epoch = math.ceil(n / config.batch_size)
+    kd_model = distributed.wrap(_KDStudent(student, distiller), world)
+    base_model = distributed.wrap(baseline, world) if baseline is not None else None
+    # Augmentations draw from their own generator per rank; the batch order's stays in step.
+    augment_generator = generator if not world.distributed else \
+        torch.Generator().manual_seed(config.seed * 1_000_003 + world.rank)
+    steps_per_epoch = distributed.steps_per_epoch(n, config.batch_size, world)
     total_steps = config.epochs * steps_per_epoch
-    kd_params = list(student.parameters()) + (list(distiller.parameters()) if distiller else [])
-    kd_optimizer = AdamCosine(kd_params, config.lr, total_steps, config.clip_grad_norm)
+    kd_optimizer = AdamCosine(kd_model.parameters(), config.lr, total_steps, config.clip_grad_norm)
     if baseline is not None:
-        base_optimizer = AdamCosine(baseline.parameters(), config.lr, total_steps, config.clip_grad_norm)
+        base_optimizer = AdamCosine(base_model.parameters(), config.lr, total_steps, config.clip_grad_norm)
 
     emit(events.phase("distilling", f"distilling {config.student} from {'+'.join(config.teachers)} "
-                                    f"on {n:,} digits"))
+                                    f"on {n:,} digits"
+                                    + (f", {world.size} processes" if world.distributed else "")))
     emit(events.epoch(0, config.epochs, teacher_accs[0], None, None))
     clock, log_now = _Clock(total_steps), _log_points(steps_per_epoch, 25)
-    meter = _Meter(["loss", "soft", "hard", "feature", "baseline"], device)
+    part_names = {"dkd": ["tckd", "nckd"], "dist": ["inter", "intra"]}.get(config.loss, [])
+    loss_weights = {k: getattr(config, k) for k in ("dkd_alpha", "dkd_beta", "dist_beta", "dist_gamma")}
+    meter = _Meter(["loss", "soft", "hard", "feature", "baseline", *part_names], device)
     student_acc = baseline_acc = None
+    train_started = time.monotonic()
     for epoch in range(config.epochs):
         student.train()
         if baseline is not None:
             baseline.train()
-        for i, idx in enumerate(_batches(n, config.batch_size, generator, device)):
+        for i, idx in enumerate(distributed.epoch_batches(n, config.batch_size, generator, device, world)):
             if should_stop():
                 raise Cancelled("stopped")
             step = epoch * steps_per_epoch + i
             x, y = train_x[idx], train_y[idx]
             if config.consistent:
-                x = data_lib.random_pen(x, generator=generator)
+                x = data_lib.random_pen(x, generator=augment_generator)
             elif config.augment:
-                x = data_lib.random_shift(x, generator=generator)
+                x = data_lib.random_shift(x, generator=augment_generator)
 
             # KD student: soft targets from the cache, or from the teachers on this very batch.
-            feature_loss = None
             if online:
-                logits, s_features = student.forward_features(x)
                 with torch.no_grad():
                     outs = [t.forward_features(x) for t in teachers]
-                targets = teacher_log_probs([o[0] for o in outs], T)
-                if distiller is not None:
-                    feature_loss = distiller(s_features, outs[0][1])
+                targets = teacher_log_probs([o[0] for o in outs], T, config.loss)
+                logits, feature_loss = kd_model(x, [o[1] for o in outs])  # several teachers: averaged
             else:
-                logits, targets = student(x), soft_targets[idx]
-            parts = distillation_loss(logits, targets, y, T, _alpha_at(config, step, total_steps))
+                (logits, feature_loss), targets = kd_model(x), soft_targets[idx]
+            parts = distillation_loss(logits, targets, y, T, _alpha_at(config, step, total_steps), config.loss,
+                                      **loss_weights)
             loss = parts.total if feature_loss is None else parts.total + config.feature_weight * feature_loss
             kd_optimizer.step(loss)
 
             # Baseline: the same batch, labels only.
             base_loss = None
             if baseline is not None:
-                base_loss = F.cross_entropy(baseline(x), y)
+                base_loss = F.cross_entropy(base_model(x), y)
                 base_optimizer.step(base_loss)
 
-            meter.add(parts.total, parts.soft, parts.hard, feature_loss, base_loss)
+            meter.add(parts.total, parts.soft, parts.hard, feature_loss, base_loss,
+                      *(parts.parts[name] for name in part_names))
             if log_now(i):
-                m = meter.read()
+                m = meter.read(world)
                 emit(events.step(epoch + 1, config.epochs, step + 1, total_steps, m["loss"], m["soft"], m["hard"],
                                  m["feature"] if distiller else None,
-                                 m["baseline"] if baseline is not None else None, clock.eta(step + 1)))
-        student_acc = evaluate(student, dataset.test_x, dataset.test_y)
-        baseline_acc = evaluate(baseline, dataset.test_x, dataset.test_y) if baseline is not None else None
+                                 m["baseline"] if baseline is not None else None, clock.eta(step + 1),
+                                 parts={name: m[name] for name in part_names}))
+        student_acc = evaluate_sharded(student, dataset.test_x, dataset.test_y, world)
+        baseline_acc = evaluate_sharded(baseline, dataset.test_x, dataset.test_y, world) \
+            if baseline is not None else None
         emit(events.epoch(epoch + 1, config.epochs, teacher_accs[0], student_acc, baseline_acc))
 
     metrics = {"teacher_acc": teacher_accs[0], "teacher_accs": teacher_accs, "student_acc": student_acc,
-               "baseline_acc": baseline_acc, "train_samples": n, "test_samples": len(dataset.test_y)}
+               "baseline_acc": baseline_acc, "train_samples": n, "test_samples": len(dataset.test_y),
+               "world_size": world.size, "effective_batch_size": config.batch_size * world.size,
+               "train_seconds": round(time.monotonic() - train_started, 2)}  # the loop and its evaluations
+    if world.distributed:  # every replica must hold the same weights, bit for bit
+        metrics["replica_hashes"] = distributed.gather_strings(distributed.weights_hash(student, baseline), world)
     return RunResult(config, metrics, teachers[0], student.eval(),
                      baseline.eval() if baseline is not None else None)
 
@@ -284,6 +330,30 @@ def run_fidelity(result, teacher_key, dataset, cache_dir=None):
     return fidelity.fidelity(logits, dataset.test_y, result.config.temperature, test_x)
 
 
+def born_again(config, dataset, emit=_ignore, should_stop=_never, world=distributed.SINGLE):
+    """Born-again networks (Furlanello et al., "Born-Again Neural Networks", ICML 2018): no
+    pretrained teacher. Generation 0 is the student trained on labels alone, which is also the
+    run's baseline; generation k distils from generation k-1, for config.generations generations.
+    Every generation starts from the same initial weights (config.seed), so each differs from the
+    last only in who taught it. Returns distill()'s RunResult for the last generation, its
+    teacher generation K-1, the baseline generation 0 and metrics["generations"] (accuracies)."""
+    augment = "pen" if config.consistent else ("shift2" if config.augment else "none")
+    emit(events.phase("generation 0", f"generation 0: {config.student} on the labels alone"))
+    previous, acc = train_teacher(config.student, dataset, config.epochs, lr=config.lr, batch_size=config.batch_size,
+                                  seed=config.seed, augment=augment, emit=emit, should_stop=should_stop)
+    gen0, accs = previous, [acc]
+    for k in range(1, config.generations + 1):
+        emit(events.phase("distilling", f"generation {k} of {config.generations} distils from generation {k - 1}"))
+        result = distill(config.replace(baseline=False), [previous], dataset, emit, should_stop, world=world)
+        accs.append(result.metrics["student_acc"])
+        if k < config.generations:
+            previous = result.student
+    result.baseline = gen0
+    result.config = config
+    result.metrics.update(baseline_acc=accs[0], generations=accs)
+    return result
+
+
 def _teacher(arch, dataset, config, runs_dir, emit, should_stop):
     """A trained teacher: its checkpoint if there is one, else trained now (and saved for next time)."""
     found = get_teacher(arch, dataset, runs_dir, emit)
@@ -300,9 +370,13 @@ def _teacher(arch, dataset, config, runs_dir, emit, should_stop):
     return model, None, str(path)
 
 
-def run(config, emit=_ignore, should_stop=_never, runs_dir=None, data_dir="data", out_dir=None):
+def run(config, emit=_ignore, should_stop=_never, runs_dir=None, data_dir="data", out_dir=None,
+        world=distributed.SINGLE, device=None):
     """One whole run: data, teacher(s), KD + baseline, evaluation, and the students saved into
-    `out_dir` (default runs_dir/latest). Trained teachers and the logit cache go under runs_dir."""
+    `out_dir` (default runs_dir/latest). Trained teachers and the logit cache go under runs_dir.
+
+    Under torchrun, pass the World and device from kdapp.distributed.init: every rank trains, and
+    only rank 0 computes the fidelity panel and saves (the others return without them)."""
     started = time.monotonic()
     deadline = started + config.time_limit_s
 
@@ -311,21 +385,46 @@ def run(config, emit=_ignore, should_stop=_never, runs_dir=None, data_dir="data"
             raise Cancelled(f"the run reached its time limit of {config.time_limit_s:.0f} s")
         return should_stop()
 
+    # One rank stopping on its own clock would leave the others waiting in an all-reduce:
+    # a distributed run has no time limit (the app's runs are single-process).
+    check = should_stop if world.distributed else stop_check
     emit(events.phase("loading data", "loading data"))
-    device = pick_device(config.device)
-    dataset = data_lib.load(config.data, data_dir).to(device)
+    device = device or pick_device(config.device)
+    with distributed.main_first(world):  # one download, not one per rank
+        dataset = data_lib.load(config.data, data_dir).to(device)
     emit(events.data(dataset.source, dataset.describe(), str(device)))
-    found = [_teacher(arch, dataset, config, runs_dir, emit, stop_check) for arch in config.teachers]
-    teachers, keys = [f[0] for f in found], [f[1] for f in found]
-    result = distill(config, teachers, dataset, emit, stop_check, teacher_keys=keys,
-                     cache_dir=Path(runs_dir) / "cache" if runs_dir else None)
+    if config.teacher == SELF:
+        found = [(None, None, None)]
+        result = born_again(config, dataset, emit, check, world)
+    else:
+        with distributed.main_first(world):  # rank 0 trains and saves a missing teacher; the others load it
+            found = [_teacher(arch, dataset, config, runs_dir, emit, check) for arch in config.teachers]
+        teachers, keys = [f[0] for f in found], [f[1] for f in found]
+        result = distill(config, teachers, dataset, emit, check, teacher_keys=keys,
+                         cache_dir=Path(runs_dir) / "cache" if runs_dir else None, world=world)
+    if not world.main:
+        return result
     emit(events.phase("fidelity", "comparing the students with the teacher on the test digits"))
-    result.fidelity = run_fidelity(result, keys[0], dataset, Path(runs_dir) / "cache" if runs_dir else None)
+    result.fidelity = run_fidelity(result, found[0][1], dataset, Path(runs_dir) / "cache" if runs_dir else None)
+    if config.omit_class is not None:
+        for role in ("student", "baseline"):
+            model = getattr(result, role)
+            if model is not None:
+                report = fidelity.omitted_class(predict_logits(model, dataset.test_x), dataset.test_y,
+                                                config.omit_class)
+                result.metrics.update({f"{role}_{k}": v for k, v in report.items()
+                                       if k not in ("omitted_class", "omitted_test_digits")})
+                result.metrics.update(omitted_class=config.omit_class,
+                                      omitted_test_digits=report["omitted_test_digits"])
     result.metrics.update(data=dataset.source, device=str(device), seconds=round(time.monotonic() - started, 2))
     result.paths["teacher"] = found[0][2]
     out_dir = out_dir or (Path(runs_dir) / "latest" if runs_dir else None)
     if out_dir:
         emit(events.phase("saving", "saving the students"))
+        if config.teacher == SELF:  # the last generation's teacher, so the run's models can be drawn with
+            result.paths["teacher"] = str(checkpoints.save(
+                checkpoints.teacher_path(out_dir, SELF, dataset.source), result.teacher, config.student,
+                config.to_dict(), dataset.source, {"test_acc": result.metrics["teacher_acc"]}))
         for kind, role in (("kd", "student"), ("baseline", "baseline")):
             model = getattr(result, role)
             if model is not None:

@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from kdapp.losses import attention_loss, hint_loss, kd_loss, kd_loss_parts, teacher_log_probs
+from kdapp.features import FeatureDistiller, align, teachers_target
+from kdapp.losses import (attention_loss, distillation_loss, dkd_terms, gram_loss, hint_loss, kd_loss, kd_loss_parts,
+                          teacher_log_probs)
 
 
 def np_softmax(z):
@@ -30,7 +32,7 @@ def logits():
 @pytest.mark.parametrize("T,alpha", [(1.0, 0.5), (4.0, 0.7), (20.0, 0.9), (0.5, 0.3)])
 def test_kd_loss_matches_hand_computation(logits, T, alpha):
     s, t, y = logits
-    total, soft, hard = kd_loss_parts(s, t, y, T, alpha)
+    total, soft, hard, _ = kd_loss_parts(s, t, y, T, alpha)
     want_total, want_soft, want_hard = hand_kd(s.numpy(), t.numpy(), y.numpy(), T, alpha)
     assert total.item() == pytest.approx(want_total, rel=1e-10)
     assert soft.item() == pytest.approx(want_soft, rel=1e-10)
@@ -108,3 +110,123 @@ def test_attention_loss_resizes_the_students_map():
     big, small = torch.rand(2, 3, 8, 8), torch.rand(2, 4, 4, 4)
     assert torch.isfinite(attention_loss(big, small))
     assert torch.isfinite(attention_loss(small, big))
+
+
+# ---- the logit losses since 2022, each against numpy in float64 ----
+def hand_ce(s, y):
+    return -np.mean(np.log(np_softmax(s)[np.arange(len(y)), y]))
+
+
+def hand_dkd_terms(s, t, y, T):
+    """Per example: TCKD on [p_y, 1 - p_y], NCKD on the other classes renormalised."""
+    p_s, p_t = np_softmax(s / T), np_softmax(t / T)
+    tckd, nckd = [], []
+    for i, label in enumerate(y):
+        b_s = np.array([p_s[i, label], 1 - p_s[i, label]])
+        b_t = np.array([p_t[i, label], 1 - p_t[i, label]])
+        tckd.append(np.sum(b_t * np.log(b_t / b_s)))
+        rest = [k for k in range(s.shape[1]) if k != label]
+        q_s, q_t = p_s[i, rest] / p_s[i, rest].sum(), p_t[i, rest] / p_t[i, rest].sum()
+        nckd.append(np.sum(q_t * np.log(q_t / q_s)))
+    return np.array(tckd), np.array(nckd)
+
+
+@pytest.mark.parametrize("T,alpha,a,b", [(1.0, 0.5, 1.0, 8.0), (4.0, 0.7, 1.0, 8.0), (2.0, 1.0, 0.5, 2.0)])
+def test_dkd_matches_hand_computation(logits, T, alpha, a, b):
+    s, t, y = logits
+    tckd, nckd = hand_dkd_terms(s.numpy(), t.numpy(), y.numpy(), T)
+    parts = distillation_loss(s, teacher_log_probs(t, T), y, T, alpha, "dkd", dkd_alpha=a, dkd_beta=b)
+    want_soft = T * T * (a * tckd.mean() + b * nckd.mean())
+    assert parts.parts["tckd"].item() == pytest.approx(tckd.mean(), rel=1e-9)
+    assert parts.parts["nckd"].item() == pytest.approx(nckd.mean(), rel=1e-9)
+    assert parts.soft.item() == pytest.approx(want_soft, rel=1e-9)
+    assert parts.total.item() == pytest.approx(alpha * want_soft + (1 - alpha) * hand_ce(s.numpy(), y.numpy()),
+                                               rel=1e-9)
+
+
+@pytest.mark.parametrize("T", [1.0, 4.0, 20.0])
+def test_dkd_with_its_coupling_weight_reinstated_is_classic_kd(logits, T):
+    """Zhao et al.'s identity, per example: KL(p_t || p_s) = TCKD + (1 - p_t,target) NCKD."""
+    s, t, y = logits
+    log_q, log_p = torch.log_softmax(s / T, 1), teacher_log_probs(t, T)
+    tckd, nckd = dkd_terms(log_q, log_p, y)
+    p_target = log_p.exp()[torch.arange(len(y)), y]
+    kl = (log_p.exp() * (log_p - log_q)).sum(1)
+    torch.testing.assert_close(tckd + (1 - p_target) * nckd, kl, rtol=1e-10, atol=1e-12)
+    # ... and, averaged and times T^2, classic KD's soft term
+    kd_soft = distillation_loss(s, log_p, y, T, 0.5).soft
+    assert (T * T * (tckd + (1 - p_target) * nckd).mean()).item() == pytest.approx(kd_soft.item(), rel=1e-10)
+
+
+def hand_pearson(a, b):
+    return np.corrcoef(a, b)[0, 1]
+
+
+@pytest.mark.parametrize("T,beta,gamma", [(1.0, 1.0, 1.0), (4.0, 1.0, 2.0)])
+def test_dist_matches_hand_computation(logits, T, beta, gamma):
+    s, t, y = logits
+    y_s, y_t = np_softmax(s.numpy() / T), np_softmax(t.numpy() / T)
+    inter = 1 - np.mean([hand_pearson(y_s[i], y_t[i]) for i in range(len(y_s))])
+    intra = 1 - np.mean([hand_pearson(y_s[:, c], y_t[:, c]) for c in range(y_s.shape[1])])
+    parts = distillation_loss(s, teacher_log_probs(t, T), y, T, 0.7, "dist", dist_beta=beta, dist_gamma=gamma)
+    assert parts.parts["inter"].item() == pytest.approx(inter, rel=1e-6)
+    assert parts.parts["intra"].item() == pytest.approx(intra, rel=1e-6)
+    assert parts.soft.item() == pytest.approx(T * T * (beta * inter + gamma * intra), rel=1e-6)
+    # the same probabilities give a perfect correlation: zero loss
+    same = distillation_loss(t, teacher_log_probs(t, T), y, T, 0.7, "dist")
+    assert same.soft.item() == pytest.approx(0.0, abs=1e-4)  # up to the 1e-8 guard in rho's denominator
+
+
+@pytest.mark.parametrize("T", [1.0, 2.0, 4.0])
+def test_lskd_is_kd_on_z_scored_logits(logits, T):
+    s, t, y = logits
+    z = lambda v: (v - v.mean(1, keepdims=True)) / (v.std(1, ddof=1, keepdims=True) + 1e-7)
+    _, want_soft, _ = hand_kd(z(s.numpy()), z(t.numpy()), y.numpy(), T, 1.0)
+    parts = distillation_loss(s, teacher_log_probs(t, T, "lskd"), y, T, 0.7, "lskd")
+    assert parts.soft.item() == pytest.approx(want_soft, rel=1e-9)
+    assert parts.hard.item() == pytest.approx(hand_ce(s.numpy(), y.numpy()), rel=1e-10)  # CE on the raw logits
+    # shifting and scaling the student's logits changes nothing: only their shape is matched
+    moved = distillation_loss(3 * s + 5, teacher_log_probs(t, T, "lskd"), y, T, 1.0, "lskd")
+    assert moved.soft.item() == pytest.approx(want_soft, rel=1e-6)
+
+
+def test_an_unknown_loss_is_refused(logits):
+    s, t, y = logits
+    with pytest.raises(ValueError, match="loss must be one of kd, dkd, dist, lskd"):
+        distillation_loss(s, teacher_log_probs(t, 1.0), y, 1.0, 0.5, "mystery")
+
+
+def test_gram_loss_matches_hand_computation():
+    g = torch.Generator().manual_seed(3)
+    s, t = torch.randn(3, 4, 5, 6, generator=g).double(), torch.randn(3, 4, 5, 6, generator=g).double()
+    want = 0.0
+    for n in range(3):
+        fs, ft = s[n].reshape(4, 30).numpy(), t[n].reshape(4, 30).numpy()
+        diff = ft @ ft.T / 30 - fs @ fs.T / 30
+        want += np.sum(diff ** 2) / 16 / 3  # ||.||_F^2 / C^2, mean over the batch
+    assert gram_loss(s, t).item() == pytest.approx(want, rel=1e-10)
+    assert gram_loss(t, t).item() == 0.0
+    # Gram matrices ignore where a pattern is: moving it in space changes nothing
+    assert gram_loss(torch.roll(t, 2, dims=3), t).item() == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="conv feature maps"):
+        gram_loss(s.flatten(1), t.flatten(1))
+
+
+def test_several_teachers_features_are_averaged_after_alignment():
+    """The multi-teacher hint target: each teacher's map pooled (no parameters) to the first's
+    shape, then averaged."""
+    g = torch.Generator().manual_seed(4)
+    first, second = torch.randn(2, 4, 6, 6, generator=g), torch.randn(2, 8, 12, 12, generator=g)
+    aligned = align(second, (4, 6, 6))
+    # channels 2k, 2k+1 and each 2x2 block averaged, by hand
+    by_hand = second.view(2, 4, 2, 6, 2, 6, 2).mean(dim=(2, 4, 6))
+    torch.testing.assert_close(aligned, by_hand)
+    torch.testing.assert_close(teachers_target([first, second], (4, 6, 6)), (first + by_hand) / 2)
+    vector = torch.randn(2, 10, generator=g)
+    assert align(vector, (5,)).shape == (2, 5) and align(first, (16,)).shape == (2, 16)
+    # the distiller takes the list and matches the student to the average
+    distiller = FeatureDistiller("hint", (3, 6, 6), (4, 6, 6))
+    student = torch.randn(2, 3, 6, 6, generator=g)
+    want = hint_loss(*distiller.adapter(student, (first + by_hand) / 2))
+    assert distiller(student, [first, second]).item() == pytest.approx(want.item(), rel=1e-6)
+

@@ -233,6 +233,48 @@ def data_scaling(teacher, data_dir="data", epochs=2):
     return rows
 
 
+# ---- torchrun: 2 processes against 1 at the same global batch ----
+def ddp(epochs=2, rounds=2, batch=128, processes=2):
+    """samples/s of `distill` (KD + baseline, both counted once per digit) in one process with
+    batch `batch` and under torchrun with `processes` ranks of batch/processes each: the same global
+    batch, so the same optimisation. Alternated `rounds` times; each side's mean. The training loop
+    only (train_seconds): process start, data and teacher pass are the same on both sides."""
+    import subprocess
+    import tempfile
+    common = ["-m", "kdapp", "distill", "--epochs", str(epochs), "--json", "--quiet"]
+    launches = {"1": [sys.executable, *common, "--batch-size", str(batch)],
+                str(processes): [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                 f"--nproc_per_node={processes}", *common, "--batch-size", str(batch // processes)]}
+    seen = {name: [] for name in launches}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(rounds):
+            for name, cmd in launches.items():
+                started = time.perf_counter()
+                done = subprocess.run([*cmd, "--runs-dir", tmp], cwd=ROOT, capture_output=True, text=True,
+                                      env={**os.environ, "PYTHONPATH": str(ROOT)})
+                if done.returncode != 0:
+                    raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr[-2000:]}")
+                m = json.loads([ln for ln in done.stdout.splitlines() if ln.startswith("{")][-1])
+                seen[name].append({"samples_per_s": m["train_samples"] * epochs / m["train_seconds"],
+                                   "wall_s": time.perf_counter() - started, "student_acc": m["student_acc"],
+                                   "threads_per_rank": m.get("threads_per_rank")})
+    mean = lambda name, key: sum(r[key] for r in seen[name]) / len(seen[name])
+    one, many = "1", str(processes)
+    return {"processes": processes, "global_batch": batch, "epochs": epochs, "rounds": rounds,
+            "one_samples_per_s": mean(one, "samples_per_s"), "ddp_samples_per_s": mean(many, "samples_per_s"),
+            "ddp_vs_one": mean(many, "samples_per_s") / mean(one, "samples_per_s"),
+            "one_wall_s": mean(one, "wall_s"), "ddp_wall_s": mean(many, "wall_s"),
+            "one_student_acc": mean(one, "student_acc"), "ddp_student_acc": mean(many, "student_acc"),
+            "threads_per_rank": seen[many][0]["threads_per_rank"]}
+
+
+def ddp_table(r):
+    return (f"  torchrun, {r['processes']} processes x batch {r['global_batch'] // r['processes']} vs 1 x batch "
+            f"{r['global_batch']}: {r['ddp_samples_per_s']:,.0f} vs {r['one_samples_per_s']:,.0f} samples/s "
+            f"({r['ddp_vs_one']:.2f}x; {r['threads_per_rank']} thread(s) per rank), wall {r['ddp_wall_s']:.1f} vs "
+            f"{r['one_wall_s']:.1f} s, student {r['ddp_student_acc']:.2%} vs {r['one_student_acc']:.2%}")
+
+
 def run_bench(args):
     from kdapp import lab as lab_lib
     threads = lab_lib.configure_threads()
@@ -281,6 +323,8 @@ def run_bench(args):
         out["scaling"] = scaling(teacher, [1000, 2000, 4000, 8000], [1, 2, 4])
         log("data scaling: the sample (8k) and full MNIST (60k) ...")
         out["data_scaling"] = data_scaling(teacher, args.data_dir)
+        log("torchrun: 2 processes vs 1 at the same global batch ...")
+        out["ddp"] = ddp()
     return out
 
 
@@ -329,10 +373,18 @@ def table(out):
                      f"student {r['student_acc']:.2%}")
     if out.get("data_scaling"):
         lines.append(data_scaling_table(out["data_scaling"]))
+    if out.get("ddp"):
+        lines.append(ddp_table(out["ddp"]))
     return "\n".join(lines)
 
 
 def cmd_bench(args):
+    if args.ddp_only:
+        r = ddp()
+        print(ddp_table(r))
+        if args.json or args.json_only:
+            print(json.dumps({"ddp": r}))
+        return
     if args.data_scaling_only:
         from kdapp import lab as lab_lib
         lab_lib.configure_threads()
@@ -357,6 +409,8 @@ def add_parser(sub):
     p.add_argument("--skip-cold-start", action="store_true")
     p.add_argument("--data-scaling-only", action="store_true",
                    help="only samples/s and memory at 8k (sample) and 60k (full MNIST)")
+    p.add_argument("--ddp-only", action="store_true",
+                   help="only torchrun with 2 processes against 1 at the same global batch (samples/s)")
     p.add_argument("--data-dir", default="data")
     p.set_defaults(func=cmd_bench)
 

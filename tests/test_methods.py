@@ -1,0 +1,82 @@
+"""The methods beyond classic KD, each trained end to end from the CLI with --json on the real
+sample: DKD, DIST, LS-KD, Gram matching, multi-teacher features, born-again self-distillation and
+Hinton's held-out class (with its bias correction checked by hand)."""
+import json
+
+import pytest
+import torch
+
+from kdapp import checkpoints, cli, fidelity, train
+from kdapp.config import RunConfig
+
+
+def distill_json(capsys, tmp_path, *argv):
+    code = cli.main(["distill", "--quiet", "--json", "--runs-dir", str(tmp_path / "runs"), *argv])
+    out = capsys.readouterr()
+    assert code == 0, out.err[-2000:]
+    return json.loads(out.out.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("loss", ["dkd", "dist", "lskd"])
+def test_each_logit_loss_trains_end_to_end(capsys, tmp_path, loss):
+    m = distill_json(capsys, tmp_path, "--loss", loss, "--epochs", "2")
+    assert m["train_samples"] == 8000 and m["student_acc"] > 0.9 and m["baseline_acc"] > 0.9
+
+
+def test_dkd_and_dist_show_their_own_parts_as_curves():
+    for loss, names in (("dkd", {"tckd", "nckd"}), ("dist", {"inter", "intra"})):
+        seen = []
+        train.run(RunConfig(loss=loss, epochs=1, train_fraction=0.1), emit=seen.append)
+        steps = [e for e in seen if e["type"] == "step"]
+        assert steps and all(set(e["parts"]) == names for e in steps)
+        assert all(v >= 0 for e in steps for v in e["parts"].values())
+
+
+def test_gram_matching_with_two_teachers_averages_their_features(capsys, tmp_path):
+    m = distill_json(capsys, tmp_path, "--teachers", "seed_teacher,lenet5", "--feature-loss", "gram",
+                     "--epochs", "1", "--train-fraction", "0.5")
+    assert len(m["teacher_accs"]) == 2 and m["student_acc"] > 0.85
+
+
+def test_gram_is_refused_for_an_mlp_before_the_run(capsys, tmp_path):
+    assert cli.main(["distill", "--student", "mlp_30", "--feature-loss", "gram", "--runs-dir", str(tmp_path)]) == 2
+    assert "Gram matching needs conv feature maps" in capsys.readouterr().err
+
+
+def test_born_again_generations_and_their_checkpoints(capsys, tmp_path):
+    out = tmp_path / "out"
+    m = distill_json(capsys, tmp_path, "--teacher", "self", "--generations", "2", "--epochs", "1",
+                     "--train-fraction", "0.25", "--out", str(out))
+    gens = m["generations"]
+    assert len(gens) == 3 and m["baseline_acc"] == gens[0] and m["student_acc"] == gens[2]
+    assert m["teacher_acc"] == pytest.approx(gens[1], abs=1e-6)  # generation 1 taught generation 2
+    paths = checkpoints.drawing_paths(out)  # teacher (generation 1), student, baseline: all the student's arch
+    assert {checkpoints.load(p)[1]["arch"] for p in paths.values()} == {"seed_student"}
+    with pytest.raises(ValueError, match="only teacher"):
+        RunConfig(teacher="self", extra_teachers=("lenet5",))
+
+
+def test_bias_correction_by_hand():
+    """Three digits, class 0 held out: raising its logit by the chosen shift makes it the answer
+    for exactly as many digits as there are 0s (one here)."""
+    logits = torch.tensor([[1.0, 3.0, 0.0], [0.0, 0.5, 2.0], [2.5, 2.0, 0.0]])
+    labels = torch.tensor([0, 2, 0])
+    assert fidelity.bias_for_share(logits, 0, 1) == pytest.approx((-0.5 + 2.0) / 2)  # between the two flips
+    report = fidelity.omitted_class(logits, labels, 0)
+    # before: digit 0 -> 1 (wrong), digit 1 -> 2 (right), digit 2 -> 0 (right)
+    assert (report["errors"], report["omitted_errors"], report["omitted_acc"]) == (1, 1, 0.5)
+    assert report["omitted_test_digits"] == 2
+    # shifting to make 0 the answer for two digits: digit 2 (needs -0.5) and digit 0 (needs 2.0)
+    two = fidelity.bias_for_share(logits, 0, 2)
+    assert 2.0 < two < 2.0 + 1e-3 or two == pytest.approx((2.0 + 2.0) / 2)
+
+
+def test_missing_three_kd_student_reads_threes_it_never_saw(capsys, tmp_path):
+    """Hinton's experiment on the sample: neither student sees a 3. The baseline reads none; the
+    KD student reads some from the teacher's soft targets alone, and more after the bias correction."""
+    m = distill_json(capsys, tmp_path, "--omit-class", "3", "-T", "20", "--alpha", "0.9", "--epochs", "4")
+    assert m["omitted_class"] == 3 and m["omitted_test_digits"] == 200
+    assert m["train_samples"] == 8000 - 832  # the sample's training 3s, all gone
+    assert m["baseline_omitted_acc"] <= 0.02
+    assert m["student_omitted_acc"] >= m["baseline_omitted_acc"] + 0.2
+    assert m["student_omitted_acc_adjusted"] >= m["student_omitted_acc"]
