@@ -11,6 +11,7 @@ import plotly.io as pio
 COLORS = {"teacher": "#7f7f7f", "student": "#d62728", "baseline": "#1f77b4",
           "soft": "#ff9896", "hard": "#9467bd", "feature": "#2ca02c"}
 PART_COLORS = ("#e377c2", "#17becf")
+SOFT_LABELS = {"kd": "soft: KL·T²", "dkd": "soft: DKD·T²", "dist": "soft: DIST·τ²", "lskd": "soft: LS-KD KL·T²"}
 PART_LABELS = {"tckd": "TCKD (target class)", "nckd": "NCKD (other classes)",
                "inter": "inter-class 1−ρ", "intra": "intra-class 1−ρ"}
 PALETTE = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd"]  # one colour per compared run
@@ -41,7 +42,8 @@ def loss_figure(snapshot):
     if c["step"]:
         x = c["step"]
         data = [_line(x, c["loss"], "KD total", COLORS["student"]),
-                _line(x, c["soft"], "soft: KL·T²", COLORS["soft"], "dot", 1.5),
+                _line(x, c["soft"], SOFT_LABELS.get(snapshot.get("config", {}).get("loss", "kd"), "soft"),
+                      COLORS["soft"], "dot", 1.5),
                 _line(x, c["hard"], "hard: CE", COLORS["hard"], "dot", 1.5)]
         if any(v is not None for v in c["feature"]):
             data.append(_line(x, c["feature"], "feature", COLORS["feature"], "dash", 1.5))
