@@ -56,6 +56,10 @@ def settings_line(config):
                                                  if c["loss"] == "dkd" else ""))
     if c.get("train_fraction", 1.0) != 1.0:
         parts.append(f"{c['train_fraction']:.0%} of the data")
+    if c.get("omit_class") is not None:
+        parts.append(f"no {c['omit_class']}s in the students' data")
+    if c.get("teacher") == "self":
+        parts.append(f"born-again, {c.get('generations', 1)} generation{'s' if c.get('generations', 1) > 1 else ''}")
     if c.get("feature_loss", "none") != "none":
         parts.append(f"{c['feature_loss']} feature loss ×{c['feature_weight']:g}")
     if c.get("clip_grad_norm"):
