@@ -54,7 +54,7 @@ def settings_from(values):
                 loss=v["loss"], feature_loss=v["feature_loss"], feature_weight=v["feature_weight"],
                 extra_teachers=v["second_teacher"] or "", alpha_end=v["alpha_end"] if v["alpha_schedule"] else None,
                 clip_grad_norm=None if v["clip_grad_norm"] in (0, None, "") else v["clip_grad_norm"],
-                consistent=bool(v["consistent"]), data=v["data"], device=v["device"],
+                augment=bool(v["augment"]), consistent=bool(v["consistent"]), data=v["data"], device=v["device"],
                 omit_class=None if v["omit_class"] in ("", None) else v["omit_class"], generations=v["generations"])
 
 
@@ -397,6 +397,10 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
                             CONTROLS["alpha_end"] = gr.Slider(0, 1, value=0.3, step=RANGES["alpha_end"].step,
                                                               label="α at the end")
                         CONTROLS["clip_grad_norm"] = gr.Number(0, label="Gradient-norm clip (0 = off)")
+                        CONTROLS["augment"] = gr.Checkbox(
+                            DEFAULTS.augment, label="Shift augmentation (±2 px)",
+                            info="move every training digit by up to 2 px, for both students; the soft targets "
+                                 "stay the teacher's cached answers. Free, and +0.4 points on the sample.")
                         CONTROLS["consistent"] = gr.Checkbox(
                             DEFAULTS.consistent, label="Consistent teaching",
                             info="rotate, scale, slant and re-stroke every batch and ask the teacher about exactly "
@@ -491,14 +495,16 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
                concurrency_limit=None, queue=False, **private)
     predict_outputs = [teacher_pred, student_pred, baseline_pred, dist_plot, digit28, draw_note]
     predict_inputs = [sketch, CONTROLS["temperature"], drawing_models]
-    sketch.change(predict, predict_inputs, predict_outputs, api_name="predict", show_progress="hidden",
-                  concurrency_limit=4)
-    CONTROLS["temperature"].release(predict, predict_inputs, predict_outputs, **private)
+    # Predictions skip the queue (queue=False): the browser sends one POST to gradio_api/run/predict
+    # and gets the answer in its reply, instead of joining the queue and reading an event stream.
+    # That is most of a drawing's server cost (measured: `python -m kdapp loadtest`, README).
+    sketch.change(predict, predict_inputs, predict_outputs, api_name="predict", show_progress="hidden", queue=False)
+    CONTROLS["temperature"].release(predict, predict_inputs, predict_outputs, queue=False, **private)
     # The drawing's models live in session state, set in the same answer that shows them in the
     # dropdown (a link, a finished run) or by the visitor's own pick; then the digit is read again.
-    models_dd.change(predict, predict_inputs, predict_outputs, **private)
+    models_dd.change(predict, predict_inputs, predict_outputs, queue=False, **private)
     models_dd.input(lambda choice: (choice, False), models_dd, [drawing_models, follow], **private).then(
-        predict, predict_inputs, predict_outputs, **private)
+        predict, predict_inputs, predict_outputs, queue=False, **private)
     clear_btn.click(clear, None, predict_outputs, js=CLEAR_CANVAS, **private)
     fixed_gallery.select(show_example("fixed"), fidelity_shown, example_plot, **private)
     broken_gallery.select(show_example("broken"), fidelity_shown, example_plot, **private)

@@ -80,7 +80,8 @@ def add_run_options(p, defaults=DEFAULTS):
     p.add_argument("--feature-weight", type=float, default=defaults.feature_weight,
                    help="weight of the feature loss (used only with one)")
     p.add_argument("--clip-grad-norm", type=float, default=defaults.clip_grad_norm, help="off when not given")
-    p.add_argument("--augment", action="store_true", help="±2 px shifts for the student too")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=defaults.augment,
+                   help="±2 px shifts of both students' batches; the soft targets stay the teacher's cached ones")
     p.add_argument("--consistent", action="store_true",
                    help="consistent teaching: rotate, scale, slant, shift and re-stroke each batch, and run the "
                         "teacher online on exactly those images (Beyer et al. 2022); the baseline gets the same batches")

@@ -26,9 +26,9 @@ class RunConfig:
     student: str = "seed_student"        # its 174k-parameter student
     temperature: float = 4.0             # the seed finds T = 3..5 best on MNIST; so does our sweep
     alpha: float = 0.7                   # weight of the soft term, the seed's value
-    epochs: int = 30                     # >= 98% on the sample in under a minute on 2 vCPUs
-    lr: float = 0.005                    # Adam, cosine-decayed to 0 over the run; tuned for batch 128
-    batch_size: int = 128                # faster per sample than 64 on CPU, no accuracy lost at 30 epochs
+    epochs: int = 15                     # with lr 0.01 and shifts: 98.2% mean over seeds 0-2 in ~20 s (README)
+    lr: float = 0.01                     # Adam, cosine-decayed to 0 over the run; tuned for batch 128, 15 epochs
+    batch_size: int = 128                # 256 is no faster per digit on CPU and lost 0.1 pt at 15 epochs
     train_fraction: float = 1.0          # KD helps most with little data; 0.1 is the seed's small-data test
     omit_class: int | None = None        # Hinton's "missing 3": no digit of this class in either student's data
     seed: int = 0                        # student init, batch order and subset; same for KD and baseline
@@ -36,7 +36,7 @@ class RunConfig:
     data: str = "sample"                 # the bundled 10k sample: offline and the same everywhere
     teacher_epochs: int = 20             # only used when no checkpoint exists for the teacher
     generations: int = 1                 # teacher=self: born-again generations after generation 0 (1 to 3)
-    augment: bool = False                # ±2 px shifts for the student; disables the teacher-logit cache
+    augment: bool = True                 # ±2 px shifts for both students; soft targets stay the cached ones
     consistent: bool = False             # consistent teaching: pen-augmented batches, the teacher online on them
     extra_teachers: tuple = ()           # multi-teacher KD: soft targets average all teachers' probabilities
     alpha_end: float | None = None       # linear alpha schedule from alpha to alpha_end (None = constant)

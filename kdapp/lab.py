@@ -26,7 +26,7 @@ SWEEPS = {"temperature": (1.0, 2.0, 4.0, 8.0, 16.0), "alpha": (0.1, 0.3, 0.5, 0.
 URL_ALIASES = {"T": "temperature", "fraction": "train_fraction", "batch": "batch_size"}
 URL_SETTINGS = ("teacher", "student", "temperature", "alpha", "epochs", "lr", "batch_size", "train_fraction",
                 "loss", "feature_loss", "feature_weight", "alpha_end", "clip_grad_norm", "data", "seed",
-                "consistent", "omit_class", "generations")
+                "augment", "consistent", "omit_class", "generations")
 MODEL_CACHE_SIZE = 4  # (teacher, student, baseline) triples in memory; ~6 MB each
 
 
@@ -115,8 +115,11 @@ class Lab:
         ValueError when they are not a valid run."""
         config = self.config(settings)
         short = {v: k for k, v in URL_ALIASES.items()}
+        # A switch appears when it is not its default (augment=0, consistent=1): a page opened
+        # without it starts from the defaults.
         query = {short.get(name, name): int(value) if isinstance(value, bool) else value
-                 for name in URL_SETTINGS if (value := getattr(config, name)) is not None and value is not False}
+                 for name in URL_SETTINGS if (value := getattr(config, name)) is not None
+                 and not (isinstance(value, bool) and value == getattr(DEFAULTS, name))}
         return "/?" + urllib.parse.urlencode(query)
 
     # ---- runs ----

@@ -67,7 +67,7 @@ def settings_line(config):
     if c.get("consistent"):
         parts.append("consistent teaching")
     elif c.get("augment"):
-        parts.append("augmented")
+        parts.append("±2 px shifts")
     return html.escape(", ".join(parts))
 
 

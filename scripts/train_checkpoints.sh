@@ -8,7 +8,7 @@ for arch in mlp_1200 lenet5 mlp_800 seed_student mlp_30; do
   $py -m kdapp train-teacher --teacher "$arch" --epochs 30 --data sample --out checkpoints/
 done
 $py -m kdapp distill --teacher seed_teacher --student seed_student --temperature 4 --alpha 0.7 \
-  --epochs 30 --lr 0.005 --batch-size 128 --data sample --seed 0 --out checkpoints/
+  --epochs 30 --lr 0.005 --batch-size 128 --no-augment --data sample --seed 0 --out checkpoints/
 
 # Full MNIST (python -m kdapp data import DIR first; about 35 minutes on 2 cores).
 # seed_teacher is trained with the pen augmentation (rotation, scale, slant, shift, stroke width) so
@@ -16,4 +16,4 @@ $py -m kdapp distill --teacher seed_teacher --student seed_student --temperature
 $py -m kdapp train-teacher --teacher seed_teacher --epochs 15 --data mnist --teacher-augment pen --out checkpoints/
 $py -m kdapp train-teacher --teacher mlp_1200 --epochs 30 --data mnist --out checkpoints/
 $py -m kdapp distill --teacher seed_teacher --student seed_student --temperature 4 --alpha 0.9 \
-  --epochs 20 --lr 0.005 --batch-size 128 --data mnist --consistent --seed 0 --out checkpoints/
+  --epochs 20 --lr 0.005 --batch-size 128 --no-augment --data mnist --consistent --seed 0 --out checkpoints/

@@ -255,3 +255,24 @@ def test_strangers_text_in_a_link_is_shown_verbatim():
     from kdapp import reports
     text = reports.url_notice("[sign in](https://evil.example)", ["<img src=x onerror=alert(1)>", "a`b"])
     assert text.count("`") == 6 and "[sign in](https://evil.example)" in text  # inside code spans only
+
+
+def test_predict_skips_the_queue_and_answers_the_browsers_route(app_url, tmp_path):
+    """Drawings skip the queue: the page calls /predict with one POST to gradio_api/run/predict and
+    reads the answer from its reply (no queue, no event stream); scripts keep /predict's contract."""
+    import httpx
+    with httpx.Client(base_url=app_url, timeout=60) as http:
+        config = http.get("config").json()
+        predict = next(d for d in config["dependencies"] if d.get("api_name") == "predict")
+        assert predict["queue"] is False
+        canvas, label = digit_canvas(3, seed=11)
+        path = tmp_path / "digit.png"
+        Image.fromarray(canvas, "RGBA").save(path)
+        with open(path, "rb") as f:
+            uploaded = http.post("gradio_api/upload", files={"files": ("digit.png", f, "image/png")}).json()[0]
+        value = {"background": None, "layers": [], "composite": {"path": uploaded, "meta": {"_type": "gradio.FileData"}}}
+        r = http.post("gradio_api/run/predict", json={"data": [value, 4.0, None], "session_hash": "route-test"})
+        assert r.status_code == 200, r.text
+        teacher, student, baseline, _, _, note = r.json()["data"]
+        assert teacher["label"] == str(label) and student["label"] == str(label)
+        assert "KL(teacher‖student)" in note

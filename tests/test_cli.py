@@ -16,14 +16,15 @@ def parse(*argv):
 
 def test_no_options_is_the_apps_default_run():
     assert parse() == RunConfig() == DEFAULTS
-    assert (DEFAULTS.epochs, DEFAULTS.lr, DEFAULTS.batch_size, DEFAULTS.data) == (30, 0.005, 128, "sample")
+    assert (DEFAULTS.epochs, DEFAULTS.lr, DEFAULTS.batch_size, DEFAULTS.data, DEFAULTS.augment) == \
+        (15, 0.01, 128, "sample", True)
 
 
 def test_help_shows_every_default(capsys):
     with pytest.raises(SystemExit):
         cli.main(["distill", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for shown in ("(default: 30)", "(default: 0.005)", "(default: 128)", "(default: 4.0)", "(default: 0.7)",
+    for shown in ("(default: 15)", "(default: 0.01)", "(default: 128)", "(default: 4.0)", "(default: 0.7)",
                   "(default: sample)", "from 0.5 to 20"):
         assert shown in text, shown
 

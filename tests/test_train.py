@@ -108,3 +108,53 @@ def test_teacher_logits_are_cached_on_disk_for_the_next_process(sample, shipped_
     monkeypatch.setattr(teachers, "_LOGIT_CACHE", {})
     third = teachers.cached_logits(key, shipped_teacher, sample.test_x, cache_dir=tmp_path)
     assert calls == [2000, 2000] and torch.equal(first, third)
+
+
+def test_shift_augmentation_keeps_the_cached_soft_targets(sample, shipped_teacher, monkeypatch):
+    """--augment (the default): both students train on the same shifted batch, and the soft targets
+    are the teacher's cached answers for those digits unshifted; the teacher never runs per batch."""
+    from kdapp import data as data_lib
+    shifted, targets = [], []
+    real_shift, real_loss = data_lib.random_shift, train.distillation_loss
+    monkeypatch.setattr(data_lib, "random_shift", lambda x, generator=None: shifted.append(real_shift(
+        x, generator=generator)) or shifted[-1])
+    monkeypatch.setattr(train, "distillation_loss", lambda logits, t, *a, **k: targets.append(t) or real_loss(
+        logits, t, *a, **k))
+    teacher_inputs = []
+    teacher = type(shipped_teacher)()
+    teacher.load_state_dict(shipped_teacher.state_dict())
+    teacher.eval()
+    teacher.register_forward_pre_hook(lambda module, args: teacher_inputs.append(len(args[0])))
+    small = data_lib.Dataset(sample.train_x[:256], sample.train_y[:256], sample.test_x[:200], sample.test_y[:200],
+                             "sample")
+    config = RunConfig(epochs=1, batch_size=64, augment=True)
+    train.distill(config, [teacher], small)
+
+    assert len(shifted) == 4 and not any(n == 64 for n in teacher_inputs), "the teacher ran on a training batch"
+    # The targets are the cached log-probabilities of the unshifted digits, row for row.
+    generator = torch.Generator().manual_seed(config.seed)
+    subset = torch.randperm(256, generator=generator)
+    cached = teacher_log_probs([teachers.predict_logits(teacher, small.train_x)], config.temperature)
+    for batch, target in zip(train.distributed.epoch_batches(256, 64, generator, "cpu"), targets):
+        assert torch.allclose(target, cached[subset][batch], atol=1e-5)
+    for x in shifted:  # a shifted batch is not the raw digits
+        assert not any(torch.equal(x[0], raw) for raw in small.train_x)
+
+
+def test_channels_last_students_compute_the_same_function(sample):
+    """_fast_layout changes only the memory layout: the same logits (to float rounding) and a
+    state_dict that a plain model loads."""
+    from kdapp.models import build
+    torch.manual_seed(0)
+    plain = build("seed_student").eval()
+    fast = train._fast_layout(build("seed_student"))
+    fast.load_state_dict(plain.state_dict())
+    fast.eval()
+    x = sample.test_x[:500]
+    with torch.no_grad():
+        assert torch.allclose(plain(x), fast(x), atol=1e-4)
+    assert fast.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    again = build("seed_student")
+    again.load_state_dict(fast.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(again.eval()(x), plain(x), atol=1e-4)

@@ -84,7 +84,7 @@ def interleaved_throughputs(teacher, dataset, rounds, reference_samples):
     n = len(dataset.train_y)
     loops = {
         "reference": lambda r: seed_reference_throughput(teacher, reference_samples, seed=r),
-        "kd": lambda r: train.distill(RunConfig(epochs=1, baseline=False, batch_size=64,
+        "kd": lambda r: train.distill(RunConfig(epochs=1, baseline=False, batch_size=64, augment=False,
                                                  lr=0.001, seed=r), [teacher], dataset, teacher_keys=[key]),
         "plain": lambda r: train.train_teacher("seed_student", dataset, 1, lr=0.001, batch_size=64,
                                                 augment="none", seed=r),
@@ -141,13 +141,25 @@ def cold_start(timeout=60):
 
 
 # ---- (e) the default UI run ----
-def default_run():
-    """The run a visitor's Start launches: RunConfig's defaults."""
-    config = RunConfig()
-    teachers._LOGIT_CACHE.clear()
-    start = time.perf_counter()
-    result = train.run(config)
-    return time.perf_counter() - start, result.metrics["student_acc"], result.metrics["baseline_acc"]
+DEFAULT_RUN_SEEDS = (0, 1, 2)
+
+
+def default_runs(seeds=DEFAULT_RUN_SEEDS):
+    """The run a visitor's Start launches (RunConfig's defaults), once per seed, in this process
+    with a logit cache on disk as the app's runs have. The first run pays the teacher's pass over
+    the training set (cold); the later ones find its soft targets cached, as every run after a
+    server's first does. Returns [{seed, seconds, cold, student_acc, baseline_acc}]."""
+    import tempfile
+    rows = []
+    with tempfile.TemporaryDirectory() as runs_dir:
+        teachers._LOGIT_CACHE.clear()
+        for i, seed in enumerate(seeds):
+            start = time.perf_counter()
+            result = train.run(RunConfig(seed=seed), runs_dir=runs_dir)
+            rows.append({"seed": seed, "seconds": time.perf_counter() - start, "cold": i == 0,
+                         "student_acc": result.metrics["student_acc"], "baseline_acc": result.metrics["baseline_acc"]})
+            teachers._LOGIT_CACHE.clear()  # the next run reads the disk cache, as a new worker process does
+    return rows
 
 
 # ---- scaling and the hardware ceiling ----
@@ -312,8 +324,20 @@ def run_bench(args):
         log("(d) cold start ...")
         out["cold_start_s"] = cold_start()
     if not args.quick:
-        log("(e) default UI run ...")
-        out["default_run_s"], out["default_run_student_acc"], out["default_run_baseline_acc"] = default_run()
+        log("(e) default UI run, seeds 0, 1, 2 ...")
+        rows = default_runs()
+        warm = [r for r in rows if not r["cold"]] or rows
+        out["default_runs"] = rows
+        out["default_run_s"] = sum(r["seconds"] for r in warm) / len(warm)
+        out["default_run_cold_s"] = rows[0]["seconds"]
+        out["default_run_student_acc"] = rows[0]["student_acc"]  # seed 0, as before
+        out["default_run_baseline_acc"] = rows[0]["baseline_acc"]
+        out["default_run_student_acc_mean"] = sum(r["student_acc"] for r in rows) / len(rows)
+        out["default_run_baseline_acc_mean"] = sum(r["baseline_acc"] for r in rows) / len(rows)
+        log("(f) drawing capacity while the default run trains (client processes) ...")
+        from kdapp.tools import loadtest
+        out.update(loadtest.capacity(log=log))
+        out["floor_rps"] = loadtest.floor()
 
     out["kd_step_flops_per_sample"] = kd_step_flops()
     out["matmul_peak_gflops"] = matmul_peak() / 1e9
@@ -355,14 +379,25 @@ def table(out):
             ("(b) plain student training", f"{out['plain_samples_per_s']:,.0f} samples/s"),
             ("(b) KD vs plain (KD overhead)", f"{out['kd_vs_plain']:.2f}x cached, {out['kd_cold_vs_plain']:.2f}x cold"
                                               "   (target >= 0.8x)"),
-            ("(c) predict p50 / p95", f"{out['predict_p50_ms']:.2f} / {out['predict_p95_ms']:.2f} ms   (target p50 <= 5 ms)"),
+            ("(c) predict p50 / p95", f"{out['predict_p50_ms']:.2f} / {out['predict_p95_ms']:.2f} ms   (target p50 <= 2 ms)"),
             (f"(c) re-drawn digits ({out['redrawn_digits']})",
              f"teacher {out['redrawn_teacher_acc']:.2%}, student {out['redrawn_student_acc']:.2%}   (targets 97% / 95%)")]
     if "cold_start_s" in out:
-        rows.append(("(d) cold start to HTTP 200", f"{out['cold_start_s']:.2f} s   (target <= 10 s)"))
+        rows.append(("(d) cold start to HTTP 200", f"{out['cold_start_s']:.2f} s   (target <= 5 s)"))
     if "default_run_s" in out:
-        rows.append(("(e) default UI run", f"{out['default_run_s']:.1f} s, student {out['default_run_student_acc']:.2%}, "
-                                           f"baseline {out['default_run_baseline_acc']:.2%}   (target <= 60 s, >= 98%)"))
+        rows.append(("(e) default UI run", f"{out['default_run_s']:.1f} s with the teacher's logits cached, "
+                                           f"{out['default_run_cold_s']:.1f} s cold   (target <= 25 s)"))
+        rows.append(("(e) its student, seeds 0/1/2", f"{out['default_run_student_acc_mean']:.2%} mean ("
+                     + " / ".join(f"{r['student_acc']:.2%}" for r in out["default_runs"])
+                     + f"), baseline {out['default_run_baseline_acc_mean']:.2%}   (target >= 98.0%)"))
+    if "predict_capacity_visitors" in out:
+        rows.append(("(f) drawing capacity", f"{out['predict_capacity_visitors']} visitors (/predict every 2 s each, "
+                                             f"p95 {out['capacity_p95_ms']:.0f} ms), training kept "
+                                             f"{out['train_speed_kept'] or 0:.0%}"))
+        rows.append(("(f) ... with training >= 50%", f"{out['predict_capacity_visitors_half_speed']} visitors, training "
+                                                     f"kept {out['train_speed_kept_half_speed'] or 0:.0%}   "
+                                                     "(target >= 40, >= 50%)"))
+        rows.append(("(f) floor: no-op Gradio app", f"{out['floor_rps']:.0f} requests/s back to back"))
     rows += [("KD step FLOPs / sample", f"{out['kd_step_flops_per_sample'] / 1e6:.2f} MFLOP"),
              ("KD achieved vs matmul peak", f"{out['kd_achieved_gflops']:.1f} / {out['matmul_peak_gflops']:.1f} GFLOP/s "
                                             f"({out['kd_achieved_gflops'] / out['matmul_peak_gflops']:.1%})")]
