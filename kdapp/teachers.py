@@ -45,11 +45,24 @@ def evaluate(model, x, y, batch_size=EVAL_BATCH):
     return accuracy(predict_logits(model, x, batch_size), y)
 
 
+def is_cnn(model):
+    return any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+
+
+def channels_last(model):
+    """A CNN with its weights in channels_last (in place; other models as they are), so that its
+    convs write NHWC maps and max-pooling runs on them. PyTorch's NCHW max_pool2d is slow on CPU:
+    measured on 2 vCPUs, a KD + baseline step of seed_student 16.5 vs 20.2 ms, a 2,000-digit test
+    pass 94 vs 162 ms, the seed teacher's pass 2,996 vs 2,150 samples/s. The same math; values
+    differ only in float rounding, and the state_dict loads into a plain model."""
+    return model.to(memory_format=torch.channels_last) if is_cnn(model) else model
+
+
 def teacher_pass(teacher, x, should_stop=_never):
-    """Logits of a teacher over a whole split. channels_last makes the seed teacher's pass 1.4x
-    faster on CPU (measured: 2,150 -> 2,996 samples/s), with the same float32 math."""
-    if x.dim() == 4 and any(isinstance(m, torch.nn.Conv2d) for m in teacher.modules()):
-        teacher = copy.deepcopy(teacher).to(memory_format=torch.channels_last)
+    """Logits of a teacher over a whole split, run in channels_last (on a copy: the caller's
+    teacher keeps its layout)."""
+    if x.dim() == 4 and is_cnn(teacher):
+        teacher = channels_last(copy.deepcopy(teacher))
         x = x.contiguous(memory_format=torch.channels_last)
     return predict_logits(teacher, x, should_stop=should_stop)
 

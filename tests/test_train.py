@@ -142,12 +142,12 @@ def test_shift_augmentation_keeps_the_cached_soft_targets(sample, shipped_teache
 
 
 def test_channels_last_students_compute_the_same_function(sample):
-    """_fast_layout changes only the memory layout: the same logits (to float rounding) and a
+    """channels_last changes only the memory layout: the same logits (to float rounding) and a
     state_dict that a plain model loads."""
     from kdapp.models import build
     torch.manual_seed(0)
     plain = build("seed_student").eval()
-    fast = train._fast_layout(build("seed_student"))
+    fast = train.channels_last(build("seed_student"))
     fast.load_state_dict(plain.state_dict())
     fast.eval()
     x = sample.test_x[:500]

@@ -41,6 +41,11 @@ def sketch_value(path):
 
 
 # ---- client processes ----
+def _last_event_data(text):
+    """The last `data:` payload of a Gradio event stream: the event's outputs."""
+    return json.loads([ln[6:] for ln in text.splitlines() if ln.startswith("data: ")][-1])
+
+
 async def _predict(http, data, session, route):
     """One /predict by the browser's route for an unqueued event ("run": one POST), or through
     the queue as a queued event's scripts reach it ("call": POST, then read the event stream)."""
@@ -51,7 +56,7 @@ async def _predict(http, data, session, route):
     r = await http.post("gradio_api/call/predict", json={"data": data})
     r.raise_for_status()
     r = await http.get(f"gradio_api/call/predict/{r.json()['event_id']}")
-    return json.loads([ln[6:] for ln in r.text.splitlines() if ln.startswith("data: ")][-1])
+    return _last_event_data(r.text)
 
 
 async def _visitor(http, paths, labels, offset, stop_at, think, results, route):
@@ -162,8 +167,7 @@ def _call(http, name, data):
     """A queued event over Gradio's HTTP API (POST, then read the event stream)."""
     r = http.post(f"gradio_api/call/{name}", json={"data": data})
     r.raise_for_status()
-    text = http.get(f"gradio_api/call/{name}/{r.json()['event_id']}").text
-    return json.loads([ln[6:] for ln in text.splitlines() if ln.startswith("data: ")][-1])
+    return _last_event_data(http.get(f"gradio_api/call/{name}/{r.json()['event_id']}").text)
 
 
 def upload_canvases(http, count=100, seed=3):
@@ -185,7 +189,7 @@ def capacity(levels=LEVELS, seconds=12.0, route="run", log=print):
     """The load steps up through `levels` while the default run trains; see the module docstring."""
     import httpx
 
-    from kdapp.tools.serving import ROOT, start_app, wait_for_http
+    from kdapp.tools.serving import start_app, wait_for_http
     runs_dir = Path(tempfile.mkdtemp(prefix="kdapp-loadtest-"))
     # The start event's inputs, built by name from app.CONTROLS; this process's own (unused)
     # lab must not open the server's run store, so it gets a store of its own.
@@ -246,14 +250,8 @@ def floor(clients=20, seconds=12.0):
     `noop_app`: the same components, a handler that does nothing."""
     import httpx
 
-    from kdapp.tools.serving import ROOT, free_port, wait_for_http
-    import subprocess
-    port = free_port()
-    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1",
-               GRADIO_ANALYTICS_ENABLED="False")
-    server = subprocess.Popen([sys.executable, "-m", "kdapp.tools.noop_app"], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/"
+    from kdapp.tools.serving import start_app, wait_for_http
+    server, url = start_app(tempfile.mkdtemp(prefix="kdapp-noop-"), args=("-m", "kdapp.tools.noop_app"))
     try:
         wait_for_http(url, server)
         with httpx.Client(base_url=url, timeout=60) as http:

@@ -22,12 +22,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_app(runs_dir, port=None, log=subprocess.DEVNULL, env=None):
-    """`python app.py` as its own process on a free local port. Returns (process, url)."""
+def start_app(runs_dir, port=None, log=subprocess.DEVNULL, env=None, args=("app.py",)):
+    """`python app.py` (or `python *args`) as its own process on a free local port. Returns (process, url)."""
     port = port or free_port()
     env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1",
                GRADIO_ANALYTICS_ENABLED="False", KDAPP_RUNS_DIR=str(runs_dir), **(env or {}))
-    process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=log)
+    process = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=log, stderr=log)
     return process, f"http://127.0.0.1:{port}/"
 
 
