@@ -55,7 +55,8 @@ def settings_from(values):
                 extra_teachers=v["second_teacher"] or "", alpha_end=v["alpha_end"] if v["alpha_schedule"] else None,
                 clip_grad_norm=None if v["clip_grad_norm"] in (0, None, "") else v["clip_grad_norm"],
                 augment=bool(v["augment"]), consistent=bool(v["consistent"]), data=v["data"], device=v["device"],
-                omit_class=None if v["omit_class"] in ("", None) else v["omit_class"], generations=v["generations"])
+                omit_class=None if v["omit_class"] in ("", None) else v["omit_class"], self_distill=v["self_distill"],
+                generations=v["generations"])
 
 
 def inputs_for(**settings):
@@ -199,8 +200,10 @@ class Sketchpad(gr.Sketchpad):
             return {"unreadable": f"{type(e).__name__}: {e}"}
 
 
-BASELINE_LABEL = "Baseline (no KD)"
-NO_BASELINE = gr.update(value=None, label="Baseline: none for these models")
+# The labels say which models the drawing has; they change with the models picked (model_labels),
+# never in /predict's answer, whose outputs stay plain values for scripts.
+TEACHER_LABEL, NO_TEACHER_LABEL = "Teacher", "Teacher: none (this run's student taught itself)"
+BASELINE_LABEL, NO_BASELINE_LABEL = "Baseline (no KD)", "Baseline: none for these models"
 
 
 def predict(sketch, temperature=DEFAULTS.temperature, models=lab_lib.SHIPPED):
@@ -215,10 +218,17 @@ def predict(sketch, temperature=DEFAULTS.temperature, models=lab_lib.SHIPPED):
         return clear()
     except CanvasError as e:
         return None, None, None, plots.distribution_figure(None), None, reports.hint(f"Could not read that image: {e}")
-    baseline = (gr.update(value=reports.top_labels(result["baseline"]["p1"]), label=BASELINE_LABEL)
-                if "baseline" in result else NO_BASELINE)
-    return (reports.top_labels(result["teacher"]["p1"]), reports.top_labels(result["student"]["p1"]), baseline,
+    teacher, student, baseline = (reports.top_labels(result[role]["p1"]) if role in result else None
+                                  for role in ("teacher", "student", "baseline"))
+    return (teacher, student, baseline,
             plots.distribution_figure(result), result["image"], reports.prediction_note(result))
+
+
+def model_labels(choice):
+    """The teacher's and baseline's labels for the drawing's models: "none" where they have none."""
+    teacher, _, baseline, _ = lab.models_or_shipped(choice or lab_lib.SHIPPED)
+    return (gr.update(label=TEACHER_LABEL if teacher is not None else NO_TEACHER_LABEL),
+            gr.update(label=BASELINE_LABEL if baseline is not None else NO_BASELINE_LABEL))
 
 
 def clear():
@@ -375,21 +385,29 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
                                  "teacher. DIST: match the ranking of classes and of examples (Pearson), not the "
                                  "probabilities. LS-KD: KD on z-scored logits, so the student matches their "
                                  "shape, not their scale.", elem_id="control-loss")
+                        CONTROLS["omit_class"] = gr.Dropdown(
+                            [("none", "")] + [(str(d), str(d)) for d in range(10)], value="",
+                            label="Leave out a digit", elem_id="control-omit_class",
+                            info="no example of it in either student's data (Hinton's missing 3)")
                         with gr.Row():
-                            CONTROLS["omit_class"] = gr.Dropdown(
-                                [("none", "")] + [(str(d), str(d)) for d in range(10)], value="",
-                                label="Leave out a digit", elem_id="control-omit_class",
-                                info="no example of it in either student's data (Hinton's missing 3)")
+                            CONTROLS["self_distill"] = gr.Radio(
+                                [("born-again generations", "born-again"), ("deep supervision", "deep")],
+                                value=DEFAULTS.self_distill, label="With teacher = self", elem_id="control-self_distill",
+                                info="born-again: a copy of the student trained on labels teaches the next. Deep "
+                                     "supervision: heads on the student's shallower layers learn from its deepest "
+                                     "layer (features, via adapters, and softmax at T); no teacher at all")
                             CONTROLS["generations"] = slider(
-                                "generations", "Born-again generations", "with teacher = self: generation k "
-                                "learns from generation k−1; generation 0, labels only, is the baseline")
+                                "generations", "Born-again generations", "generation k learns from generation "
+                                "k−1; generation 0, labels only, is the baseline")
                         CONTROLS["feature_loss"] = gr.Radio(
                             ["none", "hint", "attention", "gram"], value=DEFAULTS.feature_loss, label="Feature loss",
+                            elem_id="control-feature_loss",
                             info="hint: FitNets MSE through a learned adapter; attention: attention transfer; "
                                  "gram: match channel Gram matrices after the adapter (attention and gram: CNNs "
                                  "only, seed_teacher, seed_student, lenet5). With a second teacher the target is "
                                  "the two teachers' features averaged.")
-                        CONTROLS["feature_weight"] = slider("feature_weight", "Feature loss weight")
+                        CONTROLS["feature_weight"] = slider("feature_weight", "Feature loss weight",
+                                                            "also the hint's weight in deep supervision")
                         CONTROLS["second_teacher"] = gr.Dropdown(
                             [("none", "")] + [c for c in teacher_choices if c[1] != "self"], value="",
                             label="Second teacher (multi-teacher KD: probabilities averaged)")
@@ -506,6 +524,7 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     models_dd.change(predict, predict_inputs, predict_outputs, queue=False, **private)
     models_dd.input(lambda choice: (choice, False), models_dd, [drawing_models, follow], **private).then(
         predict, predict_inputs, predict_outputs, queue=False, **private)
+    drawing_models.change(model_labels, drawing_models, [teacher_pred, baseline_pred], queue=False, **private)
     clear_btn.click(clear, None, predict_outputs, js=CLEAR_CANVAS, **private)
     fixed_gallery.select(show_example("fixed"), fidelity_shown, example_plot, **private)
     broken_gallery.select(show_example("broken"), fidelity_shown, example_plot, **private)

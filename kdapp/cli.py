@@ -52,9 +52,13 @@ def add_run_options(p, defaults=DEFAULTS):
     kdapp.config; `--help` shows them. Ranges are checked by RunConfig itself."""
     names = ", ".join(ARCHITECTURES)
     p.add_argument("--teacher", default=defaults.teacher,
-                   help=f"architecture: {names}; or self (born-again: the student's generation 0 teaches it)")
+                   help=f"architecture: {names}; or self (no pretrained teacher: see --self-distill)")
+    p.add_argument("--self-distill", default=defaults.self_distill, choices=CHOICES["self_distill"],
+                   help="with --teacher self: born-again (the student's generation 0 teaches generation 1, and "
+                        "so on) or deep (heads on the student's shallower layers learn from its deepest)")
     p.add_argument("--generations", type=int, default=defaults.generations,
-                   help="with --teacher self: born-again generations after generation 0, " + _range("generations"))
+                   help="with --teacher self --self-distill born-again: generations after generation 0, "
+                        + _range("generations"))
     p.add_argument("--teachers", default=None, help="several teachers, comma-separated (multi-teacher KD)")
     p.add_argument("--student", default=defaults.student, help=f"architecture: {names}")
     p.add_argument("--temperature", "-T", type=float, default=defaults.temperature, help=_range("temperature"))
@@ -104,6 +108,7 @@ def config_from_args(args):
     teachers = [t for t in (args.teachers or args.teacher).split(",") if t]
     return RunConfig.from_dict(dict(
         teacher=teachers[0], extra_teachers=tuple(teachers[1:]), student=args.student, generations=args.generations,
+        self_distill=args.self_distill,
         temperature=args.temperature, alpha=args.alpha, alpha_end=args.alpha_end, epochs=args.epochs,
         teacher_epochs=args.teacher_epochs, lr=args.lr, batch_size=args.batch_size,
         train_fraction=args.train_fraction, omit_class=args.omit_class, loss=args.loss, dkd_alpha=args.dkd_alpha, dkd_beta=args.dkd_beta,
@@ -165,7 +170,8 @@ def cmd_distill(args):
                 shutil.copyfile(source, path)
                 print(f"saved {path}", file=sys.stderr)
     gain = "" if m["baseline_acc"] is None else f", KD gain {100 * (m['student_acc'] - m['baseline_acc']):+.2f} pts"
-    print(f"teacher {m['teacher_acc']:.2%} | KD student {m['student_acc']:.2%} | baseline "
+    teacher = "no teacher" if m["teacher_acc"] is None else f"teacher {m['teacher_acc']:.2%}"
+    print(f"{teacher} | KD student {m['student_acc']:.2%} | baseline "
           f"{'-' if m['baseline_acc'] is None else format(m['baseline_acc'], '.2%')}{gain} "
           f"({m['data']}, {m['seconds']:.1f} s)", file=sys.stderr)
     if args.json:

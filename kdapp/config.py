@@ -16,7 +16,8 @@ from kdapp.losses import LOGIT_LOSSES
 from kdapp.models import ARCHITECTURES, has_feature_maps
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-SELF = "self"  # teacher=self: born-again networks, the student's own earlier generation teaches it
+SELF = "self"  # teacher=self: no pretrained teacher; the student teaches itself (SELF_DISTILL says how)
+SELF_DISTILL = ("born-again", "deep")  # an earlier generation of the student, or its own deepest layer
 FEATURE_LOSSES = ("none", "hint", "attention", "gram")
 
 
@@ -35,7 +36,8 @@ class RunConfig:
     device: str = "auto"                 # auto = cuda, then mps, then cpu
     data: str = "sample"                 # the bundled 10k sample: offline and the same everywhere
     teacher_epochs: int = 20             # only used when no checkpoint exists for the teacher
-    generations: int = 1                 # teacher=self: born-again generations after generation 0 (1 to 3)
+    self_distill: str = "born-again"     # teacher=self: born-again generations, or deep supervision
+    generations: int = 1                 # teacher=self, born-again: generations after generation 0 (1 to 3)
     augment: bool = True                 # ±2 px shifts for both students; soft targets stay the cached ones
     consistent: bool = False             # consistent teaching: pen-augmented batches, the teacher online on them
     extra_teachers: tuple = ()           # multi-teacher KD: soft targets average all teachers' probabilities
@@ -57,6 +59,11 @@ class RunConfig:
     @property
     def teachers(self):
         return (self.teacher, *self.extra_teachers)
+
+    @property
+    def deep_supervision(self):
+        """No teacher at all: the student's deepest layer teaches its shallower ones."""
+        return self.teacher == SELF and self.self_distill == "deep"
 
     def to_dict(self):
         d = asdict(self)
@@ -94,8 +101,14 @@ class RunConfig:
             what = "attention transfer" if self.feature_loss == "attention" else "Gram matching"
             raise ValueError(f"{what} needs conv feature maps: pick a CNN student and teacher "
                              f"({cnns}), or use the hint loss")
-        if self.feature_loss != "none" and self.feature_weight == 0:
-            raise ValueError(f"the {self.feature_loss} feature loss needs a feature weight above 0")
+        if self.deep_supervision and self.feature_loss != "none":
+            raise ValueError("deep supervision is its own feature loss (each stage hints at the deepest); "
+                             "set the feature loss to none")
+        if self.deep_supervision and self.consistent:
+            raise ValueError("consistent teaching needs a teacher to ask; deep supervision has none")
+        if (self.feature_loss != "none" or self.deep_supervision) and self.feature_weight == 0:
+            raise ValueError(f"the {'deep supervision' if self.deep_supervision else self.feature_loss} "
+                             "feature loss needs a feature weight above 0")
         return self
 
 
@@ -142,7 +155,8 @@ RANGES = {
     "time_limit_s": Range(1.0, 4 * 3600.0, 1.0),
 }
 OPTIONAL = ("alpha_end", "clip_grad_norm", "omit_class")  # None means off
-CHOICES = {"device": DEVICES, "data": DATA_SOURCES, "feature_loss": FEATURE_LOSSES, "loss": LOGIT_LOSSES}
+CHOICES = {"device": DEVICES, "data": DATA_SOURCES, "feature_loss": FEATURE_LOSSES, "loss": LOGIT_LOSSES,
+           "self_distill": SELF_DISTILL}
 
 # A shared 2-vCPU box: one visitor's run must not hold it for long. Caps refuse what a visitor
 # asks for beyond them; the imposed settings are not the visitor's to choose.

@@ -116,3 +116,40 @@ class FeatureDistiller(nn.Module):
             student.train(was_training)
             t_shape = teacher.forward_features(probe)[1].shape[1:]
         return cls(kind, s_shape, t_shape)
+
+
+class DeepSupervision(nn.Module):
+    """Self-distillation with no pretrained teacher: the feature article's SelfDistillation, whose
+    shallower feature maps are aligned to the deepest one, completed as in Zhang et al., "Be Your
+    Own Teacher" (ICCV 2019). Each shallower stage of the student gets an adapter to its deepest
+    stage's shape (what the final layer reads) and a linear classifier head on the adapted
+    features. forward(stages) -> (the heads' logits, hint loss): the hint is the mean MSE between
+    each adapted stage and the deepest stage, held fixed (detached) so the teacher side is not
+    pulled toward its students. The heads learn from the labels and the final softmax
+    (kdapp.losses.self_distillation_loss). Adapters and heads are dropped after training: the
+    student that ships is the plain architecture."""
+
+    def __init__(self, stage_shapes, classes=10):
+        super().__init__()
+        *shallow, deepest = [tuple(shape) for shape in stage_shapes]
+        if not shallow or len(deepest) != 1:
+            raise ValueError(f"deep supervision needs two or more stages ending in a vector; got {stage_shapes}")
+        self.adapters = nn.ModuleList(FeatureAdapter(shape, deepest) for shape in shallow)
+        self.heads = nn.ModuleList(nn.Linear(deepest[0], classes) for _ in shallow)
+
+    def forward(self, stages):
+        target = stages[-1].detach()
+        aux_logits, hints = [], []
+        for adapter, head, features in zip(self.adapters, self.heads, stages[:-1]):
+            adapted, target_vector = adapter(features, target)
+            hints.append(hint_loss(adapted, target_vector))
+            aux_logits.append(head(adapted))
+        return aux_logits, torch.stack(hints).mean()
+
+    @classmethod
+    def for_model(cls, student, probe):
+        with torch.no_grad():
+            was_training = student.training
+            stages = student.eval().forward_stages(probe)[1]
+            student.train(was_training)
+        return cls([s.shape[1:] for s in stages])

@@ -61,7 +61,8 @@ def _examples(mask, y, logits, x, limit):
 
 def fidelity(logits, y, temperature, x, max_examples=MAX_EXAMPLES):
     """logits: {"teacher", "student", optional "baseline": (N,10)} on test digits x (N,1,28,28)
-    with labels y. Returns a JSON-ready dict (see the module docstring)."""
+    with labels y; the teacher may be None (deep supervision), and then there is no agreement
+    or KL to report. Returns a JSON-ready dict (see the module docstring)."""
     logits = {role: z.detach().float().cpu() for role, z in logits.items() if z is not None}
     y, x = y.cpu(), x.cpu()
     predicted = {role: z.argmax(1) for role, z in logits.items()}
@@ -72,7 +73,7 @@ def fidelity(logits, y, temperature, x, max_examples=MAX_EXAMPLES):
         out["confusion"][role] = confusion(y, p)
         counts = torch.bincount(y, minlength=10).clamp(min=1)
         out["per_class"][role] = (torch.bincount(y[p == y], minlength=10) / counts).tolist()
-        if role != "teacher":
+        if role != "teacher" and "teacher" in predicted:
             out["agreement"][role] = (p == predicted["teacher"]).float().mean().item()
             out["kl"][role] = {"T1": mean_kl(logits["teacher"], logits[role], 1.0),
                                "T": mean_kl(logits["teacher"], logits[role], temperature)}

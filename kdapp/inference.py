@@ -130,15 +130,17 @@ def preprocess(image):
 @torch.inference_mode()
 def compare(teacher, student, x, temperature, baseline=None):
     """Each model's softmax at T=1 and at T, and KL(teacher || model) at T, as plain lists.
-    Keys: "teacher", "student" and, given one, "baseline"; each {"p1", "pT", "kl_T"}."""
+    Keys: "teacher" (unless it is None: a run with no teacher), "student" and, given one,
+    "baseline"; each {"p1", "pT", "kl_T"}, with kl_T None when there is no teacher."""
     models = {"teacher": teacher, "student": student, "baseline": baseline}
     logits = {name: model(x).float() for name, model in models.items() if model is not None}
-    log_p = F.log_softmax(logits["teacher"] / temperature, 1)
+    log_p = F.log_softmax(logits["teacher"] / temperature, 1) if teacher is not None else None
     out = {"temperature": float(temperature)}
     for name, z in logits.items():
         log_q = F.log_softmax(z / temperature, 1)
         out[name] = {"p1": F.softmax(z, 1)[0].tolist(), "pT": log_q.exp()[0].tolist(),
-                     "kl_T": F.kl_div(log_q, log_p, reduction="batchmean", log_target=True).item()}
+                     "kl_T": None if log_p is None else
+                     F.kl_div(log_q, log_p, reduction="batchmean", log_target=True).item()}
     out["kl_T"] = out["student"]["kl_T"]
     return out
 

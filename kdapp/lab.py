@@ -26,7 +26,7 @@ SWEEPS = {"temperature": (1.0, 2.0, 4.0, 8.0, 16.0), "alpha": (0.1, 0.3, 0.5, 0.
 URL_ALIASES = {"T": "temperature", "fraction": "train_fraction", "batch": "batch_size"}
 URL_SETTINGS = ("teacher", "student", "temperature", "alpha", "epochs", "lr", "batch_size", "train_fraction",
                 "loss", "feature_loss", "feature_weight", "alpha_end", "clip_grad_norm", "data", "seed",
-                "augment", "consistent", "omit_class", "generations")
+                "augment", "consistent", "omit_class", "self_distill", "generations")
 MODEL_CACHE_SIZE = 4  # (teacher, student, baseline) triples in memory; ~6 MB each
 
 
@@ -51,7 +51,8 @@ class Lab:
             ready = checkpoints.find_teacher(name, "sample", teachers.teacher_dirs(self.runs_dir)) is not None
             note = "pretrained" if ready else "trained first"
             choices.append((f"{name} · {count_parameters(name):,} params · {note}", name))
-        choices.append((f"self · born-again: the student's own generation 0 teaches it", SELF))
+        choices.append(("self · no pretrained teacher: the student teaches itself (born-again or deep supervision)",
+                        SELF))
         return choices
 
     @staticmethod
@@ -235,15 +236,25 @@ class Lab:
             raise LookupError(f"run {choice} has no models to draw with ({record['state']}"
                               f"{'' if record['state'] != FINISHED else ', its checkpoints were pruned'})")
         paths = record["extra"].get("paths", {})
+        c = record["config"]
+        teacherless = c["teacher"] == SELF and c.get("self_distill") == "deep"  # deep supervision: no teacher
         try:
-            teacher, _ = checkpoints.load(paths["teacher"])
+            teacher = None if teacherless else checkpoints.load(paths["teacher"])[0]
             student, _ = checkpoints.load(paths["student"])
         except (KeyError, TypeError, checkpoints.CheckpointError) as e:
             raise LookupError(f"run {choice}'s models could not be loaded: {e}") from None
         baseline = _optional(paths.get("baseline"))
-        c = record["config"]
         return (teacher, student, baseline, f"run {choice}: {c['teacher']} → {c['student']}, T={c['temperature']:g}, "
                                             f"α={c['alpha']:g} (student {record['metrics']['student_acc']:.2%})")
+
+    def models_or_shipped(self, choice, notes=None):
+        """models(choice), or the shipped ones when it cannot be had (the reason goes into `notes`)."""
+        try:
+            return self.models(choice)
+        except LookupError as e:
+            if notes is not None:
+                notes.append(f"{e}; using the shipped checkpoints")
+            return self.models(SHIPPED)
 
     def predict(self, canvas, temperature=DEFAULTS.temperature, models=SHIPPED):
         """A dict with the prepared 28x28 image, the models' softmaxes at T=1 and T, KL, notes and
@@ -256,11 +267,7 @@ class Lab:
         except ValueError as e:
             notes.append(f"{e}; showing T={DEFAULTS.temperature:g} instead")
             temperature = DEFAULTS.temperature
-        try:
-            teacher, student, baseline, description = self.models(models)
-        except LookupError as e:
-            notes.append(f"{e}; using the shipped checkpoints")
-            teacher, student, baseline, description = self.models(SHIPPED)
+        teacher, student, baseline, description = self.models_or_shipped(models, notes)
         result = inference.compare(teacher, student, prepared.tensor, temperature, baseline)
         result.update(image=prepared.image, notes=notes, models=description)
         return result

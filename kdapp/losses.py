@@ -124,6 +124,28 @@ def dist_terms(student_p, teacher_p):
     return 1 - _pearson(student_p, teacher_p, dim=1).mean(), 1 - _pearson(student_p, teacher_p, dim=0).mean()
 
 
+def self_distillation_loss(logits, aux_logits, targets, temperature, alpha, loss="kd", **weights):
+    """Deep supervision with the network as its own teacher (Zhang et al., "Be Your Own Teacher",
+    ICCV 2019): the final classifier learns from the labels, and each shallower head k learns from
+    the labels and from the final classifier's softmax at T, which is held fixed (detached):
+
+        L = CE(z, y) + mean_k [ alpha * soft(z_k, softmax(z/T)) + (1 - alpha) * CE(z_k, y) ]
+
+    with `soft` the chosen logit loss (see distillation_loss). Returns KDParts whose `hard` is the
+    final classifier's CE, `soft` the heads' mean soft term and `parts` their mean named terms.
+    The feature half of deep supervision (the hint from each shallow stage to the deepest) is
+    kdapp.features.DeepSupervision's."""
+    hard = F.cross_entropy(logits, targets)
+    target_log_p = teacher_log_probs(logits.detach(), temperature, loss)
+    heads = [distillation_loss(z, target_log_p, targets, temperature, alpha, loss, **weights) for z in aux_logits]
+    parts = {name: _mean(h.parts[name] for h in heads) for name in heads[0].parts} if heads[0].parts else None
+    return KDParts(hard + _mean(h.total for h in heads), _mean(h.soft for h in heads), hard, parts)
+
+
+def _mean(values):
+    return torch.stack(list(values)).mean()
+
+
 def kd_loss_parts(student_logits, teacher_logits, targets, temperature, alpha):
     check_hparams(temperature, alpha)
     return distillation_loss(student_logits, teacher_log_probs(teacher_logits, temperature),

@@ -1,10 +1,11 @@
 """The teacher/student zoo. Every model maps normalised (N,1,28,28) to raw logits (N,10).
 
 Softmax lives in the losses and in inference, never here: KD needs logits at temperature T.
-For feature distillation each model also offers `forward_features(x) -> (logits, features)`,
-where `features` is the one intermediate tensor the model exposes for hints and attention
-maps (a conv map (N,C,H,W) for CNNs, a hidden vector (N,D) for MLPs). The trainer calls
-that method and never names a layer.
+For feature distillation each model offers `forward_stages(x) -> (logits, stages)`: its hidden
+activations from shallow to deep, the last one being what the final linear layer reads (a vector).
+`forward_features(x) -> (logits, features)` picks the one stage the model exposes for hints and
+attention maps (`hint_stage`: a conv map (N,C,H,W) for CNNs, a hidden vector (N,D) for MLPs).
+The trainer calls these methods and never names a layer.
 """
 import torch
 import torch.nn as nn
@@ -12,10 +13,16 @@ import torch.nn.functional as F
 
 
 class Net(nn.Module):
-    """A model of the zoo: `forward_features(x) -> (logits, features)`; `forward` is its logits."""
+    """A model of the zoo: `forward_stages(x) -> (logits, [hidden stages, shallow to deep])`;
+    `forward_features` is its logits and its hint stage; `forward` is its logits."""
+    hint_stage = 0
 
     def forward(self, x):
-        return self.forward_features(x)[0]
+        return self.forward_stages(x)[0]
+
+    def forward_features(self, x):
+        logits, stages = self.forward_stages(x)
+        return logits, stages[self.hint_stage]
 
 
 class SeedTeacher(Net):
@@ -33,13 +40,14 @@ class SeedTeacher(Net):
         self.fc1 = nn.Linear(9216, 128)
         self.fc2 = nn.Linear(128, 10)
 
-    def forward_features(self, x):
-        x = F.relu(self.conv1(x))
-        features = F.relu(self.conv2(x))  # (N,64,24,24)
-        x = F.max_pool2d(features, 2)
-        x = self.dropout(torch.flatten(x, 1))
-        x = F.relu(self.fc1(x))
-        return self.fc2(x), features
+    hint_stage = 1  # conv2's map
+
+    def forward_stages(self, x):
+        c1 = F.relu(self.conv1(x))         # (N,32,26,26)
+        c2 = F.relu(self.conv2(c1))        # (N,64,24,24)
+        x = self.dropout(torch.flatten(F.max_pool2d(c2, 2), 1))
+        h = F.relu(self.fc1(x))            # (N,128)
+        return self.fc2(h), [c1, c2, h]
 
 class SeedStudent(Net):
     """The seed article's student, with fc1's input corrected from 2304 to 2704 = 16*13*13."""
@@ -50,11 +58,12 @@ class SeedStudent(Net):
         self.fc1 = nn.Linear(2704, 64)
         self.fc2 = nn.Linear(64, 10)
 
-    def forward_features(self, x):
-        features = F.relu(self.conv1(x))  # (N,16,26,26)
-        x = torch.flatten(F.max_pool2d(features, 2), 1)
-        x = F.relu(self.fc1(x))
-        return self.fc2(x), features
+    hint_stage = 0  # conv1's map
+
+    def forward_stages(self, x):
+        c1 = F.relu(self.conv1(x))         # (N,16,26,26)
+        h = F.relu(self.fc1(torch.flatten(F.max_pool2d(c1, 2), 1)))  # (N,64)
+        return self.fc2(h), [c1, h]
 
 class LeNet5(Net):
     """LeCun et al. (1998), with ReLU and max-pooling as it is usually written today."""
@@ -67,12 +76,14 @@ class LeNet5(Net):
         self.fc2 = nn.Linear(120, 84)
         self.fc3 = nn.Linear(84, 10)
 
-    def forward_features(self, x):
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        features = F.relu(self.conv2(x))  # (N,16,10,10)
-        x = torch.flatten(F.max_pool2d(features, 2), 1)
-        x = F.relu(self.fc2(F.relu(self.fc1(x))))
-        return self.fc3(x), features
+    hint_stage = 1  # conv2's map
+
+    def forward_stages(self, x):
+        c1 = F.max_pool2d(F.relu(self.conv1(x)), 2)  # (N,6,14,14)
+        c2 = F.relu(self.conv2(c1))                  # (N,16,10,10)
+        h1 = F.relu(self.fc1(torch.flatten(F.max_pool2d(c2, 2), 1)))  # (N,120)
+        h2 = F.relu(self.fc2(h1))                    # (N,84)
+        return self.fc3(h2), [c1, c2, h1, h2]
 
 class MLP(Net):
     """784-h-h-10 with ReLU: Hinton, Vinyals & Dean (2015) used 1200 units (with dropout) as
@@ -85,10 +96,12 @@ class MLP(Net):
         self.fc3 = nn.Linear(hidden, 10)
         self.dropout = nn.Dropout(dropout)
 
-    def forward_features(self, x):
-        x = self.dropout(F.relu(self.fc1(torch.flatten(x, 1))))
-        features = F.relu(self.fc2(x))  # (N,hidden)
-        return self.fc3(self.dropout(features)), features
+    hint_stage = 1  # the second hidden layer
+
+    def forward_stages(self, x):
+        h1 = F.relu(self.fc1(torch.flatten(x, 1)))   # (N,hidden)
+        h2 = F.relu(self.fc2(self.dropout(h1)))      # (N,hidden)
+        return self.fc3(self.dropout(h2)), [h1, h2]
 
 # name -> builder. A plain dict, as nanoGPT's config_args.
 ARCHITECTURES = {

@@ -65,11 +65,12 @@ def accuracy_figure(snapshot):
     if not snapshot or not snapshot["accuracy"].get("epoch"):
         return _empty("Test accuracy", "accuracies appear after the first epoch")
     a = snapshot["accuracy"]
-    pct = [None if v is None else 100 * v for v in a["baseline"]]
-    data = [_line(a["epoch"], [100 * v for v in a["teacher"]], "teacher", COLORS["teacher"], "dash"),
-            _line(a["epoch"], [100 * v for v in a["student"]], "KD student", COLORS["student"], mode="lines+markers")]
-    if any(v is not None for v in pct):
-        data.append(_line(a["epoch"], pct, "baseline (no KD)", COLORS["baseline"], mode="lines+markers"))
+    pct = {role: [None if v is None else 100 * v for v in a[role]] for role in ("teacher", "student", "baseline")}
+    data = [_line(a["epoch"], pct["student"], "KD student", COLORS["student"], mode="lines+markers")]
+    if any(v is not None for v in pct["teacher"]):  # deep supervision has no teacher
+        data.insert(0, _line(a["epoch"], pct["teacher"], "teacher", COLORS["teacher"], "dash"))
+    if any(v is not None for v in pct["baseline"]):
+        data.append(_line(a["epoch"], pct["baseline"], "baseline (no KD)", COLORS["baseline"], mode="lines+markers"))
     return _figure(data, dict(title=dict(text="Test accuracy per epoch"), uirevision=snapshot["id"],
                               xaxis=dict(title=dict(text="epoch"), dtick=1),
                               yaxis=dict(title=dict(text="accuracy (%)"))))
@@ -95,7 +96,8 @@ def distribution_figure(prediction):
     subtitle = dict(showarrow=False, xref="paper", yref="paper", y=1.02, yanchor="bottom", font=dict(size=13))
     return _figure(data, dict(
         barmode="group", uirevision="distribution", margin=dict(l=50, r=10, t=80, b=40),
-        title=dict(text=f"Softmax · KL at T={T:g}: {prediction['kl_T']:.4f}", y=0.97),
+        title=dict(text=f"Softmax · KL at T={T:g}: {prediction['kl_T']:.4f}" if prediction["kl_T"] is not None
+                   else "Softmax (this run has no teacher)", y=0.97),
         xaxis=dict(domain=[0, 0.46], title=dict(text="digit")), xaxis2=dict(domain=[0.54, 1], title=dict(text="digit")),
         yaxis=dict(range=[0, 1], title=dict(text="probability")), yaxis2=dict(range=[0, 1], anchor="x2"),
         annotations=[dict(subtitle, text="T = 1: the answer", x=0.23, xanchor="center"),

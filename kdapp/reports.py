@@ -6,6 +6,9 @@ RESULTS_PATH = Path(__file__).resolve().parents[1] / "results" / "reproduce.md"
 RESULTS_MNIST_PATH = RESULTS_PATH.with_name("reproduce-mnist.md")
 
 
+ROLES = ("teacher", "student", "baseline")
+
+
 def notice(message, ok=None):
     """One of our sentences for the visitor who acted (text from a URL goes through `code`)."""
     # Plain words, no emoji: a browser without an emoji font (headless Chromium) shows boxes.
@@ -58,7 +61,9 @@ def settings_line(config):
         parts.append(f"{c['train_fraction']:.0%} of the data")
     if c.get("omit_class") is not None:
         parts.append(f"no {c['omit_class']}s in the students' data")
-    if c.get("teacher") == "self":
+    if c.get("teacher") == "self" and c.get("self_distill") == "deep":
+        parts.append("deep supervision (no teacher)")
+    elif c.get("teacher") == "self":
         parts.append(f"born-again, {c.get('generations', 1)} generation{'s' if c.get('generations', 1) > 1 else ''}")
     if c.get("feature_loss", "none") != "none":
         parts.append(f"{c['feature_loss']} feature loss ×{c['feature_weight']:g}")
@@ -113,7 +118,8 @@ def status(run, mine, newest_finished=None):
         gain = f" · KD gain **{gain_text(m)}**" if base is not None else ""
         warn = "".join(f"  \nWarning: {html.escape(w)}" for w in run["warnings"])
         files = "" if run["has_checkpoints"] else " Its model files were pruned (only the newest runs keep them)."
-        return (f"**Finished: run {rid}** in {_duration(m['seconds'])}: teacher {m['teacher_acc']:.2%}, KD student "
+        teacher = "no teacher" if m["teacher_acc"] is None else f"teacher {m['teacher_acc']:.2%}"
+        return (f"**Finished: run {rid}** in {_duration(m['seconds'])}: {teacher}, KD student "
                 f"**{m['student_acc']:.2%}**, baseline {'-' if base is None else format(base, '.2%')}{gain}  \n"
                 f"{what}{where}.{files}{warn}{method_results(m)}")
     label = {"failed": "Failed", "cancelled": "Stopped", "interrupted": "Interrupted"}.get(state, state)
@@ -229,16 +235,19 @@ def top_labels(probs):
 
 
 def prediction_note(result):
-    t, s = result["teacher"]["p1"], result["student"]["p1"]
-    t_top, s_top = max(range(10), key=t.__getitem__), max(range(10), key=s.__getitem__)
-    agree = "agree" if t_top == s_top else "**disagree**"
-    lines = [f"Teacher says **{t_top}**, student says **{s_top}**: they {agree}. "
-             f"KL(teacher‖student) at T={result['temperature']:g} is {result['kl_T']:.4f}.",
-             f"Models: {html.escape(result['models'])}."]
+    top = {role: max(range(10), key=result[role]["p1"].__getitem__) for role in ROLES if role in result}
+    T = result["temperature"]
+    if "teacher" in result:
+        agree = "agree" if top["teacher"] == top["student"] else "**disagree**"
+        lines = [f"Teacher says **{top['teacher']}**, student says **{top['student']}**: they {agree}. "
+                 f"KL(teacher‖student) at T={T:g} is {result['kl_T']:.4f}."]
+    else:
+        lines = [f"The student says **{top['student']}**. This run has no teacher: the student taught itself "
+                 "(deep supervision), so there is no teacher to agree with."]
+    lines.append(f"Models: {html.escape(result['models'])}.")
     if "baseline" in result:
-        b = result["baseline"]["p1"]
-        lines.append(f"The baseline (no KD) says **{max(range(10), key=b.__getitem__)}**; its KL to the teacher at "
-                     f"T={result['temperature']:g} is {result['baseline']['kl_T']:.4f}.")
+        kl = f"; its KL to the teacher at T={T:g} is {result['baseline']['kl_T']:.4f}" if "teacher" in result else ""
+        lines.append(f"The baseline (no KD) says **{top['baseline']}**{kl}.")
     lines += [f"**Note:** {html.escape(n)}" for n in result["notes"]]
     return "  \n".join(lines)
 
@@ -255,18 +264,23 @@ def fidelity_markdown(fidelity):
     """Agreement, KL and per-class accuracy of a finished run (kdapp.fidelity's dict)."""
     if not fidelity:
         return ""
-    roles = [r for r in ("student", "baseline") if r in fidelity["agreement"]]
+    roles = [r for r in ("student", "baseline") if r in fidelity["accuracy"]]
     names = {"teacher": "teacher", "student": "KD student", "baseline": "baseline (no KD)"}
     T, n = fidelity["temperature"], fidelity["test_samples"]
     acc = fidelity["accuracy"]
     rows = [f"| on {n:,} test digits | " + " | ".join(names[r] for r in roles) + " |",
             "|---|" + "---:|" * len(roles),
-            "| accuracy | " + " | ".join(f"{acc[r]:.2%}" for r in roles) + " |",
-            "| **agrees with the teacher** (top-1) | " + " | ".join(f"**{fidelity['agreement'][r]:.2%}**"
-                                                                   for r in roles) + " |",
-            "| KL(teacher ‖ model) at T=1 | " + " | ".join(f"{fidelity['kl'][r]['T1']:.4f}" for r in roles) + " |",
-            f"| KL(teacher ‖ model) at T={T:g} | " + " | ".join(f"{fidelity['kl'][r]['T']:.4f}" for r in roles) + " |"]
+            "| accuracy | " + " | ".join(f"{acc[r]:.2%}" for r in roles) + " |"]
+    if fidelity["agreement"]:
+        rows += ["| **agrees with the teacher** (top-1) | " + " | ".join(f"**{fidelity['agreement'][r]:.2%}**"
+                                                                        for r in roles) + " |",
+                 "| KL(teacher ‖ model) at T=1 | " + " | ".join(f"{fidelity['kl'][r]['T1']:.4f}" for r in roles) + " |",
+                 f"| KL(teacher ‖ model) at T={T:g} | " + " | ".join(f"{fidelity['kl'][r]['T']:.4f}" for r in roles)
+                 + " |"]
     lines = ["\n".join(rows)]
+    if not fidelity["agreement"]:
+        lines.append("This run has no teacher (deep supervision: the student's deepest layer taught its shallower "
+                     "ones), so there is no agreement with a teacher to measure.")
     if "fixed" in fidelity:
         fixed, broken = fidelity["fixed"]["count"], fidelity["broken"]["count"]
         net = fixed - broken

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 
 from kdapp import checkpoints, data as data_lib, distributed, events, fidelity
 from kdapp.config import SELF, RunConfig
-from kdapp.features import FeatureDistiller
-from kdapp.losses import distillation_loss, teacher_log_probs
+from kdapp.features import DeepSupervision, FeatureDistiller
+from kdapp.losses import distillation_loss, self_distillation_loss, teacher_log_probs
 from kdapp.models import build
 from kdapp.teachers import Cancelled, accuracy, cached_logits, channels_last, evaluate, get_teacher, predict_logits
 
@@ -58,7 +58,7 @@ class RunResult:
     """What a run made, in this process: its models and its metrics (accuracies in [0, 1])."""
     config: RunConfig
     metrics: dict  # teacher_acc(s), student_acc, baseline_acc, train/test_samples (+ data, device, seconds)
-    teacher: torch.nn.Module
+    teacher: torch.nn.Module | None  # None for deep supervision, which has no teacher
     student: torch.nn.Module
     baseline: torch.nn.Module | None
     paths: dict = field(default_factory=dict)  # checkpoints written: teacher, student, baseline
@@ -171,18 +171,23 @@ def _alpha_at(config, step, total_steps):
 
 
 class _KDStudent(torch.nn.Module):
-    """The KD student and its feature adapter (if any) as one module, so that DDP averages the
-    gradients of both: forward(x, teacher features) -> (logits, feature loss or None)."""
+    """The KD student and its feature adapter or deep-supervision heads (if any) as one module, so
+    that DDP averages the gradients of all: forward(x, teacher features) -> (logits, feature loss or
+    None, the deep-supervision heads' logits or None)."""
 
-    def __init__(self, student, distiller=None):
+    def __init__(self, student, distiller=None, deep=None):
         super().__init__()
-        self.student, self.distiller = student, distiller
+        self.student, self.distiller, self.deep = student, distiller, deep
 
     def forward(self, x, teacher_features=None):
+        if self.deep is not None:
+            logits, stages = self.student.forward_stages(x)
+            aux_logits, hint = self.deep(stages)
+            return logits, hint, aux_logits
         if self.distiller is None:
-            return self.student(x), None
+            return self.student(x), None, None
         logits, features = self.student.forward_features(x)
-        return logits, self.distiller(features, teacher_features)
+        return logits, self.distiller(features, teacher_features), None
 
 
 def evaluate_sharded(model, x, y, world):
@@ -207,6 +212,10 @@ def distill(config, teachers, dataset, emit=_ignore, should_stop=_never, teacher
     (kdapp.data.random_pen): the teacher answers for each augmented image, not the original.
     The baseline trains on the same augmented batches, so the comparison stays fair.
 
+    With no teachers (config.deep_supervision) the student teaches itself: its deepest layer
+    teaches heads on its shallower stages (kdapp.features.DeepSupervision), and the metrics'
+    teacher accuracy is None.
+
     Under torchrun (`world`, see kdapp.distributed) each rank trains on its slice of every global
     batch of config.batch_size x world.size, with both students wrapped in DDP."""
     device, T = dataset.train_x.device, config.temperature
@@ -226,7 +235,7 @@ def distill(config, teachers, dataset, emit=_ignore, should_stop=_never, teacher
     online = config.consistent or config.feature_loss != "none"
     with distributed.main_first(world):  # rank 0 fills the logit cache, the other ranks read it
         teacher_accs = [evaluate_cached(t, k, dataset, cache_dir) for t, k in zip(teachers, keys)]
-        if not online:
+        if teachers and not online:
             emit(events.phase("teacher logits", f"computing the teacher's soft targets over {n_all:,} "
                                                 "training digits, once"))
             soft_targets = teacher_log_probs([cached_logits(k, t, dataset.train_x, should_stop, cache_dir)[subset]
@@ -236,11 +245,13 @@ def distill(config, teachers, dataset, emit=_ignore, should_stop=_never, teacher
     torch.manual_seed(config.seed)
     student = channels_last(build(config.student).to(device))
     baseline = copy.deepcopy(student) if config.baseline else None
-    distiller = None
+    distiller = deep = None
     if config.feature_loss != "none":
         distiller = FeatureDistiller.for_models(config.feature_loss, student, teachers[0], train_x[:2])
         distiller = distiller.to(device).train()
-    kd_model = distributed.wrap(_KDStudent(student, distiller), world)
+    if not teachers:
+        deep = DeepSupervision.for_model(student, train_x[:2]).to(device).train()
+    kd_model = distributed.wrap(_KDStudent(student, distiller, deep), world)
     base_model = distributed.wrap(baseline, world) if baseline is not None else None
     # Augmentations draw from their own generator per rank; the batch order's stays in step.
     augment_generator = generator if not world.distributed else \
@@ -251,10 +262,11 @@ def distill(config, teachers, dataset, emit=_ignore, should_stop=_never, teacher
     if baseline is not None:
         base_optimizer = AdamCosine(base_model.parameters(), config.lr, total_steps, config.clip_grad_norm)
 
-    emit(events.phase("distilling", f"distilling {config.student} from {'+'.join(config.teachers)} "
-                                    f"on {n:,} digits"
+    source = "its own deepest layer (deep supervision)" if deep is not None else "+".join(config.teachers)
+    emit(events.phase("distilling", f"distilling {config.student} from {source} on {n:,} digits"
                                     + (f", {world.size} processes" if world.distributed else "")))
-    emit(events.epoch(0, config.epochs, teacher_accs[0], None, None))
+    teacher_acc = teacher_accs[0] if teacher_accs else None
+    emit(events.epoch(0, config.epochs, teacher_acc, None, None))
     clock, log_now = _Clock(total_steps), _log_points(steps_per_epoch, 25)
     part_names = {"dkd": ["tckd", "nckd"], "dist": ["inter", "intra"]}.get(config.loss, [])
     loss_weights = {k: getattr(config, k) for k in ("dkd_alpha", "dkd_beta", "dist_beta", "dist_gamma")}
@@ -275,16 +287,21 @@ def distill(config, teachers, dataset, emit=_ignore, should_stop=_never, teacher
             elif config.augment:
                 x = data_lib.random_shift(x, generator=augment_generator)
 
-            # KD student: soft targets from the cache, or from the teachers on this very batch.
-            if online:
-                with torch.no_grad():
-                    outs = [t.forward_features(x) for t in teachers]
-                targets = teacher_log_probs([o[0] for o in outs], T, config.loss)
-                logits, feature_loss = kd_model(x, [o[1] for o in outs])  # several teachers: averaged
+            # KD student: soft targets from the cache, from the teachers on this very batch, or
+            # (deep supervision) from its own final layer to its shallower heads.
+            alpha = _alpha_at(config, step, total_steps)
+            if deep is not None:
+                logits, feature_loss, aux_logits = kd_model(x)
+                parts = self_distillation_loss(logits, aux_logits, y, T, alpha, config.loss, **loss_weights)
             else:
-                (logits, feature_loss), targets = kd_model(x), soft_targets[idx]
-            parts = distillation_loss(logits, targets, y, T, _alpha_at(config, step, total_steps), config.loss,
-                                      **loss_weights)
+                if online:
+                    with torch.no_grad():
+                        outs = [t.forward_features(x) for t in teachers]
+                    targets = teacher_log_probs([o[0] for o in outs], T, config.loss)
+                    logits, feature_loss, _ = kd_model(x, [o[1] for o in outs])  # several teachers: averaged
+                else:
+                    (logits, feature_loss, _), targets = kd_model(x), soft_targets[idx]
+                parts = distillation_loss(logits, targets, y, T, alpha, config.loss, **loss_weights)
             loss = parts.total if feature_loss is None else parts.total + config.feature_weight * feature_loss
             kd_optimizer.step(loss)
 
@@ -299,21 +316,21 @@ def distill(config, teachers, dataset, emit=_ignore, should_stop=_never, teacher
             if log_now(i):
                 m = meter.read(world)
                 emit(events.step(epoch + 1, config.epochs, step + 1, total_steps, m["loss"], m["soft"], m["hard"],
-                                 m["feature"] if distiller else None,
+                                 m["feature"] if distiller is not None or deep is not None else None,
                                  m["baseline"] if baseline is not None else None, clock.eta(step + 1),
                                  parts={name: m[name] for name in part_names}))
         student_acc = evaluate_sharded(student, dataset.test_x, dataset.test_y, world)
         baseline_acc = evaluate_sharded(baseline, dataset.test_x, dataset.test_y, world) \
             if baseline is not None else None
-        emit(events.epoch(epoch + 1, config.epochs, teacher_accs[0], student_acc, baseline_acc))
+        emit(events.epoch(epoch + 1, config.epochs, teacher_acc, student_acc, baseline_acc))
 
-    metrics = {"teacher_acc": teacher_accs[0], "teacher_accs": teacher_accs, "student_acc": student_acc,
+    metrics = {"teacher_acc": teacher_acc, "teacher_accs": teacher_accs, "student_acc": student_acc,
                "baseline_acc": baseline_acc, "train_samples": n, "test_samples": len(dataset.test_y),
                "world_size": world.size, "effective_batch_size": config.batch_size * world.size,
                "train_seconds": round(time.monotonic() - train_started, 2)}  # the loop and its evaluations
     if world.distributed:  # every replica must hold the same weights, bit for bit
         metrics["replica_hashes"] = distributed.gather_strings(distributed.weights_hash(student, baseline), world)
-    return RunResult(config, metrics, teachers[0], student.eval(),
+    return RunResult(config, metrics, teachers[0] if teachers else None, student.eval(),
                      baseline.eval() if baseline is not None else None)
 
 
@@ -325,10 +342,10 @@ def evaluate_cached(teacher, key, dataset, cache_dir=None):
 
 def run_fidelity(result, teacher_key, dataset, cache_dir=None):
     """kdapp.fidelity over the test split for a finished distill(): the teacher's test logits come
-    from the cache that evaluated it."""
+    from the cache that evaluated it (none without a teacher: deep supervision)."""
     test_x = dataset.test_x
     logits = {"teacher": cached_logits(None if teacher_key is None else (*teacher_key, "test"), result.teacher,
-                                       test_x, cache_dir=cache_dir),
+                                       test_x, cache_dir=cache_dir) if result.teacher is not None else None,
               "student": predict_logits(result.student, test_x),
               "baseline": predict_logits(result.baseline, test_x) if result.baseline is not None else None}
     return fidelity.fidelity(logits, dataset.test_y, result.config.temperature, test_x)
@@ -397,7 +414,10 @@ def run(config, emit=_ignore, should_stop=_never, runs_dir=None, data_dir="data"
     with distributed.main_first(world):  # one download, not one per rank
         dataset = data_lib.load(config.data, data_dir).to(device)
     emit(events.data(dataset.source, dataset.describe(), str(device)))
-    if config.teacher == SELF:
+    if config.deep_supervision:
+        found = [(None, None, None)]
+        result = distill(config, [], dataset, emit, check, world=world)
+    elif config.teacher == SELF:
         found = [(None, None, None)]
         result = born_again(config, dataset, emit, check, world)
     else:
@@ -425,7 +445,7 @@ def run(config, emit=_ignore, should_stop=_never, runs_dir=None, data_dir="data"
     out_dir = out_dir or (Path(runs_dir) / "latest" if runs_dir else None)
     if out_dir:
         emit(events.phase("saving", "saving the students"))
-        if config.teacher == SELF:  # the last generation's teacher, so the run's models can be drawn with
+        if config.teacher == SELF and result.teacher is not None:  # born-again: the last generation's teacher
             result.paths["teacher"] = str(checkpoints.save(
                 checkpoints.teacher_path(out_dir, SELF, dataset.source), result.teacher, config.student,
                 config.to_dict(), dataset.source, {"test_acc": result.metrics["teacher_acc"]}))
@@ -435,7 +455,9 @@ def run(config, emit=_ignore, should_stop=_never, runs_dir=None, data_dir="data"
                 path = checkpoints.student_path(out_dir, config.student, kind, dataset.source)
                 result.paths[role] = str(checkpoints.save(path, model, config.student, config.to_dict(),
                                                           dataset.source, result.metrics))
-    result.teacher, result.student = result.teacher.cpu().eval(), result.student.cpu().eval()
+    result.student = result.student.cpu().eval()
+    if result.teacher is not None:
+        result.teacher = result.teacher.cpu().eval()
     if result.baseline is not None:
         result.baseline = result.baseline.cpu().eval()
     return result

@@ -25,7 +25,7 @@ def test_predict_handler_on_a_drawn_digit():
         {"background": None, "layers": [], "composite": canvas}, 4.0)
     assert max(teacher, key=teacher.get) == str(label)
     assert set(student) == {str(d) for d in range(10)} and abs(sum(student.values()) - 1) < 1e-5
-    assert set(baseline["value"]) == {str(d) for d in range(10)} and "Baseline" in baseline["label"]
+    assert set(baseline) == {str(d) for d in range(10)}
     assert image28.shape == (28, 28) and "KL(teacher‖student)" in note
     assert len(fig.data) == 6  # teacher, KD student and baseline, at T=1 and at T
     assert [bar.name for bar in fig.data[:3]] == ["teacher", "KD student", "baseline (no KD)"]
@@ -36,7 +36,7 @@ def test_predict_says_so_when_the_models_have_no_baseline(monkeypatch):
     monkeypatch.setattr(app.lab, "models", lambda choice: (teacher, student, None, description))
     canvas, _ = digit_canvas()
     _, _, baseline, fig, _, note = app.predict(canvas, 4.0)
-    assert baseline["value"] is None and "none for these models" in baseline["label"]
+    assert baseline is None and "none for these models" in app.model_labels(app.lab_lib.SHIPPED)[1]["label"]
     assert len(fig.data) == 4 and "baseline" not in note
 
 
@@ -137,7 +137,8 @@ def test_predict_api_reads_redrawn_held_out_digits(client, tmp_path):
     for i, (canvas, label) in enumerate(zip(canvases, labels)):
         path = tmp_path / f"{i}.png"
         Image.fromarray(canvas, "RGBA").save(path)
-        teacher, student, *_ = client.predict(sketch_value(path), 4.0, api_name="/predict")
+        teacher, student, baseline, *_ = client.predict(sketch_value(path), 4.0, api_name="/predict")
+        assert baseline["label"] in "0123456789"  # a plain value for scripts, no update wrapper
         teacher_ok += teacher["label"] == str(label)
         student_ok += student["label"] == str(label)
     assert teacher_ok / len(labels) >= 0.97, teacher_ok
@@ -191,6 +192,26 @@ def test_permalink_settings_are_checked_one_by_one(tmp_path, monkeypatch):
                                                    "<img src=x>": "1"})
     assert settings == {"lr": 0.001}  # 41 epochs is over the hosted cap; full MNIST is not in its data folder
     assert set(ignored) == {"teacher", "T", "epochs", "alpha", "time_limit_s", "data", "<img src=x>"}
+
+
+def test_a_deep_supervision_run_has_no_teacher_and_says_so():
+    """teacher = self, deep supervision: no teacher anywhere, and no number made up for one."""
+    message, view, _ = start("deep-owner", teacher="self", self_distill="deep", epochs=1, train_fraction=0.1)
+    assert app.lab.queue.wait(view, timeout=180)
+    out = app.refresh(None, view, "deep-owner", app.lab_lib.SHIPPED, True, view)
+    status, acc_fig, fidelity_md, confusion_fig = out[0], out[3], out[11], out[12]
+    run = app.lab.run(view)
+    assert run["state"] == "finished" and run["metrics"]["teacher_acc"] is None, run["message"]
+    assert "no teacher" in status and "deep supervision (no teacher)" in status
+    assert [line.name for line in acc_fig.data] == ["KD student", "baseline (no KD)"]
+    assert "has no teacher" in fidelity_md and "agrees with the teacher" not in fidelity_md
+    assert len(confusion_fig.data) == 2  # KD student and baseline
+    teacher, student, baseline, fig, _, note = app.predict(digit_canvas()[0], 4.0, view)
+    assert teacher is None and "taught itself" in note and set(student) == set(baseline) == {str(d) for d in range(10)}
+    labels = app.model_labels(view)
+    assert "none" in labels[0]["label"] and labels[1]["label"] == app.BASELINE_LABEL
+    assert app.model_labels(app.lab_lib.SHIPPED)[0]["label"] == app.TEACHER_LABEL
+    assert len(fig.data) == 4 and "no teacher" in fig.layout.title.text  # student and baseline, at T=1 and T
 
 
 def test_a_finished_runs_student_downloads_in_both_forms(tmp_path):

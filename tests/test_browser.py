@@ -350,3 +350,32 @@ def test_a_finished_run_shows_what_the_student_learned(server, browser):
     for box in ("#teacher-pred", "#student-pred", "#baseline-pred"):
         expect(page.locator(box)).to_contain_text("1", timeout=15_000)
     expect(page.locator("#draw-note")).to_contain_text(f"run {run_id}")
+
+
+@pytest.mark.parametrize("url,clicks,says", [
+    ("", [("#control-loss", "DIST (Huang 2022)")], "DIST"),
+    ("", [("#control-loss", "LS-KD (Sun 2024)")], "LS-KD"),
+    ("", [("#control-feature_loss", "gram")], "gram feature loss"),
+    ("&teacher=self", [("#control-self_distill", "born-again generations")], "born-again, 1 generation"),
+    ("&teacher=self", [("#control-self_distill", "deep supervision")], "deep supervision (no teacher)"),
+], ids=["dist", "lskd", "gram", "born-again", "deep-supervision"])
+def test_each_method_starts_from_the_more_methods_controls(server, browser, url, clicks, says):
+    """Every method is picked with the controls under "More methods" (the teacher = self from a
+    link), trains, and names itself on the finished run's status line."""
+    from playwright.sync_api import expect
+    page = open_page(browser, server + "?" + QUICK[1:] + url, height=1400)
+    page.get_by_text("More methods, data and device").click()
+    for control, choice in clicks:
+        option = page.locator(control).get_by_text(choice, exact=True)
+        option.scroll_into_view_if_needed()
+        option.click()
+    start_and_finish(page)
+    expect(page.locator("#status")).to_contain_text(says)
+    if "deep" in says:  # no teacher anywhere, and nothing shown in its place
+        expect(page.locator("#status")).to_contain_text("no teacher,")
+        expect(page.locator("#fidelity")).to_contain_text("has no teacher", timeout=15_000)
+        draw(page, ONE)
+        expect(page.locator("#draw-note")).to_contain_text("taught itself", timeout=15_000)
+        expect(page.locator("#teacher-pred")).to_contain_text("none")
+        expect(page.locator("#student-pred")).to_contain_text("1")
+        page.screenshot(path=str(ARTIFACTS / "deep-supervision.png"), full_page=True)

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from kdapp.features import FeatureDistiller, align, teachers_target
+from kdapp.features import DeepSupervision, FeatureDistiller, align, teachers_target
 from kdapp.losses import (attention_loss, distillation_loss, dkd_terms, gram_loss, hint_loss, kd_loss, kd_loss_parts,
-                          teacher_log_probs)
+                          self_distillation_loss, teacher_log_probs)
 
 
 def np_softmax(z):
@@ -230,3 +230,53 @@ def test_several_teachers_features_are_averaged_after_alignment():
     want = hint_loss(*distiller.adapter(student, (first + by_hand) / 2))
     assert distiller(student, [first, second]).item() == pytest.approx(want.item(), rel=1e-6)
 
+
+
+# ---- self-distillation by deep supervision ----
+@pytest.mark.parametrize("T,alpha", [(1.0, 0.5), (4.0, 0.7)])
+def test_self_distillation_loss_matches_hand_computation(logits, T, alpha):
+    """CE of the final layer plus, averaged over the heads, each head's KD loss against the final
+    layer's softmax at T, by hand."""
+    z, z1, y = logits
+    z2 = z1.flip(0) * 0.5
+    total, soft, hard, _ = self_distillation_loss(z, [z1, z2], y, T, alpha)
+    heads = [hand_kd(h.numpy(), z.numpy(), y.numpy(), T, alpha) for h in (z1, z2)]
+    assert hard.item() == pytest.approx(hand_ce(z.numpy(), y.numpy()), rel=1e-9)
+    assert soft.item() == pytest.approx(np.mean([h[1] for h in heads]), rel=1e-9)
+    assert total.item() == pytest.approx(hand_ce(z.numpy(), y.numpy()) + np.mean([h[0] for h in heads]), rel=1e-9)
+
+
+def test_self_distillation_teaches_the_heads_not_the_final_layer(logits):
+    """The final layer's softmax is the heads' target, held fixed: with alpha = 1 the gradient it
+    gets is exactly its own CE's."""
+    z, z1, y = logits
+    z, z1 = z.clone().requires_grad_(), z1.clone().requires_grad_()
+    self_distillation_loss(z, [z1], y, 4.0, 1.0).total.backward()
+    z_ce = z.detach().clone().requires_grad_()
+    torch.nn.functional.cross_entropy(z_ce, y).backward()
+    assert torch.allclose(z.grad, z_ce.grad) and z1.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("arch,heads", [("seed_student", 1), ("seed_teacher", 2), ("lenet5", 3), ("mlp_30", 1)])
+def test_deep_supervision_has_a_head_per_shallow_stage_and_detaches_the_deepest(arch, heads):
+    from kdapp.models import build
+    model = build(arch)
+    x = torch.randn(4, 1, 28, 28)
+    deep = DeepSupervision.for_model(model, x)
+    logits, stages = model.forward_stages(x)
+    aux, hint = deep(stages)
+    assert len(aux) == heads and all(a.shape == (4, 10) for a in aux) and hint.item() > 0
+    assert all(a.in_features == stages[-1].shape[1] for a in deep.heads)  # heads read the deepest stage's shape
+
+
+def test_the_deepest_stage_teaches_and_is_not_pulled_by_its_students():
+    """The hint moves the shallow stage (conv1) and the adapters, never the layer that makes the
+    deepest stage (fc1): its target is detached."""
+    from kdapp.models import build
+    model = build("seed_student")
+    x = torch.randn(4, 1, 28, 28)
+    deep = DeepSupervision.for_model(model, x)
+    aux, hint = deep(model.forward_stages(x)[1])
+    hint.backward()
+    assert model.fc1.weight.grad is None and model.conv1.weight.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in deep.adapters.parameters())

@@ -1,6 +1,7 @@
 """The methods beyond classic KD, each trained end to end from the CLI with --json on the real
 sample: DKD, DIST, LS-KD, Gram matching, multi-teacher features, born-again self-distillation and
-Hinton's held-out class (with its bias correction checked by hand)."""
+deep-supervision self-distillation, and Hinton's held-out class (with its bias correction checked
+by hand)."""
 import json
 
 import pytest
@@ -54,6 +55,35 @@ def test_born_again_generations_and_their_checkpoints(capsys, tmp_path):
     assert {checkpoints.load(p)[1]["arch"] for p in paths.values()} == {"seed_student"}
     with pytest.raises(ValueError, match="only teacher"):
         RunConfig(teacher="self", extra_teachers=("lenet5",))
+
+
+def test_deep_supervision_trains_with_no_teacher_at_all(capsys, tmp_path):
+    """The feature article's self-distillation: heads on the student's shallower layers learn from
+    its deepest one. No teacher is built, loaded or saved; the shipped student is the plain
+    architecture (the heads and adapters are dropped)."""
+    out = tmp_path / "out"
+    m = distill_json(capsys, tmp_path, "--teacher", "self", "--self-distill", "deep",
+                     "--epochs", "2", "--train-fraction", "0.25", "--out", str(out))
+    assert m["teacher_acc"] is None and m["teacher_accs"] == [] and m["student_acc"] > 0.75  # 2 short epochs
+    assert not (tmp_path / "runs" / "teachers").exists() and not list(out.glob("*self*"))
+    student, meta = checkpoints.load(next(out.glob("seed_student-kd-*.pt")))
+    assert meta["arch"] == "seed_student" and not any("adapter" in k or "head" in k for k in student.state_dict())
+    with pytest.raises(ValueError, match="its own feature loss"):
+        RunConfig(teacher="self", self_distill="deep", feature_loss="hint")
+    with pytest.raises(ValueError, match="self_distill must be one of"):
+        RunConfig(teacher="self", self_distill="byot")
+
+
+def test_deep_supervision_heads_learn_from_the_final_layer():
+    """Its step events carry the heads' soft term and the hint, and the final layer's CE falls. (The
+    soft term, and with it the total, rises at first: a near-uniform final softmax is an easy
+    target, a confident one a hard target.)"""
+    seen = []
+    train.run(RunConfig(teacher="self", self_distill="deep", epochs=2, train_fraction=0.2), emit=seen.append)
+    steps = [e for e in seen if e["type"] == "step"]
+    assert steps and all(e["feature"] is not None and e["feature"] >= 0 for e in steps)
+    assert all(e["soft"] >= 0 for e in steps)
+    assert steps[-1]["hard"] < steps[0]["hard"] / 2
 
 
 def test_bias_correction_by_hand():
