@@ -496,6 +496,9 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
             gr.Markdown(reports.reproduction_markdown(reports.RESULTS_MNIST_PATH), elem_id="reproduce-mnist")
             with gr.Accordion("The same tables on the bundled 8,000 / 2,000 sample", open=False):
                 gr.Markdown(reports.reproduction_markdown(), elem_id="reproduce-sample")
+            with gr.Accordion("The methods since 2015, side by side (full MNIST, then the sample)", open=False):
+                gr.Markdown(reports.reproduction_markdown(reports.METHODS_PATHS["mnist"]), elem_id="methods-mnist")
+                gr.Markdown(reports.reproduction_markdown(reports.METHODS_PATHS["sample"]), elem_id="methods-sample")
 
     controls = list(CONTROLS.values())
     private = dict(api_visibility="private", show_progress="hidden")

@@ -4,6 +4,7 @@ from pathlib import Path
 
 RESULTS_PATH = Path(__file__).resolve().parents[1] / "results" / "reproduce.md"
 RESULTS_MNIST_PATH = RESULTS_PATH.with_name("reproduce-mnist.md")
+METHODS_PATHS = {"sample": RESULTS_PATH.with_name("methods.md"), "mnist": RESULTS_PATH.with_name("methods-mnist.md")}
 
 
 ROLES = ("teacher", "student", "baseline")
@@ -254,9 +255,10 @@ def prediction_note(result):
 
 def reproduction_markdown(path=RESULTS_PATH):
     if not Path(path).is_file():
-        mnist = " --data mnist" if Path(path) == RESULTS_MNIST_PATH else ""
-        return (f"No reproduction results yet at `{Path(path).name}`. Run `python -m kdapp reproduce{mnist}` "
-                "to regenerate them.")
+        methods = " --methods" if Path(path) in METHODS_PATHS.values() else ""
+        mnist = " --data mnist" if Path(path) in (RESULTS_MNIST_PATH, METHODS_PATHS["mnist"]) else ""
+        return (f"No reproduction results yet at `{Path(path).name}`. Run "
+                f"`python -m kdapp reproduce{methods}{mnist}` to regenerate them.")
     return Path(path).read_text(encoding="utf-8")
 
 
