@@ -524,10 +524,12 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     CONTROLS["temperature"].release(predict, predict_inputs, predict_outputs, queue=False, **private)
     # The drawing's models live in session state, set in the same answer that shows them in the
     # dropdown (a link, a finished run) or by the visitor's own pick; then the digit is read again.
+    # The teacher's and baseline's labels follow the models too ("none" where a run has none).
     models_dd.change(predict, predict_inputs, predict_outputs, queue=False, **private)
+    models_dd.change(model_labels, drawing_models, [teacher_pred, baseline_pred], queue=False, **private)
     models_dd.input(lambda choice: (choice, False), models_dd, [drawing_models, follow], **private).then(
-        predict, predict_inputs, predict_outputs, queue=False, **private)
-    drawing_models.change(model_labels, drawing_models, [teacher_pred, baseline_pred], queue=False, **private)
+        predict, predict_inputs, predict_outputs, queue=False, **private).then(
+        model_labels, drawing_models, [teacher_pred, baseline_pred], queue=False, **private)
     clear_btn.click(clear, None, predict_outputs, js=CLEAR_CANVAS, **private)
     fixed_gallery.select(show_example("fixed"), fidelity_shown, example_plot, **private)
     broken_gallery.select(show_example("broken"), fidelity_shown, example_plot, **private)
