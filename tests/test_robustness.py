@@ -41,12 +41,12 @@ def test_consistent_teaching_runs_the_teacher_on_the_augmented_batch(sample, shi
     seen = {"teacher": [], "students": []}
 
     def watch(model, key):
-        def forward_features(self, x):
+        def forward_stages(self, x):  # every forward of a zoo model goes through it
             if key == "teacher" or self.training:  # leave out the students' evaluation passes
                 seen[key].append(x)
-            return type(self).forward_features(self, x)
+            return type(self).forward_stages(self, x)
         # A bound method: deepcopy (the baseline is a copy of the student) rebinds it to the copy.
-        model.forward_features = types.MethodType(forward_features, model)
+        model.forward_stages = types.MethodType(forward_stages, model)
         return model
     teacher = copy.deepcopy(shipped_teacher)
     watch(teacher, "teacher")

@@ -360,14 +360,9 @@ def run_methods(quick=False, seeds=None, data="sample", data_dir="data", cells_p
 
     rows, raw = [], {}
     for name, settings, what in METHODS:
-        # On full MNIST a feature loss runs the teacher on every batch (4x the cost): one seed, as in
-        # the reproduction's feature row.
-        mine = seeds[:plan.get("feature_seeds", len(seeds))] if "feature_loss" in settings else seeds
-        if len(mine) < len(seeds):
-            what += f" ({len(mine)} seed: the teacher runs on every batch)"
         done = [c for c in (cells(f"{prefix}/methods/{name}/s{seed}",
                                   lambda: method_cell(teacher, key, dataset, seed, **recipe, **settings))
-                            for seed in mine) if c is not None]
+                            for seed in seeds) if c is not None]
         kd, base = [c["student_acc"] for c in done], [c["baseline_acc"] for c in done]
         raw[name] = {"student": kd, "baseline": base}
         rows.append(f"| {name} | {what} | {mean_std(kd)} | {mean_std(base)} | "
