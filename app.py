@@ -274,6 +274,7 @@ def compare(selected, pair):
     if records:
         c = records[0]["config"]
         group = [r for r in group if r["config"]["teacher"] == c["teacher"] and r["config"]["student"] == c["student"]
+                 and r["config"].get("self_distill", "born-again") == c.get("self_distill", "born-again")
                  and r["config"]["data"] == c["data"] and r["config"]["train_fraction"] == c["train_fraction"]]
     return (plots.compare_figure(records), reports.config_diff(records), plots.gain_map(group),
             reports.run_link(records[0]["id"]) if records else "")
@@ -535,6 +536,7 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     broken_gallery.select(show_example("broken"), fidelity_shown, example_plot, **private)
     demo.load(on_load, [owner], [owner, view, notice, models_dd, drawing_models, follow, *controls], **private)
     demo.load(None, js=KEEP_BRUSH)
+    demo.load(model_labels, drawing_models, [teacher_pred, baseline_pred], queue=False, **private)
 
     for event in (refresh_runs_btn.click, pair_dd.input):
         event(runs_table, [pair_dd, selected], [runs_df, pair_dd, selected], **private)

@@ -129,7 +129,8 @@ def shipped_drawing_paths(directory=SHIPPED_DIR):
 def drawing_paths(directory=None):
     """{role: path} of the drawing models: the shipped ones, or those in a folder that
     `python -m kdapp distill --out DIR` wrote (its student, baseline and teacher; with torchrun,
-    rank 0 writes them). The folder must hold exactly one distilled student."""
+    rank 0 writes them). The folder must hold exactly one distilled student. A deep-supervision
+    student has no teacher, so its folder gives no "teacher" path."""
     if directory is None or Path(directory).resolve() == SHIPPED_DIR:
         return shipped_drawing_paths()
     directory = Path(directory)
@@ -138,9 +139,13 @@ def drawing_paths(directory=None):
         raise CheckpointError(f"{directory} should hold one distilled student (ARCH-kd-DATA.pt, as "
                               f"`python -m kdapp distill --out {directory}` writes), not {len(students)}")
     meta = load(students[0])[1]
-    arch, data, teacher = meta.get("arch"), meta.get("data"), meta.get("config", {}).get("teacher")
-    paths = {"teacher": teacher_path(directory, teacher, data), "student": students[0]}
-    if not paths["teacher"].is_file():
+    config = meta.get("config", {})
+    arch, data, teacher = meta.get("arch"), meta.get("data"), config.get("teacher")
+    if teacher == "self" and config.get("self_distill") == "deep":  # deep supervision: no teacher to draw with
+        paths = {"student": students[0]}
+    else:
+        paths = {"teacher": teacher_path(directory, teacher, data), "student": students[0]}
+    if "teacher" in paths and not paths["teacher"].is_file():
         raise CheckpointError(f"{directory} has the student {students[0].name} but not its teacher "
                               f"{paths['teacher'].name}")
     if student_path(directory, arch, "baseline", data).is_file():

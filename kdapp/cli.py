@@ -162,7 +162,10 @@ def cmd_distill(args):
     if args.out:  # train.run has saved the students under runs/latest: copy, don't re-serialise
         # With the teacher beside them the folder is self-contained: KDAPP_DRAWING_DIR=DIR python app.py
         Path(args.out).mkdir(parents=True, exist_ok=True)
-        copies = [(result.paths.get("teacher"), checkpoints.teacher_path(args.out, config.teacher, m["data"]))]
+        teacher_copy = checkpoints.teacher_path(args.out, config.teacher, m["data"])
+        if not result.paths.get("teacher"):  # deep supervision: no teacher, and none left from an earlier run
+            teacher_copy.unlink(missing_ok=True)
+        copies = [(result.paths.get("teacher"), teacher_copy)]
         copies += [(result.paths.get(role), checkpoints.student_path(args.out, config.student, kind, m["data"]))
                    for kind, role in (("kd", "student"), ("baseline", "baseline"))]
         for source, path in copies:

@@ -101,6 +101,8 @@ class RunConfig:
             what = "attention transfer" if self.feature_loss == "attention" else "Gram matching"
             raise ValueError(f"{what} needs conv feature maps: pick a CNN student and teacher "
                              f"({cnns}), or use the hint loss")
+        if self.self_distill == "deep" and self.teacher != SELF:
+            raise ValueError("deep supervision (self_distill=deep) needs teacher=self: the student is its own teacher")
         if self.deep_supervision and self.feature_loss != "none":
             raise ValueError("deep supervision is its own feature loss (each stage hints at the deepest); "
                              "set the feature loss to none")

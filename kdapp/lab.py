@@ -120,7 +120,8 @@ class Lab:
         # without it starts from the defaults.
         query = {short.get(name, name): int(value) if isinstance(value, bool) else value
                  for name in URL_SETTINGS if (value := getattr(config, name)) is not None
-                 and not (isinstance(value, bool) and value == getattr(DEFAULTS, name))}
+                 and not (isinstance(value, bool) and value == getattr(DEFAULTS, name))
+                 and not (name in ("self_distill", "generations") and config.teacher != SELF)}
         return "/?" + urllib.parse.urlencode(query)
 
     # ---- runs ----
@@ -219,7 +220,7 @@ class Lab:
     def _load_models(self, choice):
         if choice == SHIPPED:
             paths = checkpoints.drawing_paths(self.drawing_dir)
-            teacher, _ = checkpoints.load(paths["teacher"])
+            teacher = checkpoints.load(paths["teacher"])[0] if "teacher" in paths else None
             student, meta = checkpoints.load(paths["student"])
             baseline = _optional(paths.get("baseline"))
             cfg = meta.get("config", {})

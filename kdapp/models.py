@@ -2,7 +2,8 @@
 
 Softmax lives in the losses and in inference, never here: KD needs logits at temperature T.
 For feature distillation each model offers `forward_stages(x) -> (logits, stages)`: its hidden
-activations from shallow to deep, the last one being what the final linear layer reads (a vector).
+activations from shallow to deep, the last one being what the final linear layer reads (a vector;
+before dropout, for the MLPs that have it).
 `forward_features(x) -> (logits, features)` picks the one stage the model exposes for hints and
 attention maps (`hint_stage`: a conv map (N,C,H,W) for CNNs, a hidden vector (N,D) for MLPs).
 The trainer calls these methods and never names a layer.

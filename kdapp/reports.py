@@ -194,6 +194,7 @@ def runs_rows(records):
         extras = [LOSS_NAMES[c["loss"]]] if c.get("loss", "kd") != "kd" else []
         extras += [f"{c['feature_loss']}×{c['feature_weight']:g}"] if c.get("feature_loss", "none") != "none" else []
         extras += [f"+{t}" for t in c.get("extra_teachers", [])]
+        extras += [c.get("self_distill", "born-again")] if c["teacher"] == "self" else []
         extras += [f"α→{c['alpha_end']:g}"] if c.get("alpha_end") is not None else []
         extras += [f"clip {c['clip_grad_norm']:g}"] if c.get("clip_grad_norm") else []
         rows.append([r["id"], r["state"], f"{c['teacher']} → {c['student']}", c["temperature"], c["alpha"], c["epochs"],

@@ -249,7 +249,9 @@ def distill(config, teachers, dataset, emit=_ignore, should_stop=_never, teacher
     if config.feature_loss != "none":
         distiller = FeatureDistiller.for_models(config.feature_loss, student, teachers[0], train_x[:2])
         distiller = distiller.to(device).train()
-    if not teachers:
+    if bool(teachers) == config.deep_supervision:
+        raise ValueError("deep supervision takes no teachers; every other run takes one or more")
+    if config.deep_supervision:
         deep = DeepSupervision.for_model(student, train_x[:2]).to(device).train()
     kd_model = distributed.wrap(_KDStudent(student, distiller, deep), world)
     base_model = distributed.wrap(baseline, world) if baseline is not None else None
