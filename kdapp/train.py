@@ -416,12 +416,10 @@ def run(config, emit=_ignore, should_stop=_never, runs_dir=None, data_dir="data"
     with distributed.main_first(world):  # one download, not one per rank
         dataset = data_lib.load(config.data, data_dir).to(device)
     emit(events.data(dataset.source, dataset.describe(), str(device)))
-    if config.deep_supervision:
+    if config.teacher == SELF:  # no pretrained teacher to find
         found = [(None, None, None)]
-        result = distill(config, [], dataset, emit, check, world=world)
-    elif config.teacher == SELF:
-        found = [(None, None, None)]
-        result = born_again(config, dataset, emit, check, world)
+        result = distill(config, [], dataset, emit, check, world=world) if config.deep_supervision else \
+            born_again(config, dataset, emit, check, world)
     else:
         with distributed.main_first(world):  # rank 0 trains and saves a missing teacher; the others load it
             found = [_teacher(arch, dataset, config, runs_dir, emit, check) for arch in config.teachers]

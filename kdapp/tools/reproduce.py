@@ -119,6 +119,13 @@ def mean_std(values, scale=100.0, digits=2):
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
+def errors(values):
+    """Error counts over seeds as text: one count, or mean ± std."""
+    if not values:
+        return NOT_RUN
+    return f"{values[0]}" if len(values) == 1 else f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
 def run_reproduce(quick=False, seeds=None, data="sample", data_dir="data", cells_path=None, fresh=False,
                   cached_only=False):
     if data == "mnist":
@@ -232,11 +239,6 @@ def run_reproduce(quick=False, seeds=None, data="sample", data_dir="data", cells
             continue
         hinton_kd.append(round((1 - cell["student_acc"]) * n_test))
         hinton_alone.append(round((1 - cell["baseline_acc"]) * n_test))
-
-    def errors(values):
-        if not values:
-            return NOT_RUN
-        return f"{values[0]}" if len(values) == 1 else f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
     def rate(values):
         return f"{100 * statistics.mean(values) / n_test:.2f}%" if values else NOT_RUN
@@ -402,10 +404,7 @@ def run_methods(quick=False, seeds=None, data="sample", data_dir="data", cells_p
     raw["missing-3"] = done
 
     def cell(role, field):
-        values = [c[role][field] for c in done]
-        if not values:
-            return NOT_RUN
-        return f"{values[0]}" if len(values) == 1 else f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+        return errors([c[role][field] for c in done])
     threes = done[0]["student"]["omitted_test_digits"] if done else "?"
     scale = "" if n_test == 10_000 else f" (ours out of {n_test:,} test digits, {threes} of them 3s)"
     sections.append("\n".join([
