@@ -405,7 +405,7 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
                             elem_id="control-feature_loss",
                             info="hint: FitNets MSE through a learned adapter; attention: attention transfer; "
                                  "gram: match channel Gram matrices after the adapter (attention and gram: CNNs "
-                                 "only, seed_teacher, seed_student, lenet5). With a second teacher the target is "
+                                 "only, seed_teacher, seed_student, lenet5, lenet5_wide). With a second teacher the target is "
                                  "the two teachers' features averaged.")
                         CONTROLS["feature_weight"] = slider("feature_weight", "Feature loss weight",
                                                             "also the hint's weight in deep supervision")

@@ -169,7 +169,7 @@ def cmd_distill(args):
         copies += [(result.paths.get(role), checkpoints.student_path(args.out, config.student, kind, m["data"]))
                    for kind, role in (("kd", "student"), ("baseline", "baseline"))]
         for source, path in copies:
-            if source:
+            if source and Path(source).resolve() != path.resolve():  # the teacher may live in DIR already
                 shutil.copyfile(source, path)
                 print(f"saved {path}", file=sys.stderr)
     gain = "" if m["baseline_acc"] is None else f", KD gain {100 * (m['student_acc'] - m['baseline_acc']):+.2f} pts"

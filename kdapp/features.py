@@ -92,7 +92,7 @@ class FeatureDistiller(nn.Module):
             what = "attention transfer" if kind == "attention" else "Gram matching"
             raise ValueError(f"{what} needs CNN feature maps on both sides; "
                              f"got student {student_shape} and teacher {teacher_shape}. "
-                             "Pick CNNs (seed_teacher, seed_student, lenet5) or use the hint loss.")
+                             "Pick CNNs (seed_teacher, seed_student, lenet5, lenet5_wide) or use the hint loss.")
         self.kind, self.teacher_shape = kind, tuple(teacher_shape)
         self.adapter = FeatureAdapter(student_shape, teacher_shape) if kind != "attention" else None
 

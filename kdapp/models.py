@@ -67,23 +67,25 @@ class SeedStudent(Net):
         return self.fc2(h), [c1, h]
 
 class LeNet5(Net):
-    """LeCun et al. (1998), with ReLU and max-pooling as it is usually written today."""
+    """LeCun et al. (1998), with ReLU and max-pooling as it is usually written today. Wider
+    channels give `lenet5_wide`: the same two conv-pool stages, which is what lets both read
+    other writers' digits (see the README's robustness table)."""
 
-    def __init__(self):
+    def __init__(self, c1=6, c2=16, f1=120, f2=84):
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 6, 5, padding=2)
-        self.conv2 = nn.Conv2d(6, 16, 5)
-        self.fc1 = nn.Linear(16 * 5 * 5, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
+        self.conv1 = nn.Conv2d(1, c1, 5, padding=2)
+        self.conv2 = nn.Conv2d(c1, c2, 5)
+        self.fc1 = nn.Linear(c2 * 5 * 5, f1)
+        self.fc2 = nn.Linear(f1, f2)
+        self.fc3 = nn.Linear(f2, 10)
 
     hint_stage = 1  # conv2's map
 
     def forward_stages(self, x):
-        c1 = F.max_pool2d(F.relu(self.conv1(x)), 2)  # (N,6,14,14)
-        c2 = F.relu(self.conv2(c1))                  # (N,16,10,10)
-        h1 = F.relu(self.fc1(torch.flatten(F.max_pool2d(c2, 2), 1)))  # (N,120)
-        h2 = F.relu(self.fc2(h1))                    # (N,84)
+        c1 = F.max_pool2d(F.relu(self.conv1(x)), 2)  # (N,c1,14,14)
+        c2 = F.relu(self.conv2(c1))                  # (N,c2,10,10)
+        h1 = F.relu(self.fc1(torch.flatten(F.max_pool2d(c2, 2), 1)))  # (N,f1)
+        h2 = F.relu(self.fc2(h1))                    # (N,f2)
         return self.fc3(h2), [c1, c2, h1, h2]
 
 class MLP(Net):
@@ -110,7 +112,8 @@ ARCHITECTURES = {
     "seed_student": SeedStudent,                  # conv16-pool-fc64, 174k params
     "mlp_1200": lambda: MLP(1200, dropout=0.5),   # Hinton 2015's MNIST teacher
     "mlp_800": lambda: MLP(800),                  # Hinton 2015's MNIST student
-    "lenet5": LeNet5,
+    "lenet5": LeNet5,                             # 61k params
+    "lenet5_wide": lambda: LeNet5(32, 64, 256, 128),  # 496k: the shipped drawing teacher
     "mlp_30": lambda: MLP(30),                    # tiny: KD's gap is widest here
 }
 

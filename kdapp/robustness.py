@@ -75,9 +75,10 @@ def scores(models, x, y, teacher="teacher"):
     return out
 
 
-def shipped_models():
-    """The drawing's shipped models by role: teacher, student (KD) and baseline."""
-    return {role: checkpoints.load(path)[0] for role, path in checkpoints.shipped_drawing_paths().items()}
+def shipped_models(roles=None):
+    """The drawing's shipped models by role: teacher, student (KD) and baseline (`roles`: another
+    trio of checkpoints.shipped_drawing_paths' form)."""
+    return {role: checkpoints.load(path)[0] for role, path in checkpoints.shipped_drawing_paths(roles=roles).items()}
 
 
 def evaluate(models, data_dir="data", seed=0, mnist_limit=2000, uci_limit=None, trained_on=("sample",)):
@@ -96,9 +97,10 @@ def evaluate(models, data_dir="data", seed=0, mnist_limit=2000, uci_limit=None, 
     return report
 
 
-def shipped_data():
+def shipped_data(roles=None):
     """The data sets the shipped drawing models were trained on (from their checkpoints)."""
-    return tuple(sorted({checkpoints.load(path)[1].get("data") for path in checkpoints.shipped_drawing_paths().values()}))
+    paths = checkpoints.shipped_drawing_paths(roles=roles).values()
+    return tuple(sorted({checkpoints.load(path)[1].get("data") for path in paths}))
 
 
 # What a visitor's drawing needs from the shipped models (accuracy on the redrawn sets).

@@ -104,3 +104,16 @@ def test_a_teacher_trained_on_other_data_is_never_used(tmp_path, sample, monkeyp
     for path in shipped.glob("*.pt"):
         _, meta = checkpoints.load(path)
         assert path.stem.endswith("-" + meta["data"]), path
+
+
+def test_distill_out_into_the_folder_that_holds_its_teacher(tmp_path, capsys, monkeypatch):
+    """scripts/train_checkpoints.sh distills with --out checkpoints/, where the teacher already is:
+    the teacher is left as it is (not copied onto itself) and the students are saved beside it."""
+    from kdapp import checkpoints
+    monkeypatch.setattr(checkpoints, "SHIPPED_DIR", tmp_path / "none-shipped")  # the teacher is trained here
+    runs = tmp_path / "runs"
+    code = cli.main(["distill", "--quiet", "--teacher", "mlp_30", "--student", "mlp_30", "--teacher-epochs", "1",
+                     "--epochs", "1", "--train-fraction", "0.1", "--runs-dir", str(runs), "--out", str(runs / "teachers")])
+    assert code == 0, capsys.readouterr().err[-2000:]
+    assert sorted(p.name for p in (runs / "teachers").iterdir()) == [
+        "mlp_30-baseline-sample.pt", "mlp_30-kd-sample.pt", "mlp_30-sample.pt"]

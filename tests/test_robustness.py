@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from kdapp import data as data_lib, robustness, teachers, train
+from kdapp import checkpoints, data as data_lib, robustness, teachers, train
 from kdapp.config import RunConfig
 
 
@@ -67,17 +67,24 @@ def test_consistent_teaching_runs_the_teacher_on_the_augmented_batch(sample, shi
 
 def test_shipped_drawing_models_read_other_writers(mnist_dir):
     """The shipped drawing models on the whole redrawn UCI set and 2,000 redrawn MNIST test digits
-    (full MNIST's test split: they trained on full MNIST). The issue's UCI targets (teacher 95%,
-    student 92% and within 3 points) are not met yet; this holds what is: MNIST >= 98% for both,
-    and consistent KD carrying the teacher's robustness to the student well past its baseline."""
+    (full MNIST's test split: they trained on full MNIST) meet the issue's targets: UCI teacher
+    >= 95%, KD student >= 92% and within 3 points of it, MNIST >= 98% for both."""
     models = robustness.shipped_models()
     assert set(models) == {"teacher", "student", "baseline"}
     report = robustness.evaluate(models, data_dir=mnist_dir, mnist_limit=2000,
                                  trained_on=robustness.shipped_data())
-    mnist, uci = report["mnist"]["accuracy"], report["uci"]["accuracy"]
     assert report["mnist"]["source"] == "mnist" and report["uci"]["n"] == 1797
-    assert mnist["teacher"] >= 0.98 and mnist["student"] >= 0.98, mnist
-    assert uci["teacher"] >= 0.93 and uci["student"] >= 0.88, uci
-    assert uci["student"] - uci["baseline"] >= 0.03, uci  # KD transfers robustness, not only accuracy
-    missed = robustness.check_targets(report)
-    assert all("UCI" in m for m in missed), missed  # only the UCI targets are missed
+    assert robustness.check_targets(report) == [], report
+
+
+def test_kd_carries_robustness_to_a_student_that_lacks_it(mnist_dir):
+    """The articles' pair (seed_teacher → seed_student), trained with the shipped recipe: the
+    one-conv student alone reads UCI's writers badly, and consistent KD lifts it well past its
+    baseline on the same augmented batches, short of the drawing's targets."""
+    roles = checkpoints.ARTICLES_DRAWING
+    report = robustness.evaluate(robustness.shipped_models(roles), data_dir=mnist_dir, mnist_limit=500,
+                                 trained_on=robustness.shipped_data(roles))
+    uci = report["uci"]["accuracy"]
+    assert uci["student"] - uci["baseline"] >= 0.03, uci
+    assert any("UCI" in m for m in robustness.check_targets(report)), uci
+
