@@ -9,6 +9,7 @@ from PIL import Image
 from kdapp import lab as lab_lib, plots, reports
 from kdapp.config import DEFAULTS, RANGES
 from kdapp.inference import MAX_SIDE, BlankCanvas, CanvasError
+from kdapp.models import cnn_names
 
 # Decompression bombs: a tiny PNG can claim 20000x20000 pixels. Refuse past ~2x our largest canvas.
 Image.MAX_IMAGE_PIXELS = MAX_SIDE * MAX_SIDE
@@ -405,8 +406,8 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
                             elem_id="control-feature_loss",
                             info="hint: FitNets MSE through a learned adapter; attention: attention transfer; "
                                  "gram: match channel Gram matrices after the adapter (attention and gram: CNNs "
-                                 "only, seed_teacher, seed_student, lenet5, lenet5_wide). With a second teacher the target is "
-                                 "the two teachers' features averaged.")
+                                 f"only, {cnn_names()}). With a second teacher the target is the two teachers' "
+                                 "features averaged.")
                         CONTROLS["feature_weight"] = slider("feature_weight", "Feature loss weight",
                                                             "also the hint's weight in deep supervision")
                         CONTROLS["second_teacher"] = gr.Dropdown(

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from kdapp.data import DATA_SOURCES
 from kdapp.losses import LOGIT_LOSSES
-from kdapp.models import ARCHITECTURES, has_feature_maps
+from kdapp.models import ARCHITECTURES, cnn_names, has_feature_maps
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 SELF = "self"  # teacher=self: no pretrained teacher; the student teaches itself (SELF_DISTILL says how)
@@ -97,10 +97,9 @@ class RunConfig:
             check_choice(name, getattr(self, name), choices)
         if self.feature_loss in ("attention", "gram") and \
                 not all(has_feature_maps(self.student if n == SELF else n) for n in self.teachers + (self.student,)):
-            cnns = ", ".join(name for name in ARCHITECTURES if has_feature_maps(name))
             what = "attention transfer" if self.feature_loss == "attention" else "Gram matching"
             raise ValueError(f"{what} needs conv feature maps: pick a CNN student and teacher "
-                             f"({cnns}), or use the hint loss")
+                             f"({cnn_names()}), or use the hint loss")
         if self.self_distill == "deep" and self.teacher != SELF:
             raise ValueError("deep supervision (self_distill=deep) needs teacher=self: the student is its own teacher")
         if self.deep_supervision and self.feature_loss != "none":

@@ -8,6 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from kdapp.losses import attention_loss, gram_loss, hint_loss
+from kdapp.models import cnn_names
 
 VECTOR_GRID = 4  # a conv map meeting an MLP's vector is average-pooled to C x 4 x 4 first
 
@@ -92,7 +93,7 @@ class FeatureDistiller(nn.Module):
             what = "attention transfer" if kind == "attention" else "Gram matching"
             raise ValueError(f"{what} needs CNN feature maps on both sides; "
                              f"got student {student_shape} and teacher {teacher_shape}. "
-                             "Pick CNNs (seed_teacher, seed_student, lenet5, lenet5_wide) or use the hint loss.")
+                             f"Pick CNNs ({cnn_names()}) or use the hint loss.")
         self.kind, self.teacher_shape = kind, tuple(teacher_shape)
         self.adapter = FeatureAdapter(student_shape, teacher_shape) if kind != "attention" else None
 

@@ -145,3 +145,8 @@ def count_parameters(model):
 def has_feature_maps(name):
     """True for CNNs, whose features are (C,H,W) maps; attention transfer needs them."""
     return _facts(name)[1]
+
+
+def cnn_names():
+    """The zoo's CNNs, comma-separated: the architectures attention transfer and Gram matching take."""
+    return ", ".join(name for name in ARCHITECTURES if has_feature_maps(name))

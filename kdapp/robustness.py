@@ -98,7 +98,7 @@ def evaluate(models, data_dir="data", seed=0, mnist_limit=2000, uci_limit=None, 
 
 
 def shipped_data(roles=None):
-    """The data sets the shipped drawing models were trained on (from their checkpoints)."""
+    """The data sets the shipped drawing models (or the trio `roles`) were trained on, from their checkpoints."""
     paths = checkpoints.shipped_drawing_paths(roles=roles).values()
     return tuple(sorted({checkpoints.load(path)[1].get("data") for path in paths}))
 

@@ -10,7 +10,7 @@ done
 $py -m kdapp distill --teacher seed_teacher --student seed_student --temperature 4 --alpha 0.7 \
   --epochs 30 --lr 0.005 --batch-size 128 --no-augment --data sample --seed 0 --out checkpoints/
 
-# Full MNIST (python -m kdapp data import DIR first; about 30 minutes on 2 cores).
+# Full MNIST (python -m kdapp data import DIR first; about 45 minutes on 2 cores).
 # The teachers are trained with the pen augmentation (rotation, scale, slant, shift, stroke width)
 # so that they read other writers' digits. The shipped drawing models are lenet5_wide → lenet5
 # (teacher, KD student, baseline); seed_teacher → seed_student, the articles' pair, is trained

@@ -24,6 +24,16 @@ def test_seed_nets_have_the_articles_parameter_counts():
     assert count_parameters("mlp_800") == 784 * 800 + 800 + 800 * 800 + 800 + 800 * 10 + 10
 
 
+def lenet_parameters(c1, c2, f1, f2):
+    """By hand: two 5×5 convs, then fc layers from the 5×5 map of c2 channels."""
+    return (25 * c1 + c1) + (25 * c1 * c2 + c2) + (25 * c2 * f1 + f1) + (f1 * f2 + f2) + (f2 * 10 + 10)
+
+
+def test_lenets_have_the_counts_the_readme_gives():
+    assert count_parameters("lenet5") == lenet_parameters(6, 16, 120, 84) == 61_706
+    assert count_parameters("lenet5_wide") == lenet_parameters(32, 64, 256, 128) == 496_138
+
+
 def test_unknown_architecture_lists_valid_names():
     with pytest.raises(ValueError) as e:
         build("resnet152")

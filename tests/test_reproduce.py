@@ -1,8 +1,9 @@
-"""The methods table (python -m kdapp reproduce --methods) from cells with known numbers: its
-means, spreads and gains against a hand computation, and its missing-3 counts."""
+"""The reproduction's tables from cells with known numbers: the methods table's means, spreads and
+gains against a hand computation, its missing-3 counts, and the robustness section's sentences."""
 import json
 import statistics
 
+from kdapp import checkpoints
 from kdapp.tools import reproduce
 
 
@@ -32,3 +33,35 @@ def test_methods_table_from_known_cells(tmp_path):
     assert "| DIST |" in markdown and "not run yet" in markdown  # cells missing are said so, not invented
     assert "| KD student (ours) | 60.0 ± 0.0 | 31.0 ± 1.0 | 48.0 ± 0.0 | 9.0 ± 0.0 |" in markdown
     assert raw["methods"]["KD"]["student"] == accs["KD"][0]
+
+
+def _robustness_report(teacher, student, baseline):
+    accuracy = {"teacher": teacher, "student": student, "baseline": baseline}
+    agreement = {"student": 0.9, "baseline": 0.9}
+    return {"seed": 0, "mnist": {"source": "mnist", "n": 2000, "accuracy": {"teacher": 0.995, "student": 0.99,
+                                                                            "baseline": 0.99}, "agreement": agreement},
+            "uci": {"source": "UCI", "n": 1797, "accuracy": accuracy, "agreement": agreement}}
+
+
+def test_robustness_section_from_known_cells(tmp_path, mnist_dir):
+    """Section 5 of the full-MNIST reproduction: one cell per trio, keyed by its checkpoints'
+    fingerprint (a cell for other files is never read), its sentences computed from the cell."""
+    done = {}
+    for roles, uci in ((checkpoints.SHIPPED_DRAWING, (0.97, 0.95, 0.96)),
+                       (checkpoints.ARTICLES_DRAWING, (0.94, 0.89, 0.84))):
+        paths = checkpoints.shipped_drawing_paths(roles=roles).values()
+        trio = f"{roles['teacher'][0]}-{roles['student'][0]}"
+        done[f"mnist/robustness/{trio}/{checkpoints.fingerprint(paths)}"] = _robustness_report(*uci)
+        done[f"mnist/robustness/{trio}/000000000000"] = _robustness_report(0.5, 0.5, 0.5)  # older checkpoints
+    cells = tmp_path / "reproduce-mnist.cells.json"
+    cells.write_text(json.dumps(done))
+    markdown, raw = reproduce.run_reproduce(data="mnist", data_dir=mnist_dir, seeds=1, cells_path=cells,
+                                            cached_only=True)
+    section = markdown[markdown.index("## 5."):]
+    assert ("the KD student reads 1.00 points less than its baseline and trails its teacher by 2.00. "
+            "The drawing's targets are met.") in section
+    assert ("the KD student reads 5.00 points more than its baseline and trails its teacher by 5.00. "
+            "Targets missed: teacher reads 94.00% of the redrawn UCI digits (target 95%)") in section
+    assert "| UCI, 43 other writers | 1,797 | 97.00% | 95.00% | 96.00% |" in section
+    assert set(raw["robustness"]) == {"lenet5_wide-lenet5", "seed_teacher-seed_student"}
+    assert raw["robustness"]["lenet5_wide-lenet5"]["uci"]["accuracy"]["student"] == 0.95
