@@ -459,10 +459,14 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
                     models_dd = gr.Dropdown(lab.drawing_choices(), value=lab_lib.SHIPPED, label="Models for the drawing",
                                             elem_id="drawing-models", info="the shipped ones, or any finished run's")
                 with gr.Column(scale=3):
+                    # Labelled for the shipped models; models_dd.change relabels them (model_labels).
+                    shipped = lab.shipped_roles()
                     with gr.Row():
-                        teacher_pred = gr.Label(num_top_classes=3, label="Teacher", elem_id="teacher-pred")
+                        teacher_pred = gr.Label(num_top_classes=3, elem_id="teacher-pred",
+                                                label=TEACHER_LABEL if "teacher" in shipped else NO_TEACHER_LABEL)
                         student_pred = gr.Label(num_top_classes=3, label="KD student", elem_id="student-pred")
-                        baseline_pred = gr.Label(num_top_classes=3, label=BASELINE_LABEL, elem_id="baseline-pred")
+                        baseline_pred = gr.Label(num_top_classes=3, elem_id="baseline-pred",
+                                                 label=BASELINE_LABEL if "baseline" in shipped else NO_BASELINE_LABEL)
                     with gr.Row():
                         digit28 = gr.Image(label="What the models see (28×28)", elem_id="digit-28", interactive=False,
                                            height=190, width=190, buttons=[])
@@ -528,16 +532,15 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     # dropdown (a link, a finished run) or by the visitor's own pick; then the digit is read again.
     # The teacher's and baseline's labels follow the models too ("none" where a run has none).
     models_dd.change(predict, predict_inputs, predict_outputs, queue=False, **private)
-    models_dd.change(model_labels, drawing_models, [teacher_pred, baseline_pred], queue=False, **private)
     models_dd.input(lambda choice: (choice, False), models_dd, [drawing_models, follow], **private).then(
-        predict, predict_inputs, predict_outputs, queue=False, **private).then(
-        model_labels, drawing_models, [teacher_pred, baseline_pred], queue=False, **private)
+        predict, predict_inputs, predict_outputs, queue=False, **private)
+    # The dropdown's value is the drawing's models: set with them, or picked (when the state is not set yet).
+    models_dd.change(model_labels, models_dd, [teacher_pred, baseline_pred], queue=False, **private)
     clear_btn.click(clear, None, predict_outputs, js=CLEAR_CANVAS, **private)
     fixed_gallery.select(show_example("fixed"), fidelity_shown, example_plot, **private)
     broken_gallery.select(show_example("broken"), fidelity_shown, example_plot, **private)
     demo.load(on_load, [owner], [owner, view, notice, models_dd, drawing_models, follow, *controls], **private)
     demo.load(None, js=KEEP_BRUSH)
-    demo.load(model_labels, drawing_models, [teacher_pred, baseline_pred], queue=False, **private)
 
     for event in (refresh_runs_btn.click, pair_dd.input):
         event(runs_table, [pair_dd, selected], [runs_df, pair_dd, selected], **private)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from kdapp.config import is_deep_supervision
 from kdapp.models import build
 
 
@@ -159,7 +160,7 @@ def drawing_paths(directory=None):
     meta = load(students[0])[1]
     config = meta.get("config", {})
     arch, data, teacher = meta.get("arch"), meta.get("data"), config.get("teacher")
-    if teacher == "self" and config.get("self_distill") == "deep":  # deep supervision: no teacher to draw with
+    if is_deep_supervision(config):  # no teacher to draw with
         paths = {"student": students[0]}
     else:
         paths = {"teacher": teacher_path(directory, teacher, data), "student": students[0]}

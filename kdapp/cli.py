@@ -163,7 +163,7 @@ def cmd_distill(args):
         # With the teacher beside them the folder is self-contained: KDAPP_DRAWING_DIR=DIR python app.py
         Path(args.out).mkdir(parents=True, exist_ok=True)
         teacher_copy = checkpoints.teacher_path(args.out, config.teacher, m["data"])
-        if not result.paths.get("teacher"):  # deep supervision: no teacher, and none left from an earlier run
+        if config.deep_supervision:  # no teacher, and none left from an earlier run
             teacher_copy.unlink(missing_ok=True)
         copies = [(result.paths.get("teacher"), teacher_copy)]
         copies += [(result.paths.get(role), checkpoints.student_path(args.out, config.student, kind, m["data"]))

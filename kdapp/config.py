@@ -18,6 +18,11 @@ from kdapp.models import ARCHITECTURES, cnn_names, has_feature_maps
 DEVICES = ("auto", "cpu", "cuda", "mps")
 SELF = "self"  # teacher=self: no pretrained teacher; the student teaches itself (SELF_DISTILL says how)
 SELF_DISTILL = ("born-again", "deep")  # an earlier generation of the student, or its own deepest layer
+
+
+def is_deep_supervision(config):
+    """For a run's config as a dict (a stored run, a checkpoint's metadata): no teacher at all."""
+    return config.get("teacher") == SELF and config.get("self_distill") == "deep"
 FEATURE_LOSSES = ("none", "hint", "attention", "gram")
 
 
@@ -63,7 +68,7 @@ class RunConfig:
     @property
     def deep_supervision(self):
         """No teacher at all: the student's deepest layer teaches its shallower ones."""
-        return self.teacher == SELF and self.self_distill == "deep"
+        return is_deep_supervision({"teacher": self.teacher, "self_distill": self.self_distill})
 
     def to_dict(self):
         d = asdict(self)

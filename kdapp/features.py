@@ -111,11 +111,8 @@ class FeatureDistiller(nn.Module):
         """Reads the feature shapes from one forward pass of each model on `probe` (N >= 2); with
         several teachers (a list) the first one's shape is the target's."""
         teacher = teacher[0] if isinstance(teacher, (list, tuple)) else teacher
-        with torch.no_grad():
-            was_training = student.training
-            s_shape = student.eval().forward_features(probe)[1].shape[1:]
-            student.train(was_training)
-            t_shape = teacher.forward_features(probe)[1].shape[1:]
+        s_shape = _probe(student, probe, "forward_features")[1].shape[1:]
+        t_shape = _probe(teacher, probe, "forward_features")[1].shape[1:]
         return cls(kind, s_shape, t_shape)
 
 
@@ -149,8 +146,14 @@ class DeepSupervision(nn.Module):
 
     @classmethod
     def for_model(cls, student, probe):
-        with torch.no_grad():
-            was_training = student.training
-            stages = student.eval().forward_stages(probe)[1]
-            student.train(was_training)
-        return cls([s.shape[1:] for s in stages])
+        return cls([s.shape[1:] for s in _probe(student, probe, "forward_stages")[1]])
+
+
+@torch.no_grad()
+def _probe(model, probe, method):
+    """model.<method>(probe) in eval mode and without gradients, the model's mode restored: the
+    shapes an adapter is built for."""
+    was_training = model.training
+    out = getattr(model.eval(), method)(probe)
+    model.train(was_training)
+    return out

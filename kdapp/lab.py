@@ -13,7 +13,8 @@ from collections import OrderedDict
 from pathlib import Path
 
 from kdapp import checkpoints, data as data_lib, export, fidelity as fidelity_lib, inference, teachers, train
-from kdapp.config import CHOICES, DEFAULTS, HOSTED_CAPS, HOSTED_IMPOSED, RANGES, SELF, RunConfig, convert
+from kdapp.config import (CHOICES, DEFAULTS, HOSTED_CAPS, HOSTED_IMPOSED, RANGES, SELF, RunConfig, convert,
+                          is_deep_supervision)
 from kdapp.jobs import FINISHED, QueueFull, RunQueue
 from kdapp.models import ARCHITECTURES, count_parameters
 from kdapp.store import RunStore
@@ -203,6 +204,10 @@ class Lab:
         mine = self.store.list(limit=1, states=(FINISHED,), owner=owner, curves=False) if owner else []
         return mine[0]["id"] if mine and mine[0]["has_checkpoints"] else SHIPPED
 
+    def shipped_roles(self):
+        """The roles the shipped drawing models fill ("teacher", "student", "baseline"), from their files."""
+        return set(checkpoints.drawing_paths(self.drawing_dir))
+
     def models(self, choice):
         """(teacher, student, baseline or None, description) for the drawing; "shipped" or a run id.
         Raises LookupError with a sentence when a run's models cannot be had."""
@@ -238,9 +243,8 @@ class Lab:
                               f"{'' if record['state'] != FINISHED else ', its checkpoints were pruned'})")
         paths = record["extra"].get("paths", {})
         c = record["config"]
-        teacherless = c["teacher"] == SELF and c.get("self_distill") == "deep"  # deep supervision: no teacher
         try:
-            teacher = None if teacherless else checkpoints.load(paths["teacher"])[0]
+            teacher = None if is_deep_supervision(c) else checkpoints.load(paths["teacher"])[0]
             student, _ = checkpoints.load(paths["student"])
         except (KeyError, TypeError, checkpoints.CheckpointError) as e:
             raise LookupError(f"run {choice}'s models could not be loaded: {e}") from None

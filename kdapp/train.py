@@ -218,6 +218,8 @@ def distill(config, teachers, dataset, emit=_ignore, should_stop=_never, teacher
 
     Under torchrun (`world`, see kdapp.distributed) each rank trains on its slice of every global
     batch of config.batch_size x world.size, with both students wrapped in DDP."""
+    if bool(teachers) == config.deep_supervision:
+        raise ValueError("deep supervision takes no teachers; every other run takes one or more")
     device, T = dataset.train_x.device, config.temperature
     generator = torch.Generator().manual_seed(config.seed)
     n_all = len(dataset.train_y)
@@ -249,8 +251,6 @@ def distill(config, teachers, dataset, emit=_ignore, should_stop=_never, teacher
     if config.feature_loss != "none":
         distiller = FeatureDistiller.for_models(config.feature_loss, student, teachers[0], train_x[:2])
         distiller = distiller.to(device).train()
-    if bool(teachers) == config.deep_supervision:
-        raise ValueError("deep supervision takes no teachers; every other run takes one or more")
     if config.deep_supervision:
         deep = DeepSupervision.for_model(student, train_x[:2]).to(device).train()
     kd_model = distributed.wrap(_KDStudent(student, distiller, deep), world)
@@ -377,6 +377,26 @@ def born_again(config, dataset, emit=_ignore, should_stop=_never, world=distribu
     return result
 
 
+def train_students(config, teachers, dataset, emit=_ignore, should_stop=_never, teacher_keys=None, cache_dir=None,
+                   world=distributed.SINGLE):
+    """The KD student and its baseline, however the config says they learn: from `teachers`, from
+    an earlier generation of the student (born-again), or from its own deepest layer."""
+    if config.deep_supervision:
+        return distill(config, [], dataset, emit, should_stop, world=world)
+    if config.teacher == SELF:
+        return born_again(config, dataset, emit, should_stop, world)
+    return distill(config, teachers, dataset, emit, should_stop, teacher_keys=teacher_keys, cache_dir=cache_dir,
+                   world=world)
+
+
+def omitted_class_reports(result, dataset, omit_class):
+    """{role: Hinton's counts for the held-out class} for the students a run has ({} without one)."""
+    if omit_class is None:
+        return {}
+    return {role: fidelity.omitted_class(predict_logits(model, dataset.test_x), dataset.test_y, omit_class)
+            for role in ("student", "baseline") if (model := getattr(result, role)) is not None}
+
+
 def _teacher(arch, dataset, config, runs_dir, emit, should_stop):
     """A trained teacher: its checkpoint if there is one, else trained now (and saved for next time)."""
     found = get_teacher(arch, dataset, runs_dir, emit)
@@ -418,28 +438,20 @@ def run(config, emit=_ignore, should_stop=_never, runs_dir=None, data_dir="data"
     emit(events.data(dataset.source, dataset.describe(), str(device)))
     if config.teacher == SELF:  # no pretrained teacher to find
         found = [(None, None, None)]
-        result = distill(config, [], dataset, emit, check, world=world) if config.deep_supervision else \
-            born_again(config, dataset, emit, check, world)
     else:
         with distributed.main_first(world):  # rank 0 trains and saves a missing teacher; the others load it
             found = [_teacher(arch, dataset, config, runs_dir, emit, check) for arch in config.teachers]
-        teachers, keys = [f[0] for f in found], [f[1] for f in found]
-        result = distill(config, teachers, dataset, emit, check, teacher_keys=keys,
-                         cache_dir=Path(runs_dir) / "cache" if runs_dir else None, world=world)
+    result = train_students(config, [f[0] for f in found], dataset, emit, check,
+                            teacher_keys=[f[1] for f in found], world=world,
+                            cache_dir=Path(runs_dir) / "cache" if runs_dir else None)
     if not world.main:
         return result
     emit(events.phase("fidelity", "comparing the students with the teacher on the test digits"))
     result.fidelity = run_fidelity(result, found[0][1], dataset, Path(runs_dir) / "cache" if runs_dir else None)
-    if config.omit_class is not None:
-        for role in ("student", "baseline"):
-            model = getattr(result, role)
-            if model is not None:
-                report = fidelity.omitted_class(predict_logits(model, dataset.test_x), dataset.test_y,
-                                                config.omit_class)
-                result.metrics.update({f"{role}_{k}": v for k, v in report.items()
-                                       if k not in ("omitted_class", "omitted_test_digits")})
-                result.metrics.update(omitted_class=config.omit_class,
-                                      omitted_test_digits=report["omitted_test_digits"])
+    for role, report in omitted_class_reports(result, dataset, config.omit_class).items():
+        result.metrics.update({f"{role}_{k}": v for k, v in report.items()
+                               if k not in ("omitted_class", "omitted_test_digits")})
+        result.metrics.update(omitted_class=config.omit_class, omitted_test_digits=report["omitted_test_digits"])
     result.metrics.update(data=dataset.source, device=str(device), seconds=round(time.monotonic() - started, 2))
     result.paths["teacher"] = found[0][2]
     out_dir = out_dir or (Path(runs_dir) / "latest" if runs_dir else None)

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from kdapp import checkpoints, data as data_lib, fidelity, inference, robustness, teachers, train
+from kdapp import checkpoints, data as data_lib, inference, robustness, teachers, train
 from kdapp.checkpoints import atomic_write
 from kdapp.config import RunConfig
 from kdapp.models import build, count_parameters
@@ -107,8 +107,11 @@ def distill(teacher, key, dataset, seed, **settings):
 
 def accuracies(teacher, key, dataset, seed, **settings):
     """One cell: a KD student (and its baseline) trained, as plain numbers."""
-    m = distill(teacher, key, dataset, seed, **settings).metrics
-    return {"student_acc": m["student_acc"], "baseline_acc": m["baseline_acc"], "train_samples": m["train_samples"]}
+    return _cell(distill(teacher, key, dataset, seed, **settings).metrics)
+
+
+def _cell(metrics):
+    return {k: metrics[k] for k in ("student_acc", "baseline_acc", "train_samples")}
 
 
 def mean_std(values, scale=100.0, digits=2):
@@ -288,8 +291,7 @@ def run_reproduce(quick=False, seeds=None, data="sample", data_dir="data", cells
             trio = f"{roles['teacher'][0]}-{roles['student'][0]}"
             lines.append(f"**{roles['teacher'][0]} → {roles['student'][0]}** ({label}):\n")
             paths = checkpoints.shipped_drawing_paths(roles=roles)
-            if set(paths) != set(roles) or not all(Path(p).is_file() for p in paths.values()) \
-                    or robustness.shipped_data(roles) != ("mnist",):
+            if set(paths) != set(roles) or not all(Path(p).is_file() for p in paths.values()):
                 lines.append("Its full-MNIST checkpoints are not in checkpoints/ "
                              "(`scripts/train_checkpoints.sh` trains them).\n")
                 continue
@@ -354,25 +356,14 @@ def method_cell(teacher_model, key, dataset, seed, **settings):
     """One method, one seed: the KD student's and its baseline's test accuracy, and for a held-out
     class the Hinton counts (errors overall and on the class, before and after the bias shift)."""
     config = RunConfig(data=dataset.source, seed=seed, **{"augment": False, **settings})
-    if config.deep_supervision:
-        result = train.distill(config, [], dataset)
-    elif config.teacher == "self":
-        result = train.born_again(config, dataset)
-    else:
-        result = train.distill(config, [teacher_model], dataset, teacher_keys=[key])
-    m = result.metrics
-    out = {"student_acc": m["student_acc"], "baseline_acc": m["baseline_acc"], "train_samples": m["train_samples"]}
-    if config.omit_class is not None:
-        for role in ("student", "baseline"):
-            logits = teachers.predict_logits(getattr(result, role), dataset.test_x)
-            out[role] = fidelity.omitted_class(logits, dataset.test_y, config.omit_class)
-    return out
+    result = train.train_students(config, [teacher_model], dataset, teacher_keys=[key])
+    return {**_cell(result.metrics), **train.omitted_class_reports(result, dataset, config.omit_class)}
 
 
 def run_methods(quick=False, seeds=None, data="sample", data_dir="data", cells_path=None, fresh=False,
                 cached_only=False):
     plan = QUICK if quick else (MNIST if data == "mnist" else FULL)
-    seeds = list(range(seeds or (1 if quick else 3)))
+    seeds = list(range(seeds or plan["seeds"]))
     started = time.monotonic()
     dataset = data_lib.load(data, data_dir)
     cells = Cells(cells_path or methods_out(data).with_suffix(".cells.json"), fresh, cached_only)
