@@ -1,4 +1,4 @@
-"""kdapp: a knowledge-distillation lab. UI only; every computation comes from kdapp.lab."""
+"""kdapp: a knowledge-distillation lab. UI only; every computation comes from kdapp.lab.facade."""
 import logging
 import os
 import secrets
@@ -6,9 +6,10 @@ import secrets
 import gradio as gr
 from PIL import Image
 
-from kdapp import lab as lab_lib, plots, reports
+from kdapp.lab import facade as lab_lib
+from kdapp.ui import plots, reports
 from kdapp.config import DEFAULTS, RANGES
-from kdapp.inference import MAX_SIDE, BlankCanvas, CanvasError
+from kdapp.evaluation.inference import MAX_SIDE, BlankCanvas, CanvasError
 from kdapp.models import cnn_names
 
 # Decompression bombs: a tiny PNG can claim 20000x20000 pixels. Refuse past ~2x our largest canvas.

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from kdapp import checkpoints, data as data_lib, distributed, train
+from kdapp import checkpoints, data as data_lib
+from kdapp.training import distributed, train
 from kdapp.config import CHOICES, DEFAULTS, RANGES, RunConfig
 from kdapp.models import ARCHITECTURES
 
@@ -143,7 +144,7 @@ def cmd_train_teacher(args):
 
 def cmd_distill(args):
     config = config_from_args(args)
-    # Under torchrun each process is one rank (kdapp.distributed); without it, a World of one.
+    # Under torchrun each process is one rank (kdapp.training.distributed); without it, a World of one.
     world, device = distributed.init(train.pick_device(config.device))
     if args.scale_lr and world.distributed:  # linear scaling rule: the global batch is W times larger
         config = config.replace(lr=config.lr * world.size)
@@ -243,7 +244,7 @@ def main(argv=None):
 
 
 def cmd_robustness(args):
-    from kdapp import robustness
+    from kdapp.evaluation import robustness
     if args.teacher_path or args.student_path:
         if not (args.teacher_path and args.student_path):
             raise ValueError("give both --teacher-path and --student-path (and optionally --baseline-path)")

@@ -52,6 +52,6 @@ def epoch(epoch, epochs, teacher_acc, student_acc, baseline_acc):
 def end(state, message, metrics=None, paths=None, warnings=(), error=None, fidelity=None):
     """The worker's last line. state: finished | failed | cancelled. On success, `metrics` holds
     teacher_acc(s), student_acc, baseline_acc, train/test_samples, data, device and seconds,
-    `paths` the checkpoints written (teacher, student, baseline) and `fidelity` kdapp.fidelity's dict."""
+    `paths` the checkpoints written (teacher, student, baseline) and `fidelity` kdapp.evaluation.fidelity's dict."""
     return {"type": "end", "state": state, "message": message, "metrics": metrics, "paths": paths or {},
             "warnings": list(warnings), "error": error, "fidelity": fidelity}

@@ -134,7 +134,7 @@ def self_distillation_loss(logits, aux_logits, targets, temperature, alpha, loss
     with `soft` the chosen logit loss (see distillation_loss). Returns KDParts whose `hard` is the
     final classifier's CE, `soft` the heads' mean soft term and `parts` their mean named terms.
     The feature half of deep supervision (the hint from each shallow stage to the deepest) is
-    kdapp.features.DeepSupervision's."""
+    kdapp.training.features.DeepSupervision's."""
     hard = F.cross_entropy(logits, targets)
     target_log_p = teacher_log_probs(logits.detach(), temperature, loss)
     heads = [distillation_loss(z, target_log_p, targets, temperature, alpha, loss, **weights) for z in aux_logits]
@@ -171,7 +171,7 @@ def hint_loss(student_features, teacher_features):
         L = mean((r(F_s) - F_t)^2)
 
     where r is a learned adapter that has already mapped the student's features to the
-    teacher's shape (see kdapp.features.FeatureAdapter). Mean over all elements."""
+    teacher's shape (see kdapp.training.features.FeatureAdapter). Mean over all elements."""
     if student_features.shape != teacher_features.shape:
         raise ValueError(f"hint shapes differ: {tuple(student_features.shape)} vs "
                          f"{tuple(teacher_features.shape)}; adapt the student's features first")
@@ -217,7 +217,7 @@ def gram_matrix(features):
 
 def gram_loss(student_features, teacher_features):
     """Gram-matrix matching: L = mean_n || G(F_t) - G(F_s) ||_F^2 / C^2, with the student's features
-    already mapped to the teacher's C channels by the adapter (kdapp.features.FeatureAdapter).
+    already mapped to the teacher's C channels by the adapter (kdapp.training.features.FeatureAdapter).
     The 1/C^2 (a mean over the matrix's entries) keeps it on the hint loss's scale, so the same
     feature weight of 1 suits both: for seed_student -> seed_teacher at initialisation the sum is
     ~960, the mean ~0.24, the hint ~0.96."""

@@ -241,7 +241,7 @@ def test_a_settings_link_reads_back_as_the_same_settings():
 
 
 def test_the_kd_gain_interval_is_the_binomial_one():
-    from kdapp import reports
+    from kdapp.ui import reports
     # 1.96 * sqrt((0.98 * 0.02 + 0.97 * 0.03) / 2000), by hand: 0.0096718...
     assert reports.gain_interval(0.98, 0.97, 2000) == pytest.approx(0.0096718, abs=1e-6)
     text = reports.gain_text({"student_acc": 0.98, "baseline_acc": 0.97, "test_samples": 2000})
@@ -273,7 +273,7 @@ def test_each_sweep_counts_once_and_a_third_is_refused():
 
 
 def test_strangers_text_in_a_link_is_shown_verbatim():
-    from kdapp import reports
+    from kdapp.ui import reports
     text = reports.url_notice("[sign in](https://evil.example)", ["<img src=x onerror=alert(1)>", "a`b"])
     assert text.count("`") == 6 and "[sign in](https://evil.example)" in text  # inside code spans only
 

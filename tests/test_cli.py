@@ -91,7 +91,8 @@ def test_a_fresh_data_folder_imports_full_mnist_and_distills_on_it(tmp_path):
 def test_a_teacher_trained_on_other_data_is_never_used(tmp_path, sample, monkeypatch):
     """The sample's test digits are MNIST training digits: a full-MNIST teacher saved under the
     sample's name must be refused (and a new one trained), never used to teach a sample run."""
-    from kdapp import checkpoints, teachers
+    from kdapp import checkpoints
+    from kdapp.training import teachers
     from kdapp.models import build
     fake = checkpoints.teacher_path(tmp_path / "teachers", "mlp_30", "sample")
     checkpoints.save(fake, build("mlp_30"), "mlp_30", data="mnist")

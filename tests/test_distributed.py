@@ -8,8 +8,9 @@ import sys
 import pytest
 import torch
 
-from kdapp import checkpoints, distributed
-from kdapp.lab import Lab
+from kdapp import checkpoints
+from kdapp.training import distributed
+from kdapp.lab.facade import Lab
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

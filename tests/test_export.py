@@ -5,7 +5,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from kdapp import checkpoints, export
+from kdapp import checkpoints
+from kdapp.evaluation import export
 from kdapp.data import MNIST_MEAN, MNIST_STD
 from kdapp.models import ARCHITECTURES, build
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from kdapp import fidelity, train
+from kdapp.evaluation import fidelity
+from kdapp.training import train
 from kdapp.config import RunConfig
 
 # Six digits, labels 0..2; each row: teacher, student, baseline logits.
@@ -78,7 +79,7 @@ def test_a_run_stores_fidelity_and_its_net_count_is_the_kd_gain(tmp_path, sample
     assert len(f["fixed"]["index"]) == min(32, f["fixed"]["count"])
     # Independent recount of agreement from the saved checkpoints.
     from kdapp import checkpoints
-    from kdapp.teachers import predict_logits
+    from kdapp.training.teachers import predict_logits
     student, _ = checkpoints.load(result.paths["student"])
     teacher, _ = checkpoints.load(result.paths["teacher"])
     agree = (predict_logits(student, sample.test_x).argmax(1) == predict_logits(teacher, sample.test_x).argmax(1))

@@ -6,10 +6,10 @@ import pytest
 import torch
 from PIL import Image
 
-from kdapp import inference
+from kdapp.evaluation import inference
 from kdapp.data import MNIST_MEAN, MNIST_STD, sample_split
-from kdapp.tools.drawing import redraw
-from kdapp.inference import BlankCanvas, CanvasError, preprocess
+from kdapp.evaluation.redraw import redraw
+from kdapp.evaluation.inference import BlankCanvas, CanvasError, preprocess
 
 
 def rgba_canvas(size=280):

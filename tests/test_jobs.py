@@ -2,8 +2,8 @@
 import pytest
 
 from kdapp.config import RunConfig
-from kdapp.jobs import QueueFull, RunQueue
-from kdapp.store import RunStore
+from kdapp.lab.jobs import QueueFull, RunQueue
+from kdapp.lab.store import RunStore
 from kdapp.tools.serving import wait_until
 
 SHORT = RunConfig(epochs=1, train_fraction=0.1)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from kdapp.features import DeepSupervision, FeatureDistiller, align, teachers_target
+from kdapp.training.features import DeepSupervision, FeatureDistiller, align, teachers_target
 from kdapp.losses import (attention_loss, distillation_loss, dkd_terms, gram_loss, hint_loss, kd_loss, kd_loss_parts,
                           self_distillation_loss, teacher_log_probs)
 

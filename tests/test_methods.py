@@ -7,7 +7,9 @@ import json
 import pytest
 import torch
 
-from kdapp import checkpoints, cli, fidelity, train
+from kdapp import checkpoints, cli
+from kdapp.evaluation import fidelity
+from kdapp.training import train
 from kdapp.config import RunConfig
 from kdapp.models import build
 
@@ -91,7 +93,7 @@ def test_deep_supervision_heads_learn_from_the_final_layer():
 def test_deep_supervision_heads_learn_from_the_deepest_layer(sample):
     """On a fixed batch, the loss trains the shallow head (the conv map's adapter and classifier)
     toward the final layer's answers: after 60 steps it agrees with them far more often."""
-    from kdapp.features import DeepSupervision
+    from kdapp.training.features import DeepSupervision
     from kdapp.losses import self_distillation_loss
     torch.manual_seed(0)
     student = build("seed_student")

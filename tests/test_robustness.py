@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from kdapp import checkpoints, data as data_lib, robustness, teachers, train
+from kdapp import checkpoints, data as data_lib
+from kdapp.evaluation import robustness
+from kdapp.training import teachers, train
 from kdapp.config import RunConfig
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from kdapp import store
-from kdapp.store import MAX_CURVE_POINTS, RunStore, downsample
+from kdapp.lab import store
+from kdapp.lab.store import MAX_CURVE_POINTS, RunStore, downsample
 
 RECORD_KEYS = {"id", "created", "started", "ended", "state", "config", "data", "device", "metrics", "accuracy",
                "curves", "warnings", "error", "message", "has_checkpoints", "extra", "fidelity"}
@@ -23,8 +23,8 @@ def config(teacher="seed_teacher", student="seed_student", **more):
 
 def test_store_needs_neither_torch_nor_gradio():
     # conftest has imported torch here already, so look from a fresh interpreter
-    code = "import sys, kdapp.store; assert not {'torch', 'gradio'} & set(sys.modules), sorted(sys.modules)"
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(store.__file__).parents[1])
+    code = "import sys, kdapp.lab.store; assert not {'torch', 'gradio'} & set(sys.modules), sorted(sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(store.__file__).parents[2])
 
 
 def test_create_get_and_list_newest_first(tmp_path):
@@ -187,7 +187,7 @@ def test_run_dir_refuses_paths(tmp_path):
 
 
 def _assert_fresh_store_after_corruption(tmp_path, caplog, original):
-    with caplog.at_level(logging.WARNING, logger="kdapp.store"):
+    with caplog.at_level(logging.WARNING, logger="kdapp.lab.store"):
         runs = RunStore(tmp_path)
     aside = [p for p in tmp_path.glob("kdapp.sqlite3.corrupt-*") if not p.name.endswith(("-wal", "-shm"))]
     assert [p.read_bytes() for p in aside] == [original]

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from kdapp import teachers, train
+from kdapp.training import teachers, train
 from kdapp.config import RunConfig
 from kdapp.losses import teacher_log_probs
 

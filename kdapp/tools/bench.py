@@ -16,7 +16,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from kdapp import checkpoints, data as data_lib, inference, teachers, train
+from kdapp import checkpoints, data as data_lib
+from kdapp.evaluation import inference
+from kdapp.training import teachers, train
 from kdapp.config import RunConfig
 from kdapp.models import build
 from kdapp.tools.serving import ROOT, redrawn_canvases, start_app, wait_for_http
@@ -288,7 +290,7 @@ def ddp_table(r):
 
 
 def run_bench(args):
-    from kdapp import lab as lab_lib
+    from kdapp.lab import facade as lab_lib
     threads = lab_lib.configure_threads()
     out = {"machine": f"{os.cpu_count()} CPUs, torch {torch.__version__}, {threads} threads"}
     teacher = _teacher()
@@ -421,7 +423,7 @@ def cmd_bench(args):
             print(json.dumps({"ddp": r}))
         return
     if args.data_scaling_only:
-        from kdapp import lab as lab_lib
+        from kdapp.lab import facade as lab_lib
         lab_lib.configure_threads()
         rows = data_scaling(_teacher(), args.data_dir)
         print(data_scaling_table(rows))

@@ -108,7 +108,7 @@ def drive(url, paths, labels, visitors, seconds, think=PERIOD_S, warmup=2.0, pro
 
 
 def summarise(results, window):
-    from kdapp.inference import percentiles
+    from kdapp.evaluation.inference import percentiles
     ok = [ms for _, ms, right in results if right is not None]
     p50, p95 = percentiles(ok) if ok else (float("inf"), float("inf"))
     return {"requests": len(results), "errors": sum(r[2] is None for r in results),

@@ -4,7 +4,7 @@ request on this machine."""
 import gradio as gr
 import numpy as np
 
-from kdapp import plots
+from kdapp.ui import plots
 
 LABEL = {"label": "1", "confidences": [{"label": str(d), "confidence": 0.1} for d in range(3)]}
 OUTPUTS = (LABEL, LABEL, LABEL, plots.distribution_figure(None), np.zeros((28, 28), np.uint8), "a note")

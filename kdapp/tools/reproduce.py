@@ -22,7 +22,9 @@ import sys
 import time
 from pathlib import Path
 
-from kdapp import checkpoints, data as data_lib, inference, robustness, teachers, train
+from kdapp import checkpoints, data as data_lib
+from kdapp.evaluation import inference, robustness
+from kdapp.training import teachers, train
 from kdapp.checkpoints import atomic_write
 from kdapp.config import RunConfig
 from kdapp.models import build, count_parameters

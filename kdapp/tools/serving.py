@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from kdapp import data as data_lib
-from kdapp.tools.drawing import redraw
+from kdapp.evaluation.redraw import redraw
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,12 +15,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from kdapp import checkpoints, data as data_lib, distributed, events, fidelity
+from kdapp import checkpoints, data as data_lib, events
+from kdapp.training import distributed
+from kdapp.evaluation import fidelity
 from kdapp.config import SELF, RunConfig
-from kdapp.features import DeepSupervision, FeatureDistiller
+from kdapp.training.features import DeepSupervision, FeatureDistiller
 from kdapp.losses import distillation_loss, self_distillation_loss, teacher_log_probs
 from kdapp.models import build
-from kdapp.teachers import Cancelled, accuracy, cached_logits, channels_last, evaluate, get_teacher, predict_logits
+from kdapp.training.teachers import Cancelled, accuracy, cached_logits, channels_last, evaluate, get_teacher, predict_logits
 
 __all__ = ["Cancelled", "RunResult", "available_devices", "distill", "pick_device", "run", "train_teacher"]
 
@@ -62,7 +64,7 @@ class RunResult:
     student: torch.nn.Module
     baseline: torch.nn.Module | None
     paths: dict = field(default_factory=dict)  # checkpoints written: teacher, student, baseline
-    fidelity: dict | None = None  # kdapp.fidelity: agreement, KL, per class, confusions, changed answers
+    fidelity: dict | None = None  # kdapp.evaluation.fidelity: agreement, KL, per class, confusions, changed answers
 
 
 class AdamCosine:
@@ -213,10 +215,10 @@ def distill(config, teachers, dataset, emit=_ignore, should_stop=_never, teacher
     The baseline trains on the same augmented batches, so the comparison stays fair.
 
     With no teachers (config.deep_supervision) the student teaches itself: its deepest layer
-    teaches heads on its shallower stages (kdapp.features.DeepSupervision), and the metrics'
+    teaches heads on its shallower stages (kdapp.training.features.DeepSupervision), and the metrics'
     teacher accuracy is None.
 
-    Under torchrun (`world`, see kdapp.distributed) each rank trains on its slice of every global
+    Under torchrun (`world`, see kdapp.training.distributed) each rank trains on its slice of every global
     batch of config.batch_size x world.size, with both students wrapped in DDP."""
     if bool(teachers) == config.deep_supervision:
         raise ValueError("deep supervision takes no teachers; every other run takes one or more")
@@ -343,7 +345,7 @@ def evaluate_cached(teacher, key, dataset, cache_dir=None):
 
 
 def run_fidelity(result, teacher_key, dataset, cache_dir=None):
-    """kdapp.fidelity over the test split for a finished distill(): the teacher's test logits come
+    """kdapp.evaluation.fidelity over the test split for a finished distill(): the teacher's test logits come
     from the cache that evaluated it (none without a teacher: deep supervision)."""
     test_x = dataset.test_x
     logits = {"teacher": cached_logits(None if teacher_key is None else (*teacher_key, "test"), result.teacher,
@@ -418,7 +420,7 @@ def run(config, emit=_ignore, should_stop=_never, runs_dir=None, data_dir="data"
     """One whole run: data, teacher(s), KD + baseline, evaluation, and the students saved into
     `out_dir` (default runs_dir/latest). Trained teachers and the logit cache go under runs_dir.
 
-    Under torchrun, pass the World and device from kdapp.distributed.init: every rank trains, and
+    Under torchrun, pass the World and device from kdapp.training.distributed.init: every rank trains, and
     only rank 0 computes the fidelity panel and saves (the others return without them)."""
     started = time.monotonic()
     deadline = started + config.time_limit_s

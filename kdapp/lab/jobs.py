@@ -1,8 +1,8 @@
 """Runs in the background: a fair FIFO queue, worker processes, and the live view of each run.
 
-Every run is a row of the RunStore (kdapp.store) from the moment it is submitted. Dispatcher
+Every run is a row of the RunStore (kdapp.lab.store) from the moment it is submitted. Dispatcher
 threads (one per worker, `KDAPP_WORKERS`) take the oldest queued run, start `python -m
-kdapp.worker` for it, fold the worker's events into a LiveRun under a lock, and write the
+kdapp.lab.worker` for it, fold the worker's events into a LiveRun under a lock, and write the
 outcome to the store. Readers take cheap copies; `version` changes whenever anything a reader
 shows changes, so a page polling every second can skip redrawing when nothing did.
 """
@@ -20,7 +20,7 @@ from kdapp import events as events_lib
 
 log = logging.getLogger(__name__)
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # so `python -m kdapp.worker` finds the package
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # so `python -m kdapp.lab.worker` finds the package
 QUEUED, RUNNING, FINISHED, FAILED, CANCELLED = "queued", "running", "finished", "failed", "cancelled"
 # OpenMP threads that wait for each other spin for GOMP_SPINCOUNT rounds before sleeping (300,000
 # by default). While the server answers drawings, that spinning takes the core the server needs and
@@ -265,7 +265,7 @@ class RunQueue:
         run_dir = self.store.run_dir(run_id)
         run_dir.mkdir(parents=True, exist_ok=True)
         with open(run_dir / "worker.log", "ab") as log_file:
-            process = subprocess.Popen([sys.executable, "-m", "kdapp.worker"], cwd=PACKAGE_ROOT,
+            process = subprocess.Popen([sys.executable, "-m", "kdapp.lab.worker"], cwd=PACKAGE_ROOT,
                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_file,
                                        text=True, bufsize=1, env=WORKER_ENV | dict(os.environ))
         config = live.record["config"]

@@ -12,12 +12,14 @@ import urllib.parse
 from collections import OrderedDict
 from pathlib import Path
 
-from kdapp import checkpoints, data as data_lib, export, fidelity as fidelity_lib, inference, teachers, train
+from kdapp import checkpoints, data as data_lib
+from kdapp.evaluation import export, fidelity as fidelity_lib, inference
+from kdapp.training import teachers, train
 from kdapp.config import (CHOICES, DEFAULTS, HOSTED_CAPS, HOSTED_IMPOSED, RANGES, SELF, RunConfig, convert,
                           is_deep_supervision)
-from kdapp.jobs import FINISHED, QueueFull, RunQueue
+from kdapp.lab.jobs import FINISHED, QueueFull, RunQueue
 from kdapp.models import ARCHITECTURES, count_parameters
-from kdapp.store import RunStore
+from kdapp.lab.store import RunStore
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +281,7 @@ class Lab:
 
     # ---- what a finished run's student learned ----
     def fidelity(self, run_id):
-        """kdapp.fidelity's dict for a finished run, or None (not finished, or from before fidelity)."""
+        """kdapp.evaluation.fidelity's dict for a finished run, or None (not finished, or from before fidelity)."""
         record = self.run(run_id) if run_id else None
         return (record or {}).get("fidelity")
 

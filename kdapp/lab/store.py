@@ -53,7 +53,7 @@ def _create_runs(db):
 
 
 def _add_fidelity(db):
-    db.execute("ALTER TABLE runs ADD COLUMN fidelity TEXT")  # kdapp.fidelity's dict, once finished
+    db.execute("ALTER TABLE runs ADD COLUMN fidelity TEXT")  # kdapp.evaluation.fidelity's dict, once finished
 
 
 MIGRATIONS = [_create_runs, _add_fidelity]  # MIGRATIONS[v] takes a database from user_version v to v + 1

@@ -2,7 +2,7 @@
 import html
 from pathlib import Path
 
-RESULTS_PATH = Path(__file__).resolve().parents[1] / "results" / "reproduce.md"
+RESULTS_PATH = Path(__file__).resolve().parents[2] / "results" / "reproduce.md"
 RESULTS_MNIST_PATH = RESULTS_PATH.with_name("reproduce-mnist.md")
 METHODS_PATHS = {"sample": RESULTS_PATH.with_name("methods.md"), "mnist": RESULTS_PATH.with_name("methods-mnist.md")}
 
@@ -264,7 +264,7 @@ def reproduction_markdown(path=RESULTS_PATH):
 
 
 def fidelity_markdown(fidelity):
-    """Agreement, KL and per-class accuracy of a finished run (kdapp.fidelity's dict)."""
+    """Agreement, KL and per-class accuracy of a finished run (kdapp.evaluation.fidelity's dict)."""
     if not fidelity:
         return ""
     roles = [r for r in ("student", "baseline") if r in fidelity["accuracy"]]

@@ -1,8 +1,8 @@
 """Do the models read digits that MNIST's writers did not write, drawn on the app's canvas?
 
 Two sets of held-out digits are redrawn on the 280×280 canvas, at random size, position,
-stroke width and slant (kdapp.tools.drawing.redraw), then read through the app's own
-preprocessing (kdapp.inference.preprocess), exactly as a visitor's drawing is:
+stroke width and slant (kdapp.evaluation.redraw.redraw), then read through the app's own
+preprocessing (kdapp.evaluation.inference.preprocess), exactly as a visitor's drawing is:
 
 - MNIST test digits (the 10,000 of full MNIST when present, else the sample's 2,000 held-out);
 - the 1,797 UCI digits that scikit-learn bundles (Alpaydin & Kaynak: 8×8, from 43 writers who
@@ -15,8 +15,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from kdapp import checkpoints, data as data_lib, inference
-from kdapp.tools.drawing import redraw
+from kdapp import checkpoints, data as data_lib
+from kdapp.evaluation import inference
+from kdapp.evaluation.redraw import redraw
 
 MAX_SLANT = 0.3
 STROKES = (-3, 1, 3, 5, 7, 9)  # thinner, as drawn, and thicker pens

@@ -1,4 +1,4 @@
-"""python -m kdapp.worker: one run in a process of its own, driven by kdapp.jobs.
+"""python -m kdapp.lab.worker: one run in a process of its own, driven by kdapp.lab.jobs.
 
 Protocol, one JSON document per line. stdin: the first line is {"config", "runs_dir", "data_dir",
 "out_dir", "threads"}, and any later line (or EOF, which is what the worker sees if the server
@@ -18,7 +18,8 @@ def main():
     job = json.loads(sys.stdin.readline())
     import torch  # after the job line: the parent is not kept waiting on the import
 
-    from kdapp import events, train
+    from kdapp import events
+    from kdapp.training import train
     from kdapp.config import RunConfig
     if job.get("threads"):
         torch.set_num_threads(int(job["threads"]))

@@ -1,0 +1,1 @@
+"""Evaluation: reading a drawing, fidelity to the teacher, robustness to other writers, export."""

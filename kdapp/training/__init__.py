@@ -1,0 +1,1 @@
+"""Training: the distillation loop, the teachers, feature adapters and data-parallel helpers."""
