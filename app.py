@@ -57,11 +57,7 @@ CONTROL_TABLE = {
     "batch_size": ("slider", "Batch size", None, dict(high=512)),
     "lr": ("slider", "Learning rate (Adam, cosine decay)", None, {}),
     "train_fraction": ("slider", "Train fraction", "KD helps most with little data", {}),
-    "loss": ("radio", "Logit loss (the soft term)",
-             "KD: Hinton's KL at T. DKD: the KL split into the target class (TCKD) and the others (NCKD, "
-             "weighted ×8): dark knowledge no longer muted by a confident teacher. DIST: match the ranking of "
-             "classes and of examples (Pearson), not the probabilities. LS-KD: KD on z-scored logits, so the "
-             "student matches their shape, not their scale.",
+    "loss": ("radio", "Logit loss (the soft term)", " ".join(f"{e.short}: {e.explain}" for e in LOGIT_LOSSES.values()),
              dict(choices=[(entry.label, name) for name, entry in LOGIT_LOSSES.items()], value=DEFAULTS.loss)),
     "omit_class": ("dropdown", "Leave out a digit", "no example of it in either student's data (Hinton's missing 3)",
                    dict(choices=[("none", "")] + [(str(d), str(d)) for d in range(10)], value="")),

@@ -28,6 +28,7 @@ class LogitLoss(NamedTuple):
     short: str                    # the settings line's and the tables' name
     soft: Callable
     curve: str                    # the loss chart's name for the soft curve
+    explain: str = ""             # one sentence for the page: what it matches
     parts: dict = {}              # named terms it reports -> their chart names
     settings: dict = {}           # RunConfig fields it reads -> their symbol in the settings line
     standardize: bool = False     # the teacher's logits are z-scored before the softmax at T
@@ -237,14 +238,18 @@ def gram_loss(student_features, teacher_features):
 
 
 LOGIT_LOSSES = {
-    "kd": LogitLoss("KD (Hinton 2015)", "KD", kd_soft, "soft: KL·T²"),
+    "kd": LogitLoss("KD (Hinton 2015)", "KD", kd_soft, "soft: KL·T²", "Hinton's KL at T."),
     "dkd": LogitLoss("DKD (Zhao 2022)", "DKD", dkd_soft, "soft: DKD·T²",
+                     "the KL split into the target class (TCKD) and the others (NCKD, weighted ×8): dark knowledge "
+                     "no longer muted by a confident teacher.",
                      parts={"tckd": "TCKD (target class)", "nckd": "NCKD (other classes)"},
                      settings={"dkd_alpha": "α", "dkd_beta": "β"}),
     "dist": LogitLoss("DIST (Huang 2022)", "DIST", dist_soft, "soft: DIST·τ²",
+                      "match the ranking of classes and of examples (Pearson), not the probabilities.",
                       parts={"inter": "inter-class 1−ρ", "intra": "intra-class 1−ρ"},
                       settings={"dist_beta": "β", "dist_gamma": "γ"}),
-    "lskd": LogitLoss("LS-KD (Sun 2024)", "LS-KD", lskd_soft, "soft: LS-KD KL·T²", standardize=True),
+    "lskd": LogitLoss("LS-KD (Sun 2024)", "LS-KD", lskd_soft, "soft: LS-KD KL·T²",
+                      "KD on z-scored logits, so the student matches their shape, not their scale.", standardize=True),
 }
 
 FEATURE_LOSSES = {
