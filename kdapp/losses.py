@@ -111,6 +111,20 @@ def dist_soft(student_logits, teacher_log_p, targets, temperature, dist_beta, di
     return temperature ** 2 * (dist_beta * inter + dist_gamma * intra), {"inter": inter, "intra": intra}
 
 
+def logit_mse_soft(student_logits, teacher_log_p, targets, temperature):
+    """Logit matching (Ba & Caruana, "Do Deep Nets Really Need to be Deep?", NeurIPS 2014), which
+    Kim et al. (IJCAI 2021) show is KD's limit as T grows: the mean over the batch and the classes of
+
+        ((s - mean(s)) - (t - mean(t)))^2
+
+    Softmax ignores a shift of the logits, so both sides are centred. The teacher's centred logits
+    come back exactly from its cached log-probabilities at T, t - mean(t) = T (log p_T - mean(log p_T)),
+    so T plays no other part."""
+    teacher = temperature * (teacher_log_p - teacher_log_p.mean(dim=1, keepdim=True))
+    student = student_logits - student_logits.mean(dim=1, keepdim=True)
+    return F.mse_loss(student, teacher), {}
+
+
 def dkd_terms(student_log_p, teacher_log_p, targets):
     """Decoupled KD (Zhao et al., "Decoupled Knowledge Distillation", CVPR 2022), per example:
 
@@ -250,6 +264,8 @@ LOGIT_LOSSES = {
                       settings={"dist_beta": "β", "dist_gamma": "γ"}),
     "lskd": LogitLoss("LS-KD (Sun 2024)", "LS-KD", lskd_soft, "soft: LS-KD KL·T²",
                       "KD on z-scored logits, so the student matches their shape, not their scale.", standardize=True),
+    "mse": LogitLoss("logit MSE (Ba & Caruana 2014)", "logit MSE", logit_mse_soft, "soft: logit MSE",
+                     "squared error between the centred logits: KD's limit at high T, with no T at all."),
 }
 
 FEATURE_LOSSES = {
