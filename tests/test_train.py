@@ -33,7 +33,7 @@ def test_alpha_zero_makes_the_kd_student_identical_to_its_baseline(sample, shipp
     assert not torch.allclose(result.student.fc2.weight, result.baseline.fc2.weight)
 
 
-def test_cached_teacher_targets_are_index_aligned(sample, shipped_teacher):
+def test_cached_teacher_logits_equal_a_direct_pass(sample, shipped_teacher):
     x = sample.train_x
     cached = teachers.cached_logits(("test", "aligned"), shipped_teacher, x)
     idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(3))[:50]
@@ -42,6 +42,34 @@ def test_cached_teacher_targets_are_index_aligned(sample, shipped_teacher):
     torch.testing.assert_close(cached[idx], direct, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(teacher_log_probs(cached[idx], 4.0), teacher_log_probs(direct, 4.0),
                                rtol=1e-4, atol=1e-4)
+
+
+class NextDigitTeacher(torch.nn.Module):
+    """The shipped teacher with its classes rolled by one: it reads a 3 as "4", a 9 as "0". A student
+    that learns only from its cached soft targets (alpha = 1) learns that rolled mapping if, and
+    only if, every digit of every batch is given the teacher's answer for that same digit."""
+
+    def __init__(self, teacher):
+        super().__init__()
+        self.teacher = teacher
+
+    def forward(self, x):
+        return self.teacher(x).roll(1, dims=1)
+
+
+def test_distill_gives_each_digit_the_teachers_soft_target_for_that_digit(sample, shipped_teacher):
+    # A subset (train_fraction), a class left out and shuffled batches: every indexing step distill
+    # takes between the cached targets and a batch. Targets shifted by one digit teach noise.
+    config = RunConfig(data="sample", epochs=2, alpha=1.0, train_fraction=0.3, omit_class=7, batch_size=64,
+                       lr=0.005, augment=False)
+    result = train.distill(config, [NextDigitTeacher(shipped_teacher)], sample)
+    seen = sample.test_y != 7
+    x, y = sample.test_x[seen], sample.test_y[seen]
+    with torch.no_grad():
+        student, baseline = result.student(x).argmax(1), result.baseline(x).argmax(1)
+    assert (student == (y + 1) % 10).float().mean() > 0.8   # the teacher's rolled answers (92%; misaligned: 15%)
+    assert (baseline == y).float().mean() > 0.8             # the same batches' labels
+    assert result.metrics["teacher_acc"] < 0.05
 
 
 def test_feature_losses_and_multi_teacher_train(sample, shipped_teacher):
