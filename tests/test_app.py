@@ -56,13 +56,20 @@ def test_predict_handler_says_when_it_ignores_a_temperature():
         assert teacher is not None and "showing T=4 instead" in note, note
 
 
-def test_refresh_skips_when_nothing_changed():
-    first = app.refresh(None, None, "a", app.lab_lib.SHIPPED, True, None)
-    assert "Status" in first[0] or "Finished" in first[0] or "Running" in first[0]
-    loading = app.refresh(None, None, "a", app.lab_lib.SHIPPED, None, None)  # before on_load: models untouched
-    assert loading[6] == {"__type__": "update"}
-    again = app.refresh(first[-1], None, "a", app.lab_lib.SHIPPED, True, None)
-    assert again[-1] is first[-1] and all(isinstance(o, dict) and o.get("__type__") == "update" for o in again[:-1])
+def test_refresh_skips_when_nothing_changed(monkeypatch, tmp_path):
+    # A lab of its own, with no run in it, so the first tick's page is known exactly whatever
+    # other tests have queued in the app's lab.
+    monkeypatch.setattr(app, "lab", app.lab_lib.Lab(runs_dir=tmp_path / "runs"))
+    try:
+        first = app.refresh(None, None, "a", app.lab_lib.SHIPPED, True, None)
+        assert first[0].startswith("**Status:** idle. No finished run yet"), first[0]
+        assert first[1] == ""  # no queue to show
+        loading = app.refresh(None, None, "a", app.lab_lib.SHIPPED, None, None)  # before on_load: models untouched
+        assert loading[6] == {"__type__": "update"}
+        again = app.refresh(first[-1], None, "a", app.lab_lib.SHIPPED, True, None)
+        assert again[-1] is first[-1] and all(isinstance(o, dict) and o.get("__type__") == "update" for o in again[:-1])
+    finally:
+        app.lab.close()
 
 
 @pytest.mark.parametrize("name,bad", [("temperature", -1), ("alpha", 2.0), ("epochs", 10**9),
