@@ -86,6 +86,7 @@ def test_incompatible_methods_are_refused_before_starting():
     assert "attention transfer needs conv feature maps" in message and "seed_student" in message
 
 
+@pytest.mark.slow
 def test_a_run_from_the_ui_handlers_finishes_and_the_owner_sees_it():
     message, view, notice_for = start("owner", epochs=1, train_fraction=0.1)
     assert "started" in message or "queued" in message
@@ -136,6 +137,7 @@ def sketch_value(path):
     return {"background": None, "layers": [], "composite": handle_file(str(path))}
 
 
+@pytest.mark.slow
 def test_predict_api_reads_redrawn_held_out_digits(client, tmp_path):
     """Acceptance: held-out digits re-drawn at random size, place and stroke width, through /predict,
     read by the shipped teacher and student."""
@@ -159,6 +161,7 @@ def test_predict_api_answers_a_blank_canvas_with_a_hint(client, tmp_path):
     assert teacher.get("label") is None and student.get("label") is None and "Draw a digit" in note
 
 
+@pytest.mark.slow
 def test_runs_api_lists_runs_without_owners(client):
     message, view, _ = start("secret-owner-token", epochs=1, train_fraction=0.05)
     assert app.lab.queue.wait(view, timeout=180)
@@ -173,6 +176,7 @@ def test_runs_api_lists_runs_without_owners(client):
     assert "secret-owner-token" not in str(runs) and all("owner" not in r for r in runs)
 
 
+@pytest.mark.slow
 def test_a_run_with_every_method_from_the_ui():
     """Multi-teacher KD, hint features, a linear alpha schedule and gradient clipping, as the accordion sets them."""
     message, view, _ = start("methods", epochs=1, train_fraction=0.1, feature_loss="hint", feature_weight=1.0,
@@ -201,6 +205,7 @@ def test_permalink_settings_are_checked_one_by_one(tmp_path, monkeypatch):
     assert set(ignored) == {"teacher", "T", "epochs", "alpha", "time_limit_s", "data", "<img src=x>"}
 
 
+@pytest.mark.slow
 def test_a_deep_supervision_run_has_no_teacher_and_says_so():
     """teacher = self, deep supervision: no teacher anywhere, and no number made up for one."""
     message, view, _ = start("deep-owner", teacher="self", self_distill="deep", epochs=1, train_fraction=0.1)
@@ -221,6 +226,7 @@ def test_a_deep_supervision_run_has_no_teacher_and_says_so():
     assert len(fig.data) == 4 and "no teacher" in fig.layout.title.text  # student and baseline, at T=1 and T
 
 
+@pytest.mark.slow  # it downloads a run that one of the (slow) tests above has finished
 def test_a_finished_runs_student_downloads_in_both_forms(tmp_path):
     import torch
 
@@ -262,6 +268,7 @@ def test_a_page_without_its_owner_token_cannot_start():
         assert "still loading" in app.sweep("temperature")(owner, *app.inputs_for())
 
 
+@pytest.mark.slow
 def test_each_sweep_counts_once_and_a_third_is_refused():
     values = app.inputs_for(epochs=1, train_fraction=0.05)
     records = []

@@ -81,6 +81,7 @@ def test_a_failed_download_is_one_line(monkeypatch, tmp_path, caplog, capfd):
     assert len(messages) == 1 and "\n" not in messages[0] and "using the bundled" in messages[0]
 
 
+@pytest.mark.slow
 def test_a_fresh_data_folder_imports_full_mnist_and_distills_on_it(tmp_path):
     """The full-MNIST issue's acceptance, as a newcomer types it: `data import`, then a 1-epoch
     distill on the 60,000 / 10,000 split with the shipped full-MNIST teacher."""
