@@ -104,11 +104,16 @@ LAYERS = {"evaluation": 1, "training": 2, "lab": 3}   # the foundation (kdapp/*.
 
 
 def layer(module):
-    """kdapp.training.train -> 2; kdapp.models -> 0; None for tools, ui, cli (checked apart)."""
+    """kdapp.training.train -> 2; kdapp.models -> 0; None for tools, ui, cli (checked apart) and for a
+    subpackage the map does not place yet."""
     parts = module.split(".")
-    if parts[1:2] in (["tools"], ["ui"], ["cli"], ["__main__"]):
+    if len(parts) == 1:
+        return 0
+    if parts[1] in ("tools", "ui", "cli", "__main__"):
         return None
-    return LAYERS.get(parts[1], 0) if len(parts) > 1 else 0
+    if parts[1] in LAYERS:
+        return LAYERS[parts[1]]
+    return None if (ROOT / "kdapp" / parts[1]).is_dir() else 0
 
 
 def kdapp_imports(path):
