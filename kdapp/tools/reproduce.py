@@ -8,7 +8,7 @@ other writers (the shipped drawing models and the articles' pair, on redrawn UCI
   teachers from scratch and uses 3 seeds; --quick uses the shipped teachers, 1 seed, few epochs.
 - `--data mnist` (results/reproduce-mnist.md): full MNIST, 60,000 / 10,000, the published numbers'
   own test set, with test errors as counts. The teachers are the shipped full-MNIST checkpoints
-  (their recipes are in the README); training them again here would cost most of an hour.
+  (their recipes are in results/README.md); training them again here would cost most of an hour.
 
 `--methods` (results/methods.md, or methods-mnist.md with `--data mnist`) compares the methods
 since 2015 on one footing: the shipped teacher for that data, the seed table's recipe, 3 seeds.
