@@ -130,8 +130,10 @@ def test_no_module_imports_a_layer_above_its_own():
     for path in sorted((ROOT / "kdapp").rglob("*.py")):
         module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
         for imported in kdapp_imports(path):
-            if module.startswith("kdapp.ui.") and imported.startswith("kdapp"):
-                wrong.append(f"{module} -> {imported} (ui imports nothing of kdapp)")
+            if module.startswith("kdapp.ui.") and imported.startswith("kdapp") and layer(imported) != 0 \
+                    and not imported.startswith("kdapp.ui"):
+                # the page's pieces read names from the foundation (the loss registry's labels), no engine
+                wrong.append(f"{module} -> {imported} (ui imports only the foundation)")
             elif layer(module) is not None and imported.startswith(("kdapp.tools", "kdapp.ui", "kdapp.cli", "app")):
                 wrong.append(f"{module} -> {imported}")
             elif layer(module) is not None and layer(imported) is not None and layer(imported) > layer(module):
