@@ -1,6 +1,8 @@
 """The app: handlers called directly, and the public API (/predict, /runs) driven by gradio_client."""
 import html
+import os
 import re
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -334,3 +336,17 @@ def test_predict_skips_the_queue_and_answers_the_browsers_route(app_url, tmp_pat
         teacher, student, baseline, _, _, note = r.json()["data"]
         assert teacher["label"] == str(label) and student["label"] == str(label)
         assert "KL(teacher‖student)" in note
+
+
+def test_importing_app_starts_no_thread_and_opens_no_database(tmp_path):
+    """The lab opens with the server (LAUNCH's lifespan), not on import: Gradio's reload mode and
+    tools import app.py freely."""
+    import subprocess
+    import sys
+    code = ("import threading; before = {t.name for t in threading.enumerate()}; import app; "
+            "print(sorted({t.name for t in threading.enumerate()} - before))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(app.__file__).parent,
+                         env={**os.environ, "KDAPP_RUNS_DIR": str(tmp_path / "runs")},
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+    assert not (tmp_path / "runs").exists()  # no store, no secret, not even the folder
