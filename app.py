@@ -6,8 +6,8 @@ import secrets
 import gradio as gr
 from PIL import Image
 
-from kdapp.lab import facade as lab_lib
-from kdapp.ui import plots, reports
+from kdapp.lab import facade as lab_lib, tensorboard
+from kdapp.ui import mcp_tools, plots, reports
 from kdapp.config import DEFAULTS, RANGES
 from kdapp.evaluation.inference import MAX_SIDE, BlankCanvas, CanvasError
 from kdapp.models import cnn_names
@@ -293,6 +293,14 @@ def downloads(selected):
     return files or None, reports.notice(" ".join(notes) or ("Select a finished run first." if not files else ""))
 
 
+def tensorboard_download(selected):
+    """The selected runs (none selected: the newest 200) as TensorBoard event files, zipped."""
+    try:
+        return [str(tensorboard.zip_runs(lab, selected))], reports.notice("Unzip, then: tensorboard --logdir <folder>")
+    except ValueError as e:
+        return None, reports.notice(str(e), ok=False)
+
+
 def open_run(selected):
     return (selected or [None])[0], gr.Tabs(selected="distill")
 
@@ -493,6 +501,7 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
             with gr.Row():
                 open_btn = gr.Button("Show the first in the Distill tab", size="sm")
                 download_btn = gr.Button("Download the first run's student (.pt and .onnx)", size="sm")
+                tensorboard_btn = gr.Button("Download for TensorBoard (.zip)", size="sm", elem_id="tensorboard-zip")
             run_link = gr.Markdown(elem_id="run-link")
             files = gr.File(label="Student files", file_count="multiple", elem_id="downloads", height=110)
             runs_note = gr.Markdown()
@@ -527,7 +536,8 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     # Predictions skip the queue (queue=False): the browser sends one POST to gradio_api/run/predict
     # and gets the answer in its reply, instead of joining the queue and reading an event stream.
     # That is most of a drawing's server cost (measured: `python -m kdapp loadtest`, README).
-    sketch.change(predict, predict_inputs, predict_outputs, api_name="predict", show_progress="hidden", queue=False)
+    sketch.change(predict, predict_inputs, predict_outputs, api_name="predict", show_progress="hidden", queue=False,
+                  api_visibility="undocumented")
     CONTROLS["temperature"].release(predict, predict_inputs, predict_outputs, queue=False, **private)
     # The drawing's models live in session state, set in the same answer that shows them in the
     # dropdown (a link, a finished run) or by the visitor's own pick; then the digit is read again.
@@ -549,13 +559,16 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     selected.change(compare, [selected, pair_dd], [compare_plot, diff_md, gain_plot, run_link], **private)
     open_btn.click(open_run, selected, [view, tabs], **private)
     download_btn.click(downloads, selected, [files, runs_note], **private)
-    gr.api(api_runs, api_name="runs")
+    tensorboard_btn.click(tensorboard_download, selected, [files, runs_note], **private)
+    # /predict and /runs stay callable by scripts, but only the read-only tools are the documented API and MCP's.
+    gr.api(api_runs, api_name="runs", api_visibility="undocumented")
+    mcp_tools.register(lambda: lab)
 
 demo.queue(max_size=64, default_concurrency_limit=2)
 # Tests launch with these too. show_error=False: visitors get our messages, never tracebacks.
 # No "runs" footer link: it is Gradio's own /predict history, easy to mistake for the lab's runs.
 LAUNCH = dict(css=CSS, max_file_size="5mb", show_error=False, footer_links=["api", "gradio", "settings"],
-              run_history=False,
+              run_history=False, mcp_server=True,
               allowed_paths=[str(lab.store.root / "runs")])
 
 if __name__ == "__main__":

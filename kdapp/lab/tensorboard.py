@@ -124,6 +124,13 @@ def export_zip(records, zip_path):
     return zip_path
 
 
+def zip_runs(lab, run_ids=None):
+    """The Runs tab's download: these runs (default: the newest 200) from the lab, live ones as
+    far as they got, zipped into a fresh temporary folder. Raises ValueError with a sentence."""
+    records = [lab.run(run_id) for run_id in run_ids] if run_ids else [lab.run(r["id"]) for r in lab.runs()]
+    return export_zip(records, Path(tempfile.mkdtemp(prefix="kdapp-tensorboard-")) / "kdapp-runs-tensorboard.zip")
+
+
 def add_parser(sub):
     """`python -m kdapp runs export --tensorboard DIR`: registered by kdapp.cli."""
     p = sub.add_parser("runs", help="the lab's stored runs")
