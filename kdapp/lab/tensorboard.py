@@ -88,10 +88,13 @@ def export_run(record, out_dir):
         for tag, points in values.items():
             for step, value in points:
                 writer.add_scalar(tag, value, global_step=int(step), walltime=walltime)
-        # SummaryWriter.add_hparams would write into a new sub-folder; these three summaries put
-        # the settings beside the run's own scalars, which the HParams dashboard then lists.
+        # SummaryWriter.add_hparams would write into a new sub-folder; the session summaries put the
+        # settings beside the run's own scalars. The experiment summary is left out on purpose:
+        # TensorBoard takes the first one it finds as every run's, so one run's settings would
+        # define the HParams table; without it, TensorBoard builds the table from all the runs.
         metric_tags = {tag: values[tag][-1][1] for tag in (*FINAL_TAGS.values(), GAIN_TAG) if tag in values}
-        for summary in hparams_summary(hparams(record["config"]), metric_tags):
+        _, session_start, session_end = hparams_summary(hparams(record["config"]), metric_tags)
+        for summary in (session_start, session_end):
             writer.file_writer.add_summary(summary, walltime=walltime)
     return folder
 
