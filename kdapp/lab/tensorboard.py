@@ -28,7 +28,8 @@ GAIN_TAG = "final/kd_gain"  # student_acc - baseline_acc, the number the lab exi
 
 
 def run_name(record):
-    """The run's folder, and its name in TensorBoard: id, pair, T and α (`1a2b3c4d_seed_teacher-seed_student_T4_a0.7`)."""
+    """The run's folder, and its name in TensorBoard: id, pair, T and α
+    (`0a1b2c3d_seed_teacher-seed_student_T4_a0.7`)."""
     c = record["config"]
     return f"{record['id']}_{c['teacher']}-{c['student']}_T{c['temperature']:g}_a{c['alpha']:g}"
 

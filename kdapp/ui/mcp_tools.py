@@ -2,11 +2,13 @@
 
 Gradio turns each function's docstring into the tool's description, its "Args:" into the
 parameters' descriptions (one line each: Gradio drops continuation lines) and its type hints
-into their schema, so the docstrings are written for an agent. Each tool answers JSON text:
-Gradio's MCP server passes a returned dict on as its Python repr. The tools only read: they draw no run and change no state (starting a run is a
-visitor's choice, with its caps and queue, not an agent's). `register` adds them to a
-gr.Blocks; every other endpoint of the app must stay out of the MCP schema (api_visibility
-"undocumented" or "private"), so that agents see exactly these three.
+into their schema, so the docstrings are written for an agent. Each tool answers JSON text
+(Gradio's MCP server would pass a returned dict on as its Python repr).
+
+The tools only read: they start no run and change no state. Starting a run is a visitor's
+choice, with its caps and queue, not an agent's. `register` adds them to a gr.Blocks; every
+other endpoint of the app must stay out of the MCP schema (api_visibility "undocumented" or
+"private"), so that agents see exactly these three.
 """
 import datetime
 import json
@@ -19,8 +21,7 @@ from kdapp.evaluation.inference import BlankCanvas, CanvasError
 from kdapp.lab.facade import SHIPPED
 
 ROLES = ("teacher", "student", "baseline")
-RUN_SUMMARY = ("id", "state", "created", "teacher", "student", "temperature", "alpha", "epochs", "train_fraction",
-               "data", "student_acc", "baseline_acc", "kd_gain")
+LISTED_SETTINGS = ("teacher", "student", "temperature", "alpha", "epochs", "train_fraction")
 MAX_RUNS = 200  # one listing; the store keeps more, newest first
 
 
@@ -52,9 +53,9 @@ def tools(get_lab):
             models: "shipped" for the lab's shipped models, or a finished run's id from list_runs to use its models.
 
         Returns:
-            JSON: {"models": which models answered, "temperature": T, "notes": sentences about an unusual image, and for
-            each of "teacher", "student" (the KD student) and "baseline" that is present: {"digit": its answer,
-            "p1": the 10 softmax probabilities at T=1 for digits 0-9, "pT": the same at T, "kl_T":
+            JSON: {"models": which models answered, "temperature": T, "notes": sentences about an unusual image,
+            and for each of "teacher", "student" (the KD student) and "baseline" that is present: {"digit": its
+            answer, "p1": the 10 softmax probabilities at T=1 for digits 0-9, "pT": the same at T, "kl_T":
             KL(teacher || model) at T in nats, or null}}. A run that taught itself has no "teacher", and a run
             without a baseline has no "baseline".
         """
@@ -86,22 +87,19 @@ def tools(get_lab):
             limit: at most this many runs, from 1 to 200 (default 20).
 
         Returns:
-            JSON: a list of {"id", "state" (queued, running, finished, failed, cancelled or interrupted), "created" (ISO
-            time, UTC), "teacher", "student", "temperature", "alpha", "epochs", "train_fraction", "data" ("sample"
+            JSON: a list of {"id", "state" (queued, running, finished, failed, cancelled or interrupted), "created"
+            (ISO time, UTC), "teacher", "student", "temperature", "alpha", "epochs", "train_fraction", "data" ("sample"
             or "mnist"), "student_acc", "baseline_acc", "kd_gain" (accuracies in [0, 1]; null until finished)}.
             Pass an id to get_run for its settings and per-epoch accuracies, or to read_digit as models.
         """
         limit = max(1, min(int(limit or 20), MAX_RUNS))
         runs = get_lab().runs(teacher=teacher or None, student=student or None, limit=limit)
-        out = []
-        for r in runs:
-            c, m = r["config"], r["metrics"] or {}
-            row = dict(id=r["id"], state=r["state"], created=_time(r["created"]), data=r["data"] or c.get("data"),
-                       student_acc=m.get("student_acc"), baseline_acc=m.get("baseline_acc"), kd_gain=_gain(m),
-                       **{k: c.get(k) for k in ("teacher", "student", "temperature", "alpha", "epochs",
-                                                "train_fraction")})
-            out.append({k: row[k] for k in RUN_SUMMARY})
-        return json.dumps(out)
+        return json.dumps([{"id": r["id"], "state": r["state"], "created": _time(r["created"]),
+                            **{k: r["config"].get(k) for k in LISTED_SETTINGS},
+                            "data": r["data"] or r["config"].get("data"),
+                            "student_acc": (r["metrics"] or {}).get("student_acc"),
+                            "baseline_acc": (r["metrics"] or {}).get("baseline_acc"), "kd_gain": _gain(r["metrics"])}
+                           for r in runs])
 
     def get_run(run_id: str) -> str:
         """Get one knowledge-distillation run: its settings, outcome, test accuracy per epoch and, once finished,
