@@ -81,8 +81,9 @@ def test_an_mcp_client_reads_a_digit_as_predict_does(app_url, digit_png):
 
 
 def test_runs_through_mcp_match_the_store_and_errors_say_what_to_do(app_url, digit_png):
-    message, view, _ = app.start("mcp-owner", *app.inputs_for(epochs=1, train_fraction=0.05))
-    assert view, message
+    out = app.start({app.ui.owner: "mcp-owner", **app.inputs_for(epochs=1, train_fraction=0.05)})
+    view = out.get(app.ui.view)
+    assert view, out[app.ui.notice]
     assert app.lab.queue.wait(view, timeout=240)
     record = app.lab.run(view)
     assert record["state"] == "finished", record["message"]
