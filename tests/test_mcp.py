@@ -3,6 +3,7 @@ import asyncio
 import base64
 import json
 import urllib.request
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -108,3 +109,13 @@ def test_runs_through_mcp_match_the_store_and_errors_say_what_to_do(app_url, dig
     assert read["student"]["p1"] == pytest.approx(read["student"]["pT"], abs=1e-6)  # T=1: the same softmax
     assert "there is no run 'deadbeef'" in missing_run["error"]
     assert "there is no run deadbeef" in missing_models["error"]
+
+
+def test_read_digit_cannot_be_pointed_at_the_servers_own_files(app_url):
+    """A script may call /read_digit with a FileData path: only uploads are read, never the server's
+    files (the repo's own PNG would read as an image if they were)."""
+    import httpx
+    for path in ("docs/draw.png", str(Path(app.__file__).parent / "docs" / "draw.png"), "/etc/passwd"):
+        r = httpx.post(app_url + "gradio_api/run/read_digit",
+                       json={"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}, 4.0, "shipped"]})
+        assert r.status_code != 200 and "teacher" not in r.text, (path, r.text)
