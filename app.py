@@ -57,11 +57,7 @@ CONTROL_TABLE = {
     "batch_size": ("slider", "Batch size", None, dict(high=512)),
     "lr": ("slider", "Learning rate (Adam, cosine decay)", None, {}),
     "train_fraction": ("slider", "Train fraction", "KD helps most with little data", {}),
-    "loss": ("radio", "Logit loss (the soft term)",
-             "KD: Hinton's KL at T. DKD: the KL split into the target class (TCKD) and the others (NCKD, "
-             "weighted ×8): dark knowledge no longer muted by a confident teacher. DIST: match the ranking of "
-             "classes and of examples (Pearson), not the probabilities. LS-KD: KD on z-scored logits, so the "
-             "student matches their shape, not their scale.",
+    "loss": ("radio", "Logit loss (the soft term)", " ".join(f"{e.short}: {e.explain}" for e in LOGIT_LOSSES.values()),
              dict(choices=[(entry.label, name) for name, entry in LOGIT_LOSSES.items()], value=DEFAULTS.loss)),
     "omit_class": ("dropdown", "Leave out a digit", "no example of it in either student's data (Hinton's missing 3)",
                    dict(choices=[("none", "")] + [(str(d), str(d)) for d in range(10)], value="")),
@@ -616,7 +612,7 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     ui.tensorboard.click(tensorboard_download, ui.selected, [ui.files, ui.runs_note], **private)
     # /predict and /runs stay callable by scripts, but only the read-only tools are the documented API and MCP's.
     gr.api(api_runs, api_name="runs", api_visibility="undocumented")
-    mcp_tools.register(lambda: lab)
+    mcp_tools.register(lambda: lab, shipped=lab_lib.SHIPPED)
 
 demo.queue(max_size=64, default_concurrency_limit=2)
 OwnerToken.built = True  # from here on the page's config (built by launch) carries the lab's key

@@ -113,7 +113,7 @@ def find_teacher(arch, data, directories):
 # Full MNIST, pen-augmented teacher, consistent teaching. LeNet-5's two conv-pool stages are what
 # read other writers: on UCI's digits redrawn on the canvas, seed_teacher → seed_student (the
 # articles' pair, shipped before) reached only 94.1% / 89.3% with the same recipe
-# (python -m kdapp robustness; the README has the table).
+# (python -m kdapp robustness; results/README.md has the table).
 SHIPPED_DRAWING = {"teacher": ("lenet5_wide", None, "mnist"),
                    "student": ("lenet5", "kd", "mnist"),
                    "baseline": ("lenet5", "baseline", "mnist")}

@@ -118,8 +118,6 @@ def cmd_distill(args):
     if not world.main:
         return
     m = result.metrics
-    if world.distributed:
-        m.update(lr=config.lr, threads_per_rank=world.threads)
     if args.out:  # train.run has saved the students under runs/latest: copy, don't re-serialise
         # With the teacher beside them the folder is self-contained: KDAPP_DRAWING_DIR=DIR python app.py
         Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ class LogitLoss(NamedTuple):
     short: str                    # the settings line's and the tables' name
     soft: Callable
     curve: str                    # the loss chart's name for the soft curve
+    explain: str = ""             # one sentence for the page: what it matches
     parts: dict = {}              # named terms it reports -> their chart names
     settings: dict = {}           # RunConfig fields it reads -> their symbol in the settings line
     standardize: bool = False     # the teacher's logits are z-scored before the softmax at T
@@ -108,6 +109,20 @@ def dist_soft(student_logits, teacher_log_p, targets, temperature, dist_beta, di
     """tau^2 (dist_beta inter + dist_gamma intra), Huang et al. 2022 (see dist_terms)."""
     inter, intra = dist_terms(F.softmax(student_logits / temperature, dim=1), teacher_log_p.exp())
     return temperature ** 2 * (dist_beta * inter + dist_gamma * intra), {"inter": inter, "intra": intra}
+
+
+def logit_mse_soft(student_logits, teacher_log_p, targets, temperature):
+    """Logit matching (Ba & Caruana, "Do Deep Nets Really Need to be Deep?", NeurIPS 2014), which
+    Kim et al. (IJCAI 2021) show is KD's limit as T grows: the mean over the batch and the classes of
+
+        ((s - mean(s)) - (t - mean(t)))^2
+
+    Softmax ignores a shift of the logits, so both sides are centred. The teacher's centred logits
+    come back exactly from its cached log-probabilities at T, t - mean(t) = T (log p_T - mean(log p_T)),
+    so T plays no other part."""
+    teacher = temperature * (teacher_log_p - teacher_log_p.mean(dim=1, keepdim=True))
+    student = student_logits - student_logits.mean(dim=1, keepdim=True)
+    return F.mse_loss(student, teacher), {}
 
 
 def dkd_terms(student_log_p, teacher_log_p, targets):
@@ -237,14 +252,20 @@ def gram_loss(student_features, teacher_features):
 
 
 LOGIT_LOSSES = {
-    "kd": LogitLoss("KD (Hinton 2015)", "KD", kd_soft, "soft: KL·T²"),
+    "kd": LogitLoss("KD (Hinton 2015)", "KD", kd_soft, "soft: KL·T²", "Hinton's KL at T."),
     "dkd": LogitLoss("DKD (Zhao 2022)", "DKD", dkd_soft, "soft: DKD·T²",
+                     "the KL split into the target class (TCKD) and the others (NCKD, weighted ×8): dark knowledge "
+                     "no longer muted by a confident teacher.",
                      parts={"tckd": "TCKD (target class)", "nckd": "NCKD (other classes)"},
                      settings={"dkd_alpha": "α", "dkd_beta": "β"}),
     "dist": LogitLoss("DIST (Huang 2022)", "DIST", dist_soft, "soft: DIST·τ²",
+                      "match the ranking of classes and of examples (Pearson), not the probabilities.",
                       parts={"inter": "inter-class 1−ρ", "intra": "intra-class 1−ρ"},
                       settings={"dist_beta": "β", "dist_gamma": "γ"}),
-    "lskd": LogitLoss("LS-KD (Sun 2024)", "LS-KD", lskd_soft, "soft: LS-KD KL·T²", standardize=True),
+    "lskd": LogitLoss("LS-KD (Sun 2024)", "LS-KD", lskd_soft, "soft: LS-KD KL·T²",
+                      "KD on z-scored logits, so the student matches their shape, not their scale.", standardize=True),
+    "mse": LogitLoss("logit MSE (Ba & Caruana 2014)", "logit MSE", logit_mse_soft, "soft: logit MSE",
+                     "squared error between the centred logits: KD's limit at high T, with no T at all."),
 }
 
 FEATURE_LOSSES = {

@@ -69,7 +69,7 @@ class SeedStudent(Net):
 class LeNet5(Net):
     """LeCun et al. (1998), with ReLU and max-pooling as it is usually written today. Wider
     channels give `lenet5_wide`: the same two conv-pool stages, which is what lets both read
-    other writers' digits (see the README's robustness table)."""
+    other writers' digits (see the robustness table in results/README.md)."""
 
     def __init__(self, c1=6, c2=16, f1=120, f2=84):
         super().__init__()

@@ -75,12 +75,19 @@ def test_predict_handler_says_when_it_ignores_a_temperature():
         assert p.teacher is not None and "showing T=4 instead" in p.note, p.note
 
 
-def test_refresh_skips_when_nothing_changed():
-    first = refresh(None, None, "a", app.lab_lib.SHIPPED, True, None)
-    assert "Status" in first["status"] or "Finished" in first["status"] or "Running" in first["status"]
-    loading = refresh(None, None, "a", app.lab_lib.SHIPPED, None, None)  # before on_load: models untouched
-    assert "models" not in loading and "drawing_models" not in loading
-    assert refresh(first["last"], None, "a", app.lab_lib.SHIPPED, True, None) == {}  # nothing changed: nothing sent
+def test_refresh_skips_when_nothing_changed(monkeypatch, tmp_path):
+    # A lab of its own, with no run in it, so the first tick's page is known exactly whatever
+    # other tests have queued in the app's lab.
+    monkeypatch.setattr(app, "lab", app.lab_lib.Lab(runs_dir=tmp_path / "runs"))
+    try:
+        first = refresh(None, None, "a", app.lab_lib.SHIPPED, True, None)
+        assert first["status"].startswith("**Status:** idle. No finished run yet"), first["status"]
+        assert first["queue"] == ""  # no queue to show
+        loading = refresh(None, None, "a", app.lab_lib.SHIPPED, None, None)  # before on_load: models untouched
+        assert "models" not in loading and "drawing_models" not in loading
+        assert refresh(first["last"], None, "a", app.lab_lib.SHIPPED, True, None) == {}  # nothing changed: nothing sent
+    finally:
+        app.lab.close()
 
 
 @pytest.mark.parametrize("name,bad", [("temperature", -1), ("alpha", 2.0), ("epochs", 10**9),
@@ -97,6 +104,7 @@ def test_incompatible_methods_are_refused_before_starting():
     assert "attention transfer needs conv feature maps" in message and "seed_student" in message
 
 
+@pytest.mark.slow
 def test_a_run_from_the_ui_handlers_finishes_and_the_owner_sees_it():
     message, view, notice_for = start("owner", epochs=1, train_fraction=0.1)
     assert "started" in message or "queued" in message
@@ -151,6 +159,7 @@ def sketch_value(path):
     return {"background": None, "layers": [], "composite": handle_file(str(path))}
 
 
+@pytest.mark.slow
 def test_predict_api_reads_redrawn_held_out_digits(client, tmp_path):
     """Acceptance: held-out digits re-drawn at random size, place and stroke width, through /predict,
     read by the shipped teacher and student."""
@@ -175,6 +184,7 @@ def test_predict_api_answers_a_blank_canvas_with_a_hint(client, tmp_path):
     assert teacher.get("label") is None and student.get("label") is None and "Draw a digit" in note
 
 
+@pytest.mark.slow
 def test_runs_api_lists_runs_without_owners(client):
     message, view, _ = start("secret-owner-token", epochs=1, train_fraction=0.05)
     assert app.lab.queue.wait(view, timeout=180)
@@ -189,6 +199,7 @@ def test_runs_api_lists_runs_without_owners(client):
     assert "secret-owner-token" not in str(runs) and all("owner" not in r for r in runs)
 
 
+@pytest.mark.slow
 def test_a_run_with_every_method_from_the_ui():
     """Multi-teacher KD, hint features, a linear alpha schedule and gradient clipping, as the accordion sets them."""
     message, view, _ = start("methods", epochs=1, train_fraction=0.1, feature_loss="hint", feature_weight=1.0,
@@ -217,6 +228,7 @@ def test_permalink_settings_are_checked_one_by_one(tmp_path, monkeypatch):
     assert set(ignored) == {"teacher", "T", "epochs", "alpha", "time_limit_s", "data", "<img src=x>"}
 
 
+@pytest.mark.slow
 def test_a_deep_supervision_run_has_no_teacher_and_says_so():
     """teacher = self, deep supervision: no teacher anywhere, and no number made up for one."""
     message, view, _ = start("deep-owner", teacher="self", self_distill="deep", epochs=1, train_fraction=0.1)
@@ -239,6 +251,7 @@ def test_a_deep_supervision_run_has_no_teacher_and_says_so():
     assert len(p.fig.data) == 4 and "no teacher" in p.fig.layout.title.text  # student and baseline, at T=1 and T
 
 
+@pytest.mark.slow  # it downloads a run that one of the (slow) tests above has finished
 def test_a_finished_runs_student_downloads_in_both_forms(tmp_path):
     import torch
 
@@ -280,6 +293,7 @@ def test_a_page_without_its_owner_token_cannot_start():
         assert "still loading" in app.sweep("temperature")({app.ui.owner: owner, **app.inputs_for()})[app.ui.notice]
 
 
+@pytest.mark.slow
 def test_each_sweep_counts_once_and_a_third_is_refused():
     values = app.control_values(app.inputs_for(epochs=1, train_fraction=0.05))
     records = []

@@ -25,6 +25,8 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--
          "--disable-sync", "--no-first-run", "--disable-quic"]
 QUICK = "&epochs=1&fraction=0.1"  # a run of a few seconds, set through the permalink parameters
 
+pytestmark = pytest.mark.browser  # the fast tier (-m "not slow and not browser") skips the whole module
+
 
 def require(condition, reason):
     if condition:

@@ -79,6 +79,7 @@ while True:
 """
 
 
+@pytest.mark.slow
 def test_kill_during_save_leaves_a_loadable_file(tmp_path):
     """SIGKILL a process that saves in a loop, many times: the file always loads."""
     path = tmp_path / "m.pt"

@@ -78,6 +78,7 @@ def test_import_checks_and_installs_full_mnist(mnist_dir):
     assert sample_pairs == sorted((img.tobytes(), int(y)) for img, y in zip(images[:10000], labels[:10000]))
 
 
+@pytest.mark.slow
 def test_import_refuses_what_is_not_mnist(tmp_path, mnist_dir):
     from tests.conftest import SHARED_MNIST
     import gzip

@@ -36,6 +36,7 @@ def runs(tmp_path_factory):
     return two, two_out, one, one_out
 
 
+@pytest.mark.slow
 def test_two_processes_finish_with_identical_replicas(runs):
     two, _, one, _ = runs
     assert two["world_size"] == 2 and two["effective_batch_size"] == 128
@@ -44,6 +45,7 @@ def test_two_processes_finish_with_identical_replicas(runs):
     assert len(hashes) == 2 and hashes[0] == hashes[1], hashes
 
 
+@pytest.mark.slow
 def test_two_processes_learn_what_one_does_with_the_same_global_batch(runs):
     """The same permutation, split across ranks, with DDP averaging the two halves' gradients:
     the same steps as one process up to float summation order, so the same accuracy within noise."""
@@ -55,6 +57,7 @@ def test_two_processes_learn_what_one_does_with_the_same_global_batch(runs):
     assert two["student_acc"] > 0.9
 
 
+@pytest.mark.slow
 def test_rank_zeros_checkpoints_load_in_the_app(runs, tmp_path):
     two, two_out, _, _ = runs
     paths = checkpoints.drawing_paths(two_out)

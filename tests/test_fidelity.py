@@ -70,6 +70,7 @@ def test_confusions_per_class_and_where_kd_changed_the_answer(result):
     assert out["fixed"]["probs"]["teacher"][0][:3] == pytest.approx(_softmax(TEACHER[fixed[0]], 1.0), abs=1e-4)
 
 
+@pytest.mark.slow
 def test_a_run_stores_fidelity_and_its_net_count_is_the_kd_gain(tmp_path, sample):
     result = train.run(RunConfig(epochs=1, seed=2), runs_dir=tmp_path)
     f, m = result.fidelity, result.metrics

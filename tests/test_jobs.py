@@ -17,6 +17,7 @@ def queue(tmp_path):
     q.close()
 
 
+@pytest.mark.slow
 def test_a_run_finishes_and_is_kept_with_its_curves_and_models(queue):
     run = queue.submit(SHORT, owner="a")[0]
     assert queue.wait(run["id"], timeout=180)
@@ -31,6 +32,7 @@ def test_a_run_finishes_and_is_kept_with_its_curves_and_models(queue):
     assert "owner" not in record and not queue.busy()
 
 
+@pytest.mark.slow
 def test_fifo_order_positions_caps_and_cancel_rights(queue):
     first = queue.submit(LONG, owner="alice")[0]
     assert wait_until(lambda: queue.get(first["id"])["state"] == "running")
@@ -70,6 +72,7 @@ def test_a_sweep_counts_once_against_the_visitors_allowance(queue):
         queue.cancel(r["id"])
 
 
+@pytest.mark.slow
 def test_a_failing_run_ends_failed_and_the_next_one_works(tmp_path):
     """A real failure inside the worker: full MNIST asked for under a data dir that is a file."""
     not_a_dir = tmp_path / "not-a-directory"
@@ -86,6 +89,7 @@ def test_a_failing_run_ends_failed_and_the_next_one_works(tmp_path):
         queue.close()
 
 
+@pytest.mark.slow
 def test_a_worker_that_dies_ends_failed_and_the_queue_goes_on(queue):
     doomed = queue.submit(LONG, owner=None)[0]
     after = queue.submit(SHORT, owner=None)[0]
@@ -98,6 +102,7 @@ def test_a_worker_that_dies_ends_failed_and_the_queue_goes_on(queue):
     assert queue.store.get(after["id"])["state"] == "finished"
 
 
+@pytest.mark.slow
 def test_time_limit_stops_a_run(queue):
     run = queue.submit(RunConfig(epochs=50, time_limit_s=3), owner=None)[0]
     assert queue.wait(run["id"], timeout=60)

@@ -197,7 +197,7 @@ def test_lskd_is_kd_on_z_scored_logits(logits, T):
 
 def test_an_unknown_loss_is_refused(logits):
     s, t, y = logits
-    with pytest.raises(ValueError, match="loss must be one of kd, dkd, dist, lskd"):
+    with pytest.raises(ValueError, match="loss must be one of kd, dkd, dist, lskd, mse"):
         distillation_loss(s, teacher_log_probs(t, 1.0), y, 1.0, 0.5, "mystery")
 
 
@@ -285,3 +285,29 @@ def test_the_deepest_stage_teaches_and_is_not_pulled_by_its_students():
     hint.backward()
     assert model.fc1.weight.grad is None and model.conv1.weight.grad.abs().sum() > 0
     assert all(p.grad is not None for p in deep.adapters.parameters())
+
+
+@pytest.mark.parametrize("T", [1.0, 4.0, 20.0])
+def test_logit_mse_matches_hand_computation_at_any_temperature(logits, T):
+    """Ba & Caruana's logit matching on centred logits, from the cached log-probabilities at T."""
+    s, t, y = logits
+    centre = lambda v: v - v.mean(1, keepdims=True)
+    want = np.mean((centre(s.numpy()) - centre(t.numpy())) ** 2)
+    parts = distillation_loss(s, teacher_log_probs(t, T, "mse"), y, T, 0.6, "mse")
+    assert parts.soft.item() == pytest.approx(want, rel=1e-9)
+    assert parts.total.item() == pytest.approx(0.6 * want + 0.4 * hand_ce(s.numpy(), y.numpy()), rel=1e-9)
+    shifted = distillation_loss(s + 7, teacher_log_probs(t - 3, T, "mse"), y, T, 1.0, "mse")
+    assert shifted.soft.item() == pytest.approx(want, rel=1e-9)  # a shift of either side's logits changes nothing
+
+
+def test_a_registered_loss_is_offered_everywhere():
+    """The registry is the one list: the config, the CLI and the page's menu all offer each loss."""
+    import argparse
+
+    from kdapp import cli
+    parser = argparse.ArgumentParser()
+    cli.add_run_options(parser)
+    offered = next(a for a in parser._actions if a.dest == "loss").choices
+    for name in LOGIT_LOSSES:
+        assert RunConfig(loss=name).loss == name and name in offered
+    assert set(FEATURE_LOSSES) < set(next(a for a in parser._actions if a.dest == "feature_loss").choices)

@@ -21,6 +21,7 @@ def distill_json(capsys, tmp_path, *argv):
     return json.loads(out.out.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", ["dkd", "dist", "lskd"])
 def test_each_logit_loss_trains_end_to_end(capsys, tmp_path, loss):
     m = distill_json(capsys, tmp_path, "--loss", loss, "--epochs", "2")
@@ -36,6 +37,7 @@ def test_dkd_and_dist_show_their_own_parts_as_curves():
         assert all(v >= 0 for e in steps for v in e["parts"].values())
 
 
+@pytest.mark.slow
 def test_gram_matching_with_two_teachers_averages_their_features(capsys, tmp_path):
     m = distill_json(capsys, tmp_path, "--teachers", "seed_teacher,lenet5", "--feature-loss", "gram",
                      "--epochs", "1", "--train-fraction", "0.5")
@@ -133,6 +135,7 @@ def test_bias_correction_by_hand():
     assert 2.0 < two < 2.0 + 1e-3 or two == pytest.approx((2.0 + 2.0) / 2)
 
 
+@pytest.mark.slow
 def test_missing_three_kd_student_reads_threes_it_never_saw(capsys, tmp_path):
     """Hinton's experiment on the sample: neither student sees a 3. The baseline reads none; the
     KD student reads some from the teacher's soft targets alone, and more after the bias correction."""

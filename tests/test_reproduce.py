@@ -3,6 +3,8 @@ gains against a hand computation, its missing-3 counts, and the robustness secti
 import json
 import statistics
 
+import pytest
+
 from kdapp import checkpoints
 from kdapp.tools import reproduce
 
@@ -43,6 +45,7 @@ def _robustness_report(teacher, student, baseline):
             "uci": {"source": "UCI", "n": 1797, "accuracy": accuracy, "agreement": agreement}}
 
 
+@pytest.mark.slow
 def test_robustness_section_from_known_cells(tmp_path, mnist_dir):
     """Section 5 of the full-MNIST reproduction: one cell per trio, keyed by its checkpoints'
     fingerprint (a cell for other files is never read), its sentences computed from the cell."""

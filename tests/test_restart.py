@@ -9,6 +9,8 @@ import pytest
 from kdapp.lab.store import RunStore
 from kdapp.tools.serving import start_app, start_event_data, wait_for_http, wait_until
 
+pytestmark = pytest.mark.slow  # each test serves the real app, trains, kills and restarts it
+
 
 def call(url, name, data):
     """An event over raw HTTP, as the page (or any script) sends it: the final SSE data."""

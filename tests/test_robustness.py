@@ -67,6 +67,7 @@ def test_consistent_teaching_runs_the_teacher_on_the_augmented_batch(sample, shi
         assert not any(torch.equal(aug[0], raw) for raw in small.train_x)
 
 
+@pytest.mark.slow
 def test_shipped_drawing_models_read_other_writers(mnist_dir):
     """The shipped drawing models on the whole redrawn UCI set and 2,000 redrawn MNIST test digits
     (full MNIST's test split: they trained on full MNIST) meet the issue's targets: UCI teacher
@@ -79,6 +80,7 @@ def test_shipped_drawing_models_read_other_writers(mnist_dir):
     assert robustness.check_targets(report) == [], report
 
 
+@pytest.mark.slow
 def test_kd_carries_robustness_to_a_student_that_lacks_it(mnist_dir):
     """The articles' pair (seed_teacher → seed_student), trained with the shipped recipe: the
     one-conv student alone reads UCI's writers badly, and consistent KD lifts it well past its

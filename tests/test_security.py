@@ -124,6 +124,7 @@ def test_a_script_calling_start_directly_is_validated_like_the_ui(app_url, name,
     assert not app.lab.queue.busy()
 
 
+@pytest.mark.slow
 def test_a_script_cannot_stop_someone_elses_run(app_url):
     record, _ = app.lab.start({"epochs": 20}, owner="a visitor")
     assert record is not None
@@ -135,6 +136,7 @@ def test_a_script_cannot_stop_someone_elses_run(app_url):
     finally:
         app.lab.cancel(record["id"], owner=None)
         app.lab.queue.wait(record["id"], 10)
+@pytest.mark.slow
 def test_many_big_canvases_do_not_grow_memory_without_bound(app_url):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB, peak
     content = png(dot(3000, 500))

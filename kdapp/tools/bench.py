@@ -1,4 +1,4 @@
-"""python -m kdapp bench: every speed number of the README, measured in one process.
+"""python -m kdapp bench: every speed number of docs/performance.md, measured in one process.
 
 Ratios (KD vs the seed's loop, KD vs plain training) come from the same process on the same
 machine, one right after the other, so they hold on noisy shared hardware even when the

@@ -8,7 +8,7 @@ other writers (the shipped drawing models and the articles' pair, on redrawn UCI
   teachers from scratch and uses 3 seeds; --quick uses the shipped teachers, 1 seed, few epochs.
 - `--data mnist` (results/reproduce-mnist.md): full MNIST, 60,000 / 10,000, the published numbers'
   own test set, with test errors as counts. The teachers are the shipped full-MNIST checkpoints
-  (their recipes are in the README); training them again here would cost most of an hour.
+  (their recipes are in results/README.md); training them again here would cost most of an hour.
 
 `--methods` (results/methods.md, or methods-mnist.md with `--data mnist`) compares the methods
 since 2015 on one footing: the shipped teacher for that data, the seed table's recipe, 3 seeds.
@@ -20,6 +20,7 @@ import json
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from kdapp import checkpoints, data as data_lib
@@ -132,8 +133,187 @@ def errors(values):
     return f"{values[0]}" if len(values) == 1 else f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
+@dataclass
+class Reproduction:
+    """What every section of one reproduction shares: the data, the plan, the cell cache and how
+    numbers are written (accuracies, with error counts on full MNIST's published test set)."""
+    dataset: object
+    plan: dict
+    cells: Cells
+    quick: bool
+
+    @property
+    def prefix(self):
+        return f"{self.dataset.source}/{'quick' if self.quick else 'full'}/e{self.plan['epochs']}"
+
+    @property
+    def seeds(self):
+        return list(range(self.plan["seeds"]))
+
+    @property
+    def n_test(self):
+        return len(self.dataset.test_y)
+
+    def acc(self, values):
+        """Accuracies (0..1) over seeds as text; with errors out of the test set on full MNIST."""
+        text = mean_std(values)
+        if self.dataset.source == "mnist" and values:
+            errors = [round((1 - v) * self.n_test) for v in values]
+            text += f" ({errors[0] if len(errors) == 1 else f'{statistics.mean(errors):.1f}'} errors)"
+        return text
+
+    def students(self, name, teacher, key, **settings):
+        """(KD students' accuracies, baselines' accuracies, training digits) over the seeds for one
+        cell family; a cell not run yet (cached_only) is left out."""
+        kd, alone, n = [], [], None
+        for seed in self.seeds:
+            cell = self.cells(f"{self.prefix}/{name}/s{seed}", lambda: accuracies(teacher, key, self.dataset, seed,
+                                                                                **settings))
+            if cell is not None:
+                kd.append(cell["student_acc"])
+                alone.append(cell["baseline_acc"])
+                n = cell["train_samples"]
+        return kd, alone, n
+
+
+SEED_RECIPE = dict(lr=0.005, batch_size=128)  # the seed table's KD recipe, on top of T=4, alpha=0.7
+
+
+def section_seed_table(r, teacher, teacher_note, key):
+    """1. The MNIST seed article's table: teacher, student alone, distilled, distilled + features."""
+    kd, alone, _ = r.students("seed-table", teacher, key, epochs=r.plan["epochs"], **SEED_RECIPE)
+    feat = []
+    for seed in r.seeds[:r.plan["feature_seeds"]]:
+        cell = r.cells(f"{r.prefix}/seed-table-hint/s{seed}", lambda: accuracies(
+            teacher, key, r.dataset, seed, epochs=r.plan["epochs"], feature_loss="hint", feature_weight=1.0,
+            baseline=False, **SEED_RECIPE))
+        if cell is not None:
+            feat.append(cell["student_acc"])
+    teacher_acc = teachers.evaluate(teacher, r.dataset.test_x, r.dataset.test_y)
+    latency = {"teacher": inference.latency_ms(teacher.cpu())[0],
+               "student": inference.latency_ms(build("seed_student").eval())[0]}
+    rows = [("teacher", "seed_teacher", [teacher_acc], latency["teacher"]),
+            ("alone", "seed_student", alone, latency["student"]),
+            ("distilled", "seed_student", kd, latency["student"]),
+            ("distilled + features", "seed_student", feat, latency["student"])]
+    feature_seeds = "" if len(feat) == len(r.seeds) else " (1 seed: the teacher runs on every batch)"
+    lines = ["## 1. The MNIST seed article's table\n",
+             f"Teacher: {teacher_note}. KD: T=4, α=0.7, {r.plan['epochs']} epochs, Adam 0.005 cosine, batch 128. "
+             "Features: the same, plus a FitNets hint (MSE through a 1×1-conv adapter) from the student's conv "
+             f"map to the teacher's second conv map, weight 1{feature_seeds}. "
+             "Latency: batch 1 on this CPU, median.\n",
+             "| model | architecture | parameters | ours: accuracy | article: accuracy | ours: latency | article: latency |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for name, arch, accs, ms in rows:
+        lines.append(f"| {name} | {arch} | {count_parameters(arch):,} | {r.acc(accs)} | {SEED_CLAIMS[name]} | "
+                     f"{ms:.2f} ms | {SEED_LATENCY_MS[name]} ms |")
+    lines.append(f"\nKD gain over the student alone: **{mean_std([a - b for a, b in zip(kd, alone)])} points** "
+                 "(article: +0.6). The article's student has \"0.3M\" parameters; its code, shape bug fixed, "
+                 "has 173,930.")
+    return "\n".join(lines), {"seed_kd": kd, "seed_alone": alone, "seed_features": feat}
+
+
+def section_small_data(r, teacher, key):
+    """2. The seed article's small-data claim: 10% of the training set."""
+    # The same number of steps as the full-data runs: 10x the epochs on a tenth of the data.
+    small_epochs = min(100, round(r.plan["epochs"] / SMALL_FRACTION))
+    kd, alone, n = r.students("small-data", teacher, key, epochs=small_epochs, train_fraction=SMALL_FRACTION,
+                              **SEED_RECIPE)
+    n = n or round(SMALL_FRACTION * len(r.dataset.train_y))
+    return "\n".join([
+        "## 2. Small data: 10% of the training set\n",
+        f"{n:,} training digits, same teacher and settings as above, trained for the same number of "
+        f"steps as the full-data runs ({small_epochs} epochs).\n",
+        "| | distilled | alone | KD gain (points) | article's gain |", "|---|---:|---:|---:|---:|",
+        f"| 10% data | {r.acc(kd)} | {r.acc(alone)} | "
+        f"{mean_std([a - b for a, b in zip(kd, alone)])} | +{SEED_SMALL_DATA_GAIN} |"]), \
+        {"small_kd": kd, "small_alone": alone}
+
+
+def section_hinton(r):
+    """3. Hinton, Vinyals & Dean (2015)'s MNIST setup, in error counts as the paper gives them."""
+    big, big_note = reproduction_teacher("mlp_1200", r.dataset, r.plan, r.quick)
+    big_errors = round((1 - teachers.evaluate(big, r.dataset.test_x, r.dataset.test_y)) * r.n_test)
+    kd, alone, _ = r.students("hinton", big, ("reproduce", "mlp_1200", id(big)), student="mlp_800",
+                              temperature=20.0, alpha=0.9, epochs=r.plan["hinton_epochs"], lr=0.001, batch_size=128)
+    kd_errors, alone_errors = ([round((1 - a) * r.n_test) for a in accs] for accs in (kd, alone))
+
+    def rate(values):
+        return f"{100 * statistics.mean(values) / r.n_test:.2f}%" if values else NOT_RUN
+    ours = {"teacher (mlp_1200, dropout, jitter)": (big_errors, f"{100 * big_errors / r.n_test:.2f}%"),
+            "student alone (mlp_800)": (errors(alone_errors), rate(alone_errors)),
+            "student distilled, T=20 (mlp_800)": (errors(kd_errors), rate(kd_errors))}
+    return "\n".join([
+        "## 3. Hinton, Vinyals & Dean (2015), MNIST\n",
+        f"Teacher mlp_1200 (784-1200-1200-10, dropout 0.5, ±2 px jitter): {big_note}. Student mlp_800 "
+        f"(784-800-800-10), no dropout, no jitter, alone and distilled at T=20 (α=0.9 on the soft term), "
+        f"{r.plan['hinton_epochs']} epochs. Test **errors as counts**: ours out of {r.n_test:,}, the paper's out "
+        "of 10,000.\n",
+        f"| model | ours: errors / {r.n_test:,} | ours: error rate | paper: errors / 10,000 |", "|---|---:|---:|---:|",
+        *(f"| {row} | {ours[row][0]} | {ours[row][1]} | {paper} |" for row, paper in HINTON_ERRORS.items())]), \
+        {"hinton_teacher_errors": big_errors, "hinton_kd_errors": kd_errors, "hinton_alone_errors": alone_errors}
+
+
+def section_sweep(r, teacher, key):
+    """4. A temperature sweep of the seed table's recipe."""
+    lines = ["## 4. Temperature sweep: seed_teacher → seed_student, α=0.7\n",
+             "| T | distilled | alone (same batches) | KD gain (points) |", "|---:|---:|---:|---:|"]
+    sweep = {}
+    for T in r.plan["sweep"]:
+        # T=4 is the seed table's setting: the same cells, trained once.
+        kd, alone, _ = r.students("seed-table" if T == 4 else f"sweep-T{T}", teacher, key, temperature=float(T),
+                                  epochs=r.plan["epochs"], **SEED_RECIPE)
+        sweep[str(T)] = kd
+        lines.append(f"| {T} | {r.acc(kd)} | {r.acc(alone)} | {mean_std([a - b for a, b in zip(kd, alone)])} |")
+    return "\n".join(lines), {"sweep": sweep}
+
+
+def section_robustness(r, data_dir):
+    """5. On full MNIST: does KD carry robustness to other writers? (the drawing models' trios)"""
+    lines = ["## 5. Does KD carry robustness to other writers?\n",
+             "Full-MNIST drawing models, each trio trained with the same recipe: a pen-augmented teacher, "
+             "a KD student taught consistently (the teacher reads the student's augmented batch) and a "
+             "baseline trained on the same augmented batches without the teacher. They read digits redrawn "
+             "on the 280×280 canvas at random size, position, stroke width and slant, through the app's "
+             "preprocessing (`python -m kdapp robustness`). UCI's digits come from 43 writers who are not "
+             "MNIST's and are used only to evaluate.\n"]
+    robust = {}
+    for label, roles in (("shipped", checkpoints.SHIPPED_DRAWING),
+                         ("the articles' pair", checkpoints.ARTICLES_DRAWING)):
+        trio = f"{roles['teacher'][0]}-{roles['student'][0]}"
+        lines.append(f"**{roles['teacher'][0]} → {roles['student'][0]}** ({label}):\n")
+        paths = checkpoints.shipped_drawing_paths(roles=roles)
+        if set(paths) != set(roles) or not all(Path(p).is_file() for p in paths.values()):
+            lines.append("Its full-MNIST checkpoints are not in checkpoints/ "
+                         "(`scripts/train_checkpoints.sh` trains them).\n")
+            continue
+        # A reshipped checkpoint is a new cell: the name carries the files' fingerprint.
+        report = r.cells(f"mnist/robustness/{trio}/{checkpoints.fingerprint(paths.values())}",
+                         lambda: robustness.evaluate(robustness.shipped_models(roles), data_dir=data_dir,
+                                                     trained_on=("mnist",)))
+        if report is None:
+            lines.append(NOT_RUN + "\n")
+            continue
+        robust[trio] = report
+        uci = report["uci"]["accuracy"]
+        missed = robustness.check_targets(report)
+        gain = 100 * (uci["student"] - uci["baseline"])
+        lines.append(robustness.table(report))
+        lines.append(f"\nOn UCI's writers the KD student reads {abs(gain):.2f} points "
+                     f"{'more' if gain >= 0 else 'less'} than its baseline and trails its teacher by "
+                     f"{100 * (uci['teacher'] - uci['student']):.2f}. "
+                     + ("The drawing's targets are met." if not missed else
+                        "Targets missed: " + "; ".join(missed) + ".") + "\n")
+    if robust:  # the sampling error of one accuracy on n digits, at 95%
+        n = next(iter(robust.values()))["uci"]["n"]
+        lines.append(f"One trained seed per trio. One accuracy near 95% on {n:,} digits has a 95% sampling "
+                     f"interval of about ±{196 * (0.95 * 0.05 / n) ** 0.5:.1f} points.")
+    return "\n".join(lines), {"robustness": robust}
+
+
 def run_reproduce(quick=False, seeds=None, data="sample", data_dir="data", cells_path=None, fresh=False,
                   cached_only=False):
+    """The whole report: (markdown, raw numbers). Each section is its own function above."""
     if data == "mnist":
         plan = dict(MNIST, seeds=seeds or MNIST["seeds"])
     else:
@@ -142,197 +322,39 @@ def run_reproduce(quick=False, seeds=None, data="sample", data_dir="data", cells
         plan["feature_seeds"] = plan["seeds"]
     started = time.monotonic()
     dataset = data_lib.load(data, data_dir)
-    cells = Cells(cells_path or default_out(data).with_suffix(".cells.json"), fresh, cached_only)
-    prefix = f"{dataset.source}/{'quick' if quick else 'full'}/e{plan['epochs']}"
-    n_test = len(dataset.test_y)
-    seeds = list(range(plan["seeds"]))
+    r = Reproduction(dataset, plan, Cells(cells_path or default_out(data).with_suffix(".cells.json"), fresh,
+                                          cached_only), quick)
     counts = dataset.source == "mnist"  # on the published test set, errors are counted as published
-
-    def acc(values):
-        """Accuracies (0..1) over seeds as text; with errors out of the test set on full MNIST."""
-        text = mean_std(values)
-        if counts and values:
-            errors = [round((1 - v) * n_test) for v in values]
-            text += f" ({errors[0] if len(errors) == 1 else f'{statistics.mean(errors):.1f}'} errors)"
-        return text
-
-    mode = "full MNIST" if dataset.source == "mnist" else "quick" if quick else "full"
-    command = "python -m kdapp reproduce" + (" --data mnist" if dataset.source == "mnist" else "") + \
-        (" --quick" if quick else "")
+    mode = "full MNIST" if counts else "quick" if quick else "full"
+    command = "python -m kdapp reproduce" + (" --data mnist" if counts else "") + (" --quick" if quick else "")
     sections = [f"# Reproduction: our numbers beside the published ones\n\n"
                 f"Data: **{dataset.describe()}**. Mode: **{mode}** "
-                f"({len(seeds)} seed{'s' if len(seeds) > 1 else ''}, student epochs {plan['epochs']}). "
+                f"({len(r.seeds)} seed{'s' if len(r.seeds) > 1 else ''}, student epochs {plan['epochs']}). "
                 f"Accuracies are test accuracy in %, mean ± std over seeds"
                 f"{', with test errors out of 10,000 in brackets' if counts else ''}. Regenerate with `{command}`."]
-    if dataset.source == "sample":
+    if not counts:
         sections.append("The published numbers were measured on full MNIST (60,000 training digits, 10,000 "
                         "test); ours use the 8,000 / 2,000 bundled sample, so expect lower accuracies overall. "
                         "Compare the *gaps*, not the absolute values. The same tables on full MNIST: "
                         "[reproduce-mnist.md](reproduce-mnist.md).")
-
-    # ---- 1. the seed article's table ----
     teacher, teacher_note = reproduction_teacher("seed_teacher", dataset, plan, quick)
     key = ("reproduce", "seed_teacher", id(teacher))
-    kd, alone, feat = [], [], []
-    for seed in seeds:
-        cell = cells(f"{prefix}/seed-table/s{seed}", lambda: accuracies(
-            teacher, key, dataset, seed, epochs=plan["epochs"], lr=0.005, batch_size=128))
-        if cell is None:
-            continue
-        kd.append(cell["student_acc"])
-        alone.append(cell["baseline_acc"])
-    for seed in seeds[:plan["feature_seeds"]]:
-        cell = cells(f"{prefix}/seed-table-hint/s{seed}", lambda: accuracies(
-            teacher, key, dataset, seed, epochs=plan["epochs"], lr=0.005, batch_size=128,
-            feature_loss="hint", feature_weight=1.0, baseline=False))
-        if cell is None:
-            continue
-        feat.append(cell["student_acc"])
-    teacher_acc = teachers.evaluate(teacher, dataset.test_x, dataset.test_y)
-    student_model = build("seed_student").eval()
-    latency = {"teacher": inference.latency_ms(teacher.cpu())[0], "student": inference.latency_ms(student_model)[0]}
-    rows = [("teacher", "seed_teacher", [teacher_acc], latency["teacher"]),
-            ("alone", "seed_student", alone, latency["student"]),
-            ("distilled", "seed_student", kd, latency["student"]),
-            ("distilled + features", "seed_student", feat, latency["student"])]
-    feature_seeds = "" if len(feat) == len(seeds) else f" (1 seed: the teacher runs on every batch)"
-    lines = ["## 1. The MNIST seed article's table\n",
-             f"Teacher: {teacher_note}. KD: T=4, α=0.7, {plan['epochs']} epochs, Adam 0.005 cosine, batch 128. "
-             "Features: the same, plus a FitNets hint (MSE through a 1×1-conv adapter) from the student's conv "
-             f"map to the teacher's second conv map, weight 1{feature_seeds}. "
-             "Latency: batch 1 on this CPU, median.\n",
-             "| model | architecture | parameters | ours: accuracy | article: accuracy | ours: latency | article: latency |",
-             "|---|---|---:|---:|---:|---:|---:|"]
-    for name, arch, accs, ms in rows:
-        lines.append(f"| {name} | {arch} | {count_parameters(arch):,} | {acc(accs)} | {SEED_CLAIMS[name]} | "
-                     f"{ms:.2f} ms | {SEED_LATENCY_MS[name]} ms |")
-    gains = [a - b for a, b in zip(kd, alone)]
-    lines.append(f"\nKD gain over the student alone: **{mean_std(gains)} points** (article: +0.6). "
-                 f"The article's student has \"0.3M\" parameters; its code, shape bug fixed, has 173,930.")
-    sections.append("\n".join(lines))
-
-    # ---- 2. small data ----
-    small_kd, small_alone, n_small = [], [], round(SMALL_FRACTION * len(dataset.train_y))
-    # The same number of steps as the full-data runs: 10x the epochs on a tenth of the data.
-    small_epochs = min(100, round(plan["epochs"] / SMALL_FRACTION))
-    for seed in seeds:
-        cell = cells(f"{prefix}/small-data/s{seed}", lambda: accuracies(
-            teacher, key, dataset, seed, epochs=small_epochs, lr=0.005, batch_size=128,
-            train_fraction=SMALL_FRACTION))
-        if cell is None:
-            continue
-        small_kd.append(cell["student_acc"])
-        small_alone.append(cell["baseline_acc"])
-        n_small = cell["train_samples"]
-    sections.append("\n".join([
-        "## 2. Small data: 10% of the training set\n",
-        f"{n_small:,} training digits, same teacher and settings as above, trained for the same number of "
-        f"steps as the full-data runs ({small_epochs} epochs).\n",
-        "| | distilled | alone | KD gain (points) | article's gain |", "|---|---:|---:|---:|---:|",
-        f"| 10% data | {acc(small_kd)} | {acc(small_alone)} | "
-        f"{mean_std([a - b for a, b in zip(small_kd, small_alone)])} | +{SEED_SMALL_DATA_GAIN} |"]))
-
-    # ---- 3. Hinton et al. 2015 ----
-    big, big_note = reproduction_teacher("mlp_1200", dataset, plan, quick)
-    big_key = ("reproduce", "mlp_1200", id(big))
-    big_errors = round((1 - teachers.evaluate(big, dataset.test_x, dataset.test_y)) * n_test)
-    hinton_kd, hinton_alone = [], []
-    for seed in seeds:
-        cell = cells(f"{prefix}/hinton/s{seed}", lambda: accuracies(
-            big, big_key, dataset, seed, student="mlp_800", temperature=20.0, alpha=0.9,
-            epochs=plan["hinton_epochs"], lr=0.001, batch_size=128))
-        if cell is None:
-            continue
-        hinton_kd.append(round((1 - cell["student_acc"]) * n_test))
-        hinton_alone.append(round((1 - cell["baseline_acc"]) * n_test))
-
-    def rate(values):
-        return f"{100 * statistics.mean(values) / n_test:.2f}%" if values else NOT_RUN
-    sections.append("\n".join([
-        "## 3. Hinton, Vinyals & Dean (2015), MNIST\n",
-        f"Teacher mlp_1200 (784-1200-1200-10, dropout 0.5, ±2 px jitter): {big_note}. Student mlp_800 "
-        f"(784-800-800-10), no dropout, no jitter, alone and distilled at T=20 (α=0.9 on the soft term), "
-        f"{plan['hinton_epochs']} epochs. Test **errors as counts**: ours out of {n_test:,}, the paper's out of 10,000.\n",
-        f"| model | ours: errors / {n_test:,} | ours: error rate | paper: errors / 10,000 |", "|---|---:|---:|---:|",
-        *(f"| {row} | {ours} | {rate_} | {HINTON_ERRORS[row]} |" for row, ours, rate_ in zip(
-            HINTON_ERRORS, (big_errors, errors(hinton_alone), errors(hinton_kd)),
-            (f"{100 * big_errors / n_test:.2f}%", rate(hinton_alone), rate(hinton_kd))))]))
-
-    # ---- 4. temperature sweep ----
-    sweep_lines = ["## 4. Temperature sweep: seed_teacher → seed_student, α=0.7\n",
-                   "| T | distilled | alone (same batches) | KD gain (points) |", "|---:|---:|---:|---:|"]
-    sweep = {}
-    for T in plan["sweep"]:
-        accs, bases = [], []
-        for seed in seeds:
-            # T=4 is the seed table's setting: the same cell, trained once.
-            name = f"{prefix}/seed-table/s{seed}" if T == 4 else f"{prefix}/sweep-T{T}/s{seed}"
-            cell = cells(name, lambda: accuracies(teacher, key, dataset, seed, temperature=float(T),
-                                                  epochs=plan["epochs"], lr=0.005, batch_size=128))
-            if cell is None:
-                continue
-            accs.append(cell["student_acc"])
-            bases.append(cell["baseline_acc"])
-        sweep[T] = accs
-        sweep_lines.append(f"| {T} | {acc(accs)} | {acc(bases)} | "
-                           f"{mean_std([a - b for a, b in zip(accs, bases)])} |")
-    sections.append("\n".join(sweep_lines))
-
-    # ---- 5. does KD carry robustness to other writers? (the full-MNIST drawing models) ----
-    robust = {}
-    if dataset.source == "mnist":
-        lines = ["## 5. Does KD carry robustness to other writers?\n",
-                 "Full-MNIST drawing models, each trio trained with the same recipe: a pen-augmented teacher, "
-                 "a KD student taught consistently (the teacher reads the student's augmented batch) and a "
-                 "baseline trained on the same augmented batches without the teacher. They read digits redrawn "
-                 "on the 280×280 canvas at random size, position, stroke width and slant, through the app's "
-                 "preprocessing (`python -m kdapp robustness`). UCI's digits come from 43 writers who are not "
-                 "MNIST's and are used only to evaluate.\n"]
-        for label, roles in (("shipped", checkpoints.SHIPPED_DRAWING),
-                             ("the articles' pair", checkpoints.ARTICLES_DRAWING)):
-            trio = f"{roles['teacher'][0]}-{roles['student'][0]}"
-            lines.append(f"**{roles['teacher'][0]} → {roles['student'][0]}** ({label}):\n")
-            paths = checkpoints.shipped_drawing_paths(roles=roles)
-            if set(paths) != set(roles) or not all(Path(p).is_file() for p in paths.values()):
-                lines.append("Its full-MNIST checkpoints are not in checkpoints/ "
-                             "(`scripts/train_checkpoints.sh` trains them).\n")
-                continue
-            # A reshipped checkpoint is a new cell: the name carries the files' fingerprint.
-            report = cells(f"mnist/robustness/{trio}/{checkpoints.fingerprint(paths.values())}",
-                           lambda: robustness.evaluate(robustness.shipped_models(roles), data_dir=data_dir,
-                                                       trained_on=("mnist",)))
-            if report is None:
-                lines.append(NOT_RUN + "\n")
-                continue
-            robust[trio] = report
-            uci = report["uci"]["accuracy"]
-            missed = robustness.check_targets(report)
-            gain = 100 * (uci["student"] - uci["baseline"])
-            lines.append(robustness.table(report))
-            lines.append(f"\nOn UCI's writers the KD student reads {abs(gain):.2f} points "
-                         f"{'more' if gain >= 0 else 'less'} than its baseline and trails its teacher by "
-                         f"{100 * (uci['teacher'] - uci['student']):.2f}. "
-                         + ("The drawing's targets are met." if not missed else
-                            "Targets missed: " + "; ".join(missed) + ".") + "\n")
-        if robust:  # the sampling error of one accuracy on n digits, at 95%
-            n = next(iter(robust.values()))["uci"]["n"]
-            lines.append(f"One trained seed per trio. One accuracy near 95% on {n:,} digits has a 95% sampling "
-                         f"interval of about ±{196 * (0.95 * 0.05 / n) ** 0.5:.1f} points.")
-        sections.append("\n".join(lines))
-
+    raw = {}
+    for text, numbers in (section_seed_table(r, teacher, teacher_note, key), section_small_data(r, teacher, key),
+                          section_hinton(r), section_sweep(r, teacher, key),
+                          *((section_robustness(r, data_dir),) if counts else ())):
+        sections.append(text)
+        raw.update(numbers)
+    raw.setdefault("robustness", {})
     seconds = time.monotonic() - started
-    resumed = f"; {cells.reused} of its cells came from an earlier, interrupted or shorter run" if cells.reused else ""
-    if cells.missing:
-        resumed += (f". **{cells.missing} cells are not run yet** (marked so above): `{command}` trains them "
+    resumed = f"; {r.cells.reused} of its cells came from an earlier, interrupted or shorter run" \
+        if r.cells.reused else ""
+    if r.cells.missing:
+        resumed += (f". **{r.cells.missing} cells are not run yet** (marked so above): `{command}` trains them "
                     "and keeps the finished ones")
     sections.append(f"*This pass: {seconds / 60:.1f} minutes on this machine ({mode} mode){resumed}.*")
     return "\n\n".join(sections) + "\n", {"seconds": seconds, "data": dataset.source, "quick": quick,
-                                           "seeds": len(seeds), "reused_cells": cells.reused,
-                                           "seed_kd": kd, "seed_alone": alone, "seed_features": feat,
-                                           "small_kd": small_kd, "small_alone": small_alone,
-                                           "hinton_teacher_errors": big_errors, "hinton_kd_errors": hinton_kd,
-                                           "hinton_alone_errors": hinton_alone,
-                                           "sweep": {str(t): v for t, v in sweep.items()}, "robustness": robust}
+                                           "seeds": len(r.seeds), "reused_cells": r.cells.reused, **raw}
 
 
 # ---- the methods since 2015, side by side ----

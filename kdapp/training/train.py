@@ -426,6 +426,18 @@ def omitted_class_reports(result, dataset, omit_class):
             for role in ("student", "baseline") if (model := getattr(result, role)) is not None}
 
 
+def _run_metrics(result, dataset, device, world, started):
+    """What a whole run adds to distill()'s metrics: where it ran, how long it took, Hinton's counts
+    for a held-out class and, under torchrun, the learning rate and threads each rank used."""
+    config, metrics = result.config, {}
+    for role, report in omitted_class_reports(result, dataset, config.omit_class).items():
+        metrics.update({f"{role}_{k}": v for k, v in report.items() if k not in ("omitted_class", "omitted_test_digits")})
+        metrics.update(omitted_class=config.omit_class, omitted_test_digits=report["omitted_test_digits"])
+    if world.distributed:
+        metrics.update(lr=config.lr, threads_per_rank=world.threads)
+    return dict(metrics, data=dataset.source, device=str(device), seconds=round(time.monotonic() - started, 2))
+
+
 def _teacher(arch, dataset, config, runs_dir, emit, should_stop):
     """A trained teacher: its checkpoint if there is one, else trained now (and saved for next time)."""
     found = get_teacher(arch, dataset, runs_dir, emit)
@@ -477,11 +489,7 @@ def run(config, emit=_ignore, should_stop=never, runs_dir=None, data_dir="data",
         return result
     emit(events.phase("fidelity", "comparing the students with the teacher on the test digits"))
     result.fidelity = run_fidelity(result, found[0][1], dataset, Path(runs_dir) / "cache" if runs_dir else None)
-    for role, report in omitted_class_reports(result, dataset, config.omit_class).items():
-        result.metrics.update({f"{role}_{k}": v for k, v in report.items()
-                               if k not in ("omitted_class", "omitted_test_digits")})
-        result.metrics.update(omitted_class=config.omit_class, omitted_test_digits=report["omitted_test_digits"])
-    result.metrics.update(data=dataset.source, device=str(device), seconds=round(time.monotonic() - started, 2))
+    result.metrics.update(_run_metrics(result, dataset, device, world, started))
     result.paths["teacher"] = found[0][2]
     out_dir = out_dir or (Path(runs_dir) / "latest" if runs_dir else None)
     if out_dir:

@@ -17,8 +17,6 @@ import gradio as gr
 from PIL import Image
 
 from kdapp.config import DEFAULTS
-from kdapp.evaluation.inference import BlankCanvas, CanvasError
-from kdapp.lab.facade import SHIPPED
 
 ROLES = ("teacher", "student", "baseline")
 LISTED_SETTINGS = ("teacher", "student", "temperature", "alpha", "epochs", "train_fraction")
@@ -36,11 +34,12 @@ def _gain(metrics):
         else m["student_acc"] - m["baseline_acc"]
 
 
-def tools(get_lab):
-    """The three tool functions, each reading the lab that `get_lab()` returns when it is called
-    (the lab starts with the server, after the page is built)."""
+def tools(get_lab, shipped):
+    """The three tool functions, each reading the lab that `get_lab()` returns when it is called.
+    `shipped` names the lab's shipped models (kdapp.lab.facade.SHIPPED: ui reads only the
+    foundation, so the app passes it in)."""
 
-    def read_digit(image: Image.Image, temperature: float = DEFAULTS.temperature, models: str = SHIPPED) -> str:
+    def read_digit(image: Image.Image, temperature: float = DEFAULTS.temperature, models: str = shipped) -> str:
         """Read a handwritten digit (0-9) with a knowledge-distillation trio: the teacher network, the KD student
         (a small network trained on the teacher's softened predictions) and the baseline (the same small network
         trained on the labels alone). The image is scaled and centred as MNIST was made; any background works
@@ -60,13 +59,11 @@ def tools(get_lab):
             without a baseline has no "baseline".
         """
         lab = get_lab()
-        models = models or SHIPPED
+        models = models or shipped
         try:
             lab.models(models)  # a run that cannot read is an error here, not a silent switch to the shipped models
             result = lab.predict(image, temperature, models)
-        except BlankCanvas:
-            raise gr.Error("the image has no ink: send a digit, dark on light or light on dark") from None
-        except (CanvasError, LookupError) as e:
+        except (ValueError, LookupError) as e:  # an unreadable or blank image (CanvasError), a run without models
             raise gr.Error(f"{e}") from None
         out = {"models": result["models"], "temperature": result["temperature"], "notes": result["notes"]}
         for role in ROLES:
@@ -133,15 +130,15 @@ def tools(get_lab):
     return read_digit, list_runs, get_run
 
 
-def register(get_lab):
+def register(get_lab, shipped):
     """Inside a gr.Blocks: the three tools as public API endpoints (/read_digit, /list_runs, /get_run),
     which launch(mcp_server=True) lists as MCP tools. read_digit takes its image through a hidden
     gr.Image, so an agent may pass a URL or a data: URL; the other two take plain values (gr.api)."""
-    read_digit, list_runs, get_run = tools(get_lab)
+    read_digit, list_runs, get_run = tools(get_lab, shipped)
     with gr.Column(visible=False):
         image = gr.Image(type="pil", image_mode=None, label="image")  # None: keep a transparent background
         temperature = gr.Number(DEFAULTS.temperature, label="temperature")
-        models = gr.Textbox(SHIPPED, label="models")
+        models = gr.Textbox(shipped, label="models")
         answer = gr.Textbox(label="answer")
     gr.on([], read_digit, [image, temperature, models], answer, api_name="read_digit", queue=False,
           show_progress="hidden")
