@@ -48,7 +48,7 @@ def tools(get_lab, shipped):
 
         Args:
             image: the digit as a PNG or JPEG: a URL, or a data: URL with base64 content.
-            temperature: the softmax temperature T of "pT", above 0 and up to 20; higher T shows the runner-ups.
+            temperature: the softmax temperature T of "pT", 0.5 to 20 (else 4, with a note); higher T shows runner-ups.
             models: "shipped" for the lab's shipped models, or a finished run's id from list_runs to use its models.
 
         Returns:
