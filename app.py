@@ -15,10 +15,10 @@ from PIL import Image
 
 from kdapp.config import DEFAULTS, RANGES
 from kdapp.evaluation.inference import MAX_SIDE, BlankCanvas, CanvasError
-from kdapp.lab import facade as lab_lib
+from kdapp.lab import facade as lab_lib, tensorboard
 from kdapp.losses import FEATURE_LOSSES, LOGIT_LOSSES
 from kdapp.models import cnn_names
-from kdapp.ui import plots, reports
+from kdapp.ui import mcp_tools, plots, reports
 
 # Decompression bombs: a tiny PNG can claim 20000x20000 pixels. Refuse past ~2x our largest canvas.
 Image.MAX_IMAGE_PIXELS = MAX_SIDE * MAX_SIDE
@@ -384,6 +384,15 @@ def downloads(selected):
             ui.runs_note: reports.notice(" ".join(notes) or ("Select a finished run first." if not files else ""))}
 
 
+def tensorboard_download(selected):
+    """The selected runs (none selected: the newest 200) as TensorBoard event files, zipped."""
+    try:
+        return {ui.files: [str(tensorboard.zip_runs(lab, selected))],
+                ui.runs_note: reports.notice("Unzip, then: tensorboard --logdir <folder>")}
+    except ValueError as e:
+        return {ui.files: None, ui.runs_note: reports.notice(str(e), ok=False)}
+
+
 def open_run(selected):
     return {ui.view: (selected or [None])[0], ui.tabs: gr.Tabs(selected="distill")}
 
@@ -540,6 +549,7 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
             with gr.Row():
                 ui.open_run = gr.Button("Show the first in the Distill tab", size="sm")
                 ui.download = gr.Button("Download the first run's student (.pt and .onnx)", size="sm")
+                ui.tensorboard = gr.Button("Download for TensorBoard (.zip)", size="sm", elem_id="tensorboard-zip")
             ui.run_link = gr.Markdown(elem_id="run-link")
             ui.files = gr.File(label="Student files", file_count="multiple", elem_id="downloads", height=110)
             ui.runs_note = gr.Markdown()
@@ -576,7 +586,7 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     # and gets the answer in its reply, instead of joining the queue and reading an event stream.
     # That is most of a drawing's server cost (measured: `python -m kdapp loadtest`, docs/performance.md).
     ui.sketch.change(predict, predict_inputs, predict_outputs, api_name="predict", show_progress="hidden",
-                     queue=False)
+                     queue=False, api_visibility="undocumented")  # for scripts; not an MCP tool
     CONTROLS["temperature"].release(predict, predict_inputs, predict_outputs, queue=False, **private)
     # The drawing's models live in session state, set in the same answer that shows them in the
     # dropdown (a link, a finished run) or by the visitor's own pick; then the digit is read again.
@@ -602,7 +612,10 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
                        **private)
     ui.open_run.click(open_run, ui.selected, [ui.view, ui.tabs], **private)
     ui.download.click(downloads, ui.selected, [ui.files, ui.runs_note], **private)
-    gr.api(api_runs, api_name="runs")
+    ui.tensorboard.click(tensorboard_download, ui.selected, [ui.files, ui.runs_note], **private)
+    # /predict and /runs stay callable by scripts, but only the read-only tools are the documented API and MCP's.
+    gr.api(api_runs, api_name="runs", api_visibility="undocumented")
+    mcp_tools.register(lambda: lab, shipped=lab_lib.SHIPPED)
 
 demo.queue(max_size=64, default_concurrency_limit=2)
 OwnerToken.built = True  # from here on the page's config (built by launch) carries the lab's key
@@ -622,7 +635,7 @@ async def lab_lifespan(_app):
 # Tests launch with these too. show_error=False: visitors get our messages, never tracebacks.
 # No "runs" footer link: it is Gradio's own /predict history, easy to mistake for the lab's runs.
 LAUNCH = dict(css=CSS, max_file_size="5mb", show_error=False, footer_links=["api", "gradio", "settings"],
-              run_history=False, allowed_paths=[str(lab.runs_path)], app_kwargs={"lifespan": lab_lifespan})
+              run_history=False, mcp_server=True, allowed_paths=[str(lab.runs_path)], app_kwargs={"lifespan": lab_lifespan})
 
 if __name__ == "__main__":
     demo.launch(**LAUNCH)  # honours GRADIO_SERVER_NAME / GRADIO_SERVER_PORT

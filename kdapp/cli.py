@@ -186,13 +186,15 @@ def main(argv=None):
     p.add_argument("--json", action="store_true", help="print one final JSON line")
     p.set_defaults(func=cmd_robustness)
     from kdapp.tools import bench, loadtest, reproduce  # their heavy imports (gradio, clients) are lazy
+    from kdapp.lab import tensorboard
+    tensorboard.add_parser(sub)  # runs export --tensorboard DIR
     bench.add_parser(sub)
     loadtest.add_parser(sub)
     reproduce.add_parser(sub)
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, RuntimeError, checkpoints.CheckpointError) as e:
+    except (ValueError, RuntimeError, FileNotFoundError, checkpoints.CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except train.Cancelled as e:

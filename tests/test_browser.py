@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -208,6 +209,15 @@ def test_two_visitors_queue_fairly_and_both_runs_are_kept(server, browser):
     second.get_by_role("button", name="Refresh").click()
     for run_id in ids:
         expect(second.locator("#runs")).to_contain_text(run_id, timeout=10_000)
+    # None selected: the TensorBoard zip holds every listed run, one event folder each.
+    second.locator("#tensorboard-zip").click()
+    link = second.locator("#downloads a[download='kdapp-runs-tensorboard.zip']")
+    expect(link).to_be_visible(timeout=15_000)
+    with second.expect_download() as download:
+        link.click()
+    with zipfile.ZipFile(download.value.path()) as archive:
+        assert set(ids) <= {name.split("_")[0] for name in archive.namelist()}
+        assert all(".tfevents." in name for name in archive.namelist())
 
 
 def test_reloading_keeps_the_right_to_stop_and_others_never_get_it(server, browser):

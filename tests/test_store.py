@@ -118,6 +118,19 @@ def test_curves_are_thinned_on_write(tmp_path):
     assert curves["loss"] == [1 / s for s in curves["step"]]
 
 
+def test_a_read_only_store_reads_the_live_runs_and_never_writes(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no run store at"):
+        RunStore(tmp_path, read_only=True)
+    owner = RunStore(tmp_path)
+    running = owner.create(config(), owner=SECRET, state="running")["id"]
+    reader = RunStore(tmp_path, read_only=True)  # a second process, e.g. `runs export`, while the server runs
+    assert reader.get(running)["state"] == "running" and owner.get(running)["state"] == "running"
+    owner.update(running, curves={"step": [1], "loss": [0.5]})
+    assert reader.get(running)["curves"] == {"step": [1], "loss": [0.5]}  # it sees the owner's commits
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        reader.update(running, state="finished")
+
+
 def test_restart_keeps_finished_runs_and_interrupts_the_rest(tmp_path):
     before = RunStore(tmp_path)
     finished = before.create(config(), owner=SECRET, state="running")["id"]

@@ -85,12 +85,19 @@ def _record(row):
 
 
 class RunStore:
-    def __init__(self, root, keep_checkpoints=100):
+    def __init__(self, root, keep_checkpoints=100, read_only=False):
+        """read_only: only read an existing store, as a second process may while the server owns
+        it (`runs export`): nothing is migrated, set aside or marked interrupted."""
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
         self.path = self.root / DB_NAME
-        self.keep_checkpoints = keep_checkpoints
+        self.keep_checkpoints, self.read_only = keep_checkpoints, read_only
         self._local = threading.local()
+        if read_only:
+            if not self.path.is_file():
+                raise FileNotFoundError(f"no run store at {self.path}: give the folder the app keeps its runs "
+                                        "in (KDAPP_RUNS_DIR, by default runs/)")
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
         self._open()
         self.interrupt_unfinished()
 
@@ -98,7 +105,10 @@ class RunStore:
 
     def _connect(self):
         # isolation_level=None: no hidden transactions; writes say BEGIN IMMEDIATE themselves.
-        db = sqlite3.connect(self.path, isolation_level=None)
+        if self.read_only:
+            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+        else:
+            db = sqlite3.connect(self.path, isolation_level=None)
         db.row_factory = sqlite3.Row
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         db.execute("PRAGMA synchronous = NORMAL")  # in WAL mode a crash loses at most the last commits, never the file
