@@ -227,7 +227,8 @@ def main(argv=None):
     p.add_argument("--data-dir", default="data")
     p.add_argument("--json", action="store_true", help="print one final JSON line")
     p.set_defaults(func=cmd_robustness)
-    from kdapp.tools import bench, loadtest, reproduce  # their heavy imports (gradio, clients) are lazy
+    from kdapp.tools import bench, continual, loadtest, reproduce  # their heavy imports (gradio, clients) are lazy
+    continual.add_parser(sub)
     bench.add_parser(sub)
     loadtest.add_parser(sub)
     reproduce.add_parser(sub)
