@@ -181,3 +181,35 @@ def test_full_mnist_class_incremental_forgets_and_the_bank_remembers(mnist_dir):
     finetune, replay = report["strategies"]["finetune"], report["strategies"]["replay"]
     assert finetune["acc_matrix"][-1][0] <= 0.20
     assert replay["average_acc"] >= finetune["average_acc"] + 0.30
+
+
+@pytest.mark.slow
+def test_the_lab_queues_a_continual_run_and_draws_with_its_models(tmp_path, sample):
+    # A real worker process through the same queue and store as distillation runs.
+    from kdapp.lab import continual as lab_continual
+    from kdapp.lab.facade import Lab
+    lab = Lab(runs_dir=tmp_path / "runs", data_dir=tmp_path / "data")
+    try:
+        settings = dict(tasks=2, epochs=1, strategies="finetune,replay", data="sample")
+        record, message = lab_continual.start(lab, settings, owner="alice")
+        assert record is not None, message
+        assert lab.queue.wait(record["id"], timeout=300)
+        run = lab.run(record["id"])
+        assert run["state"] == "finished", run["message"]
+        rows = run["accuracy"]["continual"]
+        assert [(r["strategy"], r["task"]) for r in rows] == [("finetune", 0), ("finetune", 1), ("replay", 0), ("replay", 1)]
+        matrix = run["metrics"]["strategies"]["replay"]["acc_matrix"]
+        assert [r["accuracies"] for r in rows if r["strategy"] == "replay"] == matrix
+        # Listed among continual runs, and kept out of the views that read a teacher and a student.
+        assert [r["id"] for r in lab_continual.runs(lab)] == [record["id"]]
+        assert all(r["id"] != record["id"] for r in lab.runs())
+        # Draw a test 0 (upscaled, as a canvas would hold it): every strategy's last model answers.
+        zero = sample.test_x[sample.test_y == 0][0, 0] * 0.3081 + 0.1307
+        canvas = (zero.repeat_interleave(10, 0).repeat_interleave(10, 1).numpy() * 255).astype("uint8")
+        read = lab_continual.predict(lab, record["id"], 255 - canvas)
+        assert set(read["probs"]) == {"finetune", "replay"}
+        assert all(abs(sum(p) - 1) < 1e-5 for p in read["probs"].values())
+        _, refused = lab_continual.start(lab, dict(tasks=3), owner="alice")
+        assert refused.startswith("Not started: tasks must be one of 5, 2")
+    finally:
+        lab.close()

@@ -7,6 +7,7 @@ summarises them, mean ± sd, beside van de Ven & Tolias's published split-MNIST 
 writes that as Markdown and JSON (results/continual.md and .json).
 """
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -105,8 +106,7 @@ def cmd_continual(args):
     for config in configs:
         for seed in range(args.seed, args.seed + args.seeds):
             started = time.monotonic()
-            report, _ = continual.run(config.__class__(**{**config.to_dict(), "strategies": config.strategies,
-                                                          "seed": seed}), dataset, emit=bars)
+            report, _ = continual.run(dataclasses.replace(config, seed=seed), dataset, emit=bars)
             bars.close()
             report["settings"] = {**config.to_dict(), "seed": seed, "data": dataset.source,
                                   "seconds": round(time.monotonic() - started, 1)}

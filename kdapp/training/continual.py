@@ -19,18 +19,21 @@ batch order. The loss terms are pure functions below, with their formulas; the l
 `train_strategy`. Progress goes out as events (kdapp.events.continual_step / continual_task).
 """
 import copy
+import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from kdapp import events
+from kdapp import checkpoints, data as data_lib, events
 from kdapp.models import ARCHITECTURES, build
 from kdapp.training.teachers import Cancelled, predict_logits
 
 TASK_SPLITS = {5: ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9)), 2: ((0, 1, 2, 3, 4), (5, 6, 7, 8, 9))}
 SCENARIOS = ("class", "task")
 STRATEGIES = ("finetune", "lwf", "replay", "joint")
+KIND = "continual"  # a stored run's config["kind"]: the lab's worker runs it with run_job below
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class ContinualConfig:
     arch: str = "mlp_400"           # van de Ven & Tolias's 784-400-400-10 MLP
     data: str = "auto"              # auto = full MNIST if present, else the bundled sample
     seed: int = 0                   # initial weights, batch order and the bank's choice of digits
+    time_limit_s: float = 3600.0    # a run in the app stops itself after this, as a RunConfig does
 
     def __post_init__(self):
         problems = []
@@ -65,13 +69,28 @@ class ContinualConfig:
             problems.append(f"temperature must be 0.5 to 20, got {self.temperature!r}")
         if not (0 < self.lr <= 1) or not (1 <= self.batch_size <= 4096):
             problems.append(f"lr must be in (0, 1] and batch_size 1 to 4096, got {self.lr!r}, {self.batch_size!r}")
+        if not (isinstance(self.time_limit_s, (int, float)) and self.time_limit_s > 0):
+            problems.append(f"time_limit_s must be above 0, got {self.time_limit_s!r}")
         if self.arch not in ARCHITECTURES:
             problems.append(f"unknown architecture {self.arch!r}; valid names: {', '.join(ARCHITECTURES)}")
         if problems:
             raise ValueError("; ".join(problems))
 
     def to_dict(self):
-        return {**asdict(self), "strategies": list(self.strategies)}
+        """As stored in the run store; `kind` tells the lab's worker which engine runs it."""
+        return {"kind": KIND, **asdict(self), "strategies": list(self.strategies)}
+
+    @classmethod
+    def from_dict(cls, settings):
+        """From loose input (a stored run, a form): unknown keys are an error, not ignored."""
+        settings = {k: v for k, v in settings.items() if k != "kind"}
+        names = set(cls.__dataclass_fields__)
+        unknown = sorted(set(settings) - names)
+        if unknown:
+            raise ValueError(f"unknown continual settings {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        if isinstance(settings.get("strategies"), str):
+            settings["strategies"] = settings["strategies"].split(",")
+        return cls(**{**settings, **({"strategies": tuple(settings["strategies"])} if "strategies" in settings else {})})
 
 
 # ---- the loss terms: pure functions of logits ----
@@ -295,3 +314,38 @@ def run(config, dataset, emit=lambda event: None, should_stop=lambda: False):
         report["strategies"][name] = {"acc_matrix": matrix, "average_acc": average_accuracy(matrix),
                                       "forgetting": forgetting(matrix)}
     return report, models
+
+
+def run_job(config, emit, should_stop, data_dir="data", out_dir=None):
+    """One continual run for the lab's worker: load the data, run every strategy, save each
+    strategy's model after the last task into out_dir (for the drawing panel). Returns
+    (metrics: the report plus data, seconds; paths: {strategy: checkpoint})."""
+    started = time.monotonic()
+    deadline = started + config.time_limit_s
+
+    def stop():
+        if time.monotonic() > deadline:
+            raise Cancelled(f"the time limit of {config.time_limit_s:.0f} s was reached")
+        return should_stop()
+    emit(events.phase("loading data", "loading data"))
+    dataset = data_lib.load(config.data, data_dir)
+    emit(events.data(dataset.source, dataset.describe(), "cpu"))
+    emit(events.phase("continual", f"{len(config.strategies)} strategies, {config.tasks} tasks, "
+                                   f"{config.scenario}-incremental"))
+    report, models = run(config, dataset, emit, stop)
+    paths = {}
+    if out_dir is not None:
+        for name, model in models.items():
+            path = Path(out_dir) / f"{name}.pt"
+            checkpoints.save(path, model, config.arch, config=config.to_dict(), data=dataset.source,
+                             metrics=report["strategies"][name])
+            paths[name] = str(path)
+    return dict(report, data=dataset.source, seconds=round(time.monotonic() - started, 1)), paths
+
+
+def equivalent_epochs(config):
+    """Passes over the whole training set a run makes, all strategies together (for the queue's
+    ETA): fine-tuning makes `epochs`, LwF ~1.5x (the old model's forward), replay ~2x (a stored
+    batch beside each new one), joint (tasks + 1) / 2 x (all the tasks so far, each task)."""
+    cost = {"finetune": 1.0, "lwf": 1.5, "replay": 2.0, "joint": (config["tasks"] + 1) / 2}
+    return config["epochs"] * sum(cost[s] for s in config["strategies"])
