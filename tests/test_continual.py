@@ -213,3 +213,24 @@ def test_the_lab_queues_a_continual_run_and_draws_with_its_models(tmp_path, samp
         assert refused.startswith("Not started: tasks must be one of 5, 2")
     finally:
         lab.close()
+
+
+def test_the_chart_has_one_panel_per_strategy_and_one_line_per_task():
+    from kdapp.ui import continual as ui
+    rows = [{"strategy": "finetune", "task": 0, "accuracies": [0.99, 0.0]},
+            {"strategy": "finetune", "task": 1, "accuracies": [0.05, 0.98]},
+            {"strategy": "replay", "task": 0, "accuracies": [0.99, 0.0]}]  # replay's second task still training
+    run = {"id": "abc", "state": "running", "message": "replay: task 2 of 2",
+           "config": dict(cl.ContinualConfig(tasks=2, strategies=("finetune", "replay")).to_dict()),
+           "accuracy": {"continual": rows}}
+    fig = ui.figure(run).to_plotly_json()
+    traces = fig["data"]
+    assert [t["name"] for t in traces] == ["task 1: 0/1/2/3/4", "task 2: 5/6/7/8/9"] * 2
+    assert [t["xaxis"] for t in traces] == ["x", "x", "x2", "x2"]
+    # Each task's line starts when it is learnt: task 1 falls from 99 to 5 under fine-tuning.
+    assert list(traces[0]["y"]) == pytest.approx([99.0, 5.0]) and list(traces[1]["x"]) == [2]
+    assert list(traces[2]["y"]) == pytest.approx([99.0]) and list(traces[3]["y"]) == []
+    assert [a["text"] for a in fig["layout"]["annotations"]] == [ui.TITLES["finetune"], ui.TITLES["replay"]]
+    run.update(state="finished", metrics={"strategies": {"finetune": {
+        "acc_matrix": [[0.99, 0.0], [0.05, 0.98]], "average_acc": 0.515, "forgetting": 0.94}}})
+    assert "| fine-tuning (lower bound) | 51.5% | 94.0% | 5.0% |" in ui.summary(run)
