@@ -11,6 +11,7 @@ from kdapp.ui import plots, reports
 from kdapp.config import DEFAULTS, RANGES
 from kdapp.evaluation.inference import MAX_SIDE, BlankCanvas, CanvasError
 from kdapp.models import cnn_names
+from kdapp.ui import continual as continual_ui
 
 # Decompression bombs: a tiny PNG can claim 20000x20000 pixels. Refuse past ~2x our largest canvas.
 Image.MAX_IMAGE_PIXELS = MAX_SIDE * MAX_SIDE
@@ -499,6 +500,8 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
             compare_plot = gr.Plot(plots.compare_figure([]), elem_id="runs-compare", show_label=False)
             diff_md = gr.Markdown(elem_id="runs-diff")
             gain_plot = gr.Plot(plots.gain_map([]), elem_id="gain-map", show_label=False)
+        with gr.Tab("Continual", id="continual-tab", elem_id="continual-tab"):  # issue 26: kdapp.ui.continual builds it
+            continual_ui.build(lambda: lab, owner)
         with gr.Tab("Reproduction"):
             gr.Markdown(reports.reproduction_markdown(reports.RESULTS_MNIST_PATH), elem_id="reproduce-mnist")
             with gr.Accordion("The same tables on the bundled 8,000 / 2,000 sample", open=False):

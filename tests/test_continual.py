@@ -140,6 +140,14 @@ def test_config_says_what_is_wrong():
         cl.ContinualConfig(strategies=("finetune", "ewc"))
     with pytest.raises(ValueError, match="scenario"):
         cl.ContinualConfig(scenario="domain")
+    # A stored run's config comes back as it went in; loose input with unknown keys is refused.
+    config = cl.ContinualConfig(tasks=2, strategies=("lwf", "joint"), memory=500)
+    assert config.to_dict()["kind"] == "continual" and cl.ContinualConfig.from_dict(config.to_dict()) == config
+    assert cl.ContinualConfig.from_dict({"strategies": "finetune,replay"}).strategies == ("finetune", "replay")
+    with pytest.raises(ValueError, match="unknown continual settings teacher"):
+        cl.ContinualConfig.from_dict({"teacher": "mlp_30"})
+    # The queue's ETA: 2 epochs of fine-tuning (1x) and joint over 2 tasks ((2 + 1) / 2 = 1.5x).
+    assert cl.equivalent_epochs(cl.ContinualConfig(tasks=2, strategies=("finetune", "joint")).to_dict()) == 5.0
 
 
 def test_every_strategy_learns_the_first_task_identically(sample):
