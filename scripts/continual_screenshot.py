@@ -49,13 +49,19 @@ def main():
             page = browser.new_page(viewport={"width": 1400, "height": 1500})
             page.goto(url)
             page.wait_for_selector("#sketch canvas", timeout=60_000)
-            page.get_by_role("tab", name="Continual").click()
-            page.wait_for_selector("#continual-start")
-            page.locator("#continual-tab").get_by_label(args.tasks, exact=True).first.check()
+            # Gradio's status overlays (the Distill tab's timer) can cover the tab bar: click through them.
+            time.sleep(5)
+            page.evaluate("document.querySelector('#continual-tab-button').click()")
+            try:
+                page.wait_for_selector("#continual-start", state="visible")
+            except Exception:
+                page.screenshot(path=str(ROOT / "artifacts" / "continual-debug.png"))
+                raise
+            page.locator("#continual-tab").get_by_label(args.tasks, exact=True).first.check(force=True)
             slider = page.locator("#continual-tab input[type=number]").nth(1)  # memory, epochs, T
             slider.fill(str(args.epochs))
             slider.press("Enter")
-            page.click("#continual-start")
+            page.evaluate("document.querySelector('#continual-start').click()")
             started = time.monotonic()
             while "finished" not in page.inner_text("#continual-status"):
                 if time.monotonic() - started > args.timeout:
@@ -64,9 +70,18 @@ def main():
                     raise SystemExit(page.inner_text("#continual-status"))
                 time.sleep(5)
             print(f"finished in {time.monotonic() - started:.0f} s", file=sys.stderr)
+            # Gradio 6's Sketchpad starts with no tool selected: pick the brush, as a visitor would.
+            page.evaluate("""() => { const b = document.querySelector('#continual-sketch button[aria-label="Brush"]');
+                                     if (b && !b.classList.contains('highlight')) b.click(); }""")
+            time.sleep(2)
             draw_zero(page)
-            page.wait_for_function("document.querySelector('#continual-draw-note').innerText.includes('models')",
-                                   timeout=60_000)
+            time.sleep(2)
+            page.locator("#continual-sketch").screenshot(path=str(ROOT / "artifacts" / "continual-drawn.png"))
+            try:
+                page.wait_for_function("document.querySelector('#continual-draw-note').innerText.includes('models')",
+                                       timeout=90_000)
+            except Exception:
+                print("the drawing was not read in time", file=sys.stderr)
             time.sleep(2)
             print(page.inner_text("#continual-status"))
             print(page.inner_text("#continual-draw-note"))
