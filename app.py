@@ -18,7 +18,7 @@ from kdapp.evaluation.inference import MAX_SIDE, BlankCanvas, CanvasError
 from kdapp.lab import facade as lab_lib, tensorboard
 from kdapp.losses import FEATURE_LOSSES, LOGIT_LOSSES
 from kdapp.models import cnn_names
-from kdapp.ui import mcp_tools, plots, reports
+from kdapp.ui import continual as continual_ui, mcp_tools, plots, reports
 
 # Decompression bombs: a tiny PNG can claim 20000x20000 pixels. Refuse past ~2x our largest canvas.
 Image.MAX_IMAGE_PIXELS = MAX_SIDE * MAX_SIDE
@@ -556,6 +556,8 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
             ui.compare_plot = gr.Plot(plots.compare_figure([]), elem_id="runs-compare", show_label=False)
             ui.diff = gr.Markdown(elem_id="runs-diff")
             ui.gain_plot = gr.Plot(plots.gain_map([]), elem_id="gain-map", show_label=False)
+        with gr.Tab("Continual", id="continual-tab", elem_id="continual-tab"):  # issue 26: kdapp.ui.continual builds it
+            continual_ui.build(lambda: lab, ui.owner)
         with gr.Tab("Reproduction"):
             gr.Markdown(reports.reproduction_markdown(reports.RESULTS_MNIST_PATH), elem_id="reproduce-mnist")
             with gr.Accordion("The same tables on the bundled 8,000 / 2,000 sample", open=False):

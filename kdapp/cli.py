@@ -185,9 +185,10 @@ def main(argv=None):
     p.add_argument("--data-dir", default="data")
     p.add_argument("--json", action="store_true", help="print one final JSON line")
     p.set_defaults(func=cmd_robustness)
-    from kdapp.tools import bench, loadtest, reproduce  # their heavy imports (gradio, clients) are lazy
+    from kdapp.tools import bench, continual, loadtest, reproduce  # their heavy imports (gradio, clients) are lazy
     from kdapp.lab import tensorboard
     tensorboard.add_parser(sub)  # runs export --tensorboard DIR
+    continual.add_parser(sub)
     bench.add_parser(sub)
     loadtest.add_parser(sub)
     reproduce.add_parser(sub)

@@ -55,3 +55,18 @@ def end(state, message, metrics=None, paths=None, warnings=(), error=None, fidel
     `paths` the checkpoints written (teacher, student, baseline) and `fidelity` kdapp.evaluation.fidelity's dict."""
     return {"type": "end", "state": state, "message": message, "metrics": metrics, "paths": paths or {},
             "warnings": list(warnings), "error": error, "fidelity": fidelity}
+
+
+# ---- continual learning (kdapp.training.continual): one strategy after another, task by task ----
+
+def continual_step(strategy, task, tasks, step, steps, loss):
+    """Progress within a task: the strategy's mean total loss since the last continual_step."""
+    return {"type": "continual_step", "strategy": strategy, "task": task, "tasks": tasks, "step": step,
+            "steps": steps, "loss": loss}
+
+
+def continual_task(strategy, task, tasks, accuracies):
+    """After training on task `task` (0-based): the accuracy on every task's test digits, one per
+    task (a row of the accuracy matrix, tasks not yet seen included)."""
+    return {"type": "continual_task", "strategy": strategy, "task": task, "tasks": tasks,
+            "accuracies": list(accuracies)}

@@ -115,6 +115,7 @@ ARCHITECTURES = {
     "lenet5": LeNet5,                             # 61k params
     "lenet5_wide": lambda: LeNet5(32, 64, 256, 128),  # 496k: the shipped drawing teacher
     "mlp_30": lambda: MLP(30),                    # tiny: KD's gap is widest here
+    "mlp_400": lambda: MLP(400),                  # van de Ven & Tolias 2019's split-MNIST net (continual)
 }
 
 

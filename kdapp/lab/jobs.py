@@ -65,6 +65,13 @@ class LiveRun:
                     r["curves"].setdefault(f"part:{name}", []).append(value)
             else:
                 r["curves"]["teacher_loss"].append(event["teacher_loss"])
+        elif kind == "continual_step":
+            p.update(phase="continual", epoch=event["task"], epochs=event["tasks"], step=event["step"],
+                     steps=event["steps"])
+            r["message"] = f"{event['strategy']}: task {event['task'] + 1} of {event['tasks']}"
+        elif kind == "continual_task":  # one row of a strategy's accuracy matrix
+            r["accuracy"].setdefault("continual", []).append(
+                {k: event[k] for k in ("strategy", "task", "accuracies")})
         elif kind == "teacher_epoch":
             r["message"] = f"teacher epoch {event['epoch']}/{event['epochs']}: {event['teacher_acc']:.2%}"
         elif kind == "epoch":
@@ -225,6 +232,9 @@ class RunQueue:
         def estimate(config):
             per_sample_epoch = statistics.median(rates.get(config["data"], [default]))
             train = 60000 if config["data"] == "mnist" else 8000
+            if config.get("kind") == "continual":  # several strategies, each over every task
+                from kdapp.training import continual  # lazy: the server imports torch only when it must
+                return per_sample_epoch * continual.equivalent_epochs(config) * train
             return per_sample_epoch * config["epochs"] * max(1, config["train_fraction"] * train)
         return estimate
 
@@ -292,7 +302,7 @@ class RunQueue:
                 with self._lock:
                     live.apply(event)
                     self.version += 1
-                if event["type"] == "epoch":  # persist progress: a server killed now keeps the curves
+                if event["type"] in ("epoch", "continual_task"):  # persist progress: a server killed now keeps the curves
                     self.store.update(run_id, **{k: live.record[k] for k in ("accuracy", "curves", "data", "device")})
             process.wait()
         finally:

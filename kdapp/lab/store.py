@@ -225,11 +225,17 @@ class RunStore:
         row = self._db().execute("SELECT owner FROM runs WHERE id = ?", (run_id,)).fetchone()
         return None if row is None else row["owner"]
 
-    def list(self, limit=200, teacher=None, student=None, states=None, owner=None, curves=True):
+    def list(self, limit=200, teacher=None, student=None, states=None, owner=None, curves=True, kind="distill"):
         """Runs newest first, optionally only those with this teacher, student, state or owner
         (the owner filters; it is never returned). curves=False leaves out `curves` and `accuracy`
-        (None): a listing then decodes a few hundred bytes a run instead of ~50 KB."""
+        (None): a listing then decodes a few hundred bytes a run instead of ~50 KB. `kind`:
+        "distill" (the default: configs without a kind), "continual" (config["kind"]), None for all."""
         where, args = [], []
+        if kind == "distill":  # the views of distillation runs read teacher, student, T and alpha
+            where.append("json_extract(config, '$.kind') IS NULL")
+        elif kind is not None:
+            where.append("json_extract(config, '$.kind') = ?")
+            args.append(kind)
         if owner is not None:
             where.append("owner = ?")
             args.append(owner)

@@ -38,6 +38,12 @@ def main():
             sys.stdout.flush()
 
     try:
+        if job["config"].get("kind") == "continual":  # split MNIST, task after task (kdapp.training.continual)
+            from kdapp.training import continual
+            metrics, paths = continual.run_job(continual.ContinualConfig.from_dict(job["config"]), emit, stop.is_set,
+                                               job["data_dir"], job.get("out_dir"))
+            emit(events.end("finished", "finished", metrics=metrics, paths=paths))
+            return
         config = RunConfig.from_dict(job["config"])  # the worker's boundary: validated here, once
         result = train.run(config, emit=emit, should_stop=stop.is_set, runs_dir=job["runs_dir"],
                            data_dir=job["data_dir"], out_dir=job.get("out_dir"))
