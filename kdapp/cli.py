@@ -10,7 +10,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from kdapp import checkpoints, data as data_lib
-from kdapp.training import distributed, train
+from kdapp.training import distributed, qat, train
+from kdapp.ui.reports import quantize_report
 from kdapp.config import CHOICES, DEFAULTS, RANGES, RunConfig
 from kdapp.models import ARCHITECTURES
 
@@ -91,6 +92,9 @@ def add_run_options(p, defaults=DEFAULTS):
                    help="consistent teaching: rotate, scale, slant, shift and re-stroke each batch, and run the "
                         "teacher online on exactly those images (Beyer et al. 2022); the baseline gets the same batches")
     p.add_argument("--no-baseline", action="store_true", help="skip the hard-label baseline student")
+    p.add_argument("--quantize", default=defaults.quantize, choices=CHOICES["quantize"],
+                   help="int8 students too (docs/deployment.md): ptq calibrates the finished students; qat "
+                        "fine-tunes them through int8 rounding first, the KD student with its teacher")
     p.add_argument("--data", default=defaults.data, choices=CHOICES["data"],
                    help="auto = full MNIST if present or downloadable, else the bundled sample")
     p.add_argument("--data-dir", default="data")
@@ -116,7 +120,7 @@ def config_from_args(args):
         dist_beta=args.dist_beta, dist_gamma=args.dist_gamma, feature_loss=args.feature_loss,
         feature_weight=args.feature_weight, clip_grad_norm=args.clip_grad_norm, augment=args.augment,
         consistent=args.consistent,
-        baseline=not args.no_baseline, data=args.data, device=args.device, seed=args.seed))
+        baseline=not args.no_baseline, quantize=args.quantize, data=args.data, device=args.device, seed=args.seed))
 
 
 def cmd_train_teacher(args):
@@ -169,6 +173,7 @@ def cmd_distill(args):
         copies = [(result.paths.get("teacher"), teacher_copy)]
         copies += [(result.paths.get(role), checkpoints.student_path(args.out, config.student, kind, m["data"]))
                    for kind, role in (("kd", "student"), ("baseline", "baseline"))]
+        copies += [(result.paths.get(f"{role}_int8"), Path(args.out) / name) for role, name in qat.INT8_FILES.items()]
         for source, path in copies:
             if source and Path(source).resolve() != path.resolve():  # the teacher may live in DIR already
                 shutil.copyfile(source, path)
@@ -178,6 +183,8 @@ def cmd_distill(args):
     print(f"{teacher} | KD student {m['student_acc']:.2%} | baseline "
           f"{'-' if m['baseline_acc'] is None else format(m['baseline_acc'], '.2%')}{gain} "
           f"({m['data']}, {m['seconds']:.1f} s)", file=sys.stderr)
+    if "quantized" in m:
+        print(quantize_report(m["quantized"]), file=sys.stderr)
     if args.json:
         print(json.dumps(m))
 
@@ -227,8 +234,9 @@ def main(argv=None):
     p.add_argument("--data-dir", default="data")
     p.add_argument("--json", action="store_true", help="print one final JSON line")
     p.set_defaults(func=cmd_robustness)
-    from kdapp.tools import bench, loadtest, reproduce  # their heavy imports (gradio, clients) are lazy
+    from kdapp.tools import bench, loadtest, quantization, reproduce  # their heavy imports (gradio, clients) are lazy
     bench.add_parser(sub)
+    quantization.add_parser(sub)
     loadtest.add_parser(sub)
     reproduce.add_parser(sub)
     args = parser.parse_args(argv)

@@ -24,6 +24,8 @@ def is_deep_supervision(config):
     """For a run's config as a dict (a stored run, a checkpoint's metadata): no teacher at all."""
     return config.get("teacher") == SELF and config.get("self_distill") == "deep"
 FEATURE_LOSSES = ("none", "hint", "attention", "gram")
+# int8 students (kdapp.training.qat.deploy): none, post-training quantization, or quantization-aware distillation
+QUANTIZE = ("none", "ptq", "qat")
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class RunConfig:
     clip_grad_norm: float | None = None  # max gradient norm for the students (None = no clipping)
     baseline: bool = True                # also train the same student on hard labels only: the honest control
     time_limit_s: float = 3600.0         # a run stops itself after this; the hosted app lowers it
+    quantize: str = "none"               # int8 students as well: ptq (calibrate) or qat (fine-tune first)
 
     def __post_init__(self):
         self.validate()
@@ -112,6 +115,9 @@ class RunConfig:
                              "set the feature loss to none")
         if self.deep_supervision and self.consistent:
             raise ValueError("consistent teaching needs a teacher to ask; deep supervision has none")
+        if self.quantize == "qat" and self.deep_supervision:
+            raise ValueError("quantization-aware distillation needs a teacher; deep supervision has none: "
+                             "use quantize=ptq")
         if (self.feature_loss != "none" or self.deep_supervision) and self.feature_weight == 0:
             raise ValueError(f"the {'deep supervision' if self.deep_supervision else self.feature_loss} "
                              "feature loss needs a feature weight above 0")
@@ -162,7 +168,7 @@ RANGES = {
 }
 OPTIONAL = ("alpha_end", "clip_grad_norm", "omit_class")  # None means off
 CHOICES = {"device": DEVICES, "data": DATA_SOURCES, "feature_loss": FEATURE_LOSSES, "loss": LOGIT_LOSSES,
-           "self_distill": SELF_DISTILL}
+           "self_distill": SELF_DISTILL, "quantize": QUANTIZE}
 
 # A shared 2-vCPU box: one visitor's run must not hold it for long. Caps refuse what a visitor
 # asks for beyond them; the imposed settings are not the visitor's to choose.
