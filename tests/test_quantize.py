@@ -156,3 +156,19 @@ def test_distill_qat_json(tmp_path, capsys):
     assert q["method"] == "qat" and (out / "baseline-int8.onnx").is_file()
     # Fine-tuned through int8 rounding, the KD student stays close to its fp32 self.
     assert q["student_acc"] >= m["student_acc"] - 0.02
+
+
+def test_report_says_plainly_where_int8_pays():
+    from kdapp.ui import reports
+    row = lambda precision, size, b1, b256: {"model": "student", "precision": precision, "bytes": size,
+                                             "test_acc": 0.99, "agreement_with_teacher": 0.995,
+                                             "agreement_with_fp32": None if precision == "fp32" else 0.999,
+                                             "latency_ms_b1": b1, "latency_ms_b256": b256,
+                                             "digits_per_s_b256": 256_000 / b256,
+                                             **({"size_vs_fp32": size / 1000} if precision == "int8" else {})}
+    slower = reports.quantize_report({"method": "ptq", "rows": [row("fp32", 1000, 0.02, 5.0), row("int8", 260, 0.04, 10.0)]})
+    assert "26% of the fp32 file's bytes" in slower
+    assert "at batch 1 it is 2.00× slower, at batch 256 2.00× slower" in slower
+    faster = reports.quantize_report({"method": "qat", "rows": [row("fp32", 1000, 0.02, 6.0), row("int8", 260, 0.02, 2.0)]})
+    assert "at batch 1 it is no faster, at batch 256 3.00× as fast" in faster
+    assert "| student | int8 | 0.3 kB (26%) |" in faster  # 260 bytes; the fraction of the fp32 file beside it

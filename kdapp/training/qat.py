@@ -160,12 +160,14 @@ def finish(prepared, arch):
 
 
 def fine_tune(model, arch, dataset, config, teachers=(), epochs=QAT_EPOCHS, seed=0, emit=None,
-              should_stop=lambda: False, label="student"):
+              should_stop=lambda: False, label="student", teacher_logits=None):
     """Quantization-aware fine-tuning of `model` on the training split: with the KD loss of
     `config` (temperature, alpha, loss) from the fp32 `teachers`, or with labels alone when there
-    are none. Batches are augmented as the run's were (consistent teaching's pen strokes, or
-    ±2 px shifts), and the teachers answer for exactly those images. Returns (fp32 model with the
-    fine-tuned weights, fake-quantized test accuracy)."""
+    are none. Batches are augmented as the run's were. As in distill(), consistent teaching asks
+    the teachers about every pen-augmented batch, and otherwise their soft targets over the
+    training set are computed once (or given as `teacher_logits`, one (N,10) tensor per teacher)
+    and a ±2 px shift keeps the unshifted digit's target. Returns (fp32 model with the fine-tuned
+    weights, fake-quantized test accuracy)."""
     emit = emit or (lambda event: None)
     device = dataset.train_x.device
     torch.manual_seed(seed)
@@ -177,6 +179,10 @@ def fine_tune(model, arch, dataset, config, teachers=(), epochs=QAT_EPOCHS, seed
     how = f"KD from {'+'.join(config.teachers)}" if teachers else "labels only"
     emit(events.phase("quantization-aware training",
                       f"int8 fine-tuning of the {label} ({how}), {epochs} epoch{'s' * (epochs > 1)}"))
+    soft_targets = None
+    if teachers and not config.consistent:
+        logits = teacher_logits or [predict_logits(t, dataset.train_x, should_stop=should_stop) for t in teachers]
+        soft_targets = teacher_log_probs([l.to(device) for l in logits], config.temperature, config.loss)
     for epoch in range(epochs):
         student.train()
         for idx in torch.randperm(n, generator=generator).to(device).split(config.batch_size):
@@ -189,8 +195,11 @@ def fine_tune(model, arch, dataset, config, teachers=(), epochs=QAT_EPOCHS, seed
                 x = data_lib.random_shift(x, generator=generator)
             logits = student(x)
             if teachers:
-                with torch.no_grad():
-                    targets = teacher_log_probs([t(x) for t in teachers], config.temperature, config.loss)
+                if soft_targets is not None:
+                    targets = soft_targets[idx]
+                else:
+                    with torch.no_grad():
+                        targets = teacher_log_probs([t(x) for t in teachers], config.temperature, config.loss)
                 loss = distillation_loss(logits, targets, y, config.temperature, config.alpha, config.loss,
                                          dkd_alpha=config.dkd_alpha, dkd_beta=config.dkd_beta,
                                          dist_beta=config.dist_beta, dist_gamma=config.dist_gamma).total

@@ -179,6 +179,8 @@ def comparison_table(table):
         lines.append(f"\n**KD gain (student − baseline): {gain_text(m)}** on {m['test_samples']:,} held-out "
                      f"{m['data']} digits (one run; ± is the 95% sampling interval of the difference, "
                      "binomial on the test size).")
+    if m.get("quantized"):  # measured by the worker on the int8 files themselves
+        lines.append("\n" + quantize_report(m["quantized"]))
     return "\n".join(lines)
 
 
