@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
 from kdapp import data as data_lib, events
-from kdapp.losses import distillation_loss, teacher_log_probs
+from kdapp.losses import LOGIT_LOSSES, distillation_loss, teacher_log_probs
 from kdapp.models import build
 from kdapp.training.teachers import Cancelled, evaluate, predict_logits
 from kdapp.training.train import AdamCosine
@@ -179,6 +179,7 @@ def fine_tune(model, arch, dataset, config, teachers=(), epochs=QAT_EPOCHS, seed
     how = f"KD from {'+'.join(config.teachers)}" if teachers else "labels only"
     emit(events.phase("quantization-aware training",
                       f"int8 fine-tuning of the {label} ({how}), {epochs} epoch{'s' * (epochs > 1)}"))
+    settings = {name: getattr(config, name) for name in LOGIT_LOSSES[config.loss].settings}  # e.g. DKD's weights
     soft_targets = None
     if teachers and not config.consistent:
         logits = teacher_logits or [predict_logits(t, dataset.train_x, should_stop=should_stop) for t in teachers]
@@ -201,8 +202,7 @@ def fine_tune(model, arch, dataset, config, teachers=(), epochs=QAT_EPOCHS, seed
                     with torch.no_grad():
                         targets = teacher_log_probs([t(x) for t in teachers], config.temperature, config.loss)
                 loss = distillation_loss(logits, targets, y, config.temperature, config.alpha, config.loss,
-                                         dkd_alpha=config.dkd_alpha, dkd_beta=config.dkd_beta,
-                                         dist_beta=config.dist_beta, dist_gamma=config.dist_gamma).total
+                                         **settings).total
             else:
                 loss = F.cross_entropy(logits, y)
             optimizer.step(loss)
