@@ -172,3 +172,21 @@ def test_report_says_plainly_where_int8_pays():
     faster = reports.quantize_report({"method": "qat", "rows": [row("fp32", 1000, 0.02, 6.0), row("int8", 260, 0.02, 2.0)]})
     assert "at batch 1 it is no faster, at batch 256 3.00× as fast" in faster
     assert "| student | int8 | 0.3 kB (26%) |" in faster  # 260 bytes; the fraction of the fp32 file beside it
+
+
+@pytest.mark.slow
+def test_a_run_with_int8_students_shows_their_rows_and_downloads_the_file():
+    """From the page's controls to the table and the download: the int8 choice of "More methods"."""
+    import app
+    from kdapp.ui import reports
+    out = app.start({app.ui.owner: "int8-owner", **app.inputs_for(epochs=1, train_fraction=0.1, quantize="ptq")})
+    view = out.get(app.ui.view)
+    assert view and app.lab.queue.wait(view, timeout=300)
+    run = app.lab.run(view)
+    assert run["state"] == "finished", run["message"]
+    assert run["metrics"]["quantized"]["method"] == "ptq"
+    table = reports.comparison_table(app.lab.comparison(view))
+    assert "int8 students: post-training int8" in table and "| student | int8 |" in table
+    files = app.downloads([view])[app.ui.files]
+    int8 = next(f for f in files if f.endswith("-int8.onnx"))
+    assert len(files) == 3 and run_file(int8, np.zeros((2, 1, 28, 28), np.float32)).shape == (2, 10)
