@@ -132,6 +132,7 @@ def _distill(tmp_path, capsys, method):
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1]), out
 
 
+@pytest.mark.slow  # a run, its int8 files and their timing: ~65 s on the loaded shared CPU
 def test_distill_ptq_json_and_files(tmp_path, capsys, sample):
     m, out = _distill(tmp_path, capsys, "ptq")
     q = m["quantized"]
