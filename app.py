@@ -88,6 +88,12 @@ CONTROL_TABLE = {
                    "rotate, scale, slant and re-stroke every batch and ask the teacher about exactly those digits "
                    "(Beyer et al. 2022): students that read other people's handwriting. The baseline gets the same "
                    "batches. Slower: the teacher runs on every batch.", dict(value=DEFAULTS.consistent)),
+    "quantize": ("radio", "int8 students",
+                 "also make int8 students (ONNX, a quarter of the bytes): post-training calibration, or "
+                 "quantization-aware fine-tuning, the KD student still taught by its teacher and the baseline by "
+                 "the labels. Their size, speed and accuracy join the comparison table; docs/deployment.md.",
+                 dict(choices=[("fp32 only", "none"), ("int8 after training (PTQ)", "ptq"),
+                               ("int8-aware fine-tuning (QAT, with KD)", "qat")], value=DEFAULTS.quantize)),
     "data": ("dropdown", "Data", None, lambda: dict(choices=lab.data_choices(), value=DEFAULTS.data,
                                                      interactive=len(lab.data_choices()) > 1)),
     "device": ("dropdown", "Device", None, lambda: dict(choices=lab.device_choices(),
@@ -98,7 +104,7 @@ CONTROL_TABLE = {
 MAIN_ROWS = [["teacher"], ["student"], ["temperature"], ["alpha"], ["epochs", "batch_size"], ["lr", "train_fraction"]]
 MORE_ROWS = [["loss"], ["omit_class"], ["self_distill", "generations"], ["feature_loss"], ["feature_weight"],
              ["second_teacher"], ["alpha_schedule", "alpha_end"], ["clip_grad_norm"], ["augment"], ["consistent"],
-             ["data"], ["device"]]
+             ["quantize"], ["data"], ["device"]]
 CONTROLS = {}  # name -> component, in CONTROL_TABLE's order once the layout has run
 
 
@@ -138,7 +144,7 @@ def settings_from(values):
     v = values
     settings = {name: v[name] for name in ("teacher", "student", "temperature", "alpha", "epochs", "lr", "batch_size",
                                            "train_fraction", "loss", "feature_loss", "feature_weight", "data",
-                                           "device", "self_distill", "generations")}
+                                           "device", "self_distill", "generations", "quantize")}
     return dict(settings, extra_teachers=v["second_teacher"] or "",
                 alpha_end=v["alpha_end"] if v["alpha_schedule"] else None,
                 clip_grad_norm=None if v["clip_grad_norm"] in (0, None, "") else v["clip_grad_norm"],
@@ -375,11 +381,12 @@ def compare(selected, pair):
 def downloads(selected):
     files, notes = [], []
     for run_id in (selected or [])[:1]:
-        for kind in ("pt", "onnx"):
+        for kind in ("pt", "onnx", "int8"):
             try:
                 files.append(str(lab.export(run_id, kind)))
             except (LookupError, OSError, RuntimeError) as e:
-                notes.append(str(e))
+                if kind != "int8":  # only runs with int8 students have one; the others need no note
+                    notes.append(str(e))
     return {ui.files: files or None,
             ui.runs_note: reports.notice(" ".join(notes) or ("Select a finished run first." if not files else ""))}
 

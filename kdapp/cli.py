@@ -11,7 +11,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from kdapp import checkpoints, data as data_lib
-from kdapp.training import distributed, train
+from kdapp.training import distributed, qat, train
+from kdapp.ui.reports import quantize_report
 from kdapp.config import CHOICES, DEFAULTS, FLAGS, HELP, RANGES, RunConfig
 
 
@@ -127,6 +128,7 @@ def cmd_distill(args):
         copies = [(result.paths.get("teacher"), teacher_copy)]
         copies += [(result.paths.get(role), checkpoints.student_path(args.out, config.student, kind, m["data"]))
                    for kind, role in (("kd", "student"), ("baseline", "baseline"))]
+        copies += [(result.paths.get(f"{role}_int8"), Path(args.out) / name) for role, name in qat.INT8_FILES.items()]
         for source, path in copies:
             if source and Path(source).resolve() != path.resolve():  # the teacher may live in DIR already
                 shutil.copyfile(source, path)
@@ -136,6 +138,8 @@ def cmd_distill(args):
     print(f"{teacher} | KD student {m['student_acc']:.2%} | baseline "
           f"{'-' if m['baseline_acc'] is None else format(m['baseline_acc'], '.2%')}{gain} "
           f"({m['data']}, {m['seconds']:.1f} s)", file=sys.stderr)
+    if "quantized" in m:
+        print(quantize_report(m["quantized"]), file=sys.stderr)
     if args.json:
         print(json.dumps(m))
 
@@ -185,11 +189,12 @@ def main(argv=None):
     p.add_argument("--data-dir", default="data")
     p.add_argument("--json", action="store_true", help="print one final JSON line")
     p.set_defaults(func=cmd_robustness)
-    from kdapp.tools import bench, continual, loadtest, reproduce  # their heavy imports (gradio, clients) are lazy
+    from kdapp.tools import bench, continual, loadtest, quantization, reproduce  # their heavy imports (gradio, clients) are lazy
     from kdapp.lab import tensorboard
     tensorboard.add_parser(sub)  # runs export --tensorboard DIR
     continual.add_parser(sub)
     bench.add_parser(sub)
+    quantization.add_parser(sub)
     loadtest.add_parser(sub)
     reproduce.add_parser(sub)
     args = parser.parse_args(argv)

@@ -20,6 +20,8 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 SELF = "self"  # teacher=self: no pretrained teacher; the student teaches itself (SELF_DISTILL says how)
 SELF_DISTILL = ("born-again", "deep")  # an earlier generation of the student, or its own deepest layer
 FEATURE_CHOICES = ("none", *FEATURE_LOSSES)
+# int8 students (kdapp.training.qat.deploy): none, post-training quantization, or quantization-aware distillation
+QUANTIZE = ("none", "ptq", "qat")
 
 
 def is_deep_supervision(config):
@@ -115,6 +117,9 @@ class RunConfig:
     baseline: bool = setting(True, "also train the same student on the labels alone: the honest control")
     time_limit_s: float = setting(3600.0, "a run stops itself after this many seconds",  # the hosted app lowers it
                                   Range(1.0, 4 * 3600.0, 1.0))
+    quantize: str = setting("none", "int8 students too (docs/deployment.md): ptq calibrates the finished students; "
+                            "qat fine-tunes them through int8 rounding first, the KD student with its teacher",
+                            choices=QUANTIZE)  # off by default: it needs onnxruntime and costs an epoch
 
     def __post_init__(self):
         self.validate()
@@ -171,6 +176,9 @@ class RunConfig:
                              "set the feature loss to none")
         if self.deep_supervision and self.consistent:
             raise ValueError("consistent teaching needs a teacher to ask; deep supervision has none")
+        if self.quantize == "qat" and self.deep_supervision:
+            raise ValueError("quantization-aware distillation needs a teacher; deep supervision has none: "
+                             "use quantize=ptq")
         if (self.feature_loss != "none" or self.deep_supervision) and self.feature_weight == 0:
             raise ValueError(f"the {'deep supervision' if self.deep_supervision else self.feature_loss} "
                              "feature loss needs a feature weight above 0")

@@ -7,6 +7,7 @@ it returns is plain Python, so the UI never touches a tensor; text for the page 
 import logging
 import os
 import secrets
+import shutil
 import threading
 import urllib.parse
 from collections import OrderedDict
@@ -352,14 +353,23 @@ class Lab:
         return table
 
     def export(self, run_id, kind):
-        """Path of the run's distilled student as `.pt` or `.onnx`, written once into its folder."""
+        """Path of the run's distilled student as `.pt`, `.onnx` or (`int8`) its int8 ONNX, written once
+        into its folder."""
         record = self.run(run_id)
         if record is None or record["state"] != FINISHED or not record["has_checkpoints"]:
             raise LookupError(f"run {run_id} has no student to download")
-        source = record["extra"]["paths"]["student"]
+        paths = record["extra"]["paths"]
+        if kind == "int8":  # written by the worker (kdapp.training.qat.deploy): copied, never remade
+            if not paths.get("student_int8") or not Path(paths["student_int8"]).is_file():
+                raise LookupError(f"run {run_id} has no int8 student: start a run with int8 students "
+                                  "(More methods) to get one")
+            out = self.store.run_dir(run_id) / f"kdapp-{run_id}-{record['config']['student']}-int8.onnx"
+            if not out.is_file():
+                shutil.copyfile(paths["student_int8"], out)
+            return out
         out = self.store.run_dir(run_id) / f"kdapp-{run_id}-{record['config']['student']}.{kind}"
         if not out.is_file():
-            {"pt": export.export_pt, "onnx": export.export_onnx}[kind](source, out)
+            {"pt": export.export_pt, "onnx": export.export_onnx}[kind](paths["student"], out)
         return out
 
     def browser_secret(self):

@@ -472,6 +472,8 @@ def run(config, emit=_ignore, should_stop=never, runs_dir=None, data_dir="data",
     # One rank stopping on its own clock would leave the others waiting in an all-reduce:
     # a distributed run has no time limit (the app's runs are single-process).
     check = should_stop if world.distributed else stop_check
+    if config.quantize != "none" and not (out_dir or runs_dir):
+        raise ValueError("quantize needs a folder for the int8 files: give runs_dir or out_dir")
     emit(events.phase("loading data", "loading data"))
     device = device or pick_device(config.device)
     with distributed.main_first(world):  # one download, not one per rank
@@ -509,4 +511,9 @@ def run(config, emit=_ignore, should_stop=never, runs_dir=None, data_dir="data",
         result.teacher = result.teacher.cpu().eval()
     if result.baseline is not None:
         result.baseline = result.baseline.cpu().eval()
+    if config.quantize != "none":  # int8 students beside the fp32 ones (kdapp.training.qat)
+        from kdapp.training import qat  # lazy: it needs onnxruntime, which fp32 runs do not
+        result.metrics["quantized"], int8_paths = qat.deploy(result, dataset, config.quantize, out_dir,
+                                                             [f[0] for f in found], emit, check)
+        result.paths.update(int8_paths)
     return result

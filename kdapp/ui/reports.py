@@ -182,7 +182,40 @@ def comparison_table(table):
         lines.append(f"\n**KD gain (student − baseline): {gain_text(m)}** on {m['test_samples']:,} held-out "
                      f"{m['data']} digits (one run; ± is the 95% sampling interval of the difference, "
                      "binomial on the test size).")
+    if m.get("quantized"):  # measured by the worker on the int8 files themselves
+        lines.append("\n" + quantize_report(m["quantized"]))
     return "\n".join(lines)
+
+
+QUANTIZE_NAMES = {"ptq": "post-training int8", "qat": "quantization-aware int8 (KD student with its teacher)"}
+
+
+def quantize_report(quantized):
+    """The deployment table of a run with int8 students (kdapp.evaluation.quantize.compare's rows),
+    and the sentence that says where int8 pays on this CPU and where it does not."""
+    lines = [f"**int8 students: {QUANTIZE_NAMES.get(quantized['method'], quantized['method'])}** (ONNX, "
+             "measured in onnxruntime on one CPU thread)", "",
+             "| model | precision | size on disk | batch 1 | batch 256 | test accuracy | agrees with teacher "
+             "| agrees with fp32 |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    rows = quantized["rows"]
+    for r in rows:
+        size = f"{r['bytes'] / 1e3:.1f} kB" + (f" ({r['size_vs_fp32']:.0%})" if "size_vs_fp32" in r else "")
+        lines.append(f"| {r['model']} | {r['precision']} | {size} | {_ms(r.get('latency_ms_b1'))} | "
+                     f"{_ms(r.get('latency_ms_b256'))} | {r['test_acc']:.2%} | {_pct(r['agreement_with_teacher'])} "
+                     f"| {_pct(r['agreement_with_fp32'])} |")
+    pairs = [(a, b) for a, b in zip(rows[::2], rows[1::2]) if "latency_ms_b1" in a]
+    if pairs:
+        fp32, int8 = pairs[0]
+        speed = {n: fp32[f"latency_ms_b{n}"] / int8[f"latency_ms_b{n}"] for n in (1, 256)}
+        verdict = lambda x: f"{x:.2f}× as fast" if x >= 1.05 else ("no faster" if x > 0.95 else f"{1 / x:.2f}× slower")
+        lines.append(f"\nThe int8 {fp32['model']} is {int8['bytes'] / fp32['bytes']:.0%} of the fp32 file's bytes; "
+                     f"at batch 1 it is {verdict(speed[1])}, at batch 256 {verdict(speed[256])} "
+                     f"({int8['digits_per_s_b256']:,.0f} digits/s against {fp32['digits_per_s_b256']:,.0f}).")
+    return "\n".join(lines)
+
+
+def _ms(value):
+    return "-" if value is None else f"{value:.3f} ms"
 
 
 RUN_COLUMNS = ["id", "state", "teacher → student", "T", "α", "epochs", "fraction", "extras", "student",
