@@ -9,7 +9,7 @@ from PIL import Image
 from kdapp.lab import facade as lab_lib
 from kdapp.ui import plots, reports
 from kdapp.config import DEFAULTS, RANGES
-from kdapp.evaluation.inference import MAX_SIDE, BlankCanvas, CanvasError
+from kdapp.evaluation.inference import MAX_SIDE, BlankCanvas, CanvasError, unreadable
 from kdapp.models import cnn_names
 
 # Decompression bombs: a tiny PNG can claim 20000x20000 pixels. Refuse past ~2x our largest canvas.
@@ -199,7 +199,7 @@ class Sketchpad(gr.Sketchpad):
             return super().preprocess(payload)
         except Exception as e:  # PIL's UnidentifiedImageError, OSError, DecompressionBombError, ...
             logging.getLogger("app").info("unreadable canvas: %s", e)
-            return {"unreadable": f"{type(e).__name__}: {e}"}
+            return {"unreadable": unreadable(e)}  # the reason in words: no server path, no class name
 
 
 # The labels say which models the drawing has; they change with the models picked (model_labels),
@@ -213,8 +213,7 @@ def predict(sketch, temperature=DEFAULTS.temperature, models=lab_lib.SHIPPED):
     28x28 input. /predict's first two outputs stay the teacher and the KD student."""
     try:
         if isinstance(sketch, dict) and "unreadable" in sketch:
-            raise CanvasError(f"{sketch['unreadable']}; send a PNG or JPEG of at most "
-                              f"{MAX_SIDE}x{MAX_SIDE} pixels")
+            raise CanvasError(sketch["unreadable"])
         result = lab.predict(sketch, temperature, models or lab_lib.SHIPPED)
     except BlankCanvas:
         return clear()
