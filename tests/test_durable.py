@@ -1,12 +1,16 @@
 """Nothing accepted is lost: the queue lives in the store, one server per runs folder, sweeps
 all or none, and "Run again". Real worker processes, real SQLite; the server-level kills are in
 test_restart.py."""
+import sys
+from pathlib import Path
+
 import pytest
 
 from kdapp.config import RunConfig
 from kdapp.lab.facade import Lab
 from kdapp.lab.jobs import QueueFull, RunQueue, RunsFolderBusy
 from kdapp.lab.store import RunStore
+from kdapp.tools.serving import wait_until
 
 SHORT = RunConfig(epochs=1, train_fraction=0.05)
 
@@ -76,3 +80,60 @@ def test_run_again_queues_the_same_settings_for_this_visitor(tmp_path):
         assert lab.run_again(again["id"], owner="bob")[0] is not None  # a cancelled run can run again too
     finally:
         lab.close()
+
+
+def test_a_killed_worker_resumes_once_and_a_second_death_fails_the_run(tmp_path):
+    queue = RunQueue(RunStore(tmp_path / "runs"), data_dir=tmp_path / "data")
+    try:
+        run_id = queue.submit(RunConfig(epochs=6, train_fraction=0.3), owner="alice")[0]["id"]
+        point = queue.store.run_dir(run_id) / "resume.pt"
+        assert wait_until(point.exists, timeout=300)
+        queue._processes[run_id].kill()  # mid-epoch 2, as the OOM killer would
+        assert wait_until(lambda: queue.get(run_id)["resumed_from_epoch"] is not None, timeout=300)
+        assert queue.get(run_id)["resumed_from_epoch"] >= 1
+        assert queue.store.get(run_id)["resumed_from_epoch"] == queue.get(run_id)["resumed_from_epoch"]
+        queue._processes[run_id].kill()  # the resumed worker dies too: no second resume
+        assert queue.wait(run_id, timeout=60)
+        record = queue.store.get(run_id)
+        assert record["state"] == "failed" and "ended unexpectedly" in record["message"]
+        assert not point.exists()  # an ended run keeps no resume point
+    finally:
+        queue.close()
+
+
+def test_a_killed_worker_that_resumes_finishes_with_its_epochs_counted_once(tmp_path):
+    queue = RunQueue(RunStore(tmp_path / "runs"), data_dir=tmp_path / "data")
+    try:
+        run_id = queue.submit(RunConfig(epochs=4, train_fraction=0.3), owner="alice")[0]["id"]
+        assert wait_until((queue.store.run_dir(run_id) / "resume.pt").exists, timeout=300)
+        queue._processes[run_id].kill()
+        assert queue.wait(run_id, timeout=300)
+        record = queue.store.get(run_id)
+        assert record["state"] == "finished", record["message"]
+        assert record["resumed_from_epoch"] >= 1
+        assert record["accuracy"]["epoch"] == [1, 2, 3, 4]  # each epoch once, none redrawn twice
+        steps = record["curves"]["step"]
+        assert steps == sorted(set(steps))
+    finally:
+        queue.close()
+
+
+def test_a_full_disk_at_a_resume_point_fails_the_run_and_the_store_stays_readable(tmp_path):
+    worker = [sys.executable, str(Path(__file__).with_name("full_disk_worker.py"))]
+    queue = RunQueue(RunStore(tmp_path / "runs"), data_dir=tmp_path / "data", worker_command=worker)
+    try:
+        run_id = queue.submit(SHORT, owner="alice")[0]["id"]
+        assert queue.wait(run_id, timeout=300)
+    finally:
+        queue.close()
+    record = RunStore(tmp_path / "runs").get(run_id)  # a fresh reader: the file is whole
+    assert record["state"] == "failed"
+    assert record["message"] == ("failed: could not save the resume point after epoch 1: no space left on device; "
+                                 "free some disk space on the server, then press Run again")
+    assert [p for p in RunStore(tmp_path / "runs").run_dir(run_id).iterdir() if p.suffix in (".tmp", ".pt")] == []
+    again = RunQueue(RunStore(tmp_path / "runs"), data_dir=tmp_path / "data")  # and the next run works
+    try:
+        ok = again.submit(SHORT, owner="alice")[0]["id"]
+        assert again.wait(ok, timeout=300) and again.store.get(ok)["state"] == "finished"
+    finally:
+        again.close()

@@ -41,7 +41,8 @@ def main():
     try:
         config = RunConfig.from_dict(job["config"])  # the worker's boundary: validated here, once
         result = train.run(config, emit=emit, should_stop=stop.is_set, runs_dir=job["runs_dir"],
-                           data_dir=job["data_dir"], out_dir=job.get("out_dir"))
+                           data_dir=job["data_dir"], out_dir=job.get("out_dir"),
+                           resume_path=job.get("resume_path"))
     except train.Cancelled as e:
         emit(events.end("cancelled", f"cancelled: {e}"))
     except Exception as e:
