@@ -2,11 +2,13 @@
 import logging
 import os
 import secrets
+import sys
 
 import gradio as gr
 from PIL import Image
 
 from kdapp.lab import facade as lab_lib
+from kdapp.lab.jobs import RunsFolderBusy
 from kdapp.ui import plots, reports
 from kdapp.config import DEFAULTS, RANGES
 from kdapp.evaluation.inference import MAX_SIDE, BlankCanvas, CanvasError, unreadable
@@ -19,10 +21,13 @@ logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s
 # One torch thread here: batch-1 predictions gain nothing from more, and training runs in its
 # own worker processes with all the cores (measured under load: no loss, slightly more req/s).
 lab_lib.configure_threads(int(os.environ.get("KDAPP_THREADS", lab_lib.SERVER_THREADS)))
-lab = lab_lib.Lab(runs_dir=os.environ.get("KDAPP_RUNS_DIR", "runs"), data_dir=os.environ.get("KDAPP_DATA_DIR", "data"),
-                  workers=int(os.environ.get("KDAPP_WORKERS", 1)),
-                  keep_checkpoints=int(os.environ.get("KDAPP_KEEP_CHECKPOINTS", 100)),
-                  drawing_dir=os.environ.get("KDAPP_DRAWING_DIR"))  # a `distill --out` folder, e.g. from torchrun
+try:
+    lab = lab_lib.Lab(runs_dir=os.environ.get("KDAPP_RUNS_DIR", "runs"),
+                      data_dir=os.environ.get("KDAPP_DATA_DIR", "data"), workers=int(os.environ.get("KDAPP_WORKERS", 1)),
+                      keep_checkpoints=int(os.environ.get("KDAPP_KEEP_CHECKPOINTS", 100)),
+                      drawing_dir=os.environ.get("KDAPP_DRAWING_DIR"))  # a `distill --out` folder, e.g. from torchrun
+except RunsFolderBusy as e:  # a second server on one runs folder would start the same queued runs twice
+    sys.exit(f"kdapp did not start: {e}")
 
 CANVAS = 280  # px; 10x MNIST, so a stroke of ~20 px matches MNIST's pen width after scaling
 DRAW_HINT = reports.hint("Draw a digit (0–9) on the canvas.")
@@ -297,9 +302,10 @@ def open_run(selected):
 
 
 def api_runs() -> list[dict]:
-    """Every run as JSON: id, state, config, metrics, created time (owners are never included)."""
-    return [{k: r[k] for k in ("id", "state", "config", "metrics", "created", "started", "ended", "data", "device")}
-            for r in lab.runs()]
+    """Every run as JSON: id, state, config, metrics, times, and the epoch it resumed from after a
+    restart (None if it never did); owners are never included."""
+    return [{k: r[k] for k in ("id", "state", "config", "metrics", "created", "started", "ended", "data", "device",
+                               "resumed_from_epoch")} for r in lab.runs()]
 
 
 CSS = """

@@ -15,6 +15,7 @@ from kdapp.tools.serving import wait_until
 SHORT = RunConfig(epochs=1, train_fraction=0.05)
 
 
+@pytest.mark.slow
 def test_a_restart_keeps_the_queue_in_order_with_its_owners_and_caps(tmp_path):
     """The rows a killed server left: one run training, three waiting from two visitors."""
     store = RunStore(tmp_path / "runs")
@@ -82,6 +83,7 @@ def test_run_again_queues_the_same_settings_for_this_visitor(tmp_path):
         lab.close()
 
 
+@pytest.mark.slow
 def test_a_killed_worker_resumes_once_and_a_second_death_fails_the_run(tmp_path):
     queue = RunQueue(RunStore(tmp_path / "runs"), data_dir=tmp_path / "data")
     try:
@@ -101,6 +103,7 @@ def test_a_killed_worker_resumes_once_and_a_second_death_fails_the_run(tmp_path)
         queue.close()
 
 
+@pytest.mark.slow
 def test_a_killed_worker_that_resumes_finishes_with_its_epochs_counted_once(tmp_path):
     queue = RunQueue(RunStore(tmp_path / "runs"), data_dir=tmp_path / "data")
     try:
