@@ -88,6 +88,19 @@ def start(owner, *values):
     return reports.notice(message), record["id"], record["id"]
 
 
+def run_again(owner, view):
+    """Queue the settings of the run on show (a permalink's too) again, as a new run of this visitor's."""
+    if not owner:
+        return reports.notice(NO_OWNER, ok=False), gr.skip(), None
+    run = shown_run(view, lab.active(owner), lab.latest_finished())
+    if run is None:
+        return reports.notice("There is no run on show to run again.", ok=False), gr.skip(), None
+    record, message = lab.run_again(run["id"], owner)
+    if record is None:
+        return reports.notice(message, ok=False), gr.skip(), None
+    return reports.notice(message), record["id"], record["id"]
+
+
 def settings_link(*values):
     try:
         url = lab.settings_url(settings_from(values))
@@ -452,6 +465,7 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
                 with gr.Column(scale=3):
                     status = gr.Markdown(reports.status(None, False), elem_id="status")
                     link_md = gr.Markdown(elem_id="status-link")
+                    again_btn = gr.Button("Run again (same settings, as your run)", size="sm", elem_id="run-again")
                     loss_plot = gr.Plot(plots.loss_figure(None), elem_id="loss-plot", show_label=False)
                     acc_plot = gr.Plot(plots.accuracy_figure(None), elem_id="acc-plot", show_label=False)
                     table = gr.Markdown(reports.comparison_table(None), elem_id="comparison")
@@ -518,6 +532,7 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     sweep_t_btn.click(sweep("temperature"), [owner, *controls], notice, concurrency_limit=None, **private)
     sweep_a_btn.click(sweep("alpha"), [owner, *controls], notice, concurrency_limit=None, **private)
     stop_btn.click(stop, [owner, view], [notice, view], concurrency_limit=None, **private)
+    again_btn.click(run_again, [owner, view], [notice, view, notice_for], concurrency_limit=None, **private)
     link_btn.click(settings_link, controls, notice, **private)
     missing_btn.click(missing_three, None, [notice, CONTROLS["omit_class"], CONTROLS["temperature"],
                                             CONTROLS["alpha"], CONTROLS["augment"]], **private)
