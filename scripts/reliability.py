@@ -58,6 +58,7 @@ TRIED = [
     ("test_a_sweep_is_created_all_or_none", "A sweep whose third row cannot be written: no row kept (one transaction)"),
     ("test_a_sweep_that_cannot_be_queued", "A sweep over the queue's cap: refused, no row kept"),
     ("test_queue_kill_restart_and_everything_finishes", "Browser: three visitors (one run training, two waiting), SIGKILL, restart: every page's run finishes, the one training resumed, Run again on a permalink queues a new run"),
+    ("test_a_server_that_stops_cleanly", "A server stopped cleanly (SIGTERM): its run stays 'running' with its resume point and the next server resumes it"),
     ("test_run_again_queues", "Run again: same settings, a new run of this visitor's; refused while the run is active"),
     ("test_bad_uploads_name_the_problem", "Bad uploads to /predict (not an image, empty, truncated PNG/JPEG, a bomb, 5000 px wide, a zip): the problem and the fix, no path, stack or class name"),
     ("test_malformed_predict_payloads", "Malformed /predict payloads (a string, a number, a missing file, a URL): no path, stack or class name"),
@@ -73,7 +74,9 @@ FILES = ["tests/test_security.py", "tests/test_jobs.py", "tests/test_checkpoints
          "tests/test_durable.py", "tests/test_resume.py"]
 # --durable: only the tests of issue 29's faults, when two busy cores cannot run everything.
 DURABLE = ["tests/test_durable.py", "tests/test_resume.py", "tests/test_restart.py", "tests/test_store.py",
-           "tests/test_security.py", "tests/test_browser.py::test_queue_kill_restart_and_everything_finishes"]
+           "tests/test_security.py::test_bad_uploads_name_the_problem_and_no_server_path",
+           "tests/test_security.py::test_malformed_predict_payloads_leak_nothing",
+           "tests/test_browser.py::test_queue_kill_restart_and_everything_finishes"]
 ARTIFACTS = ROOT / "artifacts"
 
 

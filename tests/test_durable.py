@@ -140,3 +140,25 @@ def test_a_full_disk_at_a_resume_point_fails_the_run_and_the_store_stays_readabl
         assert again.wait(ok, timeout=300) and again.store.get(ok)["state"] == "finished"
     finally:
         again.close()
+
+
+@pytest.mark.slow
+def test_a_server_that_stops_cleanly_leaves_its_run_to_resume(tmp_path):
+    """A hosted Space stops its server (SIGTERM, the lifespan closes the lab): a stop is a
+    restart, not a cancel, so the next server resumes the run."""
+    queue = RunQueue(RunStore(tmp_path / "runs"), data_dir=tmp_path / "data")
+    run_id = queue.submit(RunConfig(epochs=4, train_fraction=0.3), owner="alice")[0]["id"]
+    waiting = queue.submit(SHORT, owner="bob")[0]["id"]
+    point = queue.store.run_dir(run_id) / "resume.pt"
+    assert wait_until(point.exists, timeout=300)
+    queue.close()
+    store = RunStore(tmp_path / "runs")
+    assert (store.get(run_id)["state"], store.get(waiting)["state"]) == ("running", "queued") and point.exists()
+    again = RunQueue(RunStore(tmp_path / "runs"), data_dir=tmp_path / "data")
+    try:
+        assert again.wait(run_id, timeout=300) and again.wait(waiting, timeout=300)
+        record = again.store.get(run_id)
+        assert record["state"] == "finished" and record["resumed_from_epoch"] >= 1, record["message"]
+        assert again.store.get(waiting)["state"] == "finished"
+    finally:
+        again.close()

@@ -9,9 +9,8 @@ import subprocess
 import httpx
 import pytest
 
-import app
 from kdapp.lab.store import RunStore
-from kdapp.tools.serving import start_app, wait_for_http, wait_until
+from kdapp.tools.serving import start_app, start_event_data, wait_for_http, wait_until
 
 
 def call(url, name, data):
@@ -25,7 +24,7 @@ def call(url, name, data):
 
 def start(url, owner="me", **settings):
     """Press Start over raw HTTP; the run id comes back in the notice (state stays on the server)."""
-    notice = call(url, "start", [owner, *app.inputs_for(**settings)])[0]
+    notice = call(url, "start", start_event_data(url, owner, **settings))[0]
     return re.search(r"Run ([0-9a-f]{8})", notice).group(1)
 
 

@@ -38,6 +38,7 @@ WORKER_COMMAND = (sys.executable, "-m", "kdapp.lab.worker")
 LOCK_NAME = "server.lock"  # in the runs folder: held (flock) by the one server that dispatches its runs
 RESUME_NAME = "resume.pt"  # in a run's folder: where its worker saves a resume point after each epoch
 REQUEUE = {"type": "requeue"}  # what _run returns for a run queued again instead of ended
+SHUTDOWN = {"type": "shutdown"}  # ... for a run the server's stop interrupted: its row stays as it is
 WORKER_DIED_REQUEUED = "its worker process died; queued again to resume from its last finished epoch"
 
 
@@ -238,13 +239,19 @@ class RunQueue:
         return True
 
     def close(self):
-        """Stop every run and the dispatchers (tests; the server just exits)."""
+        """Stop the workers and the dispatchers when the server stops. A server's stop is a
+        restart, not a cancel: the store keeps each run as it was (queued, or running with its
+        resume point), and the next RunQueue on the folder resumes them."""
         with self._lock:
             self._closed = True
-            ids = list(self._processes)
+            processes = list(self._processes.values())
             self._lock.notify_all()
-        for run_id in ids:
-            self.cancel(run_id)
+        for process in processes:
+            try:
+                process.stdin.write("stop\n")
+                process.stdin.flush()
+            except (BrokenPipeError, ValueError, OSError):
+                pass  # the worker already ended
         for thread in self._dispatchers:
             thread.join(timeout=10)
         self._folder_lock.close()  # another RunQueue may now take the folder
@@ -344,6 +351,8 @@ class RunQueue:
             if process.poll() is None:  # we stopped reading early: never leave a worker behind
                 process.kill()
                 process.wait()
+        if self._closed and not live.stop_requested and (end is None or end["state"] == CANCELLED):
+            return SHUTDOWN  # stopped by the server's stop, not by a visitor: the next server resumes it
         if end is None and (run_dir / RESUME_NAME).is_file() and not live.stop_requested \
                 and not self._closed and self.store.requeue(run_id, WORKER_DIED_REQUEUED, max_restarts=1):
             return REQUEUE  # first in line again (see _end)
@@ -354,12 +363,14 @@ class RunQueue:
 
     def _end(self, run_id, live, end):
         """Write the outcome; whatever happens, the run leaves the live set and waiters wake.
-        end=REQUEUE: the run was queued again to resume, so it goes back to the head of the queue."""
-        if end is REQUEUE:
+        end=REQUEUE: the run was queued again to resume, so it goes back to the head of the queue;
+        end=SHUTDOWN: the server is stopping, and the row stays as it is for the next one."""
+        if end is REQUEUE or end is SHUTDOWN:
             with self._lock:
                 self._live.pop(run_id, None)
                 self._processes.pop(run_id, None)
-                self._queued.insert(0, run_id)
+                if end is REQUEUE:
+                    self._queued.insert(0, run_id)
                 self.version += 1
                 self._lock.notify_all()
             return
