@@ -15,7 +15,6 @@ Prints one JSON line; scripts/reliability.py turns it into RELIABILITY.md's tabl
 import argparse
 import asyncio
 import json
-import os
 import re
 import secrets
 import sys
@@ -50,10 +49,11 @@ async def _visitor(http, name, paths, stop_at, out):
         await asyncio.sleep(POLL_S)
 
 
-async def _submitters(http, start_inputs, stop_at, accepted, refused, queue_seen):
-    """Keep TRAINING + WAITING runs accepted and unfinished; each submitter holds its cap of 2."""
+async def _submitters(http, start_data, stop_at, accepted, refused, queue_seen):
+    """Keep TRAINING + WAITING runs accepted and unfinished; each submitter (start_data: owner ->
+    the Start event's data) holds at most its cap of 2."""
     from kdapp.tools.loadtest import _last_event_data
-    owners = [f"soak-{secrets.token_hex(4)}" for _ in range((TRAINING + WAITING) // 2 + 4)]
+    owners = list(start_data)
     while time.monotonic() < stop_at:
         r = await http.post("gradio_api/run/runs", json={"data": [], "session_hash": "submitter"})
         states = {run["id"]: run["state"] for run in r.json()["data"][0]}
@@ -64,7 +64,7 @@ async def _submitters(http, start_inputs, stop_at, accepted, refused, queue_seen
                 break
             if sum(o == owner for i, o in accepted if i in active) >= 2:
                 continue
-            r = await http.post("gradio_api/call/start", json={"data": [owner, *start_inputs]})
+            r = await http.post("gradio_api/call/start", json={"data": start_data[owner]})
             r.raise_for_status()
             stream = await http.get(f"gradio_api/call/start/{r.json()['event_id']}")
             notice = _last_event_data(stream.text)[0]
@@ -82,16 +82,13 @@ def soak(seconds=300.0, visitors=VISITORS, log=print):
 
     from kdapp.evaluation.inference import percentiles
     from kdapp.tools.loadtest import upload_canvases
-    from kdapp.tools.serving import start_app, wait_for_http
+    from kdapp.tools.serving import start_app, start_event_data, wait_for_http
     runs_dir = tempfile.mkdtemp(prefix="kdapp-soak-")
-    os.environ["KDAPP_RUNS_DIR"] = tempfile.mkdtemp(prefix="kdapp-soak-client-")  # this process's own lab
-    import app
-    import logging
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # app.py logs at INFO: one line per request
-    start_inputs = app.inputs_for(**RUN)
     server, url = start_app(runs_dir, env={"KDAPP_WORKERS": str(TRAINING)})
     try:
-        wait_for_http(url, server)
+        wait_for_http(url, server, timeout=300)
+        start_data = {owner: start_event_data(url, owner, **RUN)
+                      for owner in (f"soak-{secrets.token_hex(4)}" for _ in range((TRAINING + WAITING) // 2 + 4))}
         with httpx.Client(base_url=url, timeout=60) as http:
             paths, _ = upload_canvases(http, 40)
 
@@ -100,7 +97,7 @@ def soak(seconds=300.0, visitors=VISITORS, log=print):
             limits = httpx.Limits(max_connections=visitors + 4)
             async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
                 stop_at = time.monotonic() + seconds
-                await asyncio.gather(_submitters(http, start_inputs, stop_at, accepted, refused, queue_seen),
+                await asyncio.gather(_submitters(http, start_data, stop_at, accepted, refused, queue_seen),
                                      *(_visitor(http, f"v{v}", paths, stop_at, requests)
                                        for v in range(visitors)))
                 log(f"soak: {seconds:.0f} s done, {len(accepted)} runs accepted; draining the queue")
