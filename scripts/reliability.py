@@ -4,6 +4,7 @@
     python scripts/reliability.py --reuse-tests    # the last test run, a new soak
     python scripts/reliability.py --reuse-soak     # new tests, the last soak
     python scripts/reliability.py --durable        # only the restart, resume and queue fault tests
+    python scripts/reliability.py --no-soak        # the tests alone; the file says the soak did not run
 
 Runs the reliability, security, restart and browser tests with a JUnit report (the fault tests
 write what they measured to artifacts/reliability-figures.json), then the 5-minute soak
@@ -113,9 +114,12 @@ def main():
         counts = read_report(report)
     else:
         counts, _ = run_tests(report, figures, DURABLE if "--durable" in sys.argv else FILES)
-    if "--reuse-soak" not in sys.argv or not soak_path.exists():
-        run_soak(soak_path)
-    soak = json.loads(soak_path.read_text())
+    if "--no-soak" in sys.argv:
+        soak = None
+    else:
+        if "--reuse-soak" not in sys.argv or not soak_path.exists():
+            run_soak(soak_path)
+        soak = json.loads(soak_path.read_text())
     measured = json.loads(figures.read_text()) if figures.exists() else {}
     kill_attempts = int(re.search(r"for attempt in range\((\d+)\)",
                                   (ROOT / "tests/test_checkpoints.py").read_text()).group(1))
@@ -145,6 +149,12 @@ def main():
                   f"{restart['runs_finished']} of {restart['runs_accepted']} accepted runs finished "
                   "(`test_a_killed_server_loses_nothing_and_the_run_it_was_training_resumes`)."]
     ms = lambda v: "n/a" if v is None else f"{v:.0f}"
+    if soak is None:
+        lines += ["", "## Soak", "", "Not run in this pass (`--no-soak`): `python scripts/reliability.py "
+                  "--reuse-tests` adds it (5 minutes, then the queue drains).", ""]
+        (ROOT / "RELIABILITY.md").write_text("\n".join(lines), encoding="utf-8")
+        print("\n".join(lines))
+        return
     lines += ["", "## Soak", "",
               f"{soak['visitors']} visitors, each drawing (`/predict`) and polling the run list (`/runs`) once a "
               f"second, for {soak['seconds']:.0f} s, while submitters kept {soak['workers']} runs "
