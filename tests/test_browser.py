@@ -404,7 +404,7 @@ def test_queue_kill_restart_and_everything_finishes(browser, tmp_path):
                                                                "?epochs=1&fraction=0.05")]
         ids = []
         for page, says in zip(pages, ("started", "queued, position 1", "queued, position 2")):
-            page.click("#start")
+            page.click("#start", timeout=180_000)  # waits out the page's loading overlay on a busy box
             expect(page.locator("#notice")).to_contain_text(says, timeout=20_000)
             ids.append(run_id_in(page.locator("#notice").inner_text()))
         point = runs_dir / "runs" / ids[0] / "resume.pt"
