@@ -8,14 +8,16 @@ import contextlib
 import logging
 import os
 import secrets
+import sys
 from types import SimpleNamespace
 
 import gradio as gr
 from PIL import Image
 
 from kdapp.config import DEFAULTS, RANGES
-from kdapp.evaluation.inference import MAX_SIDE, BlankCanvas, CanvasError
+from kdapp.evaluation.inference import MAX_SIDE, BlankCanvas, CanvasError, unreadable
 from kdapp.lab import facade as lab_lib, tensorboard
+from kdapp.lab.jobs import RunsFolderBusy
 from kdapp.losses import FEATURE_LOSSES, LOGIT_LOSSES
 from kdapp.models import cnn_names
 from kdapp.ui import continual as continual_ui, mcp_tools, plots, reports
@@ -173,6 +175,19 @@ def start(data):
     return {ui.notice: reports.notice(message), ui.view: record["id"], ui.notice_for: record["id"]}
 
 
+def run_again(owner, view):
+    """Queue the settings of the run on show (a permalink's too) again, as a new run of this visitor's."""
+    if not owner:
+        return {ui.notice: reports.notice(NO_OWNER, ok=False)}
+    run = shown_run(view, lab.active(owner), lab.latest_finished())
+    if run is None:
+        return {ui.notice: reports.notice("There is no run on show to run again.", ok=False)}
+    record, message = lab.run_again(run["id"], owner)
+    if record is None:
+        return {ui.notice: reports.notice(message, ok=False)}
+    return {ui.notice: reports.notice(message), ui.view: record["id"], ui.notice_for: record["id"]}
+
+
 def settings_link(data):
     try:
         url = lab.settings_url(settings_from(control_values(data)))
@@ -292,7 +307,7 @@ class Sketchpad(gr.Sketchpad):
             return super().preprocess(payload)
         except Exception as e:  # PIL's UnidentifiedImageError, OSError, DecompressionBombError, ...
             logging.getLogger("app").info("unreadable canvas: %s", e)
-            return {"unreadable": f"{type(e).__name__}: {e}"}
+            return {"unreadable": unreadable(e)}  # the reason in words: no server path, no class name
 
 
 # The labels say which models the drawing has; they change with the models picked (model_labels),
@@ -306,8 +321,7 @@ def predict(sketch, temperature=DEFAULTS.temperature, models=lab_lib.SHIPPED):
     28x28 input. /predict's outputs, in order: teacher, KD student, baseline, chart, image, note."""
     try:
         if isinstance(sketch, dict) and "unreadable" in sketch:
-            raise CanvasError(f"{sketch['unreadable']}; send a PNG or JPEG of at most "
-                              f"{MAX_SIDE}x{MAX_SIDE} pixels")
+            raise CanvasError(sketch["unreadable"])
         result = lab.predict(sketch, temperature, models or lab_lib.SHIPPED)
     except BlankCanvas:
         return clear()
@@ -406,8 +420,8 @@ def open_run(selected):
 
 def api_runs() -> list[dict]:
     """Every run as JSON: id, state, config, metrics, created time (owners are never included)."""
-    return [{k: r[k] for k in ("id", "state", "config", "metrics", "created", "started", "ended", "data", "device")}
-            for r in lab.runs()]
+    return [{k: r[k] for k in ("id", "state", "config", "metrics", "created", "started", "ended", "data", "device",
+                               "resumed_from_epoch")} for r in lab.runs()]
 
 
 CSS = """
@@ -506,6 +520,7 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
                 with gr.Column(scale=3):
                     ui.status = gr.Markdown(reports.status(None, False), elem_id="status")
                     ui.link = gr.Markdown(elem_id="status-link")
+                    ui.run_again = gr.Button("Run again (same settings, as your run)", size="sm", elem_id="run-again")
                     ui.loss_plot = gr.Plot(plots.loss_figure(None), elem_id="loss-plot", show_label=False)
                     ui.acc_plot = gr.Plot(plots.accuracy_figure(None), elem_id="acc-plot", show_label=False)
                     ui.table = gr.Markdown(reports.comparison_table(None), elem_id="comparison")
@@ -580,6 +595,8 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     ui.sweep_t.click(sweep("temperature"), {ui.owner, *controls}, ui.notice, concurrency_limit=None, **private)
     ui.sweep_alpha.click(sweep("alpha"), {ui.owner, *controls}, ui.notice, concurrency_limit=None, **private)
     ui.stop.click(stop, [ui.owner, ui.view], [ui.notice, ui.view], concurrency_limit=None, **private)
+    ui.run_again.click(run_again, [ui.owner, ui.view], [ui.notice, ui.view, ui.notice_for], concurrency_limit=None,
+                       **private)
     ui.settings_link.click(settings_link, controls, ui.notice, **private)
     ui.missing_three.click(missing_three, None, [ui.notice, *(CONTROLS[n] for n in MISSING_THREE_SETTINGS)],
                            **private)
@@ -647,4 +664,8 @@ LAUNCH = dict(css=CSS, max_file_size="5mb", show_error=False, footer_links=["api
               run_history=False, mcp_server=True, allowed_paths=[str(lab.runs_path)], app_kwargs={"lifespan": lab_lifespan})
 
 if __name__ == "__main__":
+    try:
+        lab.open()  # here, not only in the lifespan: a refusal is one sentence and an exit, not a stack
+    except RunsFolderBusy as e:  # a second server on one runs folder would start the same queued runs twice
+        sys.exit(f"kdapp did not start: {e}")
     demo.launch(**LAUNCH)  # honours GRADIO_SERVER_NAME / GRADIO_SERVER_PORT

@@ -49,6 +49,12 @@ def epoch(epoch, epochs, teacher_acc, student_acc, baseline_acc):
             "student_acc": student_acc, "baseline_acc": baseline_acc}
 
 
+def resumed(epoch, step):
+    """The run resumed from the resume point saved after `epoch` epochs (`step` steps of
+    distillation): progress and curves beyond it are to be redone, so readers drop them."""
+    return {"type": "resumed", "epoch": epoch, "step": step}
+
+
 def end(state, message, metrics=None, paths=None, warnings=(), error=None, fidelity=None):
     """The worker's last line. state: finished | failed | cancelled. On success, `metrics` holds
     teacher_acc(s), student_acc, baseline_acc, train/test_samples, data, device and seconds,

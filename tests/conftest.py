@@ -13,6 +13,11 @@ sys.path.insert(0, str(ROOT))
 torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: minutes of real training or real restarts; the fast tier skips "
+                                       "them (-m 'not slow')")
+
+
 @pytest.fixture(scope="session")
 def sample():
     from kdapp import data
@@ -54,3 +59,18 @@ def app_url():
     app.demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.LAUNCH)
     yield f"http://127.0.0.1:{port}/"
     app.demo.close()
+
+
+@pytest.fixture
+def figures():
+    """figures(name=value, ...): record what a fault test measured, for scripts/reliability.py,
+    which sets KDAPP_RELIABILITY_FIGURES to a JSON file; without it nothing is written."""
+    path = os.environ.get("KDAPP_RELIABILITY_FIGURES")
+
+    def record(**values):
+        if not path:
+            return
+        import json
+        known = json.loads(Path(path).read_text()) if Path(path).is_file() else {}
+        Path(path).write_text(json.dumps({**known, **values}, indent=1))
+    return record

@@ -391,3 +391,61 @@ def test_each_method_starts_from_the_more_methods_controls(server, browser, url,
         expect(page.locator("#teacher-pred")).to_contain_text("none")
         expect(page.locator("#student-pred")).to_contain_text("1")
         page.screenshot(path=str(ARTIFACTS / "deep-supervision.png"), full_page=True)
+
+
+@pytest.mark.slow
+def test_queue_kill_restart_and_everything_finishes(browser, tmp_path):
+    """Three visitors: one run training, two waiting. SIGKILL the server, start it again on the
+    same folder and port: every page's run finishes, the one that was training resumed, and a
+    permalink page queues its run again for its visitor."""
+    import signal
+
+    from playwright.sync_api import expect
+
+    from kdapp.tools.serving import free_port
+    port, runs_dir, servers = free_port(), tmp_path / "runs", []
+
+    def serve():
+        proc, url = start_app(runs_dir, port=port, log=open(tmp_path / f"app{len(servers)}.log", "w"))
+        servers.append(proc)
+        wait_for_http(url, proc, timeout=300)  # seven engineers on two cores: start-up can take minutes
+        return proc, url
+    try:
+        server, url = serve()
+        pages = [open_page(browser, url + query) for query in ("?epochs=5&fraction=0.3", "?epochs=1&fraction=0.1",
+                                                               "?epochs=1&fraction=0.05")]
+        ids = []
+        for page, says in zip(pages, ("started", "queued, position 1", "queued, position 2")):
+            page.click("#start", timeout=180_000)  # waits out the page's loading overlay on a busy box
+            expect(page.locator("#notice")).to_contain_text(says, timeout=20_000)
+            ids.append(run_id_in(page.locator("#notice").inner_text()))
+        point = runs_dir / "runs" / ids[0] / "resume.pt"
+        expect(pages[0].locator("#status")).to_contain_text("epoch 2/5", timeout=300_000)
+        assert point.exists()
+        server.send_signal(signal.SIGKILL)
+        server.wait(10)
+
+        serve()
+        # Each visitor comes back in the same browser (its owner token kept) to the run's permalink.
+        # A fresh tab: the old one's page is still trying to reach the dead server.
+        reopened = []
+        for page, run_id in zip(pages, ids):
+            context = page.context
+            page.close()
+            reopened.append(context.new_page())
+            reopened[-1].goto(f"{url}?run={run_id}", timeout=180_000)  # a cold server on two busy cores
+        pages = reopened
+        for page, run_id in zip(pages, ids):
+            expect(page.locator("#status")).to_contain_text(f"Finished: run {run_id}", timeout=600_000)
+        expect(pages[0].locator("#status")).to_contain_text("resumed from epoch")
+        pages[0].screenshot(path=str(ARTIFACTS / "resumed.png"))
+        pages[1].click("#run-again")
+        expect(pages[1].locator("#notice")).to_contain_text(re.compile("started|queued"), timeout=20_000)
+        again = run_id_in(pages[1].locator("#notice").inner_text())
+        assert again not in ids
+        expect(pages[1].locator("#status")).to_contain_text(f"run {again}", timeout=20_000)
+    finally:
+        for proc in servers:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(10)

@@ -1,5 +1,6 @@
 """What a stranger can send to the hosted demo: odd canvases, broken files, paths, big uploads."""
 import io
+import re
 import json
 import resource
 
@@ -145,3 +146,39 @@ def test_many_big_canvases_do_not_grow_memory_without_bound(app_url):
         assert event == "complete"
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mb < 1024, f"peak memory grew by {grown_mb:.0f} MB over 10 large canvases"
+
+
+def jpeg(array):
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+# What an answer must never carry: a server path, a stack, or a class name from inside.
+LEAKS = re.compile(r"/tmp/|/work/|/home/|/usr/|site-packages|gradio[/_]|Traceback|File \"|line \d+|"
+                   r"\b[A-Z][A-Za-z]*(Error|Exception|Warning)\b|<class |0x[0-9a-f]{6,}")
+BAD_UPLOADS = {
+    "not an image": b"hello, this is not a PNG at all",
+    "empty file": b"",
+    "PNG signature only": b"\x89PNG\r\n\x1a\n",
+    "truncated PNG": png(dot(280, 40))[:100],
+    "truncated JPEG": jpeg(np.full((280, 280, 3), 200, np.uint8))[:300],
+    "decompression bomb": png(np.zeros((6000, 6000), np.uint8)),
+    "too wide": png(np.zeros((8, 5000), np.uint8)),
+    "zip archive": b"PK\x03\x04" + bytes(200),
+}
+
+
+@pytest.mark.parametrize("name", BAD_UPLOADS)
+def test_bad_uploads_name_the_problem_and_no_server_path(app_url, name):
+    event, payload = predict_file(app_url, BAD_UPLOADS[name])
+    answer = note_of(payload) if event == "complete" else payload
+    assert not LEAKS.search(payload), (name, payload)
+    assert "PNG or JPEG" in answer or "largest allowed" in answer, (name, answer)
+
+
+@pytest.mark.parametrize("composite", ["not even a file", 42, {"path": "/nonexistent/x.png", "meta": {
+    "_type": "gradio.FileData"}}, {"url": "http://127.0.0.1:9/x.png", "meta": {"_type": "gradio.FileData"}}])
+def test_malformed_predict_payloads_leak_nothing(app_url, composite):
+    event, payload = call_predict(app_url, composite)
+    assert not LEAKS.search(payload), payload

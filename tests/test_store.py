@@ -13,7 +13,7 @@ from kdapp.lab import store
 from kdapp.lab.store import MAX_CURVE_POINTS, RunStore, downsample
 
 RECORD_KEYS = {"id", "created", "started", "ended", "state", "config", "data", "device", "metrics", "accuracy",
-               "curves", "warnings", "error", "message", "has_checkpoints", "extra", "fidelity"}
+               "curves", "warnings", "error", "message", "has_checkpoints", "extra", "fidelity", "resumed_from_epoch"}
 SECRET = "session-7f3a-secret"
 
 
@@ -131,27 +131,60 @@ def test_a_read_only_store_reads_the_live_runs_and_never_writes(tmp_path):
         reader.update(running, state="finished")
 
 
-def test_restart_keeps_finished_runs_and_interrupts_the_rest(tmp_path):
+def test_restart_keeps_every_run_and_queues_the_running_ones_again_first(tmp_path):
     before = RunStore(tmp_path)
     finished = before.create(config(), owner=SECRET, state="running")["id"]
     curves = {"step": [1, 2, 3], "loss": [0.9, 0.5, 0.3]}
     before.update(finished, state="finished", ended=100.0, curves=curves, metrics={"student_acc": 0.9})
+    queued = before.create(config(), owner="alice")["id"]
     running = before.create(config(), owner=SECRET, state="running")["id"]
-    queued = before.create(config(), owner=SECRET)["id"]
+    later = before.create(config(), owner="bob")["id"]
 
     after = RunStore(tmp_path)  # the old store's connections are still open, as after a crash
+    assert after.get(running)["state"] == "running"  # opening a store changes no run: recover() does
     kept = after.get(finished)
     assert (kept["state"], kept["curves"], kept["ended"]) == ("finished", curves, 100.0)
     assert kept["metrics"] == {"student_acc": 0.9}
-    assert after.get(running)["state"] == after.get(queued)["state"] == "interrupted"
-    assert after.get(running)["message"].endswith("before this run finished")
-    assert after.get(queued)["message"].endswith("before this run started")
-    assert after.get(running)["ended"] is not None
-    assert after.active() == [] and after.interrupt_unfinished() == 0
-    assert [r["id"] for r in after.list()] == [queued, running, finished]
-    after.create(config(), owner=None)
-    after.create(config(), owner=None, state="running")
-    assert after.interrupt_unfinished() == 2
+    assert after.recover() == ([running], [])
+    assert [(r["id"], r["state"], r["owner"]) for r in after.active()] == [
+        (running, "queued", SECRET), (queued, "queued", "alice"), (later, "queued", "bob")]
+    assert "resumes from its last finished epoch" in after.get(running)["message"]
+    assert after.get(queued)["message"] is None and after.recover() == ([], [])
+    assert [r["id"] for r in after.list()] == [later, running, queued, finished]
+
+
+def test_a_run_is_queued_again_at_most_max_restarts_times(tmp_path):
+    runs = RunStore(tmp_path)
+    run_id = runs.create(config(), owner=None, state="running")["id"]
+    for _ in range(store.MAX_RESTARTS):
+        assert runs.recover() == ([run_id], [])
+        runs.update(run_id, state="running")  # dispatched, and the server dies again
+    assert runs.recover() == ([], [run_id])
+    record = runs.get(run_id)
+    assert record["state"] == "failed" and "restarted 2 times" in record["message"] and record["ended"]
+    assert runs.active() == []
+
+
+def test_a_dead_worker_requeues_once(tmp_path):
+    runs = RunStore(tmp_path)
+    run_id = runs.create(config(), owner=None, state="running")["id"]
+    assert runs.requeue(run_id, "worker died", max_restarts=1)
+    assert runs.get(run_id)["state"] == "queued"
+    runs.update(run_id, state="running")
+    assert not runs.requeue(run_id, "worker died", max_restarts=1)  # a failed resume is not tried again
+    assert runs.get(run_id)["state"] == "running"
+
+
+def test_a_sweep_is_created_all_or_none(tmp_path):
+    runs = RunStore(tmp_path)
+    good = [config(temperature=t) for t in (1.0, 2.0)]
+    with pytest.raises(TypeError):  # the third row cannot be written: the first two must go too
+        runs.create_many(good + [config(temperature=object())], owner="eve")
+    assert runs.list() == []
+    made = runs.create_many(good + [config(temperature=4.0)], owner="eve", extra={"group": "sweep"})
+    assert [r["config"]["temperature"] for r in runs.active()] == [1.0, 2.0, 4.0]
+    assert [r["id"] for r in runs.active()] == [r["id"] for r in made]
+    assert {r["extra"]["group"] for r in made} == {"sweep"}
 
 
 def test_active_is_fifo(tmp_path):
@@ -208,7 +241,7 @@ def _assert_fresh_store_after_corruption(tmp_path, caplog, original):
     assert runs.list() == []
     run_id = runs.create(config(), owner=None)["id"]
     assert [r["id"] for r in runs.list()] == [run_id]
-    assert RunStore(tmp_path).get(run_id)["state"] == "interrupted"  # and the fresh file reopens cleanly
+    assert RunStore(tmp_path).get(run_id)["state"] == "queued"  # and the fresh file reopens cleanly
 
 
 def test_random_bytes_are_moved_aside(tmp_path, caplog):
@@ -245,7 +278,8 @@ def test_a_version_1_store_gains_fidelity_and_keeps_its_runs(tmp_path):
     runs.update(new, fidelity={"agreement": {"student": 0.99}})
     assert runs.get(new)["fidelity"] == {"agreement": {"student": 0.99}}
     assert runs.list(curves=False)[0]["fidelity"] is None  # listings leave the heavy columns out
-    assert sqlite3.connect(tmp_path / "kdapp.sqlite3").execute("PRAGMA user_version").fetchone()[0] == 2
+    assert sqlite3.connect(tmp_path / "kdapp.sqlite3").execute("PRAGMA user_version").fetchone()[0] == \
+        store.SCHEMA_VERSION
 
 
 def test_newer_schema_is_refused_and_left_alone(tmp_path):

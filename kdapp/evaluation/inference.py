@@ -35,6 +35,21 @@ class BlankCanvas(CanvasError):
     """Nothing is drawn yet."""
 
 
+def unreadable(error):
+    """The visitor's sentence for an image that could not be opened: what is wrong and what to send
+    instead. Never the error's own text, which names the server's temporary copy of the upload."""
+    text = str(error).lower()
+    if isinstance(error, Image.DecompressionBombError) or "decompression bomb" in text:
+        problem = "that image has far too many pixels"
+    elif isinstance(error, UnidentifiedImageError) or "cannot identify" in text:
+        problem = "that file is not an image"
+    elif "truncated" in text or "broken" in text or "end of file" in text:
+        problem = "that image file is cut short or damaged"
+    else:
+        problem = "that image could not be read"
+    return f"{problem}; send a PNG or JPEG of at most {MAX_SIDE}x{MAX_SIDE} pixels"
+
+
 @dataclass
 class Prepared:
     tensor: torch.Tensor     # (1,1,28,28), normalised like the training data
@@ -57,8 +72,8 @@ def ink_from_image(image):
         try:
             image = Image.open(io.BytesIO(image))
             image.load()
-        except (UnidentifiedImageError, OSError) as e:
-            raise CanvasError(f"could not read the image ({e}); upload a PNG or JPEG") from None
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
+            raise CanvasError(unreadable(e)) from None
     if isinstance(image, Image.Image):
         if image.width > MAX_SIDE or image.height > MAX_SIDE:
             raise CanvasError(f"the image is {image.width}x{image.height}; the largest allowed is {MAX_SIDE}x{MAX_SIDE}")

@@ -31,6 +31,7 @@ URL_ALIASES = {"T": "temperature", "fraction": "train_fraction", "batch": "batch
 URL_SETTINGS = ("teacher", "student", "temperature", "alpha", "epochs", "lr", "batch_size", "train_fraction",
                 "loss", "feature_loss", "feature_weight", "alpha_end", "clip_grad_norm", "data", "seed",
                 "augment", "consistent", "omit_class", "self_distill", "generations")
+AGAIN = ("finished", "failed", "cancelled", "interrupted")  # the states a run can be run again from
 MODEL_CACHE_SIZE = 4  # (teacher, student, baseline) triples in memory; ~6 MB each
 
 
@@ -172,6 +173,17 @@ class Lab:
             return [], f"Sweep not started: {e}"
         values = ", ".join(f"{v:g}" for v in SWEEPS[name])
         return records, f"Sweep queued: {len(records)} runs at {name} = {values}."
+
+    def run_again(self, run_id, owner):
+        """Queue an ended run's settings again, as a new run of this visitor's (under today's caps).
+        Returns (run record or None, sentence for the visitor)."""
+        record = self.run(run_id)
+        if record is None:
+            return None, f"Not started: there is no run {run_id}"
+        if record["state"] not in AGAIN:
+            return None, f"Not started: run {run_id} is {record['state']}; it can run again once it has ended"
+        settings = {k: v for k, v in record["config"].items() if k not in self.imposed}
+        return self.start(settings, owner)
 
     def _queued_message(self, run_id, owner):
         active = self.queue.active(owner)

@@ -1,11 +1,15 @@
 """Runs in the background: a fair FIFO queue, worker processes, and the live view of each run.
 
-Every run is a row of the RunStore (kdapp.lab.store) from the moment it is submitted. Dispatcher
+Every run is a row of the RunStore (kdapp.lab.store) from the moment it is submitted, so the
+queue outlives its server: one RunQueue per runs folder (an OS lock says so), which at start
+keeps the queued runs in order and puts the runs that were training first in line, to resume
+from their last epoch (the worker saves a resume point after each one). Dispatcher
 threads (one per worker, `KDAPP_WORKERS`) take the oldest queued run, start `python -m
 kdapp.lab.worker` for it, fold the worker's events into a LiveRun under a lock, and write the
 outcome to the store. Readers take cheap copies; `version` changes whenever anything a reader
 shows changes, so a page polling every second can skip redrawing when nothing did.
 """
+import fcntl
 import json
 import logging
 import os
@@ -30,6 +34,16 @@ QUEUED, RUNNING, FINISHED, FAILED, CANCELLED = "queued", "running", "finished", 
 # environment's own value wins.
 WORKER_ENV = {"GOMP_SPINCOUNT": "10000"}
 FALLBACK_S_PER_EPOCH = 1.3  # the default run (15 epochs of 8,000 digits) takes ~20 s on 2 vCPUs
+WORKER_COMMAND = (sys.executable, "-m", "kdapp.lab.worker")
+LOCK_NAME = "server.lock"  # in the runs folder: held (flock) by the one server that dispatches its runs
+RESUME_NAME = "resume.pt"  # in a run's folder: where its worker saves a resume point after each epoch
+REQUEUE = {"type": "requeue"}  # what _run returns for a run queued again instead of ended
+SHUTDOWN = {"type": "shutdown"}  # ... for a run the server's stop interrupted: its row stays as it is
+WORKER_DIED_REQUEUED = "its worker process died; queued again to resume from its last finished epoch"
+
+
+class RunsFolderBusy(RuntimeError):
+    """Another server holds the runs folder's lock; the message says what to do."""
 
 
 class QueueFull(RuntimeError):
@@ -39,11 +53,16 @@ class QueueFull(RuntimeError):
 class LiveRun:
     """A running run: its store record, growing with each event, plus its progress."""
 
-    def __init__(self, record):
+    def __init__(self, record, resuming=False):
+        # A run that resumes keeps the curves stored before; the worker's `resumed` event trims them.
         self.record = dict(record, state=RUNNING, started=time.time(), message="starting",
                            curves={k: [] for k in ("step", "loss", "soft", "hard", "feature", "baseline",
                                                    "teacher_loss")},
-                           accuracy={k: [] for k in ("epoch", "teacher", "student", "baseline")}, warnings=[])
+                           accuracy={k: [] for k in ("epoch", "teacher", "student", "baseline")},
+                           warnings=list(record["warnings"] or []) if resuming else [])
+        if resuming and record["curves"]:
+            self.record["curves"].update({k: list(v) for k, v in record["curves"].items()})
+            self.record["accuracy"].update({k: list(v) for k, v in record["accuracy"].items()})
         self.stop_requested = False
         self.progress = {"phase": "starting", "epoch": 0, "epochs": record["config"]["epochs"], "step": 0,
                          "steps": 0, "eta_s": None}
@@ -74,7 +93,16 @@ class LiveRun:
                 {k: event[k] for k in ("strategy", "task", "accuracies")})
         elif kind == "teacher_epoch":
             r["message"] = f"teacher epoch {event['epoch']}/{event['epochs']}: {event['teacher_acc']:.2%}"
+        elif kind == "resumed":  # drop what was drawn after the resume point: it is trained again
+            keep = [i for i, step in enumerate(r["curves"]["step"]) if step <= event["step"]]
+            steps = len(r["curves"]["step"])
+            r["curves"] = {k: [v[i] for i in keep] if len(v) == steps else v for k, v in r["curves"].items()}
+            keep = [i for i, e in enumerate(r["accuracy"]["epoch"]) if e <= event["epoch"]]
+            r["accuracy"] = {k: [v[i] for i in keep] for k, v in r["accuracy"].items()}
+            r["resumed_from_epoch"] = p["epoch"] = event["epoch"]
         elif kind == "epoch":
+            if event["epoch"] == 0 and r["accuracy"]["epoch"]:
+                return  # a resumed run announces its teacher again; its curves already start there
             p["epoch"], p["epochs"] = event["epoch"], event["epochs"]
             if event["epoch"] > 0:
                 for k in ("teacher", "student", "baseline"):
@@ -92,14 +120,21 @@ class RunQueue:
     """Submit, cancel and watch runs. `owner` is the visitor's secret token; only the owner may
     cancel a run (owner=None may cancel any: the CLI, tests and the server itself)."""
 
-    def __init__(self, store, data_dir="data", workers=1, per_owner=2, total=10, threads=None):
+    def __init__(self, store, data_dir="data", workers=1, per_owner=2, total=10, threads=None,
+                 worker_command=WORKER_COMMAND):
         self.store, self.data_dir = store, str(data_dir)
         self.per_owner, self.total = per_owner, total
+        self.worker_command = list(worker_command)
         cpus = threads or len(os.sched_getaffinity(0))
         self.workers = max(1, workers)
         self.threads_per_worker = max(1, cpus // self.workers)
+        self._folder_lock = hold_runs_folder(store.root)
+        requeued, gave_up = store.recover()
+        if requeued or gave_up:
+            log.info("after the restart: %d runs queued again to resume, %d failed after too many restarts",
+                     len(requeued), len(gave_up))
         self._lock = threading.Condition()
-        self._queued = [r["id"] for r in store.active() if r["state"] == QUEUED]  # FIFO; empty after a restart
+        self._queued = [r["id"] for r in store.active() if r["state"] == QUEUED]  # resumed first, then FIFO
         self._live = {}       # run id -> LiveRun
         self._processes = {}  # run id -> worker process
         self._closed = False
@@ -116,17 +151,17 @@ class RunQueue:
         configs = configs if isinstance(configs, (list, tuple)) else [configs]
         with self._lock:
             active = self.store.active()
-            queued = sum(r["state"] == QUEUED for r in active)
-            if queued + len(configs) > self.total:
-                raise QueueFull(f"the queue is full ({queued} runs waiting, at most {self.total}); "
-                                "try again when some have finished")
             if owner is not None:
                 groups = {r["extra"].get("group") or r["id"] for r in active if r["owner"] == owner}
                 if len(groups) >= self.per_owner:
                     raise QueueFull(f"you already have {len(groups)} runs (or sweeps) queued or running, "
                                     f"the most one visitor may have; cancel one or wait for it to finish")
-            records = [self.store.create(c.to_dict(), owner, extra={"group": group} if group else {})
-                       for c in configs]
+            queued = sum(r["state"] == QUEUED for r in active)
+            if queued + len(configs) > self.total:
+                raise QueueFull(f"the queue is full ({queued} runs waiting, at most {self.total}); "
+                                "try again when some have finished")
+            records = self.store.create_many([c.to_dict() for c in configs], owner,
+                                             extra={"group": group} if group else {})  # all or none
             self._queued += [r["id"] for r in records]
             self.version += 1
             self._lock.notify_all()
@@ -211,13 +246,22 @@ class RunQueue:
         return True
 
     def close(self):
-        """Stop every run and the dispatchers (tests; the server just exits)."""
+        """Stop the workers and the dispatchers when the server stops. A server's stop is a
+        restart, not a cancel: the store keeps each run as it was (queued, or running with its
+        resume point), and the next RunQueue on the folder resumes them."""
         with self._lock:
             self._closed = True
-            ids = list(self._processes)
+            processes = list(self._processes.values())
             self._lock.notify_all()
-        for run_id in ids:
-            self.cancel(run_id)
+        for process in processes:
+            try:
+                process.stdin.write("stop\n")
+                process.stdin.flush()
+            except (BrokenPipeError, ValueError, OSError):
+                pass  # the worker already ended
+        for thread in self._dispatchers:
+            thread.join(timeout=10)
+        self._folder_lock.close()  # another RunQueue may now take the folder
 
     # ---- ETA from measured run times ----
     def _estimator(self):
@@ -255,7 +299,8 @@ class RunQueue:
                 run_id = self._queued.pop(0)
                 live = None
                 try:
-                    live = self._live[run_id] = LiveRun(self.store.get(run_id))
+                    resuming = (self.store.run_dir(run_id) / RESUME_NAME).is_file()
+                    live = self._live[run_id] = LiveRun(self.store.get(run_id), resuming)
                     self.store.update(run_id, state=RUNNING, started=live.record["started"], message="starting")
                 except Exception:  # e.g. a database locked past its timeout: the run fails, the queue goes on
                     log.exception("run %s: could not start it", run_id)
@@ -275,12 +320,13 @@ class RunQueue:
         run_dir = self.store.run_dir(run_id)
         run_dir.mkdir(parents=True, exist_ok=True)
         with open(run_dir / "worker.log", "ab") as log_file:
-            process = subprocess.Popen([sys.executable, "-m", "kdapp.lab.worker"], cwd=PACKAGE_ROOT,
+            process = subprocess.Popen(self.worker_command, cwd=PACKAGE_ROOT,
                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_file,
                                        text=True, bufsize=1, env=WORKER_ENV | dict(os.environ))
         config = live.record["config"]
         job = {"config": config, "runs_dir": str(self.store.root.resolve()), "out_dir": str(run_dir.resolve()),
-               "data_dir": str(Path(self.data_dir).resolve()), "threads": self.threads_per_worker}
+               "data_dir": str(Path(self.data_dir).resolve()), "threads": self.threads_per_worker,
+               "resume_path": str((run_dir / RESUME_NAME).resolve())}
         process.stdin.write(json.dumps(job) + "\n")  # the job line first: any later line means stop
         process.stdin.flush()
         with self._lock:
@@ -290,7 +336,10 @@ class RunQueue:
             process.stdin.write("stop\n")
             process.stdin.flush()
         # The run stops itself at its time limit; this is the backstop for a hung worker.
-        killer = threading.Timer(config["time_limit_s"] + 120, process.kill)
+        def kill_hung_worker():
+            live.stop_requested = True  # a worker killed for hanging is not resumed
+            process.kill()
+        killer = threading.Timer(config["time_limit_s"] + 120, kill_hung_worker)
         killer.start()
         end = None
         try:
@@ -304,19 +353,37 @@ class RunQueue:
                     self.version += 1
                 if event["type"] in ("epoch", "continual_task"):  # persist progress: a server killed now keeps the curves
                     self.store.update(run_id, **{k: live.record[k] for k in ("accuracy", "curves", "data", "device")})
+                elif event["type"] == "resumed":
+                    self.store.update(run_id, resumed_from_epoch=event["epoch"])
             process.wait()
         finally:
             killer.cancel()
             if process.poll() is None:  # we stopped reading early: never leave a worker behind
                 process.kill()
                 process.wait()
+        if self._closed and not live.stop_requested and (end is None or end["state"] == CANCELLED):
+            return SHUTDOWN  # stopped by the server's stop, not by a visitor: the next server resumes it
+        if end is None and (run_dir / RESUME_NAME).is_file() and not live.stop_requested \
+                and not self._closed and self.store.requeue(run_id, WORKER_DIED_REQUEUED, max_restarts=1):
+            return REQUEUE  # first in line again (see _end)
         if end is None:
             end = events_lib.end(FAILED, f"failed: the run's process ended unexpectedly (exit code "
                                          f"{process.returncode})", error=f"exit code {process.returncode}")
         return end
 
     def _end(self, run_id, live, end):
-        """Write the outcome; whatever happens, the run leaves the live set and waiters wake."""
+        """Write the outcome; whatever happens, the run leaves the live set and waiters wake.
+        end=REQUEUE: the run was queued again to resume, so it goes back to the head of the queue;
+        end=SHUTDOWN: the server is stopping, and the row stays as it is for the next one."""
+        if end is REQUEUE or end is SHUTDOWN:
+            with self._lock:
+                self._live.pop(run_id, None)
+                self._processes.pop(run_id, None)
+                if end is REQUEUE:
+                    self._queued.insert(0, run_id)
+                self.version += 1
+                self._lock.notify_all()
+            return
         try:
             r = live.record if live is not None else {}
             fields = dict(state=end["state"], message=end["message"], error=end["error"], ended=time.time())
@@ -329,6 +396,7 @@ class RunQueue:
             self.store.update(run_id, **fields)
             if end["state"] == FINISHED:
                 self.store.finish_checkpoints(run_id)
+            (self.store.run_dir(run_id) / RESUME_NAME).unlink(missing_ok=True)  # ended: never resumed
         except Exception:
             log.exception("run %s: could not record its outcome", run_id)
         finally:
@@ -337,3 +405,23 @@ class RunQueue:
                 self._processes.pop(run_id, None)
                 self.version += 1
                 self._lock.notify_all()
+
+
+def hold_runs_folder(root):
+    """Take the runs folder's lock for this process, or raise RunsFolderBusy. Two servers on one
+    folder would each dispatch the same queued runs; the kernel drops the lock when the process
+    dies, however it dies, so a killed server never blocks the next one. Returns the open file."""
+    root = Path(root)
+    lock = open(root / LOCK_NAME, "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "another process"
+        lock.close()
+        raise RunsFolderBusy(f"another kdapp server ({holder}) is already using the runs folder {root}; "
+                             "stop it first, or start this one with another folder (KDAPP_RUNS_DIR)") from None
+    lock.truncate(0)
+    lock.write(f"pid {os.getpid()}\n")
+    lock.flush()
+    return lock

@@ -1,9 +1,10 @@
 """The lab notebook: every run's config, curves and outcome in one SQLite file that outlives
 the server, plus a folder of checkpoints per run.
 
-One server owns a root: opening a store marks the runs an earlier server left queued or running
-as interrupted. Many threads read while one writes: each thread gets its own connection, and WAL
-lets readers see the last committed state while a write transaction is open.
+Opening a store changes no run: the server that owns the root (kdapp.lab.jobs holds its lock)
+calls `recover` once, which keeps queued runs queued and puts the running ones back in the queue,
+first in line, to resume. Many threads read while one writes: each thread gets its own
+connection, and WAL lets readers see the last committed state while a write transaction is open.
 """
 import contextlib
 import json
@@ -23,12 +24,17 @@ BUSY_TIMEOUT_MS = 10_000  # a writer waits this long for another writer, then th
 STATES = ("queued", "running", "finished", "failed", "cancelled", "interrupted")
 ACTIVE = ("queued", "running")
 DB_NAME = "kdapp.sqlite3"
-INTERRUPTED = {"queued": "interrupted: the server restarted before this run started",
-               "running": "interrupted: the server restarted before this run finished"}
+# A run the server was training when it died is queued again this many times at most: a run
+# that takes its server down every time must not take it down forever.
+MAX_RESTARTS = 2
+REQUEUED = "queued again after a server restart; it resumes from its last finished epoch"
+GAVE_UP = ("failed: the server restarted {n} times while this run trained, so it was not resumed again; "
+           "press Run again to start it afresh")
 
 # Owners are secrets (a browser session), so they are never among the columns a record shows.
 RECORD_COLUMNS = ("id", "created", "started", "ended", "state", "config", "data", "device", "metrics",
-                  "accuracy", "curves", "warnings", "error", "message", "has_checkpoints", "extra", "fidelity")
+                  "accuracy", "curves", "warnings", "error", "message", "has_checkpoints", "extra", "fidelity",
+                  "resumed_from_epoch")
 JSON_COLUMNS = ("config", "metrics", "accuracy", "curves", "warnings", "extra", "fidelity")
 WRITABLE = frozenset(RECORD_COLUMNS) - {"id"}
 HEAVY = ("curves", "accuracy", "fidelity")  # what a listing can leave out
@@ -56,7 +62,14 @@ def _add_fidelity(db):
     db.execute("ALTER TABLE runs ADD COLUMN fidelity TEXT")  # kdapp.evaluation.fidelity's dict, once finished
 
 
-MIGRATIONS = [_create_runs, _add_fidelity]  # MIGRATIONS[v] takes a database from user_version v to v + 1
+def _add_resuming(db):
+    # restarts: how often a restart (or a worker's death) queued the run again; resumed_from_epoch:
+    # the epoch its last resume point held, set when a worker resumed from it.
+    db.execute("ALTER TABLE runs ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE runs ADD COLUMN resumed_from_epoch INTEGER")
+
+
+MIGRATIONS = [_create_runs, _add_fidelity, _add_resuming]  # MIGRATIONS[v] takes a database from user_version v to v + 1
 SCHEMA_VERSION = len(MIGRATIONS)  # a new version appends one function above
 
 
@@ -99,7 +112,6 @@ class RunStore:
             return
         self.root.mkdir(parents=True, exist_ok=True)
         self._open()
-        self.interrupt_unfinished()
 
     # ---- connections ----
 
@@ -184,20 +196,25 @@ class RunStore:
 
     def create(self, config, owner, state="queued", extra=None):
         """Record a new run and return it; a run created as running has started now."""
+        return self.create_many([config], owner, state, extra)[0]
+
+    def create_many(self, configs, owner, state="queued", extra=None):
+        """Record several runs (a sweep) in one transaction, all or none, in order; returns them."""
         if state not in STATES:
             raise ValueError(f"unknown state {state!r}: pick one of {', '.join(STATES)}")
         now = time.time()
         started = now if state == "running" else None
         while True:
-            run_id = secrets.token_hex(4)
+            ids = [secrets.token_hex(4) for _ in configs]
             try:
                 with self._write() as db:
-                    db.execute("INSERT INTO runs (id, created, started, state, owner, config, extra) "
-                               "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                               (run_id, now, started, state, owner, json.dumps(config), json.dumps(extra or {})))
+                    for run_id, config in zip(ids, configs):
+                        db.execute("INSERT INTO runs (id, created, started, state, owner, config, extra) "
+                                   "VALUES (?, ?, ?, ?, ?, ?, ?)", (run_id, now, started, state, owner,
+                                                                    json.dumps(config), json.dumps(extra or {})))
             except sqlite3.IntegrityError:
-                continue  # the 8 hex characters were taken: draw again
-            return self.get(run_id)
+                continue  # one of the 8-hex-character ids was taken: nothing was kept, draw again
+            return [self.get(run_id) for run_id in ids]
 
     def update(self, run_id, **fields):
         """Set record fields; dicts and lists are stored as JSON, and `curves` thinned to
@@ -254,10 +271,12 @@ class RunStore:
         return [_record(row) for row in rows]
 
     def active(self):
-        """Internal, for the queue only: queued and running runs, oldest first, each WITH its
-        "owner". Never hand these records to a user."""
+        """Internal, for the queue only: running runs, then queued runs in the order they start
+        (runs queued again to resume first, then oldest first), each WITH its "owner". Never
+        hand these records to a user."""
         rows = self._db().execute(f"SELECT {', '.join(RECORD_COLUMNS)}, owner FROM runs "
-                                  "WHERE state IN (?, ?) ORDER BY seq", ACTIVE)
+                                  "WHERE state IN (?, ?) ORDER BY state = 'running' DESC, restarts > 0 DESC, seq",
+                                  ACTIVE)
         return [{**_record(row), "owner": row["owner"]} for row in rows]
 
     def finish_checkpoints(self, run_id):
@@ -280,10 +299,24 @@ class RunStore:
                 log.warning("could not delete the checkpoints of run %s: %s", pruned_id, e)
         return pruned
 
-    def interrupt_unfinished(self):
-        """Mark the runs a dead server left queued or running as interrupted; returns how many."""
+    def recover(self, max_restarts=MAX_RESTARTS):
+        """At a server's start, for the runs the last one left: queued runs stay queued, in their
+        order; running runs are queued again, ahead of them, unless restarts already requeued
+        them `max_restarts` times (then they fail, saying so). Returns (requeued, failed) ids."""
         with self._write() as db:
-            return db.execute("UPDATE runs SET state = 'interrupted', ended = ?, "
-                              "message = CASE state WHEN 'queued' THEN ? ELSE ? END "
-                              "WHERE state IN (?, ?)",
-                              (time.time(), INTERRUPTED["queued"], INTERRUPTED["running"], *ACTIVE)).rowcount
+            running = db.execute("SELECT id, restarts FROM runs WHERE state = 'running' ORDER BY seq").fetchall()
+            requeued = [r["id"] for r in running if r["restarts"] < max_restarts]
+            failed = [r["id"] for r in running if r["restarts"] >= max_restarts]
+            db.executemany("UPDATE runs SET state = 'queued', restarts = restarts + 1, message = ? WHERE id = ?",
+                           [(REQUEUED, i) for i in requeued])
+            db.executemany("UPDATE runs SET state = 'failed', ended = ?, message = ?, error = ? WHERE id = ?",
+                           [(time.time(), GAVE_UP.format(n=max_restarts), "too many restarts", i) for i in failed])
+        return requeued, failed
+
+    def requeue(self, run_id, message, max_restarts=MAX_RESTARTS):
+        """Queue a running run again, to resume (its worker died). False, changing nothing, when
+        it was already requeued `max_restarts` times: one failed resume is not tried forever."""
+        with self._write() as db:
+            return db.execute("UPDATE runs SET state = 'queued', restarts = restarts + 1, message = ? "
+                              "WHERE id = ? AND state = 'running' AND restarts < ?",
+                              (message, run_id, max_restarts)).rowcount == 1

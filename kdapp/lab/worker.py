@@ -1,7 +1,8 @@
 """python -m kdapp.lab.worker: one run in a process of its own, driven by kdapp.lab.jobs.
 
 Protocol, one JSON document per line. stdin: the first line is {"config", "runs_dir", "data_dir",
-"out_dir", "threads"}, and any later line (or EOF, which is what the worker sees if the server
+"out_dir", "threads", "resume_path"} (the run saves a resume point there after each epoch and,
+when one is there at start, resumes from it), and any later line (or EOF, which is what the worker sees if the server
 dies) means stop. stdout: the run's events (kdapp.events), then one `end` event. Logs and
 tracebacks go to stderr. A process of its own means request handling in the server cannot starve
 training through the GIL, and a crash in training cannot take the server down.
@@ -46,12 +47,14 @@ def main():
             return
         config = RunConfig.from_dict(job["config"])  # the worker's boundary: validated here, once
         result = train.run(config, emit=emit, should_stop=stop.is_set, runs_dir=job["runs_dir"],
-                           data_dir=job["data_dir"], out_dir=job.get("out_dir"))
+                           data_dir=job["data_dir"], out_dir=job.get("out_dir"),
+                           resume_path=job.get("resume_path"))
     except train.Cancelled as e:
         emit(events.end("cancelled", f"cancelled: {e}"))
     except Exception as e:
         traceback.print_exc(file=sys.stderr)
-        emit(events.end("failed", f"failed: {type(e).__name__}: {e}", error=f"{type(e).__name__}: {e}"))
+        # The message is for the visitor (no class names); the error and worker.log are for the operator.
+        emit(events.end("failed", f"failed: {e}", error=f"{type(e).__name__}: {e}"))
     else:
         emit(events.end("finished", "finished", metrics=result.metrics, paths=result.paths,
                         fidelity=result.fidelity))

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from kdapp import checkpoints, data as data_lib, events
-from kdapp.training import distributed
+from kdapp.training import distributed, resume as resume_lib
 from kdapp.evaluation import fidelity
 from kdapp.config import SELF, RunConfig
 from kdapp.training.features import DeepSupervision, FeatureDistiller
@@ -199,7 +199,7 @@ def evaluate_sharded(model, x, y, world):
 
 
 def distill(config, teachers, dataset, emit=_ignore, should_stop=never, teacher_keys=None, cache_dir=None,
-            world=distributed.SINGLE):
+            world=distributed.SINGLE, resume=None):
     """Train the KD student (and, if config.baseline, its hard-label twin) from `teachers`.
 
     Where the KD student's targets come from is chosen once, before the loop (`_target_source`):
@@ -208,7 +208,10 @@ def distill(config, teachers, dataset, emit=_ignore, should_stop=never, teacher_
     student's own deepest layer. The baseline learns from the labels alone on the same batches.
 
     Under torchrun (`world`, see kdapp.training.distributed) each rank trains on its slice of every
-    global batch of config.batch_size x world.size, with both students wrapped in DDP."""
+    global batch of config.batch_size x world.size, with both students wrapped in DDP.
+
+    With `resume` (a kdapp.training.resume.ResumePoint) the state after each epoch is saved there,
+    and a run that finds one at the start carries on after its epoch."""
     if bool(teachers) == config.deep_supervision:
         raise ValueError("deep supervision takes no teachers; every other run takes one or more")
     device = dataset.train_x.device
@@ -241,8 +244,13 @@ def distill(config, teachers, dataset, emit=_ignore, should_stop=never, teacher_
     has_feature = config.feature_loss != "none" or config.deep_supervision
     meter = _Meter(["loss", "soft", "hard", "feature", "baseline", *part_names], device)
     student_acc = baseline_acc = None
-    train_started = time.monotonic()
-    for epoch in range(config.epochs):
+    train_started, start_epoch, seconds_before = time.monotonic(), 0, 0.0
+    trainees = (kd_model, kd_optimizer, base_model, base_optimizer,
+                [generator] if augment_generator is generator else [generator, augment_generator])
+    if resume is not None and (state := resume.load(config)) is not None:  # carry on after its epoch
+        start_epoch, (student_acc, baseline_acc), seconds_before = resume_lib.restore(state, *trainees)
+        emit(events.resumed(start_epoch, start_epoch * steps_per_epoch))
+    for epoch in range(start_epoch, config.epochs):
         kd_model.train()
         if baseline is not None:
             baseline.train()
@@ -278,11 +286,14 @@ def distill(config, teachers, dataset, emit=_ignore, should_stop=never, teacher_
         baseline_acc = evaluate_sharded(baseline, dataset.test_x, dataset.test_y, world) \
             if baseline is not None else None
         emit(events.epoch(epoch + 1, config.epochs, teacher_acc, student_acc, baseline_acc))
+        if resume is not None:
+            resume.save(resume_lib.capture(config, epoch + 1, *trainees, (student_acc, baseline_acc),
+                                           seconds_before + time.monotonic() - train_started))
 
     metrics = {"teacher_acc": teacher_acc, "teacher_accs": teacher_accs, "student_acc": student_acc,
                "baseline_acc": baseline_acc, "train_samples": n, "test_samples": len(dataset.test_y),
                "world_size": world.size, "effective_batch_size": config.batch_size * world.size,
-               "train_seconds": round(time.monotonic() - train_started, 2)}  # the loop and its evaluations
+               "train_seconds": round(seconds_before + time.monotonic() - train_started, 2)}  # loop and evaluations
     if world.distributed:  # every replica must hold the same weights, bit for bit
         metrics["replica_hashes"] = distributed.gather_strings(distributed.weights_hash(student, baseline), world)
     return RunResult(config, metrics, teachers[0] if teachers else None, student.eval(),
@@ -407,15 +418,16 @@ def born_again(config, dataset, emit=_ignore, should_stop=never, world=distribut
 
 
 def train_students(config, teachers, dataset, emit=_ignore, should_stop=never, teacher_keys=None, cache_dir=None,
-                   world=distributed.SINGLE):
+                   world=distributed.SINGLE, resume=None):
     """The KD student and its baseline, however the config says they learn: from `teachers`, from
-    an earlier generation of the student (born-again), or from its own deepest layer."""
+    an earlier generation of the student (born-again), or from its own deepest layer. Born-again
+    runs take no resume point (`resume`): their generations would each need one; they start over."""
     if config.deep_supervision:
-        return distill(config, [], dataset, emit, should_stop, world=world)
+        return distill(config, [], dataset, emit, should_stop, world=world, resume=resume)
     if config.teacher == SELF:
         return born_again(config, dataset, emit, should_stop, world)
     return distill(config, teachers, dataset, emit, should_stop, teacher_keys=teacher_keys, cache_dir=cache_dir,
-                   world=world)
+                   world=world, resume=resume)
 
 
 def omitted_class_reports(result, dataset, omit_class):
@@ -455,9 +467,11 @@ def _teacher(arch, dataset, config, runs_dir, emit, should_stop):
 
 
 def run(config, emit=_ignore, should_stop=never, runs_dir=None, data_dir="data", out_dir=None,
-        world=distributed.SINGLE, device=None):
+        world=distributed.SINGLE, device=None, resume_path=None):
     """One whole run: data, teacher(s), KD + baseline, evaluation, and the students saved into
     `out_dir` (default runs_dir/latest). Trained teachers and the logit cache go under runs_dir.
+    With `resume_path` the students' training saves a resume point there after each epoch, and
+    resumes from the one it finds (kdapp.training.resume; single-process runs only).
 
     Under torchrun, pass the World and device from kdapp.training.distributed.init: every rank trains, and
     only rank 0 computes the fidelity panel and saves (the others return without them)."""
@@ -486,7 +500,9 @@ def run(config, emit=_ignore, should_stop=never, runs_dir=None, data_dir="data",
             found = [_teacher(arch, dataset, config, runs_dir, emit, check) for arch in config.teachers]
     result = train_students(config, [f[0] for f in found], dataset, emit, check,
                             teacher_keys=[f[1] for f in found], world=world,
-                            cache_dir=Path(runs_dir) / "cache" if runs_dir else None)
+                            cache_dir=Path(runs_dir) / "cache" if runs_dir else None,
+                            resume=resume_lib.ResumePoint(resume_path) if resume_path and not world.distributed
+                            else None)
     if not world.main:
         return result
     emit(events.phase("fidelity", "comparing the students with the teacher on the test digits"))

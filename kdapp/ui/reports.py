@@ -104,6 +104,8 @@ def status(run, mine, newest_finished=None):
     rid = html.escape(run["id"])
     what = settings_line(run["config"])
     where = f" on {html.escape(run['device'])}, {html.escape(run['data'])} data" if run.get("device") else ""
+    if run.get("resumed_from_epoch") is not None:  # a server restart (or a worker's death) in between
+        where += f" · resumed from epoch {run['resumed_from_epoch']} after a restart"
     state = run["state"]
     if state == "queued":
         eta = f" · starts in about {_duration(run.get('starts_in_s'))}" if run.get("starts_in_s") is not None else ""

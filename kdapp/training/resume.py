@@ -1,0 +1,103 @@
+"""Resume points: a run's training state after each epoch, so a run killed with its server (or
+its worker) carries on from its last finished epoch instead of starting over.
+
+A resume point holds everything the next epoch reads: both students (with any adapter or
+deep-supervision heads), both optimisers with their schedules, the batch-order and augmentation
+generators, torch's global RNG (dropout), and the accuracies so far. Restored into a distill()
+that set itself up from the same config, the remaining epochs run exactly as they would have:
+on the same machine and thread count the result is the same to the last bit
+(tests/test_resume.py). Across machines or thread counts float sums may be added in another
+order, as for any two runs there.
+
+Written with checkpoints.atomic_write: a kill mid-write leaves the previous point whole.
+"""
+import torch
+
+from kdapp import checkpoints
+
+FORMAT = 1  # bump when the contents change: an older point is then refused, not misread
+
+
+class ResumeError(RuntimeError):
+    """A resume point could not be written or read; the message says what to do."""
+
+
+class ResumePoint:
+    """Where one run keeps its resume point, for distill(): `load` at the start, `save` after
+    each epoch. `saves` counts the points written by this process."""
+
+    def __init__(self, path):
+        self.path = path
+        self.saves = 0
+
+    def load(self, config):
+        """The saved state for this config, or None when there is none (a fresh run)."""
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            return None
+        except Exception as e:  # truncated, random bytes, a pickle that is not weights
+            raise ResumeError(f"the run's resume point could not be read ({_reason(e)}); "
+                              "press Run again to start it afresh") from None
+        if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("config") != config.to_dict():
+            raise ResumeError("the run's resume point belongs to other settings or another kdapp version; "
+                              "press Run again to start it afresh")
+        return state
+
+    def save(self, state):
+        """Write `state` (from capture) atomically; a full disk fails the run, saying so."""
+        try:
+            checkpoints.atomic_save(state, self.path)
+        except OSError as e:
+            raise ResumeError(f"could not save the resume point after epoch {state['epoch']}: "
+                              f"{_reason(e)}; free some disk space on the server, then press Run again") from None
+        self.saves += 1
+
+
+def _reason(error):
+    """An OS or torch error in words, without the file's path or an exception's class name."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror.lower()
+    return "the file is damaged"
+
+
+def capture(config, epoch, kd_model, kd_optimizer, base_model, base_optimizer, generators, accuracies,
+            train_seconds):
+    """The state after `epoch` epochs (everything on the CPU, so a point moves between devices)."""
+    cpu = lambda tree: _map(tree, lambda t: t.detach().cpu())
+    return {"format": FORMAT, "config": config.to_dict(), "epoch": epoch,
+            "kd_model": cpu(kd_model.state_dict()), "kd_optimizer": cpu(_optimizer_state(kd_optimizer)),
+            "base_model": cpu(base_model.state_dict()) if base_model is not None else None,
+            "base_optimizer": cpu(_optimizer_state(base_optimizer)) if base_model is not None else None,
+            "generators": [g.get_state() for g in generators], "torch_rng": torch.get_rng_state(),
+            "accuracies": list(accuracies), "train_seconds": train_seconds}
+
+
+def restore(state, kd_model, kd_optimizer, base_model, base_optimizer, generators):
+    """Put a captured state back into a freshly set-up distill(). Returns (epochs done,
+    (student_acc, baseline_acc), train seconds so far)."""
+    kd_model.load_state_dict(state["kd_model"])
+    kd_optimizer.optimizer.load_state_dict(state["kd_optimizer"]["optimizer"])
+    kd_optimizer.scheduler.load_state_dict(state["kd_optimizer"]["scheduler"])
+    if base_model is not None:
+        base_model.load_state_dict(state["base_model"])
+        base_optimizer.optimizer.load_state_dict(state["base_optimizer"]["optimizer"])
+        base_optimizer.scheduler.load_state_dict(state["base_optimizer"]["scheduler"])
+    for generator, saved in zip(generators, state["generators"]):
+        generator.set_state(saved)
+    torch.set_rng_state(state["torch_rng"])
+    return state["epoch"], tuple(state["accuracies"]), state["train_seconds"]
+
+
+def _optimizer_state(optimizer):
+    return {"optimizer": optimizer.optimizer.state_dict(), "scheduler": optimizer.scheduler.state_dict()}
+
+
+def _map(tree, fn):
+    if isinstance(tree, torch.Tensor):
+        return fn(tree)
+    if isinstance(tree, dict):
+        return {k: _map(v, fn) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_map(v, fn) for v in tree)
+    return tree
