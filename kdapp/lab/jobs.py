@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from kdapp import events as events_lib
+from kdapp.lab import drawing_models
 
 log = logging.getLogger(__name__)
 
@@ -319,6 +320,7 @@ class RunQueue:
             self.store.update(run_id, **fields)
             if end["state"] == FINISHED:
                 self.store.finish_checkpoints(run_id)
+                drawing_models.export_run(self.store, run_id)  # once, for the visitors' browsers
         except Exception:
             log.exception("run %s: could not record its outcome", run_id)
         finally:
