@@ -5,9 +5,10 @@ import secrets
 
 import gradio as gr
 from PIL import Image
+from starlette.middleware import Middleware
 
 from kdapp.lab import facade as lab_lib
-from kdapp.ui import plots, reports
+from kdapp.ui import drawing, plots, reports
 from kdapp.config import DEFAULTS, RANGES
 from kdapp.evaluation.inference import MAX_SIDE, BlankCanvas, CanvasError
 from kdapp.models import cnn_names
@@ -24,8 +25,7 @@ lab = lab_lib.Lab(runs_dir=os.environ.get("KDAPP_RUNS_DIR", "runs"), data_dir=os
                   keep_checkpoints=int(os.environ.get("KDAPP_KEEP_CHECKPOINTS", 100)),
                   drawing_dir=os.environ.get("KDAPP_DRAWING_DIR"))  # a `distill --out` folder, e.g. from torchrun
 
-CANVAS = 280  # px; 10x MNIST, so a stroke of ~20 px matches MNIST's pen width after scaling
-DRAW_HINT = reports.hint("Draw a digit (0–9) on the canvas.")
+DRAW_HINT = reports.hint(drawing.HINT)
 INTRO = """# Knowledge distillation lab
 A big **teacher** network teaches a small **student** with its *soft* predictions: its full
 softmax at a raised temperature **T**, not just the right label. Pick the two networks, set
@@ -188,8 +188,9 @@ def on_load(owner, request: gr.Request):
 
 
 class Sketchpad(gr.Sketchpad):
-    """Gradio decodes an uploaded image before our handler runs, so a truncated or oversized file
-    would reach the visitor as a bare "Error". Hand the reason to `predict` instead."""
+    """/predict's input, for scripts (gradio_client); the page draws with kdapp.ui.drawing.
+    Gradio decodes an uploaded image before our handler runs, so a truncated or oversized file
+    would reach the caller as a bare "Error". Hand the reason to `predict` instead."""
 
     def get_block_name(self):
         return "imageeditor"  # a subclass of a template must name the frontend itself
@@ -202,15 +203,10 @@ class Sketchpad(gr.Sketchpad):
             return {"unreadable": f"{type(e).__name__}: {e}"}
 
 
-# The labels say which models the drawing has; they change with the models picked (model_labels),
-# never in /predict's answer, whose outputs stay plain values for scripts.
-TEACHER_LABEL, NO_TEACHER_LABEL = "Teacher", "Teacher: none (this run's student taught itself)"
-BASELINE_LABEL, NO_BASELINE_LABEL = "Baseline (no KD)", "Baseline: none for these models"
-
-
 def predict(sketch, temperature=DEFAULTS.temperature, models=lab_lib.SHIPPED):
-    """Teacher, KD student and baseline on a drawing: top-3 labels, softmaxes at T=1 and T, the
-    28x28 input. /predict's first two outputs stay the teacher and the KD student."""
+    """/predict, for scripts: teacher, KD student and baseline on a drawing: top-3 labels,
+    softmaxes at T=1 and T, the 28x28 input. The first two outputs stay the teacher and the KD
+    student. The page computes the same in the browser (kdapp.ui.drawing)."""
     try:
         if isinstance(sketch, dict) and "unreadable" in sketch:
             raise CanvasError(f"{sketch['unreadable']}; send a PNG or JPEG of at most "
@@ -226,15 +222,8 @@ def predict(sketch, temperature=DEFAULTS.temperature, models=lab_lib.SHIPPED):
             plots.distribution_figure(result), result["image"], reports.prediction_note(result))
 
 
-def model_labels(choice):
-    """The teacher's and baseline's labels for the drawing's models: "none" where they have none."""
-    teacher, _, baseline, _ = lab.models_or_shipped(choice or lab_lib.SHIPPED)
-    return (gr.update(label=TEACHER_LABEL if teacher is not None else NO_TEACHER_LABEL),
-            gr.update(label=BASELINE_LABEL if baseline is not None else NO_BASELINE_LABEL))
-
-
 def clear():
-    """The outputs of a cleared canvas. The canvas itself is cleared in the browser (CLEAR_CANVAS)."""
+    """/predict's outputs for a blank canvas."""
     return None, None, None, plots.distribution_figure(None), None, DRAW_HINT
 
 
@@ -304,8 +293,6 @@ def api_runs() -> list[dict]:
 
 
 CSS = """
-#digit-28 img { image-rendering: pixelated; width: 168px !important; height: 168px !important; object-fit: contain; }
-#digit-28 { min-width: 180px; }
 #fixed-gallery img, #broken-gallery img { image-rendering: pixelated; }
 #status { min-height: 3em; }
 /* break table cells between words only (Gradio's default split "architecture" mid-word) */
@@ -316,37 +303,6 @@ CSS = """
 }
 .control-choice input { padding-right: 2.2em !important; text-overflow: ellipsis; }
 """
-# The editor's own tools do not help a digit pad: its trash button resets the editor with no tool
-# selected, and colour, size, pan and zoom only confuse. Gradio 6 has no option to remove them
-# (eraser=False crashes its editor), so hide them; Clear is the one reset.
-CSS += """
-#sketch button[aria-label="Erase"], #sketch button[aria-label="Color"], #sketch button[aria-label="Brush Size"],
-#sketch button[aria-label="Pan"], #sketch button[aria-label="Zoom in"], #sketch button[aria-label="Zoom out"],
-#sketch .zoom-number, #sketch button[aria-label="Undo"], #sketch button[aria-label="Redo"],
-#sketch button[aria-label="Clear canvas"] { display: none !important; }
-#sketch { user-select: none; -webkit-user-select: none; }
-"""
-# Clear empties the canvas in the browser, with the editor's own (hidden) trash button. A reset
-# sent from the server raced the next stroke (a Clear answered late wiped a digit drawn after it),
-# and after one None value the editor ignored the next (no change), so strokes stayed.
-CLEAR_CANVAS = """() => { const trash = document.querySelector('#sketch button[aria-label="Clear canvas"]');
-  if (trash) trash.click(); }"""
-# Gradio 6's Sketchpad starts with no tool selected ("select the draw tool to start"), and so does
-# one reset by the server: watch the editor and select the brush whenever nothing is selected.
-KEEP_BRUSH = """() => {
-  if (window.__keepBrush) return; window.__keepBrush = true;
-  let queued = false;
-  const ensure = () => { queued = false;
-    const b = document.querySelector('#sketch button[aria-label="Brush"]');
-    if (b && !b.classList.contains('highlight')) b.click(); };
-  const schedule = () => { if (!queued) { queued = true; setTimeout(ensure, 50); } };
-  const attach = () => { const root = document.querySelector('#sketch');
-    if (!root) return setTimeout(attach, 100);
-    new MutationObserver(schedule).observe(root, {subtree: true, childList: true, attributes: true,
-                                                  attributeFilter: ['class']});
-    schedule(); };
-  attach(); }"""
-
 with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     gr.Markdown(INTRO)
     # The visitor's owner token: encrypted in the browser's localStorage, so it survives reloads,
@@ -451,28 +407,17 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
                     acc_plot = gr.Plot(plots.accuracy_figure(None), elem_id="acc-plot", show_label=False)
                     table = gr.Markdown(reports.comparison_table(None), elem_id="comparison")
             gr.Markdown("## Draw a digit and compare")
-            with gr.Row():
-                with gr.Column(scale=2, min_width=300):
-                    sketch = Sketchpad(label="Draw a digit", elem_id="sketch", type="numpy", image_mode="RGBA",
-                                       canvas_size=(CANVAS, CANVAS), brush=gr.Brush(colors=["#000000"],
-                                       color_mode="fixed", default_size=9), layers=False, transforms=())
-                    clear_btn = gr.Button("Clear", elem_id="clear")
-                    models_dd = gr.Dropdown(lab.drawing_choices(), value=lab_lib.SHIPPED, label="Models for the drawing",
-                                            elem_id="drawing-models", info="the shipped ones, or any finished run's")
-                with gr.Column(scale=3):
-                    # Labelled for the shipped models; models_dd.change relabels them (model_labels).
-                    shipped = lab.shipped_roles()
-                    with gr.Row():
-                        teacher_pred = gr.Label(num_top_classes=3, elem_id="teacher-pred",
-                                                label=TEACHER_LABEL if "teacher" in shipped else NO_TEACHER_LABEL)
-                        student_pred = gr.Label(num_top_classes=3, label="KD student", elem_id="student-pred")
-                        baseline_pred = gr.Label(num_top_classes=3, elem_id="baseline-pred",
-                                                 label=BASELINE_LABEL if "baseline" in shipped else NO_BASELINE_LABEL)
-                    with gr.Row():
-                        digit28 = gr.Image(label="What the models see (28×28)", elem_id="digit-28", interactive=False,
-                                           height=190, width=190, buttons=[])
-                        draw_note = gr.Markdown(DRAW_HINT, elem_id="draw-note")
-                    dist_plot = gr.Plot(plots.distribution_figure(None), elem_id="dist-plot", show_label=False)
+            models_dd = gr.Dropdown(lab.drawing_choices(), value=lab_lib.SHIPPED, label="Models for the drawing",
+                                    elem_id="drawing-models", info="the shipped ones, or any finished run's")
+            # The canvas, the three models' answers, the 28x28 input and the softmax chart: all
+            # computed in the visitor's browser (kdapp/ui/drawing.py, static/drawing.js).
+            drawing.panel(lambda: lab, DEFAULTS.temperature, lab_lib.SHIPPED, roles=lab.shipped_roles())
+            # /predict, for scripts (gradio_client), with the same inputs and outputs as ever; hidden.
+            with gr.Column(visible=False):
+                sketch = Sketchpad(type="numpy", image_mode="RGBA", canvas_size=(drawing.CANVAS, drawing.CANVAS),
+                                   layers=False, transforms=())
+                predict_outputs = [gr.Label(num_top_classes=3), gr.Label(num_top_classes=3),
+                                   gr.Label(num_top_classes=3), gr.Plot(), gr.Image(), gr.Markdown()]
             gr.Markdown("## What the student learned")
             fidelity_md = gr.Markdown(FIDELITY_WAIT, elem_id="fidelity")
             confusion_plot = gr.Plot(plots.confusion_figure(None), elem_id="confusion-plot", show_label=False)
@@ -522,26 +467,17 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
                 notice_for, fidelity_md, confusion_plot, fixed_gallery, broken_gallery, example_plot, fidelity_shown,
                 last],
                concurrency_limit=None, queue=False, **private)
-    predict_outputs = [teacher_pred, student_pred, baseline_pred, dist_plot, digit28, draw_note]
-    predict_inputs = [sketch, CONTROLS["temperature"], drawing_models]
-    # Predictions skip the queue (queue=False): the browser sends one POST to gradio_api/run/predict
-    # and gets the answer in its reply, instead of joining the queue and reading an event stream.
-    # That is most of a drawing's server cost (measured: `python -m kdapp loadtest`, README).
-    sketch.change(predict, predict_inputs, predict_outputs, api_name="predict", show_progress="hidden", queue=False)
-    CONTROLS["temperature"].release(predict, predict_inputs, predict_outputs, queue=False, **private)
+    # /predict skips the queue (queue=False): one POST to gradio_api/run/predict, answered in its reply.
+    sketch.change(predict, [sketch, CONTROLS["temperature"], drawing_models], predict_outputs, api_name="predict",
+                  show_progress="hidden", queue=False)
     # The drawing's models live in session state, set in the same answer that shows them in the
-    # dropdown (a link, a finished run) or by the visitor's own pick; then the digit is read again.
-    # The teacher's and baseline's labels follow the models too ("none" where a run has none).
-    models_dd.change(predict, predict_inputs, predict_outputs, queue=False, **private)
-    models_dd.input(lambda choice: (choice, False), models_dd, [drawing_models, follow], **private).then(
-        predict, predict_inputs, predict_outputs, queue=False, **private)
-    # The dropdown's value is the drawing's models: set with them, or picked (when the state is not set yet).
-    models_dd.change(model_labels, models_dd, [teacher_pred, baseline_pred], queue=False, **private)
-    clear_btn.click(clear, None, predict_outputs, js=CLEAR_CANVAS, **private)
+    # dropdown (a link, a finished run) or by the visitor's own pick. The panel follows the
+    # dropdown in the browser and reads the digit again (no server call).
+    models_dd.input(lambda choice: (choice, False), models_dd, [drawing_models, follow], **private)
+    models_dd.change(None, models_dd, None, js="(choice) => { window.kdappDrawing?.setModels(choice); }", **private)
     fixed_gallery.select(show_example("fixed"), fidelity_shown, example_plot, **private)
     broken_gallery.select(show_example("broken"), fidelity_shown, example_plot, **private)
     demo.load(on_load, [owner], [owner, view, notice, models_dd, drawing_models, follow, *controls], **private)
-    demo.load(None, js=KEEP_BRUSH)
 
     for event in (refresh_runs_btn.click, pair_dd.input):
         event(runs_table, [pair_dd, selected], [runs_df, pair_dd, selected], **private)
@@ -556,7 +492,9 @@ demo.queue(max_size=64, default_concurrency_limit=2)
 # No "runs" footer link: it is Gradio's own /predict history, easy to mistake for the lab's runs.
 LAUNCH = dict(css=CSS, max_file_size="5mb", show_error=False, footer_links=["api", "gradio", "settings"],
               run_history=False,
-              allowed_paths=[str(lab.store.root / "runs")])
+              allowed_paths=[str(lab.store.root / "runs")],
+              # the drawing panel's files: its JS, the in-browser runtime and the models' ONNX, compressed
+              app_kwargs={"middleware": [Middleware(drawing.DrawingFiles, get_lab=lambda: lab)]})
 
 if __name__ == "__main__":
     demo.launch(**LAUNCH)  # honours GRADIO_SERVER_NAME / GRADIO_SERVER_PORT
