@@ -77,8 +77,9 @@ def config(temperature, models, force_server=False):
 def panel(get_lab, temperature, models, roles=("teacher", "student", "baseline"), elem_id="drawing"):
     """The panel as one gr.HTML. `get_lab()` gives the Lab (for the fallback's predictions);
     `roles` are those the first models fill, for the labels shown before the first digit."""
-    def predict_drawing(image, temperature, models):
-        return server_answer(get_lab(), image, temperature, models)
+    def predict_drawing(request):  # gradio hands a server function the page's one argument
+        request = request if isinstance(request, dict) else {}
+        return server_answer(get_lab(), request.get("image"), request.get("temperature"), request.get("models"))
 
     markup = TEMPLATE.format(canvas=CANVAS, teacher=TEACHER_LABEL if "teacher" in roles else NO_TEACHER_LABEL,
                              baseline=BASELINE_LABEL if "baseline" in roles else NO_BASELINE_LABEL)

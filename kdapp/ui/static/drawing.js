@@ -17,23 +17,27 @@
     return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
   }
 
-  // inference.ink_from_image for an RGBA canvas: float ink in [0,1], 1 = full ink.
+  // inference.ink_from_image for an RGBA canvas: float ink in [0,1], 1 = full ink. numpy works in
+  // float32 here, so each step is rounded to float32 (Math.fround) to land on the same values.
+  const f32 = Math.fround, LUMA = [f32(0.299), f32(0.587), f32(0.114)];
   function inkFromImage(rgba, width, height, C) {
-    const n = width * height, ink = new Float32Array(n);
+    const n = width * height, ink = new Float32Array(n), lum = new Float32Array(n);
+    const scale = rgba.reduce((a, v) => Math.max(a, v), 0) > 1 ? 255 : 1;  // Python: `if arr.max() > 1.0`
     let minAlpha = 1;
-    for (let i = 0; i < n; i++) minAlpha = Math.min(minAlpha, rgba[4 * i + 3] / 255);
-    const lum = new Float32Array(n);
     for (let i = 0; i < n; i++) {
-      lum[i] = (0.299 * rgba[4 * i] + 0.587 * rgba[4 * i + 1] + 0.114 * rgba[4 * i + 2]) / 255;
+      const [r, g, b] = [f32(rgba[4 * i] / scale), f32(rgba[4 * i + 1] / scale), f32(rgba[4 * i + 2] / scale)];
+      lum[i] = f32(f32(f32(r * LUMA[0]) + f32(g * LUMA[1])) + f32(b * LUMA[2]));
+      minAlpha = Math.min(minAlpha, f32(rgba[4 * i + 3] / scale));
     }
     if (minAlpha < 1) {  // transparency: the ink is the alpha channel times darkness
-      for (let i = 0; i < n; i++) ink[i] = (rgba[4 * i + 3] / 255) * (1 - lum[i]);
+      for (let i = 0; i < n; i++) ink[i] = f32(f32(rgba[4 * i + 3] / scale) * f32(1 - lum[i]));
       return ink;
     }
     let sum = 0, lo = Infinity, hi = -Infinity;
     for (let i = 0; i < n; i++) { sum += lum[i]; lo = Math.min(lo, lum[i]); hi = Math.max(hi, lum[i]); }
-    const invert = sum / n > 0.5 || hi - lo < C.INK_THRESHOLD;
-    for (let i = 0; i < n; i++) ink[i] = invert ? 1 - lum[i] : lum[i];
+    // A uniform image has no background to tell apart: dark means fully inked, light means blank.
+    const invert = sum / n > 0.5 || f32(hi - lo) < f32(C.INK_THRESHOLD);
+    for (let i = 0; i < n; i++) ink[i] = invert ? f32(1 - lum[i]) : lum[i];
     return ink;
   }
 
@@ -108,11 +112,11 @@
   // inference.preprocess: crop, fit into BOX x BOX, centre of mass to MNIST_COM in SIZE x SIZE,
   // normalise with MNIST_MEAN / MNIST_STD. null for a blank canvas (Python's BlankCanvas).
   function preprocess(rgba, width, height, C) {
-    const ink = inkFromImage(rgba, width, height, C);
+    const ink = inkFromImage(rgba, width, height, C), threshold = f32(C.INK_THRESHOLD);  // numpy 2 compares in float32
     let top = height, bottom = -1, left = width, right = -1, inked = 0;
     for (let y = 0; y < height; y++) {
       for (let x = 0; x < width; x++) {
-        if (ink[y * width + x] > C.INK_THRESHOLD) {
+        if (ink[y * width + x] > threshold) {
           inked++;
           top = Math.min(top, y); bottom = Math.max(bottom, y); left = Math.min(left, x); right = Math.max(right, x);
         }
@@ -132,7 +136,7 @@
     const crop = new Uint8Array(w * h);  // numpy's astype(uint8) truncates
     for (let y = 0; y < h; y++) {
       for (let x = 0; x < w; x++) {
-        crop[y * w + x] = Math.trunc(Math.min(1, Math.max(0, ink[(y + top) * width + x + left])) * 255);
+        crop[y * w + x] = Math.trunc(f32(Math.min(1, Math.max(0, ink[(y + top) * width + x + left])) * 255));
       }
     }
     const digit = resize(crop, w, h, newW, newH, scale < 1 ? FILTERS.lanczos : FILTERS.bilinear);
@@ -253,7 +257,7 @@
       stats: { penUpToPaint: [], paints: 0, serverCalls: 0 },
       mode: hasWasm ? "browser" : "server",
       preprocess: (rgba, w, h) => preprocess(rgba, w, h, C),
-      compare, clear, setModels, setTemperature, read: schedule,
+      compare, clear, setModels, setTemperature, read: schedule, result: () => state.result,
       ready: hasWasm ? loadModels(cfg, state.choice).then(() => true) : Promise.resolve(true),
     };
     element.kdappDrawing = api;
@@ -346,9 +350,10 @@
 
     async function askServer() {
       api.stats.serverCalls++;
-      const answer = await cfg.server.predict_drawing(canvas.toDataURL("image/png"), state.temperature, state.choice);
+      const answer = await cfg.server.predict_drawing(
+        { image: canvas.toDataURL("image/png"), temperature: state.temperature, models: state.choice });
       if (answer.error) throw new Error(answer.error);
-      return answer;
+      return answer.blank ? null : answer;
     }
 
     function clear() {
