@@ -22,7 +22,9 @@
   const f32 = Math.fround, LUMA = [f32(0.299), f32(0.587), f32(0.114)];
   function inkFromImage(rgba, width, height, C) {
     const n = width * height, ink = new Float32Array(n), lum = new Float32Array(n);
-    const scale = rgba.reduce((a, v) => Math.max(a, v), 0) > 1 ? 255 : 1;  // Python: `if arr.max() > 1.0`
+    let peak = 0;
+    for (let i = 0; i < rgba.length && peak <= 1; i++) peak = Math.max(peak, rgba[i]);
+    const scale = peak > 1 ? 255 : 1;  // Python: `if arr.max() > 1.0: arr /= 255.0`
     let minAlpha = 1;
     for (let i = 0; i < n; i++) {
       const [r, g, b] = [f32(rgba[4 * i] / scale), f32(rgba[4 * i + 1] / scale), f32(rgba[4 * i + 2] / scale)];
@@ -254,7 +256,7 @@
       generation: 0, busy: false, again: false, frame: 0, penUpAt: null, result: null,
     };
     const api = {
-      stats: { penUpToPaint: [], paints: 0, serverCalls: 0 },
+      stats: { penUpToPaint: [], penUpToAnswers: [], paints: 0, serverCalls: 0 },
       mode: hasWasm ? "browser" : "server",
       preprocess: (rgba, w, h) => preprocess(rgba, w, h, C),
       compare, clear, setModels, setTemperature, read: schedule, result: () => state.result,
@@ -288,10 +290,12 @@
       }
       schedule();
     });
-    const penUp = () => {
+    // Pen-up is read at once, not at the next frame: it is the answer the visitor waits for.
+    const penUp = (e) => {
       if (!state.drawing) return;
-      state.drawing = false; state.penUpAt = performance.now();
-      schedule();
+      state.drawing = false; state.penUpAt = e.timeStamp || performance.now();
+      if (state.frame) { cancelAnimationFrame(state.frame); state.frame = 0; }
+      readNow();
     };
     canvas.addEventListener("pointerup", penUp);
     canvas.addEventListener("pointercancel", penUp);
@@ -330,21 +334,30 @@
       const generation = state.generation, penUpAt = state.drawing ? null : state.penUpAt;
       state.penUpAt = null;
       try {
+        const t0 = performance.now();
         const prepared = preprocess(ctx.getImageData(0, 0, canvas.width, canvas.height).data, canvas.width,
                                     canvas.height, C);
         if (!prepared) { render(null); return; }
+        const t1 = performance.now();
         const result = hasWasm ? await runInBrowser(cfg, state.choice, prepared, state.temperature)
                                : await askServer();
         if (generation !== state.generation) return;  // cleared meanwhile: this digit is gone
+        const t2 = performance.now();
         render(result);
-        if (penUpAt !== null) {
+        // where a reading's time goes (ms), for the bench: preprocess, models, drawing the answers
+        api.stats.steps = [t1 - t0, t2 - t1, performance.now() - t2].map((t) => Math.round(t * 10) / 10);
+        if (penUpAt !== null) {  // painted: the frame after the answers are in the page
+          api.stats.penUpToAnswers.push(performance.now() - penUpAt);
           requestAnimationFrame(() => api.stats.penUpToPaint.push(performance.now() - penUpAt));
         }
       } catch (error) {
         if (generation === state.generation) showError(error);
       } finally {
         state.busy = false;
-        if (state.again) { state.again = false; schedule(); }
+        if (state.again) {  // asked for while this one ran: now, or at the next frame while the pen moves
+          state.again = false;
+          if (state.drawing) schedule(); else readNow();
+        }
       }
     }
 
