@@ -5,14 +5,14 @@ import logging
 import shutil
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 from tqdm import tqdm
 
 from kdapp import checkpoints, data as data_lib
 from kdapp.training import distributed, train
-from kdapp.config import CHOICES, DEFAULTS, RANGES, RunConfig
-from kdapp.models import ARCHITECTURES
+from kdapp.config import CHOICES, DEFAULTS, FLAGS, HELP, RANGES, RunConfig
 
 
 class Bars:
@@ -49,74 +49,34 @@ class Bars:
 
 
 def add_run_options(p, defaults=DEFAULTS):
-    """Every option's default comes from RunConfig (the default run) and its choices from
-    kdapp.config; `--help` shows them. Ranges are checked by RunConfig itself."""
-    names = ", ".join(ARCHITECTURES)
-    p.add_argument("--teacher", default=defaults.teacher,
-                   help=f"architecture: {names}; or self (no pretrained teacher: see --self-distill)")
-    p.add_argument("--self-distill", default=defaults.self_distill, choices=CHOICES["self_distill"],
-                   help="with --teacher self: born-again (the student's generation 0 teaches generation 1, and "
-                        "so on) or deep (heads on the student's shallower layers learn from its deepest)")
-    p.add_argument("--generations", type=int, default=defaults.generations,
-                   help="with --teacher self --self-distill born-again: generations after generation 0, "
-                        + _range("generations"))
-    p.add_argument("--teachers", default=None, help="several teachers, comma-separated (multi-teacher KD)")
-    p.add_argument("--student", default=defaults.student, help=f"architecture: {names}")
-    p.add_argument("--temperature", "-T", type=float, default=defaults.temperature, help=_range("temperature"))
-    p.add_argument("--alpha", type=float, default=defaults.alpha, help="weight of the soft (KD) term, " + _range("alpha"))
-    p.add_argument("--alpha-end", type=float, default=defaults.alpha_end, help="linear alpha schedule to this value")
-    p.add_argument("--epochs", type=int, default=defaults.epochs, help=_range("epochs"))
-    p.add_argument("--teacher-epochs", type=int, default=defaults.teacher_epochs,
-                   help="epochs for a teacher that has no checkpoint yet")
-    p.add_argument("--lr", type=float, default=defaults.lr, help="Adam, cosine-decayed; " + _range("lr"))
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size, help=_range("batch_size"))
-    p.add_argument("--train-fraction", type=float, default=defaults.train_fraction, help=_range("train_fraction"))
-    p.add_argument("--loss", default=defaults.loss, choices=CHOICES["loss"],
-                   help="the soft term: kd (Hinton 2015), dkd (decoupled KD, Zhao 2022), dist (correlations, "
-                        "Huang 2022), lskd (standardised logits, Sun 2024)")
-    p.add_argument("--dkd-alpha", type=float, default=defaults.dkd_alpha, help="DKD's TCKD weight")
-    p.add_argument("--dkd-beta", type=float, default=defaults.dkd_beta, help="DKD's NCKD weight")
-    p.add_argument("--dist-beta", type=float, default=defaults.dist_beta, help="DIST's inter-class weight")
-    p.add_argument("--dist-gamma", type=float, default=defaults.dist_gamma, help="DIST's intra-class weight")
-    p.add_argument("--omit-class", type=int, default=defaults.omit_class,
-                   help="Hinton's experiment: remove every digit of this class from the students' training data; "
-                        "the JSON reports their accuracy on it before and after a bias correction")
-    p.add_argument("--feature-loss", default=defaults.feature_loss, choices=CHOICES["feature_loss"])
-    p.add_argument("--feature-weight", type=float, default=defaults.feature_weight,
-                   help="weight of the feature loss (used only with one)")
-    p.add_argument("--clip-grad-norm", type=float, default=defaults.clip_grad_norm, help="off when not given")
-    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=defaults.augment,
-                   help="±2 px shifts of both students' batches; the soft targets stay the teacher's cached ones")
-    p.add_argument("--consistent", action="store_true",
-                   help="consistent teaching: rotate, scale, slant, shift and re-stroke each batch, and run the "
-                        "teacher online on exactly those images (Beyer et al. 2022); the baseline gets the same batches")
-    p.add_argument("--no-baseline", action="store_true", help="skip the hard-label baseline student")
-    p.add_argument("--data", default=defaults.data, choices=CHOICES["data"],
-                   help="auto = full MNIST if present or downloadable, else the bundled sample")
-    p.add_argument("--data-dir", default="data")
-    p.add_argument("--device", default=defaults.device, choices=CHOICES["device"])
-    p.add_argument("--seed", type=int, default=defaults.seed)
+    """One option per RunConfig field, generated from the field itself (kdapp.config.setting): its
+    default, help, range and choices, which `--help` shows. Ranges are checked by RunConfig."""
+    for f in fields(RunConfig):
+        if f.name == "extra_teachers":  # one list of teachers on the command line: --teachers a,b
+            p.add_argument("--teachers", default=None, help=f"several teachers, comma-separated; the first is "
+                           f"--teacher and the rest are extra teachers: {HELP[f.name]}")
+            continue
+        flags = [f"--{f.name.replace('_', '-')}", *([FLAGS[f.name]] if f.name in FLAGS else [])]
+        default, help = getattr(defaults, f.name), HELP[f.name]
+        if f.name in RANGES:
+            help += f" ({RANGES[f.name].describe()})"
+        if f.type is bool:
+            p.add_argument(*flags, action=argparse.BooleanOptionalAction, default=default, help=help)
+        else:
+            kind = next(k for k in getattr(f.type, "__args__", (f.type,)) if k is not type(None))
+            p.add_argument(*flags, type=kind, default=default, choices=CHOICES.get(f.name), help=help)
+    p.add_argument("--data-dir", default="data", help="where `data import` put full MNIST (for --data mnist)")
     p.add_argument("--json", action="store_true", help="print one final JSON line of results")
-    p.add_argument("--quiet", action="store_true")
-
-
-def _range(name):
-    r = RANGES[name]
-    return f"{'above' if r.low_open else 'from'} {r.low:g} to {r.high:g}"
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def config_from_args(args):
-    teachers = [t for t in (args.teachers or args.teacher).split(",") if t]
-    return RunConfig.from_dict(dict(
-        teacher=teachers[0], extra_teachers=tuple(teachers[1:]), student=args.student, generations=args.generations,
-        self_distill=args.self_distill,
-        temperature=args.temperature, alpha=args.alpha, alpha_end=args.alpha_end, epochs=args.epochs,
-        teacher_epochs=args.teacher_epochs, lr=args.lr, batch_size=args.batch_size,
-        train_fraction=args.train_fraction, omit_class=args.omit_class, loss=args.loss, dkd_alpha=args.dkd_alpha, dkd_beta=args.dkd_beta,
-        dist_beta=args.dist_beta, dist_gamma=args.dist_gamma, feature_loss=args.feature_loss,
-        feature_weight=args.feature_weight, clip_grad_norm=args.clip_grad_norm, augment=args.augment,
-        consistent=args.consistent,
-        baseline=not args.no_baseline, data=args.data, device=args.device, seed=args.seed))
+    """The parsed options -> a validated RunConfig (a ValueError names the first bad setting)."""
+    values = {f.name: getattr(args, f.name) for f in fields(RunConfig) if f.name != "extra_teachers"}
+    if args.teachers:
+        values["teacher"], *extra = [t.strip() for t in args.teachers.split(",") if t.strip()] or [args.teacher]
+        values["extra_teachers"] = tuple(extra)
+    return RunConfig.from_dict(values)
 
 
 def cmd_train_teacher(args):

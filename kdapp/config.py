@@ -1,62 +1,120 @@
 """Every setting of a run in one place: its default, its range and its choices.
 
 `RunConfig`'s defaults *are* the default run: the app's sliders start there, `python -m kdapp
-distill` with no options runs it, and the bench times it. `RANGES` and `CHOICES` bound every
-setting; the sliders, argparse, URL parameters and `validate` all read them from here.
+distill` with no options runs it, and the bench times it. Each field is one line of `setting(...)`:
+its default, help, Range or choices. `RANGES`, `CHOICES` and `HELP` are read from those fields, and
+the CLI's options (kdapp.cli), the sliders, URL parameters and `validate` all read them.
 A RunConfig validates itself when it is built, so one that exists is valid: validate loose
 input once where it enters (the UI, the CLI, the worker's stdin), then trust the type.
 """
 import math
 import types
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import NamedTuple
 
 from kdapp.data import DATA_SOURCES
-from kdapp.losses import LOGIT_LOSSES
+from kdapp.losses import FEATURE_LOSSES, LOGIT_LOSSES
 from kdapp.models import ARCHITECTURES, cnn_names, has_feature_maps
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 SELF = "self"  # teacher=self: no pretrained teacher; the student teaches itself (SELF_DISTILL says how)
 SELF_DISTILL = ("born-again", "deep")  # an earlier generation of the student, or its own deepest layer
+FEATURE_CHOICES = ("none", *FEATURE_LOSSES)
 
 
 def is_deep_supervision(config):
     """For a run's config as a dict (a stored run, a checkpoint's metadata): no teacher at all."""
     return config.get("teacher") == SELF and config.get("self_distill") == "deep"
-FEATURE_LOSSES = ("none", "hint", "attention", "gram")
+
+
+class Range(NamedTuple):
+    """Allowed values of a numeric setting, and the step a slider moves by."""
+    low: float
+    high: float
+    step: float
+    low_open: bool = False  # low itself is not allowed (a temperature or learning rate of 0)
+
+    def check(self, name, value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if value > self.high or value < self.low or (self.low_open and value == self.low):
+            raise ValueError(f"{name} must be {self.describe()}, got {value!r}")
+
+    def contains(self, value):
+        try:
+            self.check("value", value)
+        except ValueError:
+            return False
+        return True
+
+    def describe(self):
+        number = lambda x: f"{x:,}" if x == int(x) and abs(x) >= 1e5 else f"{x:g}"
+        return f"{'above' if self.low_open else 'from'} {number(self.low)} to {number(self.high)}"
+
+
+def setting(default, help, range=None, choices=None, flag=None):
+    """A RunConfig field with what the CLI, the sliders and `validate` need: its help line, its
+    Range or its choices, and (optionally) the CLI flag when it is not --<name>."""
+    return field(default=default, metadata={"help": help, "range": range, "choices": choices, "flag": flag})
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    teacher: str = "seed_teacher"        # the seed article's 1.2M-parameter CNN
-    student: str = "seed_student"        # its 174k-parameter student
-    temperature: float = 4.0             # the seed finds T = 3..5 best on MNIST; so does our sweep
-    alpha: float = 0.7                   # weight of the soft term, the seed's value
-    epochs: int = 15                     # with lr 0.01 and shifts: 98.2% mean over seeds 0-2 in ~20 s (README)
-    lr: float = 0.01                     # Adam, cosine-decayed to 0 over the run; tuned for batch 128, 15 epochs
-    batch_size: int = 128                # 256 is no faster per digit on CPU and lost 0.1 pt at 15 epochs
-    train_fraction: float = 1.0          # KD helps most with little data; 0.1 is the seed's small-data test
-    omit_class: int | None = None        # Hinton's "missing 3": no digit of this class in either student's data
-    seed: int = 0                        # student init, batch order and subset; same for KD and baseline
-    device: str = "auto"                 # auto = cuda, then mps, then cpu
-    data: str = "sample"                 # the bundled 10k sample: offline and the same everywhere
-    teacher_epochs: int = 20             # only used when no checkpoint exists for the teacher
-    self_distill: str = "born-again"     # teacher=self: born-again generations, or deep supervision
-    generations: int = 1                 # teacher=self, born-again: generations after generation 0 (1 to 3)
-    augment: bool = True                 # ±2 px shifts for both students; soft targets stay the cached ones
-    consistent: bool = False             # consistent teaching: pen-augmented batches, the teacher online on them
-    extra_teachers: tuple = ()           # multi-teacher KD: soft targets average all teachers' probabilities
-    alpha_end: float | None = None       # linear alpha schedule from alpha to alpha_end (None = constant)
-    loss: str = "kd"                     # the soft term: kd | dkd | dist | lskd (kdapp.losses.distillation_loss)
-    dkd_alpha: float = 1.0               # DKD's weight on TCKD (target-class KL)
-    dkd_beta: float = 8.0                # DKD's weight on NCKD (non-target KL), the paper's MNIST-size default
-    dist_beta: float = 1.0               # DIST's weight on the inter-class (per-example) correlation
-    dist_gamma: float = 1.0              # DIST's weight on the intra-class (per-class) correlation
-    feature_loss: str = "none"           # none | hint (FitNets) | attention (Zagoruyko & Komodakis)
-    feature_weight: float = 1.0          # weight of the feature loss when there is one; 1 suits the hint
-    clip_grad_norm: float | None = None  # max gradient norm for the students (None = no clipping)
-    baseline: bool = True                # also train the same student on hard labels only: the honest control
-    time_limit_s: float = 3600.0         # a run stops itself after this; the hosted app lowers it
+    """One run's settings. The comment on each field says why it has its default; the help says what it does."""
+    teacher: str = setting("seed_teacher",  # the seed article's 1.2M-parameter CNN
+                           f"architecture ({', '.join(ARCHITECTURES)}), or {SELF}: no pretrained teacher "
+                           "(see --self-distill)")
+    student: str = setting("seed_student", f"architecture ({', '.join(ARCHITECTURES)})")  # its 174k-param student
+    temperature: float = setting(4.0, "softmax temperature T of the soft targets",  # the seed finds 3..5 best
+                                 Range(0.5, 20.0, 0.5), flag="-T")  # below 1 sharpens; Hinton's MNIST run used 20
+    alpha: float = setting(0.7, "weight of the soft (KD) term; 1 - alpha weighs the labels' CE",
+                           Range(0.0, 1.0, 0.05))  # the seed's value
+    epochs: int = setting(15, "epochs of distillation",  # lr 0.01 + shifts: 98.2% mean over seeds 0-2 in ~20 s
+                          Range(1, 100, 1))
+    lr: float = setting(0.01, "Adam's learning rate, cosine-decayed to 0 over the run",  # tuned: batch 128, 15 epochs
+                        Range(0.0001, 0.02, 0.0001))
+    batch_size: int = setting(128, "digits per step", Range(16, 1024, 16))  # 256: no faster per digit, -0.1 pt
+    train_fraction: float = setting(1.0, "share of the training digits the students see",  # 0.1: the seed's test
+                                    Range(0.01, 1.0, 0.01))
+    omit_class: int | None = setting(None, "Hinton's missing class: no digit of it in the students' data; the JSON "
+                                     "reports their accuracy on it before and after a bias correction",
+                                     Range(0, 9, 1))
+    seed: int = setting(0, "student initialisation, batch order and subset; the same for KD and baseline",
+                        Range(0, 2**31 - 1, 1))
+    device: str = setting("auto", "auto = cuda, then mps, then cpu", choices=DEVICES)
+    data: str = setting("sample", "sample: the bundled 10k digits (offline); mnist: full MNIST after "
+                        "`python -m kdapp data import`; auto: mnist if present", choices=DATA_SOURCES)
+    teacher_epochs: int = setting(20, "epochs for a teacher that has no checkpoint yet", Range(1, 100, 1))
+    self_distill: str = setting("born-again", f"with teacher {SELF}: born-again (generation k teaches k+1) or deep "
+                                "(heads on shallower layers learn from the deepest)", choices=SELF_DISTILL)
+    generations: int = setting(1, f"with teacher {SELF}, born-again: generations after generation 0",
+                               Range(1, 3, 1))
+    augment: bool = setting(True, "±2 px shifts of both students' batches; the soft targets stay the cached ones")
+    consistent: bool = setting(False, "consistent teaching: rotate, scale, slant, shift and re-stroke each batch, "
+                               "the teacher online on exactly those images (Beyer et al. 2022)")
+    extra_teachers: tuple = setting((), "more teachers, comma-separated: the soft targets average all "
+                                    "teachers' probabilities (multi-teacher KD)")
+    alpha_end: float | None = setting(None, "a linear alpha schedule from alpha to this (off when not given)",
+                                      Range(0.0, 1.0, 0.05))
+    loss: str = setting("kd", "the soft term: " + "; ".join(f"{k}: {v.label}" for k, v in LOGIT_LOSSES.items()),
+                        choices=tuple(LOGIT_LOSSES))
+    dkd_alpha: float = setting(1.0, "DKD's weight on TCKD (target-class KL)", Range(0.0, 20.0, 0.5))
+    dkd_beta: float = setting(8.0, "DKD's weight on NCKD (other classes)",  # the paper's MNIST-size default
+                              Range(0.0, 20.0, 0.5))
+    dist_beta: float = setting(1.0, "DIST's weight on the inter-class (per-example) correlation",
+                               Range(0.0, 20.0, 0.5))
+    dist_gamma: float = setting(1.0, "DIST's weight on the intra-class (per-class) correlation",
+                                Range(0.0, 20.0, 0.5))
+    feature_loss: str = setting("none", "a feature loss beside the soft term: "
+                                + "; ".join(f"{k}: {v.label}" for k, v in FEATURE_LOSSES.items()),
+                                choices=FEATURE_CHOICES)
+    feature_weight: float = setting(1.0, "weight of the feature loss (used only with one)",  # 1 suits the hint
+                                    Range(0.0, 1000.0, 0.5))
+    clip_grad_norm: float | None = setting(None, "max gradient norm for the students (off when not given)",
+                                           Range(0.0, 1e6, 0.1, low_open=True))
+    baseline: bool = setting(True, "also train the same student on the labels alone: the honest control")
+    time_limit_s: float = setting(3600.0, "a run stops itself after this many seconds",  # the hosted app lowers it
+                                  Range(1.0, 4 * 3600.0, 1.0))
 
     def __post_init__(self):
         self.validate()
@@ -91,19 +149,20 @@ class RunConfig:
         """Raise ValueError naming the first bad setting and what is allowed."""
         if SELF in self.extra_teachers or (self.teacher == SELF and self.extra_teachers):
             raise ValueError("teacher 'self' (born-again) is the only teacher of its run")
-        for name in self.teachers + (self.student,):
-            if name != SELF:
-                check_choice("architecture", name, ARCHITECTURES)
+        check_choice("teacher", self.teacher, (*ARCHITECTURES, SELF))
+        for name in self.extra_teachers:
+            check_choice("extra teacher", name, ARCHITECTURES)
+        check_choice("student", self.student, ARCHITECTURES)
         for name, spec in RANGES.items():
             value = getattr(self, name)
             if value is not None or name not in OPTIONAL:
                 spec.check(name, value)
         for name, choices in CHOICES.items():
             check_choice(name, getattr(self, name), choices)
-        if self.feature_loss in ("attention", "gram") and \
+        feature = FEATURE_LOSSES.get(self.feature_loss)
+        if feature and feature.needs_maps and \
                 not all(has_feature_maps(self.student if n == SELF else n) for n in self.teachers + (self.student,)):
-            what = "attention transfer" if self.feature_loss == "attention" else "Gram matching"
-            raise ValueError(f"{what} needs conv feature maps: pick a CNN student and teacher "
+            raise ValueError(f"{feature.what} needs conv feature maps: pick a CNN student and teacher "
                              f"({cnn_names()}), or use the hint loss")
         if self.self_distill == "deep" and self.teacher != SELF:
             raise ValueError("deep supervision (self_distill=deep) needs teacher=self: the student is its own teacher")
@@ -118,51 +177,12 @@ class RunConfig:
         return self
 
 
-class Range(NamedTuple):
-    """Allowed values of a numeric setting, and the step a slider moves by."""
-    low: float
-    high: float
-    step: float
-    low_open: bool = False  # low itself is not allowed (a temperature or learning rate of 0)
-
-    def check(self, name, value):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"{name} must be a finite number, got {value!r}")
-        if value > self.high or value < self.low or (self.low_open and value == self.low):
-            low = "above" if self.low_open else "from"
-            raise ValueError(f"{name} must be {low} {self.low:g} to {self.high:g}, got {value!r}")
-
-    def contains(self, value):
-        try:
-            self.check("value", value)
-        except ValueError:
-            return False
-        return True
-
-
-RANGES = {
-    "temperature": Range(0.5, 20.0, 0.5),    # below 1 sharpens; Hinton's MNIST run used 20
-    "alpha": Range(0.0, 1.0, 0.05),
-    "alpha_end": Range(0.0, 1.0, 0.05),
-    "epochs": Range(1, 100, 1),
-    "teacher_epochs": Range(1, 100, 1),
-    "generations": Range(1, 3, 1),
-    "lr": Range(0.0001, 0.02, 0.0001),
-    "batch_size": Range(16, 1024, 16),
-    "train_fraction": Range(0.01, 1.0, 0.01),
-    "omit_class": Range(0, 9, 1),
-    "seed": Range(0, 2**31 - 1, 1),
-    "feature_weight": Range(0.0, 1000.0, 0.5),
-    "dkd_alpha": Range(0.0, 20.0, 0.5),
-    "dkd_beta": Range(0.0, 20.0, 0.5),
-    "dist_beta": Range(0.0, 20.0, 0.5),
-    "dist_gamma": Range(0.0, 20.0, 0.5),
-    "clip_grad_norm": Range(0.0, 1e6, 0.1, low_open=True),
-    "time_limit_s": Range(1.0, 4 * 3600.0, 1.0),
-}
-OPTIONAL = ("alpha_end", "clip_grad_norm", "omit_class")  # None means off
-CHOICES = {"device": DEVICES, "data": DATA_SOURCES, "feature_loss": FEATURE_LOSSES, "loss": LOGIT_LOSSES,
-           "self_distill": SELF_DISTILL}
+_META = {f.name: f.metadata for f in fields(RunConfig)}
+RANGES = {name: m["range"] for name, m in _META.items() if m["range"]}
+CHOICES = {name: m["choices"] for name, m in _META.items() if m["choices"]}
+OPTIONAL = tuple(f.name for f in fields(RunConfig) if f.default is None)  # None means off
+HELP = {name: m["help"] for name, m in _META.items()}
+FLAGS = {name: m["flag"] for name, m in _META.items() if m["flag"]}
 
 # A shared 2-vCPU box: one visitor's run must not hold it for long. Caps refuse what a visitor
 # asks for beyond them; the imposed settings are not the visitor's to choose.

@@ -1,7 +1,15 @@
-"""Distillation losses as pure functions. Everything works in log space, so any finite logits
-give a finite loss (the seed's exp(logits/T) / sum overflows for logits/T > 88 in float32)."""
+"""Distillation losses as pure functions, and the registry that names them.
+
+Everything works in log space, so any finite logits give a finite loss (the seed's
+exp(logits/T) / sum overflows for logits/T > 88 in float32).
+
+`LOGIT_LOSSES` and `FEATURE_LOSSES` are the one home of every loss a run can pick: its label, its
+function, its named parts, the settings it reads and the architectures it accepts. The config's
+choices, the CLI, the UI's menus, the reports and the plots all read them, so a new loss is one
+entry here and its test (torchdistill keeps its losses in a registry the same way).
+"""
 import math
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -14,15 +22,25 @@ class KDParts(NamedTuple):
     parts: dict | None = None  # the soft loss's own terms, named: DKD's tckd/nckd, DIST's inter/intra
 
 
-# The logit losses a run can use for its soft term (--loss); see logit_loss.
-LOGIT_LOSSES = ("kd", "dkd", "dist", "lskd")
+class LogitLoss(NamedTuple):
+    """A soft term: soft(student_logits, teacher_log_p, targets, T, **settings) -> (loss, {part: loss})."""
+    label: str                    # the menu's words, with the paper
+    short: str                    # the settings line's and the tables' name
+    soft: Callable
+    curve: str                    # the loss chart's name for the soft curve
+    explain: str = ""             # one sentence for the page: what it matches
+    parts: dict = {}              # named terms it reports -> their chart names
+    settings: dict = {}           # RunConfig fields it reads -> their symbol in the settings line
+    standardize: bool = False     # the teacher's logits are z-scored before the softmax at T
 
 
-def check_hparams(temperature, alpha):
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
-    if not (isinstance(alpha, (int, float)) and 0.0 <= alpha <= 1.0):
-        raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
+class FeatureLoss(NamedTuple):
+    """A feature term: loss(student_features, teacher_features), the student's adapted first if `adapter`."""
+    label: str
+    loss: Callable
+    what: str                     # how an error message names it
+    adapter: bool = True          # a learned adapter maps the student's features to the teacher's shape
+    needs_maps: bool = False      # conv feature maps (N,C,H,W) on both sides: a CNN student and teacher
 
 
 def standardize(logits, eps=1e-7):
@@ -33,11 +51,11 @@ def standardize(logits, eps=1e-7):
 
 
 def teacher_log_probs(teacher_logits, temperature, loss="kd"):
-    """log softmax(t/T) (of the standardised logits for `lskd`). For several teachers (a list) the
-    soft targets are the *average of the probabilities*, log(mean_k p_k) = logsumexp_k(log p_k) -
-    log K, still in log space. This is what the engine caches: every logit loss here is a function
-    of the teacher's probabilities at T."""
-    prepare = standardize if loss == "lskd" else (lambda t: t)
+    """log softmax(t/T) (of the standardised logits for losses that ask for it). For several
+    teachers (a list) the soft targets are the *average of the probabilities*,
+    log(mean_k p_k) = logsumexp_k(log p_k) - log K, still in log space. This is what the engine
+    caches: every logit loss here is a function of the teacher's probabilities at T."""
+    prepare = standardize if LOGIT_LOSSES[loss].standardize else (lambda t: t)
     if isinstance(teacher_logits, (list, tuple)):
         stacked = torch.stack([F.log_softmax(prepare(t) / temperature, dim=1) for t in teacher_logits])
         return torch.logsumexp(stacked, dim=0) - math.log(len(teacher_logits))
@@ -53,33 +71,58 @@ def soft_loss(student_logits, teacher_log_p, temperature):
     return kl * temperature ** 2
 
 
-def distillation_loss(student_logits, teacher_log_p, targets, temperature, alpha, loss="kd", **weights):
-    """alpha * soft + (1 - alpha) * CE, from precomputed teacher log-probabilities at T (what the
-    engine caches; see teacher_log_probs). The soft term is `loss`:
-
-        kd    T^2 KL(p_t || p_s)                           Hinton et al. 2015
-        dkd   T^2 (dkd_alpha TCKD + dkd_beta NCKD)         Zhao et al. 2022 (dkd_terms)
-        dist  T^2 (dist_beta inter + dist_gamma intra)     Huang et al. 2022 (dist_terms)
-        lskd  KD on standardised logits                    Sun et al. 2024 (standardize)
-    """
-    hard = F.cross_entropy(student_logits, targets)
-    parts = None
-    if loss == "kd":
-        soft = soft_loss(student_logits, teacher_log_p, temperature)
-    elif loss == "lskd":
-        soft = soft_loss(standardize(student_logits), teacher_log_p, temperature)
-    elif loss == "dkd":
-        tckd, nckd = (t.mean() for t in dkd_terms(F.log_softmax(student_logits / temperature, dim=1),
-                                                  teacher_log_p, targets))
-        parts = {"tckd": tckd, "nckd": nckd}
-        soft = temperature ** 2 * (weights.get("dkd_alpha", 1.0) * tckd + weights.get("dkd_beta", 8.0) * nckd)
-    elif loss == "dist":
-        inter, intra = dist_terms(F.softmax(student_logits / temperature, dim=1), teacher_log_p.exp())
-        parts = {"inter": inter, "intra": intra}
-        soft = temperature ** 2 * (weights.get("dist_beta", 1.0) * inter + weights.get("dist_gamma", 1.0) * intra)
-    else:
+def distillation_loss(student_logits, teacher_log_p, targets, temperature, alpha, loss="kd", **settings):
+    """alpha * soft + (1 - alpha) * CE(s, y), from precomputed teacher log-probabilities at T
+    (what the engine caches; see teacher_log_probs). The soft term is LOGIT_LOSSES[loss]; the
+    settings it reads (e.g. DKD's dkd_alpha, dkd_beta) must be given by name."""
+    if loss not in LOGIT_LOSSES:
         raise ValueError(f"loss must be one of {', '.join(LOGIT_LOSSES)}, got {loss!r}")
-    return KDParts(alpha * soft + (1.0 - alpha) * hard, soft, hard, parts)
+    entry = LOGIT_LOSSES[loss]
+    missing = [name for name in entry.settings if name not in settings]
+    if missing:
+        raise ValueError(f"the {entry.short} loss needs {', '.join(missing)}")
+    soft, parts = entry.soft(student_logits, teacher_log_p, targets, temperature,
+                             **{name: settings[name] for name in entry.settings})
+    hard = F.cross_entropy(student_logits, targets)
+    return KDParts(alpha * soft + (1.0 - alpha) * hard, soft, hard, parts or None)
+
+
+def kd_soft(student_logits, teacher_log_p, targets, temperature):
+    """Hinton, Vinyals & Dean, "Distilling the Knowledge in a Neural Network" (2015):
+    T^2 KL(softmax(t/T) || softmax(s/T))."""
+    return soft_loss(student_logits, teacher_log_p, temperature), {}
+
+
+def lskd_soft(student_logits, teacher_log_p, targets, temperature):
+    """KD on standardised logits (Sun et al. 2024): the student's logits are z-scored too."""
+    return soft_loss(standardize(student_logits), teacher_log_p, temperature), {}
+
+
+def dkd_soft(student_logits, teacher_log_p, targets, temperature, dkd_alpha, dkd_beta):
+    """T^2 (dkd_alpha TCKD + dkd_beta NCKD), Zhao et al. 2022 (see dkd_terms)."""
+    tckd, nckd = (t.mean() for t in dkd_terms(F.log_softmax(student_logits / temperature, dim=1),
+                                              teacher_log_p, targets))
+    return temperature ** 2 * (dkd_alpha * tckd + dkd_beta * nckd), {"tckd": tckd, "nckd": nckd}
+
+
+def dist_soft(student_logits, teacher_log_p, targets, temperature, dist_beta, dist_gamma):
+    """tau^2 (dist_beta inter + dist_gamma intra), Huang et al. 2022 (see dist_terms)."""
+    inter, intra = dist_terms(F.softmax(student_logits / temperature, dim=1), teacher_log_p.exp())
+    return temperature ** 2 * (dist_beta * inter + dist_gamma * intra), {"inter": inter, "intra": intra}
+
+
+def logit_mse_soft(student_logits, teacher_log_p, targets, temperature):
+    """Logit matching (Ba & Caruana, "Do Deep Nets Really Need to be Deep?", NeurIPS 2014), which
+    Kim et al. (IJCAI 2021) show is KD's limit as T grows: the mean over the batch and the classes of
+
+        ((s - mean(s)) - (t - mean(t)))^2
+
+    Softmax ignores a shift of the logits, so both sides are centred. The teacher's centred logits
+    come back exactly from its cached log-probabilities at T, t - mean(t) = T (log p_T - mean(log p_T)),
+    so T plays no other part."""
+    teacher = temperature * (teacher_log_p - teacher_log_p.mean(dim=1, keepdim=True))
+    student = student_logits - student_logits.mean(dim=1, keepdim=True)
+    return F.mse_loss(student, teacher), {}
 
 
 def dkd_terms(student_log_p, teacher_log_p, targets):
@@ -146,25 +189,6 @@ def _mean(values):
     return torch.stack(list(values)).mean()
 
 
-def kd_loss_parts(student_logits, teacher_logits, targets, temperature, alpha):
-    check_hparams(temperature, alpha)
-    return distillation_loss(student_logits, teacher_log_probs(teacher_logits, temperature),
-                             targets, temperature, alpha)
-
-
-def kd_loss(student_logits, teacher_logits, targets, temperature, alpha):
-    """Knowledge distillation loss of Hinton, Vinyals & Dean, "Distilling the Knowledge in a
-    Neural Network" (2015), arXiv:1503.02531:
-
-        L = alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(s, y)
-
-    s: student logits (N,C); t: teacher logits (N,C), or a list of them for several teachers
-    (their probabilities are averaged); y: labels (N,). KL uses batchmean reduction. alpha
-    weighs the soft term, as in the MNIST seed article. Requires T > 0 and 0 <= alpha <= 1.
-    """
-    return kd_loss_parts(student_logits, teacher_logits, targets, temperature, alpha).total
-
-
 def hint_loss(student_features, teacher_features):
     """FitNets hint loss (Romero et al., "FitNets: Hints for Thin Deep Nets", ICLR 2015):
 
@@ -225,3 +249,29 @@ def gram_loss(student_features, teacher_features):
         raise ValueError(f"Gram shapes differ: {tuple(student_features.shape)} vs {tuple(teacher_features.shape)}")
     return (gram_matrix(teacher_features) - gram_matrix(student_features)).pow(2).mean(dim=(1, 2)).mean()
 
+
+
+LOGIT_LOSSES = {
+    "kd": LogitLoss("KD (Hinton 2015)", "KD", kd_soft, "soft: KL·T²", "Hinton's KL at T."),
+    "dkd": LogitLoss("DKD (Zhao 2022)", "DKD", dkd_soft, "soft: DKD·T²",
+                     "the KL split into the target class (TCKD) and the others (NCKD, weighted ×8): dark knowledge "
+                     "no longer muted by a confident teacher.",
+                     parts={"tckd": "TCKD (target class)", "nckd": "NCKD (other classes)"},
+                     settings={"dkd_alpha": "α", "dkd_beta": "β"}),
+    "dist": LogitLoss("DIST (Huang 2022)", "DIST", dist_soft, "soft: DIST·τ²",
+                      "match the ranking of classes and of examples (Pearson), not the probabilities.",
+                      parts={"inter": "inter-class 1−ρ", "intra": "intra-class 1−ρ"},
+                      settings={"dist_beta": "β", "dist_gamma": "γ"}),
+    "lskd": LogitLoss("LS-KD (Sun 2024)", "LS-KD", lskd_soft, "soft: LS-KD KL·T²",
+                      "KD on z-scored logits, so the student matches their shape, not their scale.", standardize=True),
+    "mse": LogitLoss("logit MSE (Ba & Caruana 2014)", "logit MSE", logit_mse_soft, "soft: logit MSE",
+                     "squared error between the centred logits: KD's limit at high T, with no T at all."),
+}
+
+FEATURE_LOSSES = {
+    "hint": FeatureLoss("hint: FitNets MSE through a learned adapter (Romero 2015)", hint_loss, "the hint"),
+    "attention": FeatureLoss("attention transfer (Zagoruyko 2017)", attention_loss, "attention transfer",
+                             adapter=False, needs_maps=True),
+    "gram": FeatureLoss("gram: channel Gram matrices after the adapter", gram_loss, "Gram matching",
+                        needs_maps=True),
+}

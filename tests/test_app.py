@@ -1,6 +1,7 @@
 """The app: handlers called directly, and the public API (/predict, /runs) driven by gradio_client."""
 import html
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,53 +17,69 @@ def digit_canvas(index=0, seed=0):
 
 
 def start(owner, **settings):
-    return app.start(owner, *app.inputs_for(**settings))
+    """Press Start as the page does: (notice, run on show, run the notice is about)."""
+    out = app.start({app.ui.owner: owner, **app.inputs_for(**settings)})
+    return out[app.ui.notice], out.get(app.ui.view), out.get(app.ui.notice_for)
+
+
+def predict(*args):
+    """The drawing's answer, by name."""
+    out = app.predict(*args)
+    ui = app.ui
+    return SimpleNamespace(teacher=out[ui.teacher_pred], student=out[ui.student_pred], baseline=out[ui.baseline_pred],
+                           fig=out[ui.dist_plot], image=out[ui.digit28], note=out[ui.draw_note])
+
+
+def refresh(*args):
+    """A timer tick, by name: {component name in app.ui: value} for what it sends."""
+    out = app.refresh(*args)
+    names = {component: name for name, component in vars(app.ui).items()}
+    return {names[component]: value for component, value in out.items()}
 
 
 def test_predict_handler_on_a_drawn_digit():
     canvas, label = digit_canvas()
-    teacher, student, baseline, fig, image28, note = app.predict(
-        {"background": None, "layers": [], "composite": canvas}, 4.0)
-    assert max(teacher, key=teacher.get) == str(label)
-    assert set(student) == {str(d) for d in range(10)} and abs(sum(student.values()) - 1) < 1e-5
-    assert set(baseline) == {str(d) for d in range(10)}
-    assert image28.shape == (28, 28) and "KL(teacher‖student)" in note
-    assert len(fig.data) == 6  # teacher, KD student and baseline, at T=1 and at T
-    assert [bar.name for bar in fig.data[:3]] == ["teacher", "KD student", "baseline (no KD)"]
+    p = predict({"background": None, "layers": [], "composite": canvas}, 4.0)
+    assert max(p.teacher, key=p.teacher.get) == str(label)
+    assert set(p.student) == {str(d) for d in range(10)} and abs(sum(p.student.values()) - 1) < 1e-5
+    assert set(p.baseline) == {str(d) for d in range(10)}
+    assert p.image.shape == (28, 28) and "KL(teacher‖student)" in p.note
+    assert len(p.fig.data) == 6  # teacher, KD student and baseline, at T=1 and at T
+    assert [bar.name for bar in p.fig.data[:3]] == ["teacher", "KD student", "baseline (no KD)"]
 
 
 def test_predict_says_so_when_the_models_have_no_baseline(monkeypatch):
     teacher, student, _, description = app.lab.models(app.lab_lib.SHIPPED)
     monkeypatch.setattr(app.lab, "models", lambda choice: (teacher, student, None, description))
     canvas, _ = digit_canvas()
-    _, _, baseline, fig, _, note = app.predict(canvas, 4.0)
-    assert baseline is None and "none for these models" in app.model_labels(app.lab_lib.SHIPPED)[1]["label"]
-    assert len(fig.data) == 4 and "baseline" not in note
+    p = predict(canvas, 4.0)
+    assert p.baseline is None
+    assert len(p.fig.data) == 4 and "baseline" not in p.note
 
 
 def test_predict_handler_on_blank_and_broken_input():
     blank = np.zeros((280, 280, 4), np.uint8)
-    teacher, student, baseline, _, image28, note = app.predict(blank, 4.0)
-    assert teacher is None and student is None and baseline is None and image28 is None and "Draw a digit" in note
+    p = predict(blank, 4.0)
+    assert p.teacher is None and p.student is None and p.baseline is None and p.image is None
+    assert "Draw a digit" in p.note
     for bad in (None, {"composite": None, "background": None, "layers": []}, np.zeros((5000, 5, 4), np.uint8)):
-        teacher, _, _, _, _, note = app.predict(bad)
-        assert teacher is None and note
+        p = predict(bad)
+        assert p.teacher is None and p.note
 
 
 def test_predict_handler_says_when_it_ignores_a_temperature():
     canvas, _ = digit_canvas()
     for T in (None, "abc", -3, float("nan"), 1e9):
-        teacher, _, _, _, _, note = app.predict(canvas, T)
-        assert teacher is not None and "showing T=4 instead" in note, note
+        p = predict(canvas, T)
+        assert p.teacher is not None and "showing T=4 instead" in p.note, p.note
 
 
 def test_refresh_skips_when_nothing_changed():
-    first = app.refresh(None, None, "a", app.lab_lib.SHIPPED, True, None)
-    assert "Status" in first[0] or "Finished" in first[0] or "Running" in first[0]
-    loading = app.refresh(None, None, "a", app.lab_lib.SHIPPED, None, None)  # before on_load: models untouched
-    assert loading[6] == {"__type__": "update"}
-    again = app.refresh(first[-1], None, "a", app.lab_lib.SHIPPED, True, None)
-    assert again[-1] is first[-1] and all(isinstance(o, dict) and o.get("__type__") == "update" for o in again[:-1])
+    first = refresh(None, None, "a", app.lab_lib.SHIPPED, True, None)
+    assert "Status" in first["status"] or "Finished" in first["status"] or "Running" in first["status"]
+    loading = refresh(None, None, "a", app.lab_lib.SHIPPED, None, None)  # before on_load: models untouched
+    assert "models" not in loading and "drawing_models" not in loading
+    assert refresh(first["last"], None, "a", app.lab_lib.SHIPPED, True, None) == {}  # nothing changed: nothing sent
 
 
 @pytest.mark.parametrize("name,bad", [("temperature", -1), ("alpha", 2.0), ("epochs", 10**9),
@@ -83,11 +100,14 @@ def test_a_run_from_the_ui_handlers_finishes_and_the_owner_sees_it():
     message, view, notice_for = start("owner", epochs=1, train_fraction=0.1)
     assert "started" in message or "queued" in message
     assert view == notice_for and app.lab.queue.busy()
-    assert "no run" in app.stop("someone else", None)[0].lower()  # nothing of theirs to stop
+    assert "no run" in app.stop("someone else", None)[app.ui.notice].lower()  # nothing of theirs to stop
     assert app.lab.queue.wait(view, timeout=180)
-    (status, queue, loss_fig, acc_fig, table, stop_btn, models, chosen, link, notice, notice_for,
-     fidelity_md, confusion_fig, fixed, broken, example_fig, fidelity_shown, _) = app.refresh(
-        None, view, "owner", app.lab_lib.SHIPPED, True, view)
+    out = refresh(None, view, "owner", app.lab_lib.SHIPPED, True, view)
+    status, loss_fig, acc_fig, table, models, chosen = (out[k] for k in ("status", "loss_plot", "acc_plot", "table",
+                                                                         "models", "drawing_models"))
+    notice, notice_for, fidelity_md, confusion_fig = (out[k] for k in ("notice", "notice_for", "fidelity_md",
+                                                                       "confusion_plot"))
+    fixed, broken, fidelity_shown = out["fixed_gallery"], out["broken_gallery"], out["fidelity_shown"]
     assert "Finished: run " + view in status and "KD gain" in status
     assert "| KD student | seed_student | 173,930 |" in table and "10% of the data" in table
     assert len(loss_fig.data) == 4 and len(acc_fig.data) == 3
@@ -105,11 +125,11 @@ def test_a_run_from_the_ui_handlers_finishes_and_the_owner_sees_it():
     chart = app.show_example("fixed")(view, type("Select", (), {"index": 0})())  # a click on the first digit
     assert len(chart.data) == 3 and f"#{fidelity['fixed']['index'][0]}" in chart.layout.title.text
     canvas, _ = digit_canvas()
-    note = app.predict(canvas, 4.0, view)[-1]
+    note = predict(canvas, 4.0, view).note
     assert f"run {view}" in note and "baseline (no KD) says" in note
     # Another visitor's drawing keeps the shipped models.
-    other = app.refresh(None, None, "another", app.lab_lib.SHIPPED, True, None)
-    assert other[6].get("value", app.lab_lib.SHIPPED) == app.lab_lib.SHIPPED
+    other = refresh(None, None, "another", app.lab_lib.SHIPPED, True, None)
+    assert other.get("drawing_models", app.lab_lib.SHIPPED) == app.lab_lib.SHIPPED
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +196,7 @@ def test_a_run_with_every_method_from_the_ui():
     cfg = run["config"]
     assert cfg["extra_teachers"] == ["lenet5"] and cfg["alpha_end"] == 0.2 and cfg["clip_grad_norm"] == 5
     assert cfg["feature_loss"] == "hint" and any(v is not None for v in run["curves"]["feature"])
-    status = app.refresh(None, view, "methods", app.lab_lib.SHIPPED, True, None)[0]
+    status = refresh(None, view, "methods", app.lab_lib.SHIPPED, True, None)["status"]
     for words in ("seed_teacher + lenet5", "α=0.7→0.2", "hint feature loss ×1", "clip 5", "10% of the data"):
         assert words in status, (words, status)
 
@@ -198,20 +218,23 @@ def test_a_deep_supervision_run_has_no_teacher_and_says_so():
     """teacher = self, deep supervision: no teacher anywhere, and no number made up for one."""
     message, view, _ = start("deep-owner", teacher="self", self_distill="deep", epochs=1, train_fraction=0.1)
     assert app.lab.queue.wait(view, timeout=180)
-    out = app.refresh(None, view, "deep-owner", app.lab_lib.SHIPPED, True, view)
-    status, acc_fig, fidelity_md, confusion_fig = out[0], out[3], out[11], out[12]
+    out = refresh(None, view, "deep-owner", app.lab_lib.SHIPPED, True, view)
+    status, acc_fig, fidelity_md, confusion_fig = (out[k] for k in ("status", "acc_plot", "fidelity_md",
+                                                                    "confusion_plot"))
     run = app.lab.run(view)
     assert run["state"] == "finished" and run["metrics"]["teacher_acc"] is None, run["message"]
     assert "no teacher" in status and "deep supervision (no teacher)" in status
     assert [line.name for line in acc_fig.data] == ["KD student", "baseline (no KD)"]
     assert "has no teacher" in fidelity_md and "agrees with the teacher" not in fidelity_md
     assert len(confusion_fig.data) == 2  # KD student and baseline
-    teacher, student, baseline, fig, _, note = app.predict(digit_canvas()[0], 4.0, view)
-    assert teacher is None and "taught itself" in note and set(student) == set(baseline) == {str(d) for d in range(10)}
-    labels = app.model_labels(view)
-    assert "none" in labels[0]["label"] and labels[1]["label"] == app.BASELINE_LABEL
-    assert app.model_labels(app.lab_lib.SHIPPED)[0]["label"] == app.TEACHER_LABEL
-    assert len(fig.data) == 4 and "no teacher" in fig.layout.title.text  # student and baseline, at T=1 and T
+    p = predict(digit_canvas()[0], 4.0, view)
+    assert p.teacher is None and "taught itself" in p.note
+    assert set(p.student) == set(p.baseline) == {str(d) for d in range(10)}
+    # The page's panel runs what the run exported when it finished: no teacher, so it shows none.
+    assert (app.lab.store.run_dir(view) / "onnx" / "student.onnx").is_file()
+    assert set(app.lab.drawing_onnx(view)[0]) == {"student", "baseline"}
+    assert set(app.lab.drawing_onnx(app.lab_lib.SHIPPED)[0]) == {"teacher", "student", "baseline"}
+    assert len(p.fig.data) == 4 and "no teacher" in p.fig.layout.title.text  # student and baseline, at T=1 and T
 
 
 def test_a_finished_runs_student_downloads_in_both_forms(tmp_path):
@@ -219,25 +242,25 @@ def test_a_finished_runs_student_downloads_in_both_forms(tmp_path):
 
     from kdapp.models import build
     run = next(r for r in app.lab.runs() if r["state"] == "finished" and r["has_checkpoints"])
-    pt, onnx_file = app.downloads([run["id"]])[0]
+    pt, onnx_file = app.downloads([run["id"]])[app.ui.files]
     payload = torch.load(pt, weights_only=True)
     build(payload["arch"]).load_state_dict(payload["model"])
     assert onnx_file.endswith(".onnx") and "kdapp-" in onnx_file
-    files, note = app.downloads(["nope"])
-    assert files is None and "no student" in note
+    out = app.downloads(["nope"])
+    assert out[app.ui.files] is None and "no student" in out[app.ui.runs_note]
 
 
 def test_a_settings_link_reads_back_as_the_same_settings():
     from urllib.parse import parse_qsl, urlsplit
     values = app.inputs_for(teacher="mlp_1200", student="mlp_30", temperature=8, alpha=0.9, epochs=10,
                             train_fraction=0.1)
-    note = app.settings_link(*values)
+    note = app.settings_link(values)[app.ui.notice]
     url = re.search(r"\((/\?[^)]+)\)", note).group(1)
     settings, ignored = app.lab.settings_from_url(dict(parse_qsl(urlsplit(html.unescape(url)).query)))
-    from_page = app.lab.config(app.settings_from(values)).replace(device="auto")  # a link carries no device
+    from_page = app.lab.config(app.settings_from(app.control_values(values))).replace(device="auto")  # a link carries no device
     assert ignored == [] and app.lab.config(settings) == from_page
     assert "T=8.0" in url and "fraction=0.1" in url
-    assert "No link" in app.settings_link(*app.inputs_for(temperature=-1))
+    assert "No link" in app.settings_link(app.inputs_for(temperature=-1))[app.ui.notice]
 
 
 def test_the_kd_gain_interval_is_the_binomial_one():
@@ -250,13 +273,13 @@ def test_the_kd_gain_interval_is_the_binomial_one():
 
 def test_a_page_without_its_owner_token_cannot_start():
     for owner in (None, ""):
-        message, view, notice_for = app.start(owner, *app.inputs_for())
+        message, view, notice_for = start(owner)
         assert "still loading" in message and notice_for is None
-        assert "still loading" in app.sweep("temperature")(owner, *app.inputs_for())
+        assert "still loading" in app.sweep("temperature")({app.ui.owner: owner, **app.inputs_for()})[app.ui.notice]
 
 
 def test_each_sweep_counts_once_and_a_third_is_refused():
-    values = app.inputs_for(epochs=1, train_fraction=0.05)
+    values = app.control_values(app.inputs_for(epochs=1, train_fraction=0.05))
     records = []
     try:
         for _ in range(2):

@@ -4,8 +4,14 @@ import pytest
 import torch
 
 from kdapp.training.features import DeepSupervision, FeatureDistiller, align, teachers_target
-from kdapp.losses import (attention_loss, distillation_loss, dkd_terms, gram_loss, hint_loss, kd_loss, kd_loss_parts,
-                          self_distillation_loss, teacher_log_probs)
+from kdapp.config import RunConfig
+from kdapp.losses import (FEATURE_LOSSES, LOGIT_LOSSES, attention_loss, distillation_loss, dkd_terms, gram_loss,
+                          hint_loss, self_distillation_loss, teacher_log_probs)
+
+
+def kd_parts(s, t, y, T, alpha):
+    """Classic KD from raw teacher logits, as the engine computes it (log-probabilities at T first)."""
+    return distillation_loss(s, teacher_log_probs(t, T), y, T, alpha)
 
 
 def np_softmax(z):
@@ -32,31 +38,31 @@ def logits():
 @pytest.mark.parametrize("T,alpha", [(1.0, 0.5), (4.0, 0.7), (20.0, 0.9), (0.5, 0.3)])
 def test_kd_loss_matches_hand_computation(logits, T, alpha):
     s, t, y = logits
-    total, soft, hard, _ = kd_loss_parts(s, t, y, T, alpha)
+    total, soft, hard, _ = kd_parts(s, t, y, T, alpha)
     want_total, want_soft, want_hard = hand_kd(s.numpy(), t.numpy(), y.numpy(), T, alpha)
     assert total.item() == pytest.approx(want_total, rel=1e-10)
     assert soft.item() == pytest.approx(want_soft, rel=1e-10)
     assert hard.item() == pytest.approx(want_hard, rel=1e-10)
-    assert kd_loss(s, t, y, T, alpha).item() == pytest.approx(want_total, rel=1e-10)
+    assert kd_parts(s, t, y, T, alpha).total.item() == pytest.approx(want_total, rel=1e-10)
 
 
 def test_alpha_zero_is_cross_entropy_and_alpha_one_is_scaled_kl(logits):
     s, t, y = logits
     _, soft, ce = hand_kd(s.numpy(), t.numpy(), y.numpy(), 4.0, 0.0)
-    assert kd_loss(s, t, y, 4.0, 0.0).item() == pytest.approx(ce, rel=1e-10)
-    assert kd_loss(s, t, y, 4.0, 1.0).item() == pytest.approx(soft, rel=1e-10)
+    assert kd_parts(s, t, y, 4.0, 0.0).total.item() == pytest.approx(ce, rel=1e-10)
+    assert kd_parts(s, t, y, 4.0, 1.0).total.item() == pytest.approx(soft, rel=1e-10)
 
 
 def test_identical_logits_give_zero_soft_loss(logits):
     s, _, y = logits
-    assert kd_loss_parts(s, s.clone(), y, 3.0, 0.5).soft.item() == pytest.approx(0.0, abs=1e-12)
+    assert kd_parts(s, s.clone(), y, 3.0, 0.5).soft.item() == pytest.approx(0.0, abs=1e-12)
 
 
 def test_extreme_logits_stay_finite_with_finite_gradients():
     s = torch.tensor([[1e4, -1e4, 0.0, 5e3, -5e3, 1, 2, 3, 4, 5.0]] * 4, requires_grad=True)
     t = torch.tensor([[-1e4, 1e4, 0.0, -5e3, 5e3, 5, 4, 3, 2, 1.0]] * 4)
     y = torch.tensor([0, 1, 2, 3])
-    loss = kd_loss(s, t, y, temperature=0.5, alpha=0.7)
+    loss = kd_parts(s, t, y, 0.5, 0.7).total
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(s.grad).all()
     # The seed's softmax_with_temperature = exp(z/T) / sum overflows on exactly this input.
@@ -67,10 +73,9 @@ def test_extreme_logits_stay_finite_with_finite_gradients():
 
 @pytest.mark.parametrize("T,alpha", [(0, 0.5), (-1, 0.5), (float("nan"), 0.5), (float("inf"), 0.5),
                                      (2, -0.1), (2, 1.1), (2, float("nan"))])
-def test_invalid_hyperparameters_are_refused(logits, T, alpha):
-    s, t, y = logits
-    with pytest.raises(ValueError):
-        kd_loss(s, t, y, T, alpha)
+def test_invalid_hyperparameters_are_refused(T, alpha):
+    with pytest.raises(ValueError, match="temperature|alpha"):
+        RunConfig(temperature=T, alpha=alpha)
 
 
 def test_multi_teacher_averages_probabilities_not_logits(logits):
@@ -173,7 +178,7 @@ def test_dist_matches_hand_computation(logits, T, beta, gamma):
     assert parts.parts["intra"].item() == pytest.approx(intra, rel=1e-6)
     assert parts.soft.item() == pytest.approx(T * T * (beta * inter + gamma * intra), rel=1e-6)
     # the same probabilities give a perfect correlation: zero loss
-    same = distillation_loss(t, teacher_log_probs(t, T), y, T, 0.7, "dist")
+    same = distillation_loss(t, teacher_log_probs(t, T), y, T, 0.7, "dist", dist_beta=1.0, dist_gamma=1.0)
     assert same.soft.item() == pytest.approx(0.0, abs=1e-4)  # up to the 1e-8 guard in rho's denominator
 
 
@@ -192,7 +197,7 @@ def test_lskd_is_kd_on_z_scored_logits(logits, T):
 
 def test_an_unknown_loss_is_refused(logits):
     s, t, y = logits
-    with pytest.raises(ValueError, match="loss must be one of kd, dkd, dist, lskd"):
+    with pytest.raises(ValueError, match="loss must be one of kd, dkd, dist, lskd, mse"):
         distillation_loss(s, teacher_log_probs(t, 1.0), y, 1.0, 0.5, "mystery")
 
 
@@ -280,3 +285,29 @@ def test_the_deepest_stage_teaches_and_is_not_pulled_by_its_students():
     hint.backward()
     assert model.fc1.weight.grad is None and model.conv1.weight.grad.abs().sum() > 0
     assert all(p.grad is not None for p in deep.adapters.parameters())
+
+
+@pytest.mark.parametrize("T", [1.0, 4.0, 20.0])
+def test_logit_mse_matches_hand_computation_at_any_temperature(logits, T):
+    """Ba & Caruana's logit matching on centred logits, from the cached log-probabilities at T."""
+    s, t, y = logits
+    centre = lambda v: v - v.mean(1, keepdims=True)
+    want = np.mean((centre(s.numpy()) - centre(t.numpy())) ** 2)
+    parts = distillation_loss(s, teacher_log_probs(t, T, "mse"), y, T, 0.6, "mse")
+    assert parts.soft.item() == pytest.approx(want, rel=1e-9)
+    assert parts.total.item() == pytest.approx(0.6 * want + 0.4 * hand_ce(s.numpy(), y.numpy()), rel=1e-9)
+    shifted = distillation_loss(s + 7, teacher_log_probs(t - 3, T, "mse"), y, T, 1.0, "mse")
+    assert shifted.soft.item() == pytest.approx(want, rel=1e-9)  # a shift of either side's logits changes nothing
+
+
+def test_a_registered_loss_is_offered_everywhere():
+    """The registry is the one list: the config, the CLI and the page's menu all offer each loss."""
+    import argparse
+
+    from kdapp import cli
+    parser = argparse.ArgumentParser()
+    cli.add_run_options(parser)
+    offered = next(a for a in parser._actions if a.dest == "loss").choices
+    for name in LOGIT_LOSSES:
+        assert RunConfig(loss=name).loss == name and name in offered
+    assert set(FEATURE_LOSSES) < set(next(a for a in parser._actions if a.dest == "feature_loss").choices)

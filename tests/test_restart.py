@@ -6,8 +6,8 @@ import signal
 import httpx
 import pytest
 
-import app
-from kdapp.tools.serving import start_app, wait_for_http, wait_until
+from kdapp.lab.store import RunStore
+from kdapp.tools.serving import start_app, start_event_data, wait_for_http, wait_until
 
 
 def call(url, name, data):
@@ -21,7 +21,7 @@ def call(url, name, data):
 
 def start(url, **settings):
     """Press Start over raw HTTP; the run id comes back in the notice (state stays on the server)."""
-    notice = call(url, "start", ["me", *app.inputs_for(**settings)])[0]
+    notice = call(url, "start", start_event_data(url, "me", **settings))[0]
     return re.search(r"Run ([0-9a-f]{8})", notice).group(1)
 
 
@@ -59,7 +59,7 @@ def test_a_killed_server_keeps_its_finished_runs_and_marks_the_killed_one_interr
     after = runs(url)
     assert after[done]["state"] == "finished" and after[done]["metrics"]["student_acc"] > 0.5
     assert after[killed]["state"] == "interrupted"
-    record = app.lab_lib.RunStore(tmp_path / "runs").get(done)
+    record = RunStore(tmp_path / "runs").get(done)
     assert record["curves"]["step"] and record["accuracy"]["epoch"] == [1]  # curves, not just a row
 
 

@@ -74,7 +74,7 @@ def test_shipped_drawing_models_read_other_writers(mnist_dir):
     models = robustness.shipped_models()
     assert set(models) == {"teacher", "student", "baseline"}
     report = robustness.evaluate(models, data_dir=mnist_dir, mnist_limit=2000,
-                                 trained_on=robustness.shipped_data())
+                                 trained_on=trained_on())
     assert report["mnist"]["source"] == "mnist" and report["uci"]["n"] == 1797
     assert robustness.check_targets(report) == [], report
 
@@ -85,8 +85,13 @@ def test_kd_carries_robustness_to_a_student_that_lacks_it(mnist_dir):
     baseline on the same augmented batches, short of the drawing's targets."""
     roles = checkpoints.ARTICLES_DRAWING
     report = robustness.evaluate(robustness.shipped_models(roles), data_dir=mnist_dir, mnist_limit=500,
-                                 trained_on=robustness.shipped_data(roles))
+                                 trained_on=trained_on(roles))
     uci = report["uci"]["accuracy"]
     assert uci["student"] - uci["baseline"] >= 0.03, uci
     assert any("UCI" in m for m in robustness.check_targets(report)), uci
 
+
+def trained_on(roles=None):
+    """The data sets the shipped drawing models (or the trio `roles`) were trained on, from their checkpoints."""
+    paths = checkpoints.shipped_drawing_paths(roles=roles).values()
+    return tuple(sorted({checkpoints.load(path)[1].get("data") for path in paths}))

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 import app
+from kdapp.tools.serving import start_event_data
 
 
 def png(array, mode=None):
@@ -117,7 +118,7 @@ def call(url, name, data):
 def test_a_script_calling_start_directly_is_validated_like_the_ui(app_url, name, bad):
     """Any event the page can trigger, a script can too (the browser is an HTTP client), so the
     server validates every hyperparameter itself, with the UI's messages and caps."""
-    event, payload = call(app_url, "start", ["a-script", *app.inputs_for(**{name: bad})])
+    event, payload = call(app_url, "start", start_event_data(app_url, "a-script", **{name: bad}))
     assert "Traceback" not in payload
     assert event != "complete" or "Not started" in payload, payload
     assert not app.lab.queue.busy()

@@ -98,12 +98,6 @@ def evaluate(models, data_dir="data", seed=0, mnist_limit=2000, uci_limit=None, 
     return report
 
 
-def shipped_data(roles=None):
-    """The data sets the shipped drawing models (or the trio `roles`) were trained on, from their checkpoints."""
-    paths = checkpoints.shipped_drawing_paths(roles=roles).values()
-    return tuple(sorted({checkpoints.load(path)[1].get("data") for path in paths}))
-
-
 # What a visitor's drawing needs from the shipped models (accuracy on the redrawn sets).
 TARGETS = {"uci_teacher": 0.95, "uci_student": 0.92, "uci_gap": 0.03, "mnist": 0.98}
 

@@ -42,11 +42,35 @@ class Lab:
         if drawing_dir is not None:
             checkpoints.drawing_paths(drawing_dir)  # a wrong folder stops the app at start, with the reason
         self.caps, self.imposed = dict(caps), dict(imposed)
-        self.store = RunStore(self.runs_dir, keep_checkpoints=keep_checkpoints)
-        self.queue = RunQueue(self.store, data_dir, workers=workers)
+        self.keep_checkpoints, self.workers = keep_checkpoints, workers
+        self._store = self._queue = None  # opened by open(): at server start, or at first use
+        self._open_lock = threading.Lock()
         self._models_lock = threading.Lock()
         self._models = OrderedDict()  # "shipped" or run id -> Models, least recently used first
         self._tables = OrderedDict()  # run id -> its comparison table, measured once
+
+    # ---- its life: building a Lab opens nothing; open() opens the store and starts the queue ----
+    def open(self):
+        """Open the run store and start the queue's dispatchers, once (the app calls this when its
+        server starts; anything that needs the store before then opens it on first use)."""
+        with self._open_lock:
+            if self._queue is None:
+                self._store = RunStore(self.runs_dir, keep_checkpoints=self.keep_checkpoints)
+                self._queue = RunQueue(self._store, self.data_dir, workers=self.workers)
+        return self
+
+    @property
+    def store(self):
+        return self.open()._store
+
+    @property
+    def queue(self):
+        return self.open()._queue
+
+    @property
+    def runs_path(self):
+        """The folder of the runs' files (checkpoints, exports), which the app may serve."""
+        return self.runs_dir / "runs"
 
     # ---- choices and limits for the controls ----
     def teacher_choices(self):
@@ -367,7 +391,9 @@ class Lab:
         return path.read_text().strip()
 
     def close(self):
-        self.queue.close()
+        with self._open_lock:
+            if self._queue is not None:
+                self._queue.close()
 
 
 def _optional(path):

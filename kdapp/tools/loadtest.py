@@ -189,17 +189,13 @@ def capacity(levels=LEVELS, seconds=12.0, route="run", log=print):
     """The load steps up through `levels` while the default run trains; see the module docstring."""
     import httpx
 
-    from kdapp.tools.serving import start_app, wait_for_http
+    from kdapp.tools.serving import start_app, start_event_data, wait_for_http
     runs_dir = Path(tempfile.mkdtemp(prefix="kdapp-loadtest-"))
-    # The start event's inputs, built by name from app.CONTROLS; this process's own (unused)
-    # lab must not open the server's run store, so it gets a store of its own.
-    os.environ["KDAPP_RUNS_DIR"] = tempfile.mkdtemp(prefix="kdapp-loadtest-client-")
-    import app
-    start_inputs = ["loadtest", *app.inputs_for(device="cpu")]
     server, url = start_app(runs_dir)
     steps = []
     try:
         wait_for_http(url, server)
+        start_inputs = start_event_data(url, "loadtest", device="cpu")  # the Start event's inputs, by name
         with httpx.Client(base_url=url, timeout=60) as http:
             paths, labels = upload_canvases(http)
             watch = TrainingWatch(http, start_inputs, runs_dir / "kdapp.sqlite3")

@@ -53,7 +53,7 @@ def _say(*args):
     print(*args, file=sys.stderr, flush=True)
 
 
-def get_teacher(arch, dataset, plan, quick):
+def reproduction_teacher(arch, dataset, plan, quick):
     """Quick mode and full MNIST use the shipped teacher for this data; full mode on the sample
     trains one from scratch."""
     shipped = checkpoints.teacher_path(checkpoints.SHIPPED_DIR, arch, dataset.source)
@@ -101,7 +101,7 @@ class Cells:
         return self.done[name]
 
 
-def distill(teacher, key, dataset, seed, **settings):
+def distill_cell(teacher, key, dataset, seed, **settings):
     # The published recipes train on the digits as they are: no shifts, whatever the app's default.
     config = RunConfig(data=dataset.source, seed=seed, **{"augment": False, **settings})
     return train.distill(config, [teacher], dataset, teacher_keys=[key])
@@ -109,7 +109,7 @@ def distill(teacher, key, dataset, seed, **settings):
 
 def accuracies(teacher, key, dataset, seed, **settings):
     """One cell: a KD student (and its baseline) trained, as plain numbers."""
-    return _cell(distill(teacher, key, dataset, seed, **settings).metrics)
+    return _cell(distill_cell(teacher, key, dataset, seed, **settings).metrics)
 
 
 def _cell(metrics):
@@ -171,7 +171,7 @@ def run_reproduce(quick=False, seeds=None, data="sample", data_dir="data", cells
                         "[reproduce-mnist.md](reproduce-mnist.md).")
 
     # ---- 1. the seed article's table ----
-    teacher, teacher_note = get_teacher("seed_teacher", dataset, plan, quick)
+    teacher, teacher_note = reproduction_teacher("seed_teacher", dataset, plan, quick)
     key = ("reproduce", "seed_teacher", id(teacher))
     kd, alone, feat = [], [], []
     for seed in seeds:
@@ -233,7 +233,7 @@ def run_reproduce(quick=False, seeds=None, data="sample", data_dir="data", cells
         f"{mean_std([a - b for a, b in zip(small_kd, small_alone)])} | +{SEED_SMALL_DATA_GAIN} |"]))
 
     # ---- 3. Hinton et al. 2015 ----
-    big, big_note = get_teacher("mlp_1200", dataset, plan, quick)
+    big, big_note = reproduction_teacher("mlp_1200", dataset, plan, quick)
     big_key = ("reproduce", "mlp_1200", id(big))
     big_errors = round((1 - teachers.evaluate(big, dataset.test_x, dataset.test_y)) * n_test)
     hinton_kd, hinton_alone = [], []
@@ -254,9 +254,9 @@ def run_reproduce(quick=False, seeds=None, data="sample", data_dir="data", cells
         f"(784-800-800-10), no dropout, no jitter, alone and distilled at T=20 (α=0.9 on the soft term), "
         f"{plan['hinton_epochs']} epochs. Test **errors as counts**: ours out of {n_test:,}, the paper's out of 10,000.\n",
         f"| model | ours: errors / {n_test:,} | ours: error rate | paper: errors / 10,000 |", "|---|---:|---:|---:|",
-        f"| teacher (mlp_1200, dropout, jitter) | {big_errors} | {100 * big_errors / n_test:.2f}% | 67 |",
-        f"| student alone (mlp_800) | {errors(hinton_alone)} | {rate(hinton_alone)} | 146 |",
-        f"| student distilled, T=20 (mlp_800) | {errors(hinton_kd)} | {rate(hinton_kd)} | 74 |"]))
+        *(f"| {row} | {ours} | {rate_} | {HINTON_ERRORS[row]} |" for row, ours, rate_ in zip(
+            HINTON_ERRORS, (big_errors, errors(hinton_alone), errors(hinton_kd)),
+            (f"{100 * big_errors / n_test:.2f}%", rate(hinton_alone), rate(hinton_kd))))]))
 
     # ---- 4. temperature sweep ----
     sweep_lines = ["## 4. Temperature sweep: seed_teacher → seed_student, α=0.7\n",
@@ -372,7 +372,7 @@ def run_methods(quick=False, seeds=None, data="sample", data_dir="data", cells_p
     prefix = f"{dataset.source}/{'quick' if quick else 'full'}/e{plan['epochs']}"
     n_test = len(dataset.test_y)
     recipe = dict(epochs=plan["epochs"], lr=0.005, batch_size=128)
-    teacher, teacher_note = get_teacher("seed_teacher", dataset, plan, quick=True)
+    teacher, teacher_note = reproduction_teacher("seed_teacher", dataset, plan, quick=True)
     key = ("reproduce", "seed_teacher", id(teacher))
     command = "python -m kdapp reproduce --methods" + (" --data mnist" if data == "mnist" else "") + \
         (" --quick" if quick else "")

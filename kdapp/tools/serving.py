@@ -1,5 +1,6 @@
 """The real app as its own process, and re-drawn held-out digits: shared by the bench, the load
 test and the tests, so each measures the same thing the same way."""
+import json
 import os
 import socket
 import subprocess
@@ -44,6 +45,24 @@ def wait_for_http(url, process, timeout=60):
         if process.poll() is not None:
             raise RuntimeError("app.py exited during start-up")
     raise RuntimeError(f"app.py did not answer within {timeout} s")
+
+
+def start_event_data(url, owner, **settings):
+    """The data list a page sends with Start, for a served app at `url`, read from its /config:
+    each input in the event's order, the visitor's owner token for the browser state and, for the
+    controls (elem_id control-<name>), `settings[name]` or the control's default. Scripts and the
+    load test drive the real event this way without importing app.py."""
+    with urllib.request.urlopen(url.rstrip("/") + "/config", timeout=30) as r:
+        config = json.load(r)
+    components = {c["id"]: c for c in config["components"]}
+    event = next(d for d in config["dependencies"] if d.get("api_name") == "start")
+    data = []
+    for component_id in event["inputs"]:
+        props = components[component_id].get("props", {})
+        name = (props.get("elem_id") or "").removeprefix("control-")
+        data.append(settings.get(name, props.get("value")) if props.get("elem_id", "").startswith("control-")
+                    else owner)
+    return data
 
 
 def wait_until(predicate, timeout=180, every=0.1):

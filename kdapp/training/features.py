@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from kdapp.losses import attention_loss, gram_loss, hint_loss
+from kdapp.losses import FEATURE_LOSSES, hint_loss
 from kdapp.models import cnn_names
 
 VECTOR_GRID = 4  # a conv map meeting an MLP's vector is average-pooled to C x 4 x 4 first
@@ -77,34 +77,29 @@ def teachers_target(teacher_features, shape):
     return torch.stack([align(f, shape) for f in teacher_features]).mean(0)
 
 
-FEATURE_KINDS = ("hint", "attention", "gram")
-
-
 class FeatureDistiller(nn.Module):
-    """loss = distiller(student_features, teacher_features): 'hint' (FitNets MSE through the adapter),
-    'attention' (attention transfer) or 'gram' (Gram matrices after the adapter). teacher_features
-    may be a list (several teachers): their aligned average is the target."""
+    """loss = distiller(student_features, teacher_features) for a loss of kdapp.losses.FEATURE_LOSSES,
+    through a learned adapter when the loss has one. teacher_features may be a list (several
+    teachers): their aligned average is the target."""
 
     def __init__(self, kind, student_shape, teacher_shape):
         super().__init__()
-        if kind not in FEATURE_KINDS:
-            raise ValueError(f"unknown feature loss {kind!r}; choose {', '.join(FEATURE_KINDS)}")
-        if kind in ("attention", "gram") and (len(student_shape) != 3 or len(teacher_shape) != 3):
-            what = "attention transfer" if kind == "attention" else "Gram matching"
-            raise ValueError(f"{what} needs CNN feature maps on both sides; "
+        if kind not in FEATURE_LOSSES:
+            raise ValueError(f"unknown feature loss {kind!r}; choose {', '.join(FEATURE_LOSSES)}")
+        self.entry = FEATURE_LOSSES[kind]
+        if self.entry.needs_maps and (len(student_shape) != 3 or len(teacher_shape) != 3):
+            raise ValueError(f"{self.entry.what} needs CNN feature maps on both sides; "
                              f"got student {student_shape} and teacher {teacher_shape}. "
                              f"Pick CNNs ({cnn_names()}) or use the hint loss.")
         self.kind, self.teacher_shape = kind, tuple(teacher_shape)
-        self.adapter = FeatureAdapter(student_shape, teacher_shape) if kind != "attention" else None
+        self.adapter = FeatureAdapter(student_shape, teacher_shape) if self.entry.adapter else None
 
     def forward(self, student_features, teacher_features):
         if isinstance(teacher_features, (list, tuple)):
             teacher_features = teachers_target(teacher_features, self.teacher_shape)
-        if self.kind == "hint":
-            return hint_loss(*self.adapter(student_features, teacher_features))
-        if self.kind == "gram":
-            return gram_loss(*self.adapter(student_features, teacher_features))
-        return attention_loss(student_features, teacher_features)
+        if self.adapter is not None:
+            return self.entry.loss(*self.adapter(student_features, teacher_features))
+        return self.entry.loss(student_features, teacher_features)
 
     @classmethod
     def for_models(cls, kind, student, teacher, probe):

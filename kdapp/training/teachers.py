@@ -21,12 +21,12 @@ class Cancelled(Exception):
     """Raised inside the loops when should_stop() says so; the message says why."""
 
 
-def _never():
+def never():
     return False
 
 
 @torch.inference_mode()
-def predict_logits(model, x, batch_size=EVAL_BATCH, should_stop=_never):
+def predict_logits(model, x, batch_size=EVAL_BATCH, should_stop=never):
     model.eval()
     out = []
     for i in range(0, len(x), batch_size):
@@ -58,7 +58,7 @@ def channels_last(model):
     return model.to(memory_format=torch.channels_last) if is_cnn(model) else model
 
 
-def teacher_pass(teacher, x, should_stop=_never):
+def teacher_pass(teacher, x, should_stop=never):
     """Logits of a teacher over a whole split, run in channels_last (on a copy: the caller's
     teacher keeps its layout)."""
     if x.dim() == 4 and is_cnn(teacher):
@@ -67,7 +67,7 @@ def teacher_pass(teacher, x, should_stop=_never):
     return predict_logits(teacher, x, should_stop=should_stop)
 
 
-def cached_logits(key, teacher, x, should_stop=_never, cache_dir=None):
+def cached_logits(key, teacher, x, should_stop=never, cache_dir=None):
     """The teacher's logits over x, looked up by `key` (None = no caching)."""
     if key is None:
         return teacher_pass(teacher, x, should_stop)

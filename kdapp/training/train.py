@@ -20,9 +20,10 @@ from kdapp.training import distributed
 from kdapp.evaluation import fidelity
 from kdapp.config import SELF, RunConfig
 from kdapp.training.features import DeepSupervision, FeatureDistiller
-from kdapp.losses import distillation_loss, self_distillation_loss, teacher_log_probs
+from kdapp.losses import LOGIT_LOSSES, distillation_loss, self_distillation_loss, teacher_log_probs
 from kdapp.models import build
-from kdapp.training.teachers import Cancelled, accuracy, cached_logits, channels_last, evaluate, get_teacher, predict_logits
+from kdapp.training.teachers import (Cancelled, accuracy, cached_logits, channels_last, evaluate, get_teacher, never,
+                                     predict_logits)
 
 __all__ = ["Cancelled", "RunResult", "available_devices", "distill", "pick_device", "run", "train_teacher"]
 
@@ -45,10 +46,6 @@ def available_devices():
     if torch.cuda.is_available():
         names.insert(0, "cuda")
     return names
-
-
-def _never():
-    return False
 
 
 def _ignore(event):
@@ -132,7 +129,7 @@ TEACHER_AUGMENTATIONS = {"none": None, "shift2": data_lib.random_shift, "pen": d
 
 
 def train_teacher(arch, dataset, epochs, lr=1e-3, batch_size=128, seed=0, augment="shift2",
-                  emit=_ignore, should_stop=_never):
+                  emit=_ignore, should_stop=never):
     """Train `arch` on hard labels, its batches augmented by TEACHER_AUGMENTATIONS[augment]: ±2 px
     shifts (the default), or `pen` (kdapp.data.random_pen). Returns (model in eval mode, test accuracy)."""
     augmentation = TEACHER_AUGMENTATIONS[augment]
@@ -201,84 +198,52 @@ def evaluate_sharded(model, x, y, world):
     return distributed.sum_over_ranks(correct, world).item() / len(y)
 
 
-def distill(config, teachers, dataset, emit=_ignore, should_stop=_never, teacher_keys=None, cache_dir=None,
+def distill(config, teachers, dataset, emit=_ignore, should_stop=never, teacher_keys=None, cache_dir=None,
             world=distributed.SINGLE):
     """Train the KD student (and, if config.baseline, its hard-label twin) from `teachers`.
 
-    Without consistent teaching or a feature loss the teachers' soft targets over the whole
-    training set are computed once and indexed by the same shuffled indices as each batch, also
-    when the batch is shifted by config.augment (±2 px; the target is the teacher's answer for
-    the unshifted digit); otherwise the teachers run on every batch, on exactly the images the
-    student sees. Consistent teaching
-    (Beyer et al., 2022, "function matching") is the second case with pen-augmented batches
-    (kdapp.data.random_pen): the teacher answers for each augmented image, not the original.
-    The baseline trains on the same augmented batches, so the comparison stays fair.
+    Where the KD student's targets come from is chosen once, before the loop (`_target_source`):
+    the teachers' soft targets cached over the training set, the teachers run online on every
+    batch (consistent teaching, feature losses), or, with no teachers (deep supervision), the
+    student's own deepest layer. The baseline learns from the labels alone on the same batches.
 
-    With no teachers (config.deep_supervision) the student teaches itself: its deepest layer
-    teaches heads on its shallower stages (kdapp.training.features.DeepSupervision), and the metrics'
-    teacher accuracy is None.
-
-    Under torchrun (`world`, see kdapp.training.distributed) each rank trains on its slice of every global
-    batch of config.batch_size x world.size, with both students wrapped in DDP."""
+    Under torchrun (`world`, see kdapp.training.distributed) each rank trains on its slice of every
+    global batch of config.batch_size x world.size, with both students wrapped in DDP."""
     if bool(teachers) == config.deep_supervision:
         raise ValueError("deep supervision takes no teachers; every other run takes one or more")
-    device, T = dataset.train_x.device, config.temperature
+    device = dataset.train_x.device
     generator = torch.Generator().manual_seed(config.seed)
-    n_all = len(dataset.train_y)
-    n = max(min(n_all, config.batch_size), round(config.train_fraction * n_all))
-    subset = torch.randperm(n_all, generator=generator)[:n].to(device)
-    if config.omit_class is not None:  # Hinton's held-out class: neither student ever sees one
-        subset = subset[dataset.train_y[subset] != config.omit_class]
-        n = len(subset)
-    train_x, train_y = dataset.train_x[subset], dataset.train_y[subset]
-
-    # The teachers: their test accuracy, and their soft targets unless they must run online.
-    keys = teacher_keys or [None] * len(teachers)
-    # Shifts (config.augment) keep the cache: a digit moved by 2 px gets the teacher's answer for
-    # the unmoved digit, which the move barely changes. Consistent teaching asks the teacher anew.
-    online = config.consistent or config.feature_loss != "none"
+    train_x, train_y, subset = _training_subset(config, dataset, generator)
+    n = len(train_y)
     with distributed.main_first(world):  # rank 0 fills the logit cache, the other ranks read it
-        teacher_accs = [evaluate_cached(t, k, dataset, cache_dir) for t, k in zip(teachers, keys)]
-        if teachers and not online:
-            emit(events.phase("teacher logits", f"computing the teacher's soft targets over {n_all:,} "
-                                                "training digits, once"))
-            soft_targets = teacher_log_probs([cached_logits(k, t, dataset.train_x, should_stop, cache_dir)[subset]
-                                              for k, t in zip(keys, teachers)], T, config.loss)
-
-    # Twin students: the same initial weights; the baseline learns from the labels alone.
-    torch.manual_seed(config.seed)
-    student = channels_last(build(config.student).to(device))
-    baseline = copy.deepcopy(student) if config.baseline else None
-    distiller = deep = None
-    if config.feature_loss != "none":
-        distiller = FeatureDistiller.for_models(config.feature_loss, student, teachers[0], train_x[:2])
-        distiller = distiller.to(device).train()
-    if config.deep_supervision:
-        deep = DeepSupervision.for_model(student, train_x[:2]).to(device).train()
-    kd_model = distributed.wrap(_KDStudent(student, distiller, deep), world)
-    base_model = distributed.wrap(baseline, world) if baseline is not None else None
+        teacher_accs = [evaluate_cached(t, k, dataset, cache_dir) for t, k in zip(teachers, teacher_keys or
+                                                                                     [None] * len(teachers))]
+        soft_targets = _cached_soft_targets(config, teachers, teacher_keys, dataset, subset, emit, should_stop,
+                                            cache_dir)
+    student, baseline, kd_model, base_model = _twin_students(config, teachers, train_x, world)
+    targets_and_loss = _target_source(config, teachers, kd_model, soft_targets)
     # Augmentations draw from their own generator per rank; the batch order's stays in step.
     augment_generator = generator if not world.distributed else \
         torch.Generator().manual_seed(config.seed * 1_000_003 + world.rank)
     steps_per_epoch = distributed.steps_per_epoch(n, config.batch_size, world)
     total_steps = config.epochs * steps_per_epoch
     kd_optimizer = AdamCosine(kd_model.parameters(), config.lr, total_steps, config.clip_grad_norm)
-    if baseline is not None:
-        base_optimizer = AdamCosine(base_model.parameters(), config.lr, total_steps, config.clip_grad_norm)
+    base_optimizer = AdamCosine(base_model.parameters(), config.lr, total_steps, config.clip_grad_norm) \
+        if baseline is not None else None
 
-    source = "its own deepest layer (deep supervision)" if deep is not None else "+".join(config.teachers)
+    source = "its own deepest layer (deep supervision)" if not teachers else "+".join(config.teachers)
     emit(events.phase("distilling", f"distilling {config.student} from {source} on {n:,} digits"
                                     + (f", {world.size} processes" if world.distributed else "")))
     teacher_acc = teacher_accs[0] if teacher_accs else None
     emit(events.epoch(0, config.epochs, teacher_acc, None, None))
     clock, log_now = _Clock(total_steps), _log_points(steps_per_epoch, 25)
-    part_names = {"dkd": ["tckd", "nckd"], "dist": ["inter", "intra"]}.get(config.loss, [])
-    loss_weights = {k: getattr(config, k) for k in ("dkd_alpha", "dkd_beta", "dist_beta", "dist_gamma")}
+    part_names = list(LOGIT_LOSSES[config.loss].parts)
+    has_feature = config.feature_loss != "none" or config.deep_supervision
     meter = _Meter(["loss", "soft", "hard", "feature", "baseline", *part_names], device)
     student_acc = baseline_acc = None
     train_started = time.monotonic()
     for epoch in range(config.epochs):
-        student.train()
+        kd_model.train()
         if baseline is not None:
             baseline.train()
         for i, idx in enumerate(distributed.epoch_batches(n, config.batch_size, generator, device, world)):
@@ -291,21 +256,8 @@ def distill(config, teachers, dataset, emit=_ignore, should_stop=_never, teacher
             elif config.augment:
                 x = data_lib.random_shift(x, generator=augment_generator)
 
-            # KD student: soft targets from the cache, from the teachers on this very batch, or
-            # (deep supervision) from its own final layer to its shallower heads.
-            alpha = _alpha_at(config, step, total_steps)
-            if deep is not None:
-                logits, feature_loss, aux_logits = kd_model(x)
-                parts = self_distillation_loss(logits, aux_logits, y, T, alpha, config.loss, **loss_weights)
-            else:
-                if online:
-                    with torch.no_grad():
-                        outs = [t.forward_features(x) for t in teachers]
-                    targets = teacher_log_probs([o[0] for o in outs], T, config.loss)
-                    logits, feature_loss, _ = kd_model(x, [o[1] for o in outs])  # several teachers: averaged
-                else:
-                    (logits, feature_loss, _), targets = kd_model(x), soft_targets[idx]
-                parts = distillation_loss(logits, targets, y, T, alpha, config.loss, **loss_weights)
+            # KD student: alpha * soft + (1 - alpha) * hard, plus the weighted feature loss if any.
+            parts, feature_loss = targets_and_loss(x, y, idx, _alpha_at(config, step, total_steps))
             loss = parts.total if feature_loss is None else parts.total + config.feature_weight * feature_loss
             kd_optimizer.step(loss)
 
@@ -320,9 +272,8 @@ def distill(config, teachers, dataset, emit=_ignore, should_stop=_never, teacher
             if log_now(i):
                 m = meter.read(world)
                 emit(events.step(epoch + 1, config.epochs, step + 1, total_steps, m["loss"], m["soft"], m["hard"],
-                                 m["feature"] if distiller is not None or deep is not None else None,
-                                 m["baseline"] if baseline is not None else None, clock.eta(step + 1),
-                                 parts={name: m[name] for name in part_names}))
+                                 m["feature"] if has_feature else None, m["baseline"] if baseline is not None else None,
+                                 clock.eta(step + 1), parts={name: m[name] for name in part_names}))
         student_acc = evaluate_sharded(student, dataset.test_x, dataset.test_y, world)
         baseline_acc = evaluate_sharded(baseline, dataset.test_x, dataset.test_y, world) \
             if baseline is not None else None
@@ -336,6 +287,82 @@ def distill(config, teachers, dataset, emit=_ignore, should_stop=_never, teacher
         metrics["replica_hashes"] = distributed.gather_strings(distributed.weights_hash(student, baseline), world)
     return RunResult(config, metrics, teachers[0] if teachers else None, student.eval(),
                      baseline.eval() if baseline is not None else None)
+
+
+def _training_subset(config, dataset, generator):
+    """The students' training digits: config.train_fraction of the split (at least one batch), in an
+    order drawn from the run's generator, without Hinton's held-out class if there is one.
+    Returns (x, y, the indices into the split)."""
+    n_all = len(dataset.train_y)
+    n = max(min(n_all, config.batch_size), round(config.train_fraction * n_all))
+    subset = torch.randperm(n_all, generator=generator)[:n].to(dataset.train_x.device)
+    if config.omit_class is not None:  # Hinton's held-out class: neither student ever sees one
+        subset = subset[dataset.train_y[subset] != config.omit_class]
+    return dataset.train_x[subset], dataset.train_y[subset], subset
+
+
+def _online(config):
+    """The teachers must answer each batch anew: consistent teaching asks them about the augmented
+    digits, and a feature loss needs their features. Shifts (config.augment) keep the cache: a digit
+    moved by 2 px gets the teacher's answer for the unmoved digit, which the move barely changes."""
+    return config.consistent or config.feature_loss != "none"
+
+
+def _cached_soft_targets(config, teachers, teacher_keys, dataset, subset, emit, should_stop, cache_dir):
+    """The teachers' log-probabilities at T over the training subset, computed once (None when the
+    teachers run online or there are none), in the subset's order so a batch's indices find them."""
+    if not teachers or _online(config):
+        return None
+    emit(events.phase("teacher logits", f"computing the teacher's soft targets over {len(dataset.train_y):,} "
+                                        "training digits, once"))
+    keys = teacher_keys or [None] * len(teachers)
+    return teacher_log_probs([cached_logits(k, t, dataset.train_x, should_stop, cache_dir)[subset]
+                              for k, t in zip(keys, teachers)], config.temperature, config.loss)
+
+
+def _twin_students(config, teachers, train_x, world):
+    """The KD student (with its feature adapter or deep-supervision heads, if any) and the baseline:
+    the same architecture and the same initial weights. Returns (student, baseline or None, the KD
+    model to train, the baseline model to train), the last two DDP-wrapped under torchrun."""
+    torch.manual_seed(config.seed)
+    student = channels_last(build(config.student).to(train_x.device))
+    baseline = copy.deepcopy(student) if config.baseline else None
+    distiller = deep = None
+    if config.feature_loss != "none":
+        distiller = FeatureDistiller.for_models(config.feature_loss, student, teachers[0], train_x[:2])
+        distiller = distiller.to(train_x.device).train()
+    if config.deep_supervision:
+        deep = DeepSupervision.for_model(student, train_x[:2]).to(train_x.device).train()
+    kd_model = distributed.wrap(_KDStudent(student, distiller, deep), world)
+    base_model = distributed.wrap(baseline, world) if baseline is not None else None
+    return student, baseline, kd_model, base_model
+
+
+def _target_source(config, teachers, kd_model, soft_targets):
+    """The KD student's loss on a batch, (x, y, idx, alpha) -> (KDParts, feature loss or None), with
+    its targets from the cache (soft_targets[idx]), from the teachers on this very batch, or (deep
+    supervision) from its own final layer to its shallower heads."""
+    T, loss = config.temperature, config.loss
+    settings = {name: getattr(config, name) for name in LOGIT_LOSSES[loss].settings}
+
+    def self_taught(x, y, idx, alpha):
+        logits, hint, aux_logits = kd_model(x)
+        return self_distillation_loss(logits, aux_logits, y, T, alpha, loss, **settings), hint
+
+    def cached(x, y, idx, alpha):
+        logits, feature_loss, _ = kd_model(x)
+        return distillation_loss(logits, soft_targets[idx], y, T, alpha, loss, **settings), feature_loss
+
+    def online(x, y, idx, alpha):
+        with torch.no_grad():
+            outs = [t.forward_features(x) for t in teachers]
+        targets = teacher_log_probs([o[0] for o in outs], T, loss)
+        logits, feature_loss, _ = kd_model(x, [o[1] for o in outs])  # several teachers: averaged
+        return distillation_loss(logits, targets, y, T, alpha, loss, **settings), feature_loss
+
+    if config.deep_supervision:
+        return self_taught
+    return cached if soft_targets is not None else online
 
 
 def evaluate_cached(teacher, key, dataset, cache_dir=None):
@@ -355,7 +382,7 @@ def run_fidelity(result, teacher_key, dataset, cache_dir=None):
     return fidelity.fidelity(logits, dataset.test_y, result.config.temperature, test_x)
 
 
-def born_again(config, dataset, emit=_ignore, should_stop=_never, world=distributed.SINGLE):
+def born_again(config, dataset, emit=_ignore, should_stop=never, world=distributed.SINGLE):
     """Born-again networks (Furlanello et al., "Born-Again Neural Networks", ICML 2018): no
     pretrained teacher. Generation 0 is the student trained on labels alone, which is also the
     run's baseline; generation k distils from generation k-1, for config.generations generations.
@@ -379,7 +406,7 @@ def born_again(config, dataset, emit=_ignore, should_stop=_never, world=distribu
     return result
 
 
-def train_students(config, teachers, dataset, emit=_ignore, should_stop=_never, teacher_keys=None, cache_dir=None,
+def train_students(config, teachers, dataset, emit=_ignore, should_stop=never, teacher_keys=None, cache_dir=None,
                    world=distributed.SINGLE):
     """The KD student and its baseline, however the config says they learn: from `teachers`, from
     an earlier generation of the student (born-again), or from its own deepest layer."""
@@ -415,7 +442,7 @@ def _teacher(arch, dataset, config, runs_dir, emit, should_stop):
     return model, None, str(path)
 
 
-def run(config, emit=_ignore, should_stop=_never, runs_dir=None, data_dir="data", out_dir=None,
+def run(config, emit=_ignore, should_stop=never, runs_dir=None, data_dir="data", out_dir=None,
         world=distributed.SINGLE, device=None):
     """One whole run: data, teacher(s), KD + baseline, evaluation, and the students saved into
     `out_dir` (default runs_dir/latest). Trained teachers and the logit cache go under runs_dir.

@@ -8,12 +8,13 @@ refresh with new points keeps the visitor's zoom.
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from kdapp.losses import LOGIT_LOSSES
+
 COLORS = {"teacher": "#7f7f7f", "student": "#d62728", "baseline": "#1f77b4",
           "soft": "#ff9896", "hard": "#9467bd", "feature": "#2ca02c"}
 PART_COLORS = ("#e377c2", "#17becf")
-SOFT_LABELS = {"kd": "soft: KL·T²", "dkd": "soft: DKD·T²", "dist": "soft: DIST·τ²", "lskd": "soft: LS-KD KL·T²"}
-PART_LABELS = {"tckd": "TCKD (target class)", "nckd": "NCKD (other classes)",
-               "inter": "inter-class 1−ρ", "intra": "intra-class 1−ρ"}
+SOFT_LABELS = {name: entry.curve for name, entry in LOGIT_LOSSES.items()}
+PART_LABELS = {part: label for entry in LOGIT_LOSSES.values() for part, label in entry.parts.items()}
 PALETTE = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd"]  # one colour per compared run
 TEMPLATE = pio.templates["plotly_white"].to_plotly_json()  # resolved once, not per figure
 LAYOUT = dict(template=TEMPLATE, height=320, margin=dict(l=50, r=10, t=40, b=40),

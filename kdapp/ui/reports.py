@@ -2,6 +2,8 @@
 import html
 from pathlib import Path
 
+from kdapp.losses import LOGIT_LOSSES
+
 RESULTS_PATH = Path(__file__).resolve().parents[2] / "results" / "reproduce.md"
 RESULTS_MNIST_PATH = RESULTS_PATH.with_name("reproduce-mnist.md")
 METHODS_PATHS = {"sample": RESULTS_PATH.with_name("methods.md"), "mnist": RESULTS_PATH.with_name("methods-mnist.md")}
@@ -45,9 +47,6 @@ def _duration(seconds):
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
-LOSS_NAMES = {"kd": "KD", "dkd": "DKD", "dist": "DIST", "lskd": "LS-KD"}
-
-
 def settings_line(config):
     """A run's settings in one line, extras included only when they are on."""
     c = config
@@ -56,8 +55,9 @@ def settings_line(config):
                                                             else ""),
              f"{c['epochs']} epochs"]
     if c.get("loss", "kd") != "kd":
-        parts.insert(1, LOSS_NAMES[c["loss"]] + (f" (α={c['dkd_alpha']:g}, β={c['dkd_beta']:g})"
-                                                 if c["loss"] == "dkd" else ""))
+        entry = LOGIT_LOSSES[c["loss"]]
+        weights = ", ".join(f"{symbol}={c[name]:g}" for name, symbol in entry.settings.items())
+        parts.insert(1, entry.short + (f" ({weights})" if weights else ""))
     if c.get("train_fraction", 1.0) != 1.0:
         parts.append(f"{c['train_fraction']:.0%} of the data")
     if c.get("omit_class") is not None:
@@ -191,7 +191,7 @@ def runs_rows(records):
     rows = []
     for r in records:
         c, m = r["config"], r["metrics"] or {}
-        extras = [LOSS_NAMES[c["loss"]]] if c.get("loss", "kd") != "kd" else []
+        extras = [LOGIT_LOSSES[c["loss"]].short] if c.get("loss", "kd") != "kd" else []
         extras += [f"{c['feature_loss']}×{c['feature_weight']:g}"] if c.get("feature_loss", "none") != "none" else []
         extras += [f"+{t}" for t in c.get("extra_teachers", [])]
         extras += [c.get("self_distill", "born-again")] if c["teacher"] == "self" else []
