@@ -469,22 +469,27 @@
       return node;
     }
     function renderChart(result) {
-      const W = 760, H = 320, top = 76, bottom = 36, gap = 50, left = 46;
+      // Side by side when there is room; stacked on a phone, so the text stays readable.
+      const narrow = chart.clientWidth > 0 && chart.clientWidth < 560;
+      const W = narrow ? 400 : 760, left = 46, gap = 50, plotH = narrow ? 150 : 208, head = 76, foot = 36;
+      const panelW = narrow ? W - left - 10 : (W - left - gap - 10) / 2;
+      const H = narrow ? head + 2 * (plotH + foot) + 28 : head + plotH + foot;
       const svg = el("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", class: "kd-chart" });
-      const panelW = (W - left - gap - 10) / 2, plotH = H - top - bottom;
       const roles = result ? ROLES.filter((r) => result[r]) : [];
       const T = result ? result.temperature : state.temperature;
       svg.append(el("text", { x: W / 2, y: 16, class: "kd-title" }, !result ? "Softmax distributions: draw a digit"
         : result.kl_T !== null ? `Softmax · KL at T=${fmt(T)}: ${result.kl_T.toFixed(4)}` : "Softmax (this run has no teacher)"));
+      const second = narrow ? { x0: left, top: head + plotH + foot + 28 } : { x0: left + panelW + gap, top: head };
       const panels = [
-        { key: "p1", title: "T = 1: the answer", x0: left, y: (p) => p, ticks: [0, 0.5, 1], tick: (v) => String(v) },
-        { key: "pT", title: `T = ${fmt(T)}: KD's targets (log scale)`, x0: left + panelW + gap,
+        { key: "p1", title: "T = 1: the answer", x0: left, top: head, y: (p) => p, ticks: [0, 0.5, 1],
+          tick: (v) => String(v) },
+        { key: "pT", title: `T = ${fmt(T)}: KD's targets (log scale)`, ...second,
           y: (p) => Math.max(0, (Math.log10(Math.max(p, 1e-6)) + 6) / 6), ticks: [1e-6, 1e-4, 1e-2, 1],
           tick: (v) => (v === 1 ? "1" : "1e" + Math.log10(v)) },
       ];
       for (const panel of panels) {
-        const g = el("g", {});
-        g.append(el("text", { x: panel.x0 + panelW / 2, y: 62, class: "kd-subtitle" }, panel.title));
+        const g = el("g", {}), top = panel.top;
+        g.append(el("text", { x: panel.x0 + panelW / 2, y: top - 14, class: "kd-subtitle" }, panel.title));
         for (const v of panel.ticks) {
           const y = top + plotH * (1 - panel.y(v));
           g.append(el("line", { x1: panel.x0, x2: panel.x0 + panelW, y1: y, y2: y, class: "kd-grid" }));
@@ -501,11 +506,12 @@
             g.append(bar);
           });
         }
-        g.append(el("text", { x: panel.x0 + panelW / 2, y: H - 4, class: "kd-tick" }, "digit"));
+        g.append(el("text", { x: panel.x0 + panelW / 2, y: top + plotH + 30, class: "kd-tick" }, "digit"));
         svg.append(g);
       }
+      const step = narrow ? 125 : 150;
       roles.forEach((role, k) => {  // one legend row under the title, centred
-        const x = W / 2 - (roles.length * 150) / 2 + k * 150;
+        const x = W / 2 - (roles.length * step) / 2 + k * step;
         const legend = el("g", { class: "kd-legend" });
         legend.append(el("rect", { x, y: 30, width: 10, height: 10, fill: cfg.colors[role] }));
         legend.append(el("text", { x: x + 14, y: 39 }, cfg.names[role]));
