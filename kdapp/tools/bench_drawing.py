@@ -11,6 +11,7 @@ Measures, against `python app.py` on a free port:
 """
 import json
 import os
+import re
 import tempfile
 import time
 import urllib.request
@@ -140,9 +141,13 @@ def drawing(count=30, epochs=20):
             trainer = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
             trainer.goto(url + f"?epochs={epochs}")
             trainer.wait_for_function(READY, timeout=60_000)
-            trainer.click("#start")
-            if not wait_until(lambda: "step" in trainer.locator("#status").inner_text(), timeout=120):
-                raise RuntimeError("the run did not start training within 2 minutes")
+            for _ in range(10):  # Start is refused until the page has its owner token (on load)
+                trainer.click("#start")
+                if wait_until(lambda: re.search("started|queued", trainer.locator("#notice").inner_text()), 10):
+                    break
+            if not wait_until(lambda: "step" in trainer.locator("#status").inner_text(), timeout=600):
+                raise RuntimeError("the run did not start training within 10 minutes: "
+                                   + trainer.locator("#status").inner_text())
             out["training"] = strokes(page, log, count)
             out["training"]["run_still_training"] = "step" in trainer.locator("#status").inner_text()
             trainer.bring_to_front()  # a background tab's timer is throttled, and the timer enables Stop
