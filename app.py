@@ -524,6 +524,9 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     ui.models.input(lambda choice: {ui.drawing_models: choice, ui.follow: False}, ui.models,
                     [ui.drawing_models, ui.follow], **private)
     ui.models.change(None, ui.models, None, js="(choice) => { window.kdappDrawing?.setModels(choice); }", **private)
+    # T set from a link fires no input event in the page; the panel follows every move by itself.
+    CONTROLS["temperature"].change(None, CONTROLS["temperature"], None,
+                                   js="(t) => { window.kdappDrawing?.setTemperature(t); }", **private)
     ui.fixed_gallery.select(show_example("fixed"), ui.fidelity_shown, ui.example_plot, **private)
     ui.broken_gallery.select(show_example("broken"), ui.fidelity_shown, ui.example_plot, **private)
     demo.load(on_load, [ui.owner], [ui.owner, ui.view, ui.notice, ui.models, ui.drawing_models, ui.follow,

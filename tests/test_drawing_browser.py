@@ -281,3 +281,11 @@ def test_moving_t_reads_the_digit_again_at_once(server, contexts):
     order = np.argsort(p_t)[::-1]
     assert [int(runner_ups[1]), int(runner_ups[3])] == [int(order[1]), int(order[2])]
     assert float(runner_ups[2]) == pytest.approx(100 * p_t[order[1]], abs=0.05)
+
+
+def test_a_links_t_is_the_panels_t(server, contexts):
+    from playwright.sync_api import expect
+    page = open_panel(contexts(), server + "?T=8")  # set by the server on load: no input event
+    draw(page, ONE)
+    expect(page.locator("#dist-plot")).to_contain_text("T = 8", timeout=15_000)
+    expect(page.locator("#draw-note")).to_contain_text("at T=8")

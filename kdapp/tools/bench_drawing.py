@@ -61,8 +61,8 @@ class RequestLog:
         index = body.get("fn_index") if isinstance(body, dict) else None
         if index == self.predict:
             self.predictions += 1
-        elif index not in self.ticks and "heartbeat" not in request.url:
-            self.others += 1
+        elif request.method == "POST" and index not in self.ticks:  # an event the page sent; GETs of
+            self.others += 1                                             # the tick's images are not
 
 
 def _draw(page, strokes):
@@ -79,10 +79,12 @@ def _draw(page, strokes):
         page.mouse.up()
 
 
-def strokes(page, log, count):
-    """Draw `count` digits (Clear before each); pen-up -> painted times and requests per stroke."""
-    times, predictions, others = [], [], []
+def strokes(page, log, count, trainer=None):
+    """Draw `count` digits (Clear before each); pen-up -> painted times and requests per stroke.
+    With `trainer` (the page that started a run), also how many strokes the run was training for."""
+    times, predictions, others, training = [], [], [], 0
     for k in range(count):
+        training += bool(trainer) and "step" in trainer.locator("#status").inner_text()
         page.click("#clear")
         digit = list(STROKES)[k % len(STROKES)]
         before = page.evaluate("() => window.kdappDrawing.panel.stats.penUpToPaint.length")
@@ -104,7 +106,8 @@ def strokes(page, log, count):
                                                        "max": round(max(times), 1)},
             "pen_up_to_answers_in_page_ms_p95": round(percentiles(answers)[1], 1),
             "last_reading_ms": dict(zip(("preprocess", "models", "render"), steps)),
-            "prediction_requests_per_stroke": max(predictions), "other_requests_per_stroke": max(others)}
+            "prediction_requests_per_stroke": max(predictions), "other_requests_per_stroke": max(others),
+            **({"strokes_while_training": training} if trainer else {})}
 
 
 def first_load(context, url):
@@ -123,7 +126,7 @@ def first_load(context, url):
     }
 
 
-def drawing(count=30, epochs=20):
+def drawing(count=30, epochs=40):
     from playwright.sync_api import sync_playwright
     runs = Path(tempfile.mkdtemp(prefix="kdapp-bench-drawing-"))
     proc, url = start_app(runs)
@@ -148,8 +151,7 @@ def drawing(count=30, epochs=20):
             if not wait_until(lambda: "step" in trainer.locator("#status").inner_text(), timeout=600):
                 raise RuntimeError("the run did not start training within 10 minutes: "
                                    + trainer.locator("#status").inner_text())
-            out["training"] = strokes(page, log, count)
-            out["training"]["run_still_training"] = "step" in trainer.locator("#status").inner_text()
+            out["training"] = strokes(page, log, count, trainer)
             trainer.bring_to_front()  # a background tab's timer is throttled, and the timer enables Stop
             try:  # best effort: stopping the app below ends the run's worker anyway
                 trainer.click("#stop", timeout=10_000)

@@ -238,10 +238,17 @@
 
   // ---- the panel ----
   // The models can be picked (the page's dropdown) before the panel has mounted: kept until then.
-  const pending = { models: null };
+  const pending = { models: null, temperature: null };
   function setModels(choice) {
     if (window.kdappDrawing.panel) window.kdappDrawing.panel.setModels(choice);
     else pending.models = choice;
+  }
+  // T set by the server (a link's ?T=8) fires no input event: the page's change event calls this.
+  function setTemperature(T) {
+    T = parseFloat(T);
+    if (!(T > 0)) return;
+    if (window.kdappDrawing.panel) window.kdappDrawing.panel.setTemperature(T);
+    else pending.temperature = T;
   }
 
   function mount(element, cfg) {
@@ -252,7 +259,8 @@
     const view28 = $("#digit-28 canvas"), note = $("#draw-note"), chart = $("#dist-plot");
     const hasWasm = typeof WebAssembly === "object" && !cfg.force_server;
     const state = {
-      temperature: readTemperature() ?? cfg.temperature, choice: pending.models ?? cfg.models, drawing: false, last: null,
+      temperature: pending.temperature ?? readTemperature() ?? cfg.temperature,
+      choice: pending.models ?? cfg.models, drawing: false, last: null,
       generation: 0, busy: false, again: false, frame: 0, penUpAt: null, result: null,
     };
     const api = {
@@ -528,5 +536,5 @@
     return api;
   }
 
-  window.kdappDrawing = { mount, setModels, preprocess, compare, roundHalfEven, scriptUrl: SCRIPT_URL };
+  window.kdappDrawing = { mount, setModels, setTemperature, preprocess, compare, roundHalfEven, scriptUrl: SCRIPT_URL };
 })();
