@@ -33,6 +33,8 @@ def predict(*args):
 def refresh(*args):
     """A timer tick, by name: {component name in app.ui: value} for what it sends."""
     out = app.refresh(*args)
+    if out == app.gr.skip():  # nothing changed: nothing sent
+        return {}
     names = {component: name for name, component in vars(app.ui).items()}
     return {names[component]: value for component, value in out.items()}
 

@@ -131,7 +131,7 @@ def drawing(count=30, epochs=40):
     runs = Path(tempfile.mkdtemp(prefix="kdapp-bench-drawing-"))
     proc, url = start_app(runs)
     try:
-        wait_for_http(url, proc)
+        wait_for_http(url, proc, timeout=300)  # a loaded shared host can take minutes to start it
         predict, ticks = _dependency_ids(url)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
