@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 from PIL import Image
+from starlette.middleware import Middleware
 
 from kdapp.config import DEFAULTS, RANGES
 from kdapp.evaluation.inference import MAX_SIDE, BlankCanvas, CanvasError, unreadable
@@ -20,7 +21,7 @@ from kdapp.lab import facade as lab_lib, tensorboard
 from kdapp.lab.jobs import RunsFolderBusy
 from kdapp.losses import FEATURE_LOSSES, LOGIT_LOSSES
 from kdapp.models import cnn_names
-from kdapp.ui import continual as continual_ui, mcp_tools, plots, reports
+from kdapp.ui import continual as continual_ui, drawing, mcp_tools, plots, reports
 
 # Decompression bombs: a tiny PNG can claim 20000x20000 pixels. Refuse past ~2x our largest canvas.
 Image.MAX_IMAGE_PIXELS = MAX_SIDE * MAX_SIDE
@@ -35,8 +36,7 @@ lab = lab_lib.Lab(runs_dir=os.environ.get("KDAPP_RUNS_DIR", "runs"), data_dir=os
                   keep_checkpoints=int(os.environ.get("KDAPP_KEEP_CHECKPOINTS", 100)),
                   drawing_dir=os.environ.get("KDAPP_DRAWING_DIR"))  # a `distill --out` folder, e.g. from torchrun
 
-CANVAS = 280  # px; 10x MNIST, so a stroke of ~20 px matches MNIST's pen width after scaling
-DRAW_HINT = reports.hint("Draw a digit (0–9) on the canvas.")
+DRAW_HINT = reports.hint(drawing.HINT)
 INTRO = """# Knowledge distillation lab
 A big **teacher** network teaches a small **student** with its *soft* predictions: its full
 softmax at a raised temperature **T**, not just the right label. Pick the two networks, set
@@ -296,8 +296,9 @@ def on_load(owner, request: gr.Request):
 
 
 class Sketchpad(gr.Sketchpad):
-    """Gradio decodes an uploaded image before our handler runs, so a truncated or oversized file
-    would reach the visitor as a bare "Error". Hand the reason to `predict` instead."""
+    """/predict's input, for scripts (gradio_client); the page draws with kdapp.ui.drawing.
+    Gradio decodes an uploaded image before our handler runs, so a truncated or oversized file
+    would reach the caller as a bare "Error". Hand the reason to `predict` instead."""
 
     def get_block_name(self):
         return "imageeditor"  # a subclass of a template must name the frontend itself
@@ -310,15 +311,10 @@ class Sketchpad(gr.Sketchpad):
             return {"unreadable": unreadable(e)}  # the reason in words: no server path, no class name
 
 
-# The labels say which models the drawing has; they change with the models picked (model_labels),
-# never in /predict's answer, whose outputs stay plain values for scripts.
-TEACHER_LABEL, NO_TEACHER_LABEL = "Teacher", "Teacher: none (this run's student taught itself)"
-BASELINE_LABEL, NO_BASELINE_LABEL = "Baseline (no KD)", "Baseline: none for these models"
-
-
 def predict(sketch, temperature=DEFAULTS.temperature, models=lab_lib.SHIPPED):
-    """Teacher, KD student and baseline on a drawing: top-3 labels, softmaxes at T=1 and T, the
-    28x28 input. /predict's outputs, in order: teacher, KD student, baseline, chart, image, note."""
+    """/predict, for scripts: teacher, KD student and baseline on a drawing: top-3 labels,
+    softmaxes at T=1 and T, the 28x28 input. Outputs, in order: teacher, KD student, baseline,
+    chart, image, note. The page computes the same in the browser (kdapp.ui.drawing)."""
     try:
         if isinstance(sketch, dict) and "unreadable" in sketch:
             raise CanvasError(sketch["unreadable"])
@@ -334,15 +330,8 @@ def predict(sketch, temperature=DEFAULTS.temperature, models=lab_lib.SHIPPED):
             ui.draw_note: reports.prediction_note(result)}
 
 
-def model_labels(choice):
-    """The teacher's and baseline's labels for the drawing's models: "none" where they have none."""
-    teacher, _, baseline, _ = lab.models_or_shipped(choice or lab_lib.SHIPPED)
-    return {ui.teacher_pred: gr.update(label=TEACHER_LABEL if teacher is not None else NO_TEACHER_LABEL),
-            ui.baseline_pred: gr.update(label=BASELINE_LABEL if baseline is not None else NO_BASELINE_LABEL)}
-
-
 def clear():
-    """The outputs of a cleared canvas. The canvas itself is cleared in the browser (CLEAR_CANVAS)."""
+    """/predict's outputs for a blank canvas."""
     return {ui.teacher_pred: None, ui.student_pred: None, ui.baseline_pred: None,
             ui.dist_plot: plots.distribution_figure(None), ui.digit28: None, ui.draw_note: DRAW_HINT}
 
@@ -425,8 +414,6 @@ def api_runs() -> list[dict]:
 
 
 CSS = """
-#digit-28 img { image-rendering: pixelated; width: 168px !important; height: 168px !important; object-fit: contain; }
-#digit-28 { min-width: 180px; }
 #fixed-gallery img, #broken-gallery img { image-rendering: pixelated; }
 #status { min-height: 3em; }
 /* break table cells between words only (Gradio's default split "architecture" mid-word) */
@@ -437,38 +424,6 @@ CSS = """
 }
 .control-choice input { padding-right: 2.2em !important; text-overflow: ellipsis; }
 """
-# The editor's own tools do not help a digit pad: its trash button resets the editor with no tool
-# selected, and colour, size, pan and zoom only confuse. Gradio 6 has no option to remove them
-# (eraser=False crashes its editor), so hide them; Clear is the one reset.
-CSS += """
-#sketch button[aria-label="Erase"], #sketch button[aria-label="Color"], #sketch button[aria-label="Brush Size"],
-#sketch button[aria-label="Pan"], #sketch button[aria-label="Zoom in"], #sketch button[aria-label="Zoom out"],
-#sketch .zoom-number, #sketch button[aria-label="Undo"], #sketch button[aria-label="Redo"],
-#sketch button[aria-label="Clear canvas"] { display: none !important; }
-#sketch { user-select: none; -webkit-user-select: none; }
-"""
-# Clear empties the canvas in the browser, with the editor's own (hidden) trash button. A reset
-# sent from the server raced the next stroke (a Clear answered late wiped a digit drawn after it),
-# and after one None value the editor ignored the next (no change), so strokes stayed.
-CLEAR_CANVAS = """() => { const trash = document.querySelector('#sketch button[aria-label="Clear canvas"]');
-  if (trash) trash.click(); }"""
-# Gradio 6's Sketchpad starts with no tool selected ("select the draw tool to start"), and so does
-# one reset by the server: watch the editor and select the brush whenever nothing is selected.
-KEEP_BRUSH = """() => {
-  if (window.__keepBrush) return; window.__keepBrush = true;
-  let queued = false;
-  const ensure = () => { queued = false;
-    const b = document.querySelector('#sketch button[aria-label="Brush"]');
-    if (b && !b.classList.contains('highlight')) b.click(); };
-  const schedule = () => { if (!queued) { queued = true; setTimeout(ensure, 50); } };
-  const attach = () => { const root = document.querySelector('#sketch');
-    if (!root) return setTimeout(attach, 100);
-    new MutationObserver(schedule).observe(root, {subtree: true, childList: true, attributes: true,
-                                                  attributeFilter: ['class']});
-    schedule(); };
-  attach(); }"""
-
-
 class OwnerToken(gr.BrowserState):
     """The visitor's owner token, encrypted in the browser's localStorage so it survives reloads,
     new tabs and server restarts; never shown to anyone. Its key is the lab's, kept beside the
@@ -525,31 +480,19 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
                     ui.acc_plot = gr.Plot(plots.accuracy_figure(None), elem_id="acc-plot", show_label=False)
                     ui.table = gr.Markdown(reports.comparison_table(None), elem_id="comparison")
             gr.Markdown("## Draw a digit and compare")
-            with gr.Row():
-                with gr.Column(scale=2, min_width=300):
-                    ui.sketch = Sketchpad(label="Draw a digit", elem_id="sketch", type="numpy", image_mode="RGBA",
-                                          canvas_size=(CANVAS, CANVAS), brush=gr.Brush(colors=["#000000"],
-                                          color_mode="fixed", default_size=9), layers=False, transforms=())
-                    ui.clear = gr.Button("Clear", elem_id="clear")
-                    # Only the shipped models at build time; on_load offers each visitor the finished runs.
-                    ui.models = gr.Dropdown([("shipped checkpoints", lab_lib.SHIPPED)], value=lab_lib.SHIPPED,
-                                            label="Models for the drawing", elem_id="drawing-models",
-                                            info="the shipped ones, or any finished run's")
-                with gr.Column(scale=3):
-                    # Labelled for the shipped models; models.change relabels them (model_labels).
-                    shipped = lab.shipped_roles()
-                    with gr.Row():
-                        ui.teacher_pred = gr.Label(num_top_classes=3, elem_id="teacher-pred",
-                                                   label=TEACHER_LABEL if "teacher" in shipped else NO_TEACHER_LABEL)
-                        ui.student_pred = gr.Label(num_top_classes=3, label="KD student", elem_id="student-pred")
-                        ui.baseline_pred = gr.Label(num_top_classes=3, elem_id="baseline-pred",
-                                                    label=BASELINE_LABEL if "baseline" in shipped
-                                                    else NO_BASELINE_LABEL)
-                    with gr.Row():
-                        ui.digit28 = gr.Image(label="What the models see (28×28)", elem_id="digit-28",
-                                              interactive=False, height=190, width=190, buttons=[])
-                        ui.draw_note = gr.Markdown(DRAW_HINT, elem_id="draw-note")
-                    ui.dist_plot = gr.Plot(plots.distribution_figure(None), elem_id="dist-plot", show_label=False)
+            # Only the shipped models at build time; on_load offers each visitor the finished runs.
+            ui.models = gr.Dropdown([("shipped checkpoints", lab_lib.SHIPPED)], value=lab_lib.SHIPPED,
+                                    label="Models for the drawing", elem_id="drawing-models",
+                                    info="the shipped ones, or any finished run's")
+            # The canvas, the three models' answers, the 28x28 input and the softmax chart: all
+            # computed in the visitor's browser (kdapp/ui/drawing.py, static/drawing.js).
+            drawing.panel(lambda: lab, DEFAULTS.temperature, lab_lib.SHIPPED, roles=lab.shipped_roles())
+            # /predict, for scripts (gradio_client), with the same inputs and outputs as ever; hidden.
+            with gr.Column(visible=False):
+                ui.sketch = Sketchpad(type="numpy", image_mode="RGBA", canvas_size=(drawing.CANVAS, drawing.CANVAS),
+                                      layers=False, transforms=())
+                ui.teacher_pred, ui.student_pred, ui.baseline_pred = (gr.Label(num_top_classes=3) for _ in range(3))
+                ui.dist_plot, ui.digit28, ui.draw_note = gr.Plot(), gr.Image(), gr.Markdown()
             gr.Markdown("## What the student learned")
             ui.fidelity_md = gr.Markdown(FIDELITY_WAIT, elem_id="fidelity")
             ui.confusion_plot = gr.Plot(plots.confusion_figure(None), elem_id="confusion-plot", show_label=False)
@@ -608,27 +551,22 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
                concurrency_limit=None, queue=False, **private)
     predict_outputs = [ui.teacher_pred, ui.student_pred, ui.baseline_pred, ui.dist_plot, ui.digit28, ui.draw_note]
     predict_inputs = [ui.sketch, CONTROLS["temperature"], ui.drawing_models]
-    # Predictions skip the queue (queue=False): the browser sends one POST to gradio_api/run/predict
-    # and gets the answer in its reply, instead of joining the queue and reading an event stream.
-    # That is most of a drawing's server cost (measured: `python -m kdapp loadtest`, docs/performance.md).
+    # /predict skips the queue (queue=False): one POST to gradio_api/run/predict, answered in its reply.
     ui.sketch.change(predict, predict_inputs, predict_outputs, api_name="predict", show_progress="hidden",
                      queue=False, api_visibility="undocumented")  # for scripts; not an MCP tool
-    CONTROLS["temperature"].release(predict, predict_inputs, predict_outputs, queue=False, **private)
     # The drawing's models live in session state, set in the same answer that shows them in the
-    # dropdown (a link, a finished run) or by the visitor's own pick; then the digit is read again.
-    # The teacher's and baseline's labels follow the models too ("none" where a run has none).
-    ui.models.change(predict, predict_inputs, predict_outputs, queue=False, **private)
+    # dropdown (a link, a finished run) or by the visitor's own pick. The panel follows the
+    # dropdown in the browser and reads the digit again there (no server call).
     ui.models.input(lambda choice: {ui.drawing_models: choice, ui.follow: False}, ui.models,
-                    [ui.drawing_models, ui.follow], **private).then(
-        predict, predict_inputs, predict_outputs, queue=False, **private)
-    # The dropdown's value is the drawing's models: set with them, or picked (when the state is not set yet).
-    ui.models.change(model_labels, ui.models, [ui.teacher_pred, ui.baseline_pred], queue=False, **private)
-    ui.clear.click(clear, None, predict_outputs, js=CLEAR_CANVAS, **private)
+                    [ui.drawing_models, ui.follow], **private)
+    ui.models.change(None, ui.models, None, js="(choice) => { window.kdappDrawing?.setModels(choice); }", **private)
+    # T set from a link fires no input event in the page; the panel follows every move by itself.
+    CONTROLS["temperature"].change(None, CONTROLS["temperature"], None,
+                                   js="(t) => { window.kdappDrawing?.setTemperature(t); }", **private)
     ui.fixed_gallery.select(show_example("fixed"), ui.fidelity_shown, ui.example_plot, **private)
     ui.broken_gallery.select(show_example("broken"), ui.fidelity_shown, ui.example_plot, **private)
     demo.load(on_load, [ui.owner], [ui.owner, ui.view, ui.notice, ui.models, ui.drawing_models, ui.follow,
                                     *CONTROLS.values()], **private)
-    demo.load(None, js=KEEP_BRUSH)
 
     runs_outputs = [ui.runs_df, ui.pair, ui.selected]
     for event in (ui.refresh_runs.click, ui.pair.input):
@@ -661,7 +599,10 @@ async def lab_lifespan(_app):
 # Tests launch with these too. show_error=False: visitors get our messages, never tracebacks.
 # No "runs" footer link: it is Gradio's own /predict history, easy to mistake for the lab's runs.
 LAUNCH = dict(css=CSS, max_file_size="5mb", show_error=False, footer_links=["api", "gradio", "settings"],
-              run_history=False, mcp_server=True, allowed_paths=[str(lab.runs_path)], app_kwargs={"lifespan": lab_lifespan})
+              run_history=False, mcp_server=True, allowed_paths=[str(lab.runs_path)],
+              # the middleware serves the drawing panel's files: its JS, the in-browser runtime, the models' ONNX
+              app_kwargs={"lifespan": lab_lifespan,
+                          "middleware": [Middleware(drawing.DrawingFiles, get_lab=lambda: lab)]})
 
 if __name__ == "__main__":
     try:

@@ -18,6 +18,7 @@ from kdapp.evaluation import export, fidelity as fidelity_lib, inference
 from kdapp.training import teachers, train
 from kdapp.config import (CHOICES, DEFAULTS, HOSTED_CAPS, HOSTED_IMPOSED, RANGES, SELF, RunConfig, convert,
                           is_deep_supervision)
+from kdapp.lab import drawing_models
 from kdapp.lab.jobs import FINISHED, QueueFull, RunQueue
 from kdapp.models import ARCHITECTURES, count_parameters
 from kdapp.lab.store import RunStore
@@ -290,6 +291,19 @@ class Lab:
         baseline = _optional(paths.get("baseline"))
         return (teacher, student, baseline, f"run {choice}: {c['teacher']} → {c['student']}, T={c['temperature']:g}, "
                                             f"α={c['alpha']:g} (student {record['metrics']['student_acc']:.2%})")
+
+    def drawing_onnx(self, choice):
+        """({role: ONNX path}, description) of the drawing's models for the visitor's browser:
+        "shipped" or a finished run's id, exported once. Raises LookupError with a sentence."""
+        description = self.models(choice)[3]  # the same checks, and the same words, as the server's drawing
+        try:
+            if choice == SHIPPED:
+                return drawing_models.shipped(self.store.root, self.drawing_dir), description
+            record = self.run(choice)
+            out = self.store.run_dir(record["id"]) / drawing_models.ONNX_DIR
+            return drawing_models.export_all(drawing_models.run_checkpoints(record), out), description
+        except (checkpoints.CheckpointError, OSError) as e:
+            raise LookupError(f"the models of {choice} could not be exported for the browser: {e}") from None
 
     def models_or_shipped(self, choice, notes=None):
         """models(choice), or the shipped ones when it cannot be had (the reason goes into `notes`)."""

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from kdapp import events as events_lib
+from kdapp.lab import drawing_models
 
 log = logging.getLogger(__name__)
 
@@ -396,6 +397,7 @@ class RunQueue:
             self.store.update(run_id, **fields)
             if end["state"] == FINISHED:
                 self.store.finish_checkpoints(run_id)
+                drawing_models.export_run(self.store, run_id)  # once, for the visitors' browsers
             (self.store.run_dir(run_id) / RESUME_NAME).unlink(missing_ok=True)  # ended: never resumed
         except Exception:
             log.exception("run %s: could not record its outcome", run_id)

@@ -416,6 +416,14 @@ def table(out):
 
 
 def cmd_bench(args):
+    if args.drawing:
+        from kdapp.tools import bench_drawing  # playwright and chromium: only this measurement needs them
+        out = bench_drawing.drawing(args.drawing_strokes)
+        if not args.json_only:
+            print(bench_drawing.table(out))
+        if args.json or args.json_only:
+            print(json.dumps(out))
+        return
     if args.ddp_only:
         r = ddp()
         print(ddp_table(r))
@@ -448,6 +456,9 @@ def add_parser(sub):
                    help="only samples/s and memory at 8k (sample) and 60k (full MNIST)")
     p.add_argument("--ddp-only", action="store_true",
                    help="only torchrun with 2 processes against 1 at the same global batch (samples/s)")
+    p.add_argument("--drawing", action="store_true",
+                   help="only the drawing panel in Chromium: pen-up to painted, requests per stroke, first-load bytes")
+    p.add_argument("--drawing-strokes", type=int, default=30, help="digits drawn per condition (--drawing)")
     p.add_argument("--data-dir", default="data")
     p.set_defaults(func=cmd_bench)
 
