@@ -2,6 +2,7 @@
 import html
 from pathlib import Path
 
+from kdapp.evaluation.stats import gain_interval
 from kdapp.losses import LOGIT_LOSSES
 
 RESULTS_PATH = Path(__file__).resolve().parents[2] / "results" / "reproduce.md"
@@ -75,14 +76,6 @@ def settings_line(config):
     elif c.get("augment"):
         parts.append("±2 px shifts")
     return html.escape(", ".join(parts))
-
-
-def gain_interval(student_acc, baseline_acc, test_samples):
-    """Half-width of the 95% interval of (student - baseline) accuracy, binomial on the test size:
-    1.96 * sqrt(p1(1-p1)/n + p2(1-p2)/n), treating the two accuracies as independent (conservative
-    for two models scored on the same digits)."""
-    var = (student_acc * (1 - student_acc) + baseline_acc * (1 - baseline_acc)) / test_samples
-    return 1.96 * var ** 0.5
 
 
 def gain_text(metrics):
