@@ -85,14 +85,17 @@ def _record(row):
 
 
 class RunStore:
-    def __init__(self, root, keep_checkpoints=100):
+    def __init__(self, root, keep_checkpoints=100, recover=True):
+        """recover: mark the runs a dead server left queued or running as interrupted. Only the
+        server that runs the queue may; another writer (the CLI) opens with recover=False."""
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.path = self.root / DB_NAME
         self.keep_checkpoints = keep_checkpoints
         self._local = threading.local()
         self._open()
-        self.interrupt_unfinished()
+        if recover:
+            self.interrupt_unfinished()
 
     # ---- connections ----
 
