@@ -183,7 +183,8 @@ def sweep(name):
     def handler(data):
         if not data[ui.owner]:
             return {ui.notice: reports.notice(NO_OWNER, ok=False)}
-        records, message = lab.sweep(settings_from(control_values(data)), data[ui.owner], name)
+        seeds = lab_lib.SEEDS if data.get(ui.sweep_seeds) else None
+        records, message = lab.sweep(settings_from(control_values(data)), data[ui.owner], name, seeds)
         return {ui.notice: reports.notice(message, ok=bool(records))}
     return handler
 
@@ -366,14 +367,8 @@ def runs_table(pair, chosen):
 
 def compare(selected, pair):
     records = [r for r in (lab.run(i) for i in (selected or [])[:4]) if r]
-    group = [r for r in lab.runs() if r["state"] == "finished"]
-    if records:
-        c = records[0]["config"]
-        group = [r for r in group if r["config"]["teacher"] == c["teacher"] and r["config"]["student"] == c["student"]
-                 and r["config"].get("self_distill", "born-again") == c.get("self_distill", "born-again")
-                 and r["config"]["data"] == c["data"] and r["config"]["train_fraction"] == c["train_fraction"]]
     return {ui.compare_plot: plots.compare_figure(records), ui.diff: reports.config_diff(records),
-            ui.gain_plot: plots.gain_map(group), ui.run_link: reports.run_link(records[0]["id"]) if records else ""}
+            ui.gain_plot: plots.gain_map(lab.gain_group(records[0] if records else None)), ui.run_link: reports.run_link(records[0]["id"]) if records else ""}
 
 
 def downloads(selected):
@@ -482,6 +477,9 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
                     with gr.Row():
                         ui.sweep_t = gr.Button("Sweep T (1, 2, 4, 8, 16)", size="sm", elem_id="sweep-t")
                         ui.sweep_alpha = gr.Button("Sweep α (0.1 … 0.9)", size="sm", elem_id="sweep-alpha")
+                    ui.sweep_seeds = gr.Checkbox(False, label="Sweeps: repeat each value on seeds 0, 1, 2",
+                                                 info="3× the runs; the gain map then shows real error bars",
+                                                 elem_id="sweep-seeds")
                     with gr.Row():
                         ui.missing_three = gr.Button("Preset: Hinton's missing 3", size="sm",
                                                      elem_id="preset-missing-3")
@@ -559,8 +557,10 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     private = dict(api_visibility="private", show_progress="hidden")
     ui.start.click(start, {ui.owner, *controls}, [ui.notice, ui.view, ui.notice_for], concurrency_limit=None,
                    **private)
-    ui.sweep_t.click(sweep("temperature"), {ui.owner, *controls}, ui.notice, concurrency_limit=None, **private)
-    ui.sweep_alpha.click(sweep("alpha"), {ui.owner, *controls}, ui.notice, concurrency_limit=None, **private)
+    ui.sweep_t.click(sweep("temperature"), {ui.owner, ui.sweep_seeds, *controls}, ui.notice, concurrency_limit=None,
+                     **private)
+    ui.sweep_alpha.click(sweep("alpha"), {ui.owner, ui.sweep_seeds, *controls}, ui.notice, concurrency_limit=None,
+                         **private)
     ui.stop.click(stop, [ui.owner, ui.view], [ui.notice, ui.view], concurrency_limit=None, **private)
     ui.settings_link.click(settings_link, controls, ui.notice, **private)
     ui.missing_three.click(missing_three, None, [ui.notice, *(CONTROLS[n] for n in MISSING_THREE_SETTINGS)],

@@ -17,6 +17,7 @@ from kdapp.evaluation import export, fidelity as fidelity_lib, inference
 from kdapp.training import teachers, train
 from kdapp.config import (CHOICES, DEFAULTS, HOSTED_CAPS, HOSTED_IMPOSED, RANGES, SELF, RunConfig, convert,
                           is_deep_supervision)
+from kdapp.lab import aggregate
 from kdapp.lab.jobs import FINISHED, QueueFull, RunQueue
 from kdapp.models import ARCHITECTURES, count_parameters
 from kdapp.lab.store import RunStore
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 
 SHIPPED = "shipped"  # the drawing's models before a visitor picks a run: checkpoints/
 SWEEPS = {"temperature": (1.0, 2.0, 4.0, 8.0, 16.0), "alpha": (0.1, 0.3, 0.5, 0.7, 0.9)}
+SEEDS = (0, 1, 2)  # a sweep or lesson repeated over these gives each cell a real error bar
+QUEUE_TOTAL = 20   # runs waiting at most: one sweep over seeds 0-2 (15 runs) fits
 # URL parameter -> setting, for short permalinks (/?T=8&fraction=0.1); full names work too.
 URL_ALIASES = {"T": "temperature", "fraction": "train_fraction", "batch": "batch_size"}
 URL_SETTINGS = ("teacher", "student", "temperature", "alpha", "epochs", "lr", "batch_size", "train_fraction",
@@ -55,7 +58,7 @@ class Lab:
         with self._open_lock:
             if self._queue is None:
                 self._store = RunStore(self.runs_dir, keep_checkpoints=self.keep_checkpoints)
-                self._queue = RunQueue(self._store, self.data_dir, workers=self.workers)
+                self._queue = RunQueue(self._store, self.data_dir, workers=self.workers, total=QUEUE_TOTAL)
         return self
 
     @property
@@ -161,16 +164,19 @@ class Lab:
             return None, f"Not started: {e}"
         return record, self._queued_message(record["id"], owner)
 
-    def sweep(self, settings, owner, name):
-        """Queue the current settings at each value of SWEEPS[name], as one group."""
+    def sweep(self, settings, owner, name, seeds=None):
+        """Queue the current settings at each value of SWEEPS[name], as one group; with `seeds`,
+        each value once per seed (the gain map then has n = len(seeds) and real error bars)."""
         try:
             base = self.config(settings)
-            configs = [base.replace(**{name: value}) for value in SWEEPS[name]]
+            seeds = tuple(seeds) if seeds else (base.seed,)
+            configs = [base.replace(**{name: value}, seed=seed) for value in SWEEPS[name] for seed in seeds]
             records = self.queue.submit(configs, owner, group=f"sweep-{name}-{secrets.token_hex(4)}")
         except (ValueError, QueueFull) as e:
             return [], f"Sweep not started: {e}"
         values = ", ".join(f"{v:g}" for v in SWEEPS[name])
-        return records, f"Sweep queued: {len(records)} runs at {name} = {values}."
+        over = f", each on seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else ""
+        return records, f"Sweep queued: {len(records)} runs at {name} = {values}{over}."
 
     def _queued_message(self, run_id, owner):
         active = self.queue.active(owner)
@@ -197,6 +203,13 @@ class Lab:
 
     def active(self, owner):
         return self.queue.active(owner)
+
+    def gain_group(self, like=None):
+        """The finished runs that differ from `like` (a run; default the newest finished one) only
+        in T, α and the seed: the gain map's runs (kdapp.lab.aggregate)."""
+        finished = self.store.list(limit=1000, states=(FINISHED,), curves=False)
+        like = like or next(iter(finished), None)
+        return aggregate.comparable(finished, like["config"], ("temperature", "alpha")) if like else []
 
     def version(self):
         return self.queue.version

@@ -8,6 +8,7 @@ refresh with new points keeps the visitor's zoom.
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from kdapp.lab import aggregate
 from kdapp.losses import LOGIT_LOSSES
 
 COLORS = {"teacher": "#7f7f7f", "student": "#d62728", "baseline": "#1f77b4",
@@ -185,31 +186,31 @@ def compare_figure(runs):
 
 
 def gain_map(runs):
-    """KD gain (student - baseline, points) over T x alpha for finished runs of one teacher ->
-    student pair at one data set and train fraction. A cell holding several runs shows their
-    mean and count. Hinton's temperature question, answered by the lab's own runs."""
-    runs = [r for r in runs if r.get("metrics") and r["metrics"].get("baseline_acc") is not None]
+    """KD gain (student - baseline, points) over T x alpha for finished runs that differ only in T,
+    alpha and the seed (kdapp.lab.aggregate.comparable). Identical runs count once; each cell
+    shows its mean over distinct seeds ± its 95% interval and n, in bold when the interval
+    excludes 0. Hinton's temperature question, answered by the lab's own runs."""
+    runs = [r for r in runs if aggregate.gain(r) is not None]
     if not runs:
         return _empty("KD gain over T and α", "finished runs of the selected pair fill this map (try a sweep)")
-    cells = {}
-    for r in runs:
-        key = (r["config"]["temperature"], r["config"]["alpha"])
-        cells.setdefault(key, []).append(100 * (r["metrics"]["student_acc"] - r["metrics"]["baseline_acc"]))
+    cells = aggregate.cells(runs, ("temperature", "alpha"))
     ts = sorted({t for t, _ in cells})
     alphas = sorted({a for _, a in cells})
     z = [[None] * len(ts) for _ in alphas]
     text = [[""] * len(ts) for _ in alphas]
-    for (t, a), gains in cells.items():
-        mean = sum(gains) / len(gains)
-        z[alphas.index(a)][ts.index(t)] = mean
-        text[alphas.index(a)][ts.index(t)] = f"{mean:+.2f}" + (f" (n={len(gains)})" if len(gains) > 1 else "")
+    for (t, a), c in cells.items():
+        z[alphas.index(a)][ts.index(t)] = c.mean
+        label = f"{c.mean:+.2f} ± {c.half_width:.2f}<br>n={c.n}" + (" seed" if c.n == 1 else " seeds")
+        text[alphas.index(a)][ts.index(t)] = f"<b>{label}</b>" if c.clears else label
     c = runs[0]["config"]
     limit = max(abs(v) for row in z for v in row if v is not None) or 1.0
     heat = dict(type="heatmap", x=[f"T={t:g}" for t in ts], y=[f"α={a:g}" for a in alphas], z=z, text=text,
                 texttemplate="%{text}", colorscale="RdBu", zmid=0, zmin=-limit, zmax=limit,
                 colorbar=dict(title=dict(text="gain (pts)")), hovertemplate="%{x} %{y}: %{text} pts<extra></extra>")
+    seeds = len({r["config"]["seed"] for r in runs})
     return _figure([heat], dict(
-        title=dict(text=f"KD gain (pts): {c['teacher']} → {c['student']}, {c['data']}, "
-                        f"{c['train_fraction']:.0%} of the data · {len(runs)} runs"),
+        title=dict(text=f"KD gain (pts) ± 95% interval: {c['teacher']} → {c['student']}, {c['data']}, "
+                        f"{c['train_fraction']:.0%} of the data · {len(aggregate.distinct(runs))} distinct runs, "
+                        f"{seeds} seed{'s' if seeds > 1 else ''} · bold: beyond the noise"),
         height=360, uirevision="gain", xaxis=dict(type="category", title=dict(text="temperature")),
         yaxis=dict(type="category", title=dict(text="α (soft-target weight)"))))
