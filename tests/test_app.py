@@ -320,3 +320,28 @@ def test_predict_skips_the_queue_and_answers_the_browsers_route(app_url, tmp_pat
         teacher, student, baseline, _, _, note = r.json()["data"]
         assert teacher["label"] == str(label) and student["label"] == str(label)
         assert "KL(teacher‖student)" in note
+
+
+def test_a_sweep_over_seeds_and_a_lesson_queue_every_value_on_seeds_0_to_2():
+    """Sweeps can repeat over seeds 0-2 (15 runs, one group), and a lesson queues its values on
+    seeds 0-2 and shows its progress; the tick then says how many have finished."""
+    from kdapp.lab import lessons
+    data = {app.ui.owner: "learner", app.ui.sweep_seeds: True, **app.inputs_for(epochs=1, train_fraction=0.05)}
+    records = []
+    try:
+        assert "15 runs at temperature = 1, 2, 4, 8, 16, each on seeds 0, 1, 2" in \
+            app.sweep("temperature")(data)[app.ui.notice]
+        for r in app.lab.active("learner"):  # the queue holds 20 runs: make room for the lesson
+            app.lab.cancel(r["id"], owner=None)
+        out = app.lesson_start("alpha")({app.ui.owner: "learner", **app.inputs_for(epochs=1, train_fraction=0.05)})
+        lesson = out[app.ui.lesson]
+        assert "Lesson queued: 9 runs" in out[app.ui.lesson_note]
+        records = app.lab.group_runs(lesson["group"])
+        assert sorted((r["config"]["alpha"], r["config"]["seed"]) for r in records) == \
+            [(a, s) for a in lessons.LESSONS["alpha"].values for s in (0, 1, 2)]
+        assert "0 of 9 runs finished" in app.lesson_tick(lesson, None)[app.ui.lesson_md]
+    finally:
+        for r in app.lab.active("learner"):
+            app.lab.cancel(r["id"], owner=None)
+        for r in app.lab.runs():  # a worker still importing torch reads its stop line late on a busy box
+            assert app.lab.queue.wait(r["id"], timeout=300)

@@ -17,7 +17,7 @@ from kdapp.evaluation import export, fidelity as fidelity_lib, inference
 from kdapp.training import teachers, train
 from kdapp.config import (CHOICES, DEFAULTS, HOSTED_CAPS, HOSTED_IMPOSED, RANGES, SELF, RunConfig, convert,
                           is_deep_supervision)
-from kdapp.lab import aggregate
+from kdapp.lab import aggregate, lessons
 from kdapp.lab.jobs import FINISHED, QueueFull, RunQueue
 from kdapp.models import ARCHITECTURES, count_parameters
 from kdapp.lab.store import RunStore
@@ -177,6 +177,22 @@ class Lab:
         values = ", ".join(f"{v:g}" for v in SWEEPS[name])
         over = f", each on seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else ""
         return records, f"Sweep queued: {len(records)} runs at {name} = {values}{over}."
+
+    def lesson(self, settings, owner, key):
+        """Queue a lesson's runs (kdapp.lab.lessons) on the form's settings, as one group that
+        counts once against the visitor's allowance. Returns (group id or None, sentence)."""
+        lesson = lessons.LESSONS[key]
+        group = f"lesson-{key}-{secrets.token_hex(4)}"
+        try:
+            records = self.queue.submit(lessons.configs(lesson, self.config(settings)), owner, group=group)
+        except (ValueError, QueueFull) as e:
+            return None, f"Lesson not started: {e}"
+        return group, (f"Lesson queued: {len(records)} runs ({lesson.title}, seeds "
+                       f"{', '.join(map(str, lessons.SEEDS))}). The answer appears under the lessons.")
+
+    def group_runs(self, group):
+        """The runs of one sweep or lesson, newest first."""
+        return [r for r in self.store.list(limit=500, curves=False) if (r["extra"] or {}).get("group") == group]
 
     def _queued_message(self, run_id, owner):
         active = self.queue.active(owner)
