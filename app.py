@@ -36,11 +36,10 @@ lab = lab_lib.Lab(runs_dir=os.environ.get("KDAPP_RUNS_DIR", "runs"), data_dir=os
 CANVAS = 280  # px; 10x MNIST, so a stroke of ~20 px matches MNIST's pen width after scaling
 DRAW_HINT = reports.hint("Draw a digit (0–9) on the canvas.")
 INTRO = """# Knowledge distillation lab
-A big **teacher** network teaches a small **student** with its *soft* predictions: its full
-softmax at a raised temperature **T**, not just the right label. Pick the two networks, set
-**T** and **α** (the weight of the teacher's soft targets against the true labels), and start a
-run. A **baseline** student, same network, same start and same batches but trained on labels
-alone, runs beside it, so the gain from distillation is measured, not assumed.
+A big **teacher** teaches a small **student** with its *soft* predictions, its whole softmax at a raised
+temperature **T**; **α** weighs them against the true labels. A **baseline**, the same student on the labels
+alone, trains beside it, so the gain is measured, not assumed. The default run uses 10% of the labels, where
+KD's gain is clearest. New here? Try the **Lessons** tab.
 """
 NO_OWNER = "The page is still loading; try again in a moment."
 ui = SimpleNamespace()  # every component, filled in by the layout below; handlers return {ui.x: value}
@@ -56,7 +55,9 @@ CONTROL_TABLE = {
     "epochs": ("slider", "Epochs", None, {}),
     "batch_size": ("slider", "Batch size", None, dict(high=512)),
     "lr": ("slider", "Learning rate (Adam, cosine decay)", None, {}),
-    "train_fraction": ("slider", "Train fraction", "KD helps most with little data", {}),
+    "train_fraction": ("slider", "Train fraction (share of the labels)",
+                       "0.1, the default: 800 digits, where KD's gain clears the noise; on all of them it is within it",
+                       {}),
     "loss": ("radio", "Logit loss (the soft term)",
              "KD: Hinton's KL at T. DKD: the KL split into the target class (TCKD) and the others (NCKD, "
              "weighted ×8): dark knowledge no longer muted by a confident teacher. DIST: match the ranking of "
@@ -99,7 +100,8 @@ CONTROL_TABLE = {
                                                          interactive=len(lab.device_choices()) > 1)),
 }
 # Where each control sits: rows on the main panel, then rows in the "More methods" accordion.
-MAIN_ROWS = [["teacher"], ["student"], ["temperature"], ["alpha"], ["epochs", "batch_size"], ["lr", "train_fraction"]]
+MAIN_ROWS = [["teacher", "student", "temperature", "alpha"]]  # one strip beside Start: the first screen
+TRAIN_ROWS = [["epochs", "train_fraction"], ["lr", "batch_size"]]  # folded: the defaults are the lesson's recipe
 MORE_ROWS = [["loss"], ["omit_class"], ["self_distill", "generations"], ["feature_loss"], ["feature_weight"],
              ["second_teacher"], ["alpha_schedule", "alpha_end"], ["clip_grad_norm"], ["augment"], ["consistent"],
              ["data"], ["device"]]
@@ -124,10 +126,11 @@ def control(name):
     return gr.Number(**extra, **common)
 
 
-def control_rows(rows):
-    for row in rows:
-        with gr.Row():
-            for name in row:
+def control_rows(rows, row=True):
+    """The controls of `rows`, each row a gr.Row (row=False: straight into the enclosing row)."""
+    for names in rows:
+        with gr.Row() if row else contextlib.nullcontext():
+            for name in names:
                 CONTROLS[name] = control(name)
 
 
@@ -205,6 +208,12 @@ def missing_three():
     """The missing-3 preset: its settings and its explanation."""
     return {ui.notice: reports.notice(MISSING_THREE),
             **{CONTROLS[name]: value for name, value in MISSING_THREE_SETTINGS.items()}}
+
+
+def self_controls(teacher):
+    """Teacher = self's own settings are live only when the teacher is self."""
+    mine = teacher == lab_lib.SELF
+    return {CONTROLS["self_distill"]: gr.update(interactive=mine), CONTROLS["generations"]: gr.update(interactive=mine)}
 
 
 def stop(owner, view):
@@ -439,6 +448,12 @@ CSS = """
 @media (max-width: 700px) {
   .modebar-container { display: none !important; }  /* plotly's toolbar covers the titles on a phone */
 }
+/* Every Markdown table scrolls inside its own box and breaks only between words, so on a phone no
+   cell is narrower than its longest word ("accuracy", "99.0%"), and the page never scrolls sideways. */
+.prose table, .md table { display: block; max-width: 100%; overflow-x: auto; }
+.prose th, .prose td, .md th, .md td { word-break: normal !important; overflow-wrap: normal !important;
+  hyphens: none; }
+#lessons .lesson-question p { margin: 0.3em 0; }
 .control-choice input { padding-right: 2.2em !important; text-overflow: ellipsis; }
 """
 # The editor's own tools do not help a digit pad: its trash button resets the editor with no tool
@@ -501,32 +516,34 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     ui.drawing_models = gr.State(lab_lib.SHIPPED)
     with gr.Tabs() as ui.tabs:
         with gr.Tab("Distill", id="distill"):
-            with gr.Row():
-                with gr.Column(scale=2, min_width=320):
-                    control_rows(MAIN_ROWS)
+            # The first screen (1400x1000): the pair, T and α with Start in one strip, the rest folded,
+            # then the drawing, which works before any training. The run's curves come after it.
+            with gr.Row(elem_id="quick-controls", equal_height=False):
+                control_rows(MAIN_ROWS, row=False)
+                with gr.Column(min_width=170, scale=1):
+                    ui.start = gr.Button("Start distillation", variant="primary", elem_id="start")
+                    ui.stop = gr.Button("Stop my run", variant="stop", elem_id="stop", interactive=False)
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=1, min_width=300):
+                    with gr.Accordion("Training: epochs, batch, learning rate, share of the labels", open=False,
+                                      elem_id="training-settings"):
+                        control_rows(TRAIN_ROWS)
+                with gr.Column(scale=1, min_width=300):
                     with gr.Accordion("More methods, data and device", open=False):
                         control_rows(MORE_ROWS)
-                    with gr.Row():
-                        ui.start = gr.Button("Start distillation", variant="primary", elem_id="start")
-                        ui.stop = gr.Button("Stop my run", variant="stop", elem_id="stop", interactive=False)
-                    with gr.Row():
-                        ui.sweep_t = gr.Button("Sweep T (1, 2, 4, 8, 16)", size="sm", elem_id="sweep-t")
-                        ui.sweep_alpha = gr.Button("Sweep α (0.1 … 0.9)", size="sm", elem_id="sweep-alpha")
-                    ui.sweep_seeds = gr.Checkbox(False, label="Sweeps: repeat each value on seeds 0, 1, 2",
-                                                 info="3× the runs; the gain map then shows real error bars",
-                                                 elem_id="sweep-seeds")
-                    with gr.Row():
-                        ui.missing_three = gr.Button("Preset: Hinton's missing 3", size="sm",
-                                                     elem_id="preset-missing-3")
-                        ui.settings_link = gr.Button("Link to these settings", size="sm", elem_id="settings-link")
-                    ui.notice = gr.Markdown(elem_id="notice")
-                    ui.queue = gr.Markdown(elem_id="queue")
-                with gr.Column(scale=3):
-                    ui.status = gr.Markdown(reports.status(None, False), elem_id="status")
-                    ui.link = gr.Markdown(elem_id="status-link")
-                    ui.loss_plot = gr.Plot(plots.loss_figure(None), elem_id="loss-plot", show_label=False)
-                    ui.acc_plot = gr.Plot(plots.accuracy_figure(None), elem_id="acc-plot", show_label=False)
-                    ui.table = gr.Markdown(reports.comparison_table(None), elem_id="comparison")
+            with gr.Row(elem_id="sweeps"):
+                ui.sweep_t = gr.Button("Sweep T (1, 2, 4, 8, 16)", size="sm", elem_id="sweep-t", min_width=150)
+                ui.sweep_alpha = gr.Button("Sweep α (0.1 … 0.9)", size="sm", elem_id="sweep-alpha", min_width=150)
+                ui.sweep_seeds = gr.Checkbox(False, label="sweeps on seeds 0, 1, 2 (error bars, 3× the runs)",
+                                             elem_id="sweep-seeds", min_width=220)
+                ui.missing_three = gr.Button("Preset: Hinton's missing 3", size="sm", elem_id="preset-missing-3",
+                                             min_width=150)
+                ui.settings_link = gr.Button("Link to these settings", size="sm", elem_id="settings-link",
+                                             min_width=150)
+            ui.notice = gr.Markdown(elem_id="notice")
+            ui.queue = gr.Markdown(elem_id="queue")
+            ui.status = gr.Markdown(reports.status(None, False), elem_id="status")
+            ui.link = gr.Markdown(elem_id="status-link")
             gr.Markdown("## Draw a digit and compare")
             with gr.Row():
                 with gr.Column(scale=2, min_width=300):
@@ -553,6 +570,11 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
                                               interactive=False, height=190, width=190, buttons=[])
                         ui.draw_note = gr.Markdown(DRAW_HINT, elem_id="draw-note")
                     ui.dist_plot = gr.Plot(plots.distribution_figure(None), elem_id="dist-plot", show_label=False)
+            gr.Markdown("## The run: curves and results")
+            with gr.Row():
+                ui.loss_plot = gr.Plot(plots.loss_figure(None), elem_id="loss-plot", show_label=False)
+                ui.acc_plot = gr.Plot(plots.accuracy_figure(None), elem_id="acc-plot", show_label=False)
+            ui.table = gr.Markdown(reports.comparison_table(None), elem_id="comparison")
             gr.Markdown("## What the student learned")
             ui.fidelity_md = gr.Markdown(FIDELITY_WAIT, elem_id="fidelity")
             ui.confusion_plot = gr.Plot(plots.confusion_figure(None), elem_id="confusion-plot", show_label=False)
@@ -617,6 +639,10 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
                      concurrency_limit=None, **private)
     gr.Timer(2.0).tick(lesson_tick, [ui.lesson, ui.lesson_last], [ui.lesson_md, ui.lesson_last],
                        concurrency_limit=None, queue=False, **private)
+    # The born-again / deep-supervision choice means something only with teacher = self: greyed out otherwise,
+    # so an ordinary run does not look like a born-again one.
+    for event in (CONTROLS["teacher"].change, demo.load):
+        event(self_controls, CONTROLS["teacher"], [CONTROLS["self_distill"], CONTROLS["generations"]], **private)
     timer = gr.Timer(1.0)
     timer.tick(refresh, [ui.last, ui.view, ui.owner, ui.drawing_models, ui.follow, ui.notice_for],
                [ui.status, ui.queue, ui.loss_plot, ui.acc_plot, ui.table, ui.stop, ui.models, ui.drawing_models,

@@ -345,3 +345,19 @@ def test_a_sweep_over_seeds_and_a_lesson_queue_every_value_on_seeds_0_to_2():
             app.lab.cancel(r["id"], owner=None)
         for r in app.lab.runs():  # a worker still importing torch reads its stop line late on a busy box
             assert app.lab.queue.wait(r["id"], timeout=300)
+
+
+def test_born_again_is_live_only_with_teacher_self():
+    """An ordinary run must not look born-again: the self-distillation controls are greyed out."""
+    for teacher, live in (("seed_teacher", False), ("self", True)):
+        out = app.self_controls(teacher)
+        assert out[app.CONTROLS["self_distill"]]["interactive"] is live
+        assert out[app.CONTROLS["generations"]]["interactive"] is live
+
+
+def test_the_confusion_title_says_what_the_diagonal_shows():
+    from kdapp.ui import plots
+    fidelity = {"confusion": {r: [[5 if i == j else 1 for j in range(10)] for i in range(10)]
+                              for r in ("teacher", "student", "baseline")}}
+    title = plots.confusion_figure(fidelity).to_plotly_json()["layout"]["title"]["text"]
+    assert "blank" not in title and "counted but not coloured" in title

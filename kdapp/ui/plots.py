@@ -132,7 +132,7 @@ def confusion_figure(fidelity):
         layout["yaxis" + suffix] = dict(type="category", autorange="reversed", anchor="x" + suffix,
                                         title=dict(text="true digit") if k == 0 else None, scaleanchor="x" + suffix)
     return _figure(data, dict(title=dict(text="Confusion matrices on the test digits (rows = true class; "
-                                              "the diagonal is left blank)"),
+                                              "the diagonal, right answers, is counted but not coloured)"),
                               height=340, uirevision="confusion", margin=dict(l=50, r=10, t=50, b=50), **layout))
 
 
