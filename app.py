@@ -580,9 +580,9 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
             ui.confusion_plot = gr.Plot(plots.confusion_figure(None), elem_id="confusion-plot", show_label=False)
             with gr.Row():
                 ui.fixed_gallery = gr.Gallery(label="KD right, baseline wrong (up to 32)", elem_id="fixed-gallery",
-                                              columns=8, height=260, allow_preview=False, object_fit="contain")
+                                              columns=6, height=260, allow_preview=False, object_fit="contain")
                 ui.broken_gallery = gr.Gallery(label="Baseline right, KD wrong (up to 32)", elem_id="broken-gallery",
-                                               columns=8, height=260, allow_preview=False, object_fit="contain")
+                                               columns=6, height=260, allow_preview=False, object_fit="contain")
             ui.example_plot = gr.Plot(plots.example_figure(None, None, None), elem_id="example-plot",
                                       show_label=False)
             ui.fidelity_shown = gr.State(None)  # the run whose galleries are on show

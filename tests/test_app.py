@@ -361,3 +361,13 @@ def test_the_confusion_title_says_what_the_diagonal_shows():
                               for r in ("teacher", "student", "baseline")}}
     title = plots.confusion_figure(fidelity).to_plotly_json()["layout"]["title"]["text"]
     assert "blank" not in title and "counted but not coloured" in title
+
+
+def test_gallery_captions_fit_a_thumbnail_and_name_the_other_answer():
+    from kdapp.evaluation import fidelity as fidelity_lib
+    images = fidelity_lib.encode_images(np.zeros((1, 28, 28), np.uint8))
+    group = {"index": [0], "images": images, "label": [7], "predicted": {"student": [7], "baseline": [1]}}
+    (fixed,) = app.lab.gallery({"fixed": group}, "fixed")
+    broken = dict(group, predicted={"student": [1], "baseline": [7]})
+    (wrong,) = app.lab.gallery({"broken": broken}, "broken")
+    assert fixed[1] == "7: baseline 1" and wrong[1] == "7: KD 1"

@@ -347,8 +347,10 @@ class Lab:
             return []
         images = fidelity_lib.decode_images(group["images"])
         images = images.repeat(scale, axis=1).repeat(scale, axis=2)
-        return [(img, f"a {label}: KD {kd}, baseline {base}") for img, label, kd, base in
-                zip(images, group["label"], group["predicted"]["student"], group["predicted"]["baseline"])]
+        # Short enough for a thumbnail: the model that was right said the label; name the other's answer.
+        other, role = ("baseline", "baseline") if kind == "fixed" else ("KD", "student")
+        return [(img, f"{label}: {other} {said}") for img, label, said in
+                zip(images, group["label"], group["predicted"][role])]
 
     # ---- a finished run's table and files ----
     def comparison(self, run_id):
