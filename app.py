@@ -71,9 +71,10 @@ CONTROL_TABLE = {
                      "on the student's shallower layers learn from its deepest layer (features, via adapters, and "
                      "softmax at T); no teacher at all",
                      dict(choices=[("born-again generations", "born-again"), ("deep supervision", "deep")],
-                          value=DEFAULTS.self_distill)),
+                          value=DEFAULTS.self_distill, interactive=DEFAULTS.teacher == "self")),
     "generations": ("slider", "Born-again generations",
-                    "generation k learns from generation k−1; generation 0, labels only, is the baseline", {}),
+                    "generation k learns from generation k−1; generation 0, labels only, is the baseline",
+                    dict(interactive=DEFAULTS.teacher == "self")),
     "feature_loss": ("radio", "Feature loss",
                      "; ".join(entry.label for entry in FEATURE_LOSSES.values())
                      + f" (conv maps: CNNs only, {cnn_names()}). With a second teacher the target is the two "
@@ -366,6 +367,7 @@ def show_example(kind):
 
 
 # ---- the Lessons tab: one-click experiments (kdapp.lab.lessons), answered with the visitor's runs ----
+LESSON_BUTTONS = {}  # lesson key -> its button, filled in by the layout
 LESSONS_INTRO = """## Lessons: one question, one click
 Each lesson queues its runs on the settings of the Distill tab (the pair, epochs, data), each on
 seeds 0, 1 and 2, then answers its question here with your own numbers and their 95% intervals,
@@ -388,11 +390,11 @@ def lesson_start(key):
 def lesson_tick(lesson, last):
     """Timer tick: the lesson's progress, then its answer once every run has ended."""
     if not lesson:
-        return {}
+        return gr.skip()  # nothing to send
     runs = lab.group_runs(lesson["group"])
     key = [[r["id"], r["state"]] for r in runs]
     if key == last:
-        return {}
+        return gr.skip()
     chosen = lessons_lib.LESSONS[lesson["key"]]
     ended = all(r["state"] not in ("queued", "running") for r in runs)
     return {ui.lesson_md: lessons_lib.summary(chosen, runs) if ended else lessons_lib.progress(chosen, runs),
@@ -588,10 +590,9 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
             ui.fidelity_shown = gr.State(None)  # the run whose galleries are on show
         with gr.Tab("Lessons", id="lessons-tab", elem_id="lessons"):
             gr.Markdown(LESSONS_INTRO)
-            ui.lesson_buttons = {}
             for key, lesson in lessons_lib.LESSONS.items():
                 with gr.Row(equal_height=True):
-                    ui.lesson_buttons[key] = gr.Button(lesson.title, size="sm", scale=1, min_width=160,
+                    LESSON_BUTTONS[key] = gr.Button(lesson.title, size="sm", scale=1, min_width=160,
                                                        elem_id=f"lesson-{key}")
                     gr.Markdown(lesson.question, elem_classes="lesson-question")
             ui.lesson_note = gr.Markdown(elem_id="lesson-note")
@@ -634,15 +635,15 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     ui.settings_link.click(settings_link, controls, ui.notice, **private)
     ui.missing_three.click(missing_three, None, [ui.notice, *(CONTROLS[n] for n in MISSING_THREE_SETTINGS)],
                            **private)
-    for key, button in ui.lesson_buttons.items():
+    for key, button in LESSON_BUTTONS.items():
         button.click(lesson_start(key), {ui.owner, *controls}, [ui.lesson_note, ui.lesson, ui.lesson_md],
                      concurrency_limit=None, **private)
     gr.Timer(2.0).tick(lesson_tick, [ui.lesson, ui.lesson_last], [ui.lesson_md, ui.lesson_last],
                        concurrency_limit=None, queue=False, **private)
     # The born-again / deep-supervision choice means something only with teacher = self: greyed out otherwise,
     # so an ordinary run does not look like a born-again one.
-    for event in (CONTROLS["teacher"].change, demo.load):
-        event(self_controls, CONTROLS["teacher"], [CONTROLS["self_distill"], CONTROLS["generations"]], **private)
+    CONTROLS["teacher"].change(self_controls, CONTROLS["teacher"], [CONTROLS["self_distill"], CONTROLS["generations"]],
+                               **private)
     timer = gr.Timer(1.0)
     timer.tick(refresh, [ui.last, ui.view, ui.owner, ui.drawing_models, ui.follow, ui.notice_for],
                [ui.status, ui.queue, ui.loss_plot, ui.acc_plot, ui.table, ui.stop, ui.models, ui.drawing_models,
