@@ -240,7 +240,7 @@ def refresh(last, view, owner, models_value, follow, notice_for):
     """Timer tick: send only what changed (gr.Plot rebuilds its figure on every new value)."""
     key = (lab.version(), view, owner, models_value, follow, notice_for)
     if last and last["key"] == key:
-        return {}
+        return gr.skip()  # nothing changed; an empty dict is not read as "no outputs" by gradio 6.31
     active, newest = lab.active(owner), lab.latest_finished()
     run = shown_run(view, active, newest)
     mine = bool(run) and lab.owns(run["id"], owner)
@@ -496,6 +496,9 @@ class OwnerToken(gr.BrowserState):
     runs: read when launch() builds the page's config, not when the Blocks are built on import
     (`built` turns True after the layout), so importing this module writes no file."""
     built = False
+
+    def get_block_name(self):
+        return "browserstate"  # a subclass must name gradio's frontend, or the page waits for a custom one
 
     @property
     def secret(self):

@@ -3,6 +3,7 @@ import html
 import re
 from types import SimpleNamespace
 
+import gradio as gr
 import numpy as np
 import pytest
 from PIL import Image
@@ -33,6 +34,8 @@ def predict(*args):
 def refresh(*args):
     """A timer tick, by name: {component name in app.ui: value} for what it sends."""
     out = app.refresh(*args)
+    if out == gr.skip():  # nothing changed: no output is sent
+        return {}
     names = {component: name for name, component in vars(app.ui).items()}
     return {names[component]: value for component, value in out.items()}
 

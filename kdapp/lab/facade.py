@@ -399,6 +399,7 @@ class Lab:
         if os.environ.get("KDAPP_SECRET"):
             return os.environ["KDAPP_SECRET"]
         path = self.runs_dir / "browser-secret"
+        path.parent.mkdir(parents=True, exist_ok=True)  # the server may start before its first run
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
