@@ -44,7 +44,7 @@ def test_a_clear_best_temperature_is_named_with_the_numbers():
     text = lessons.summary(lesson, gain_runs(lesson, {1.0: [0.1, 0.2, 0.0], 4.0: [3.5, 4.0, 3.6],
                                                        16.0: [1.0, 1.2, 0.9]}))
     assert "3 seeds each" in text and "+3.70 ± 0.66 at T = 4" in text
-    assert "T = 4 is best, beyond the noise" in text and "Hinton" in text and "146 test errors" in text
+    assert "the gain is largest at T = 4, beyond the noise" in text and "Hinton" in text and "146 test errors" in text
 
 
 def test_an_effect_inside_the_noise_is_called_so():

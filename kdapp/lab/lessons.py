@@ -137,7 +137,7 @@ def summary(lesson, runs):
         verdict = (f"KD's gain is beyond the noise at {', '.join(_label(lesson, v) for v in clear)}" if clear
                    else "No setting's gain is beyond the noise: every interval includes 0")
         if others and all(_apart(best, c) for c in others):
-            lines.append(f"{verdict}, and {_label(lesson, best_value)} is best, beyond the noise.")
+            lines.append(f"{verdict}; the gain is largest at {_label(lesson, best_value)}, beyond the noise.")
         elif others:
             lines.append(f"{verdict}; the differences between the settings are inside the noise (their intervals "
                          "overlap), so these runs cannot rank them. More seeds would narrow the intervals.")

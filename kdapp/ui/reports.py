@@ -160,7 +160,7 @@ def comparison_table(table):
     """The seed article's results table, measured live for a finished run."""
     if not table:
         return ""
-    lines = ["| model | architecture | parameters | size on disk | test accuracy | batch-1 latency |",
+    lines = ["| model | architecture | parameters | size on disk | test accuracy | latency, one digit |",
              "|---|---|---:|---:|---:|---:|"]
     for r in table["rows"]:
         size = "-" if r["size_mb"] is None else f"{r['size_mb']:.2f} MB"
