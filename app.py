@@ -17,7 +17,7 @@ from starlette.middleware import Middleware
 
 from kdapp.config import DEFAULTS, RANGES
 from kdapp.evaluation.inference import MAX_SIDE, BlankCanvas, CanvasError, unreadable
-from kdapp.lab import facade as lab_lib, tensorboard
+from kdapp.lab import facade as lab_lib, lessons as lessons_lib, tensorboard
 from kdapp.lab.jobs import RunsFolderBusy
 from kdapp.losses import FEATURE_LOSSES, LOGIT_LOSSES
 from kdapp.models import cnn_names
@@ -38,11 +38,10 @@ lab = lab_lib.Lab(runs_dir=os.environ.get("KDAPP_RUNS_DIR", "runs"), data_dir=os
 
 DRAW_HINT = reports.hint(drawing.HINT)
 INTRO = """# Knowledge distillation lab
-A big **teacher** network teaches a small **student** with its *soft* predictions: its full
-softmax at a raised temperature **T**, not just the right label. Pick the two networks, set
-**T** and **α** (the weight of the teacher's soft targets against the true labels), and start a
-run. A **baseline** student, same network, same start and same batches but trained on labels
-alone, runs beside it, so the gain from distillation is measured, not assumed.
+A big **teacher** teaches a small **student** with its *soft* predictions, its whole softmax at a raised
+temperature **T**; **α** weighs them against the true labels. A **baseline**, the same student on the labels
+alone, trains beside it, so the gain is measured, not assumed. The default run uses 10% of the labels, where
+KD's gain is clearest. New here? Try the **Lessons** tab.
 """
 NO_OWNER = "The page is still loading; try again in a moment."
 ui = SimpleNamespace()  # every component, filled in by the layout below; handlers return {ui.x: value}
@@ -58,7 +57,9 @@ CONTROL_TABLE = {
     "epochs": ("slider", "Epochs", None, {}),
     "batch_size": ("slider", "Batch size", None, dict(high=512)),
     "lr": ("slider", "Learning rate (Adam, cosine decay)", None, {}),
-    "train_fraction": ("slider", "Train fraction", "KD helps most with little data", {}),
+    "train_fraction": ("slider", "Train fraction (share of the labels)",
+                       "0.1, the default: 800 digits, where KD's gain clears the noise; on all of them it is within it",
+                       {}),
     "loss": ("radio", "Logit loss (the soft term)", " ".join(f"{e.short}: {e.explain}" for e in LOGIT_LOSSES.values()),
              dict(choices=[(entry.label, name) for name, entry in LOGIT_LOSSES.items()], value=DEFAULTS.loss)),
     "omit_class": ("dropdown", "Leave out a digit", "no example of it in either student's data (Hinton's missing 3)",
@@ -68,9 +69,10 @@ CONTROL_TABLE = {
                      "on the student's shallower layers learn from its deepest layer (features, via adapters, and "
                      "softmax at T); no teacher at all",
                      dict(choices=[("born-again generations", "born-again"), ("deep supervision", "deep")],
-                          value=DEFAULTS.self_distill)),
+                          value=DEFAULTS.self_distill, interactive=DEFAULTS.teacher == "self")),
     "generations": ("slider", "Born-again generations",
-                    "generation k learns from generation k−1; generation 0, labels only, is the baseline", {}),
+                    "generation k learns from generation k−1; generation 0, labels only, is the baseline",
+                    dict(interactive=DEFAULTS.teacher == "self")),
     "feature_loss": ("radio", "Feature loss",
                      "; ".join(entry.label for entry in FEATURE_LOSSES.values())
                      + f" (conv maps: CNNs only, {cnn_names()}). With a second teacher the target is the two "
@@ -103,7 +105,8 @@ CONTROL_TABLE = {
                                                          interactive=len(lab.device_choices()) > 1)),
 }
 # Where each control sits: rows on the main panel, then rows in the "More methods" accordion.
-MAIN_ROWS = [["teacher"], ["student"], ["temperature"], ["alpha"], ["epochs", "batch_size"], ["lr", "train_fraction"]]
+MAIN_ROWS = [["teacher", "student", "temperature", "alpha"]]  # one strip beside Start: the first screen
+TRAIN_ROWS = [["epochs", "train_fraction"], ["lr", "batch_size"]]  # folded: the defaults are the lesson's recipe
 MORE_ROWS = [["loss"], ["omit_class"], ["self_distill", "generations"], ["feature_loss"], ["feature_weight"],
              ["second_teacher"], ["alpha_schedule", "alpha_end"], ["clip_grad_norm"], ["augment"], ["consistent"],
              ["quantize"], ["data"], ["device"]]
@@ -128,10 +131,11 @@ def control(name):
     return gr.Number(**extra, **common)
 
 
-def control_rows(rows):
-    for row in rows:
-        with gr.Row():
-            for name in row:
+def control_rows(rows, row=True):
+    """The controls of `rows`, each row a gr.Row (row=False: straight into the enclosing row)."""
+    for names in rows:
+        with gr.Row() if row else contextlib.nullcontext():
+            for name in names:
                 CONTROLS[name] = control(name)
 
 
@@ -200,7 +204,8 @@ def sweep(name):
     def handler(data):
         if not data[ui.owner]:
             return {ui.notice: reports.notice(NO_OWNER, ok=False)}
-        records, message = lab.sweep(settings_from(control_values(data)), data[ui.owner], name)
+        seeds = lab_lib.SEEDS if data.get(ui.sweep_seeds) else None
+        records, message = lab.sweep(settings_from(control_values(data)), data[ui.owner], name, seeds)
         return {ui.notice: reports.notice(message, ok=bool(records))}
     return handler
 
@@ -210,16 +215,23 @@ MISSING_THREE = (
     "The baseline cannot answer 3; the KD student can, because the teacher's soft targets at a high T say how "
     "3-like each 5 and 8 is. After the run, the status line shows how many test 3s each student reads, before and "
     "after raising the 3's output bias until it is answered as often as 3s occur (the paper's correction). Set: "
-    "leave out 3, T=20, α=0.9, no shifts (Hinton's transfer set is the digits as they are; shifted, the KD student "
+    "leave out 3, T=20, α=0.9, all the other digits for 15 epochs, no shifts (Hinton's transfer set is the digits as they are; shifted, the KD student "
     "read 55% of 3s instead of 83%). On the sample, 15 epochs: KD student 83% of 3s (96% after the correction), "
     "baseline 0% (36%). Press Start.")
-MISSING_THREE_SETTINGS = {"omit_class": "3", "temperature": 20.0, "alpha": 0.9, "augment": False}
+MISSING_THREE_SETTINGS = {"omit_class": "3", "temperature": 20.0, "alpha": 0.9, "augment": False,
+                          "train_fraction": 1.0, "epochs": 15}
 
 
 def missing_three():
     """The missing-3 preset: its settings and its explanation."""
     return {ui.notice: reports.notice(MISSING_THREE),
             **{CONTROLS[name]: value for name, value in MISSING_THREE_SETTINGS.items()}}
+
+
+def self_controls(teacher):
+    """Teacher = self's own settings are live only when the teacher is self."""
+    mine = teacher == lab_lib.SELF
+    return {CONTROLS["self_distill"]: gr.update(interactive=mine), CONTROLS["generations"]: gr.update(interactive=mine)}
 
 
 def stop(owner, view):
@@ -359,6 +371,41 @@ def show_example(kind):
     return handler
 
 
+# ---- the Lessons tab: one-click experiments (kdapp.lab.lessons), answered with the visitor's runs ----
+LESSON_BUTTONS = {}  # lesson key -> its button, filled in by the layout
+LESSONS_INTRO = """## Lessons: one question, one click
+Each lesson queues its runs on the settings of the Distill tab (the pair, epochs, data), each on
+seeds 0, 1 and 2, then answers its question here with your own numbers and their 95% intervals,
+beside what the literature reports. An effect inside the noise is called so.
+"""
+
+
+def lesson_start(key):
+    def handler(data):
+        if not data[ui.owner]:
+            return {ui.lesson_note: reports.notice(NO_OWNER, ok=False)}
+        group, message = lab.lesson(settings_from(control_values(data)), data[ui.owner], key)
+        if group is None:
+            return {ui.lesson_note: reports.notice(message, ok=False)}
+        return {ui.lesson_note: reports.notice(message), ui.lesson: {"key": key, "group": group},
+                ui.lesson_md: lessons_lib.progress(lessons_lib.LESSONS[key], lab.group_runs(group))}
+    return handler
+
+
+def lesson_tick(lesson, last):
+    """Timer tick: the lesson's progress, then its answer once every run has ended."""
+    if not lesson:
+        return gr.skip()  # nothing to send
+    runs = lab.group_runs(lesson["group"])
+    key = [[r["id"], r["state"]] for r in runs]
+    if key == last:
+        return gr.skip()
+    chosen = lessons_lib.LESSONS[lesson["key"]]
+    ended = all(r["state"] not in ("queued", "running") for r in runs)
+    return {ui.lesson_md: lessons_lib.summary(chosen, runs) if ended else lessons_lib.progress(chosen, runs),
+            ui.lesson_last: key}
+
+
 # ---- the Runs tab ----
 def runs_table(pair, chosen):
     teacher, student = (pair.split(" → ") + [None])[:2] if pair and pair != "all" else (None, None)
@@ -371,14 +418,8 @@ def runs_table(pair, chosen):
 
 def compare(selected, pair):
     records = [r for r in (lab.run(i) for i in (selected or [])[:4]) if r]
-    group = [r for r in lab.runs() if r["state"] == "finished"]
-    if records:
-        c = records[0]["config"]
-        group = [r for r in group if r["config"]["teacher"] == c["teacher"] and r["config"]["student"] == c["student"]
-                 and r["config"].get("self_distill", "born-again") == c.get("self_distill", "born-again")
-                 and r["config"]["data"] == c["data"] and r["config"]["train_fraction"] == c["train_fraction"]]
     return {ui.compare_plot: plots.compare_figure(records), ui.diff: reports.config_diff(records),
-            ui.gain_plot: plots.gain_map(group), ui.run_link: reports.run_link(records[0]["id"]) if records else ""}
+            ui.gain_plot: plots.gain_map(lab.gain_group(records[0] if records else None)), ui.run_link: reports.run_link(records[0]["id"]) if records else ""}
 
 
 def downloads(selected):
@@ -422,6 +463,12 @@ CSS = """
 @media (max-width: 700px) {
   .modebar-container { display: none !important; }  /* plotly's toolbar covers the titles on a phone */
 }
+/* Every Markdown table scrolls inside its own box and breaks only between words, so on a phone no
+   cell is narrower than its longest word ("accuracy", "99.0%"), and the page never scrolls sideways. */
+.prose table, .md table { display: block; max-width: 100%; overflow-x: auto; }
+.prose th, .prose td, .md th, .md td { word-break: normal !important; overflow-wrap: normal !important;
+  hyphens: none; }
+#lessons .lesson-question p { margin: 0.3em 0; }
 .control-choice input { padding-right: 2.2em !important; text-overflow: ellipsis; }
 """
 class OwnerToken(gr.BrowserState):
@@ -455,30 +502,37 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     ui.drawing_models = gr.State(lab_lib.SHIPPED)
     with gr.Tabs() as ui.tabs:
         with gr.Tab("Distill", id="distill"):
-            with gr.Row():
-                with gr.Column(scale=2, min_width=320):
-                    control_rows(MAIN_ROWS)
+            # The first screen (1400x1000): the pair, T and α with Start in one strip, the rest folded,
+            # then the drawing, which works before any training. The run's curves come after it.
+            with gr.Row(elem_id="quick-controls", equal_height=False):
+                control_rows(MAIN_ROWS, row=False)
+                with gr.Column(min_width=170, scale=1):
+                    ui.start = gr.Button("Start distillation", variant="primary", elem_id="start")
+                    ui.stop = gr.Button("Stop my run", variant="stop", elem_id="stop", interactive=False)
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=1, min_width=300):
+                    with gr.Accordion("Training: epochs, batch, learning rate, share of the labels", open=False,
+                                      elem_id="training-settings"):
+                        control_rows(TRAIN_ROWS)
+                with gr.Column(scale=1, min_width=300):
                     with gr.Accordion("More methods, data and device", open=False):
                         control_rows(MORE_ROWS)
-                    with gr.Row():
-                        ui.start = gr.Button("Start distillation", variant="primary", elem_id="start")
-                        ui.stop = gr.Button("Stop my run", variant="stop", elem_id="stop", interactive=False)
-                    with gr.Row():
-                        ui.sweep_t = gr.Button("Sweep T (1, 2, 4, 8, 16)", size="sm", elem_id="sweep-t")
-                        ui.sweep_alpha = gr.Button("Sweep α (0.1 … 0.9)", size="sm", elem_id="sweep-alpha")
-                    with gr.Row():
-                        ui.missing_three = gr.Button("Preset: Hinton's missing 3", size="sm",
-                                                     elem_id="preset-missing-3")
-                        ui.settings_link = gr.Button("Link to these settings", size="sm", elem_id="settings-link")
-                    ui.notice = gr.Markdown(elem_id="notice")
-                    ui.queue = gr.Markdown(elem_id="queue")
-                with gr.Column(scale=3):
-                    ui.status = gr.Markdown(reports.status(None, False), elem_id="status")
-                    ui.link = gr.Markdown(elem_id="status-link")
-                    ui.run_again = gr.Button("Run again (same settings, as your run)", size="sm", elem_id="run-again")
-                    ui.loss_plot = gr.Plot(plots.loss_figure(None), elem_id="loss-plot", show_label=False)
-                    ui.acc_plot = gr.Plot(plots.accuracy_figure(None), elem_id="acc-plot", show_label=False)
-                    ui.table = gr.Markdown(reports.comparison_table(None), elem_id="comparison")
+            with gr.Row(elem_id="sweeps"):
+                ui.sweep_t = gr.Button("Sweep T (1, 2, 4, 8, 16)", size="sm", elem_id="sweep-t", min_width=150)
+                ui.sweep_alpha = gr.Button("Sweep α (0.1 … 0.9)", size="sm", elem_id="sweep-alpha", min_width=150)
+                ui.sweep_seeds = gr.Checkbox(False, label="sweeps on seeds 0, 1, 2 (error bars, 3× the runs)",
+                                             elem_id="sweep-seeds", min_width=220)
+                ui.missing_three = gr.Button("Preset: Hinton's missing 3", size="sm", elem_id="preset-missing-3",
+                                             min_width=150)
+                ui.settings_link = gr.Button("Link to these settings", size="sm", elem_id="settings-link",
+                                             min_width=150)
+            ui.notice = gr.Markdown(elem_id="notice")
+            ui.queue = gr.Markdown(elem_id="queue")
+            ui.status = gr.Markdown(reports.status(None, False), elem_id="status")
+            with gr.Row():
+                ui.link = gr.Markdown(elem_id="status-link")
+                ui.run_again = gr.Button("Run again (same settings, as your run)", size="sm", elem_id="run-again",
+                                         scale=0, min_width=260)
             gr.Markdown("## Draw a digit and compare")
             # Only the shipped models at build time; on_load offers each visitor the finished runs.
             ui.models = gr.Dropdown([("shipped checkpoints", lab_lib.SHIPPED)], value=lab_lib.SHIPPED,
@@ -493,17 +547,33 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
                                       layers=False, transforms=())
                 ui.teacher_pred, ui.student_pred, ui.baseline_pred = (gr.Label(num_top_classes=3) for _ in range(3))
                 ui.dist_plot, ui.digit28, ui.draw_note = gr.Plot(), gr.Image(), gr.Markdown()
+            gr.Markdown("## The run: curves and results")
+            with gr.Row():
+                ui.loss_plot = gr.Plot(plots.loss_figure(None), elem_id="loss-plot", show_label=False)
+                ui.acc_plot = gr.Plot(plots.accuracy_figure(None), elem_id="acc-plot", show_label=False)
+            ui.table = gr.Markdown(reports.comparison_table(None), elem_id="comparison")
             gr.Markdown("## What the student learned")
             ui.fidelity_md = gr.Markdown(FIDELITY_WAIT, elem_id="fidelity")
             ui.confusion_plot = gr.Plot(plots.confusion_figure(None), elem_id="confusion-plot", show_label=False)
             with gr.Row():
                 ui.fixed_gallery = gr.Gallery(label="KD right, baseline wrong (up to 32)", elem_id="fixed-gallery",
-                                              columns=8, height=260, allow_preview=False, object_fit="contain")
+                                              columns=6, height=260, allow_preview=False, object_fit="contain")
                 ui.broken_gallery = gr.Gallery(label="Baseline right, KD wrong (up to 32)", elem_id="broken-gallery",
-                                               columns=8, height=260, allow_preview=False, object_fit="contain")
+                                               columns=6, height=260, allow_preview=False, object_fit="contain")
             ui.example_plot = gr.Plot(plots.example_figure(None, None, None), elem_id="example-plot",
                                       show_label=False)
             ui.fidelity_shown = gr.State(None)  # the run whose galleries are on show
+        with gr.Tab("Lessons", id="lessons-tab", elem_id="lessons"):
+            gr.Markdown(LESSONS_INTRO)
+            for key, lesson in lessons_lib.LESSONS.items():
+                with gr.Row(equal_height=True):
+                    LESSON_BUTTONS[key] = gr.Button(lesson.title, size="sm", scale=1, min_width=160,
+                                                       elem_id=f"lesson-{key}")
+                    gr.Markdown(lesson.question, elem_classes="lesson-question")
+            ui.lesson_note = gr.Markdown(elem_id="lesson-note")
+            ui.lesson_md = gr.Markdown(elem_id="lesson-result")
+            ui.lesson = gr.State(None)       # {"key", "group"}: the lesson on show
+            ui.lesson_last = gr.State(None)  # its runs' states when last shown
         with gr.Tab("Runs", id="runs-tab"):
             with gr.Row():
                 ui.pair = gr.Dropdown(["all"], value="all", label="Teacher → student", elem_id="runs-filter")
@@ -535,14 +605,25 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     private = dict(api_visibility="private", show_progress="hidden")
     ui.start.click(start, {ui.owner, *controls}, [ui.notice, ui.view, ui.notice_for], concurrency_limit=None,
                    **private)
-    ui.sweep_t.click(sweep("temperature"), {ui.owner, *controls}, ui.notice, concurrency_limit=None, **private)
-    ui.sweep_alpha.click(sweep("alpha"), {ui.owner, *controls}, ui.notice, concurrency_limit=None, **private)
+    ui.sweep_t.click(sweep("temperature"), {ui.owner, ui.sweep_seeds, *controls}, ui.notice, concurrency_limit=None,
+                     **private)
+    ui.sweep_alpha.click(sweep("alpha"), {ui.owner, ui.sweep_seeds, *controls}, ui.notice, concurrency_limit=None,
+                         **private)
     ui.stop.click(stop, [ui.owner, ui.view], [ui.notice, ui.view], concurrency_limit=None, **private)
     ui.run_again.click(run_again, [ui.owner, ui.view], [ui.notice, ui.view, ui.notice_for], concurrency_limit=None,
                        **private)
     ui.settings_link.click(settings_link, controls, ui.notice, **private)
     ui.missing_three.click(missing_three, None, [ui.notice, *(CONTROLS[n] for n in MISSING_THREE_SETTINGS)],
                            **private)
+    for key, button in LESSON_BUTTONS.items():
+        button.click(lesson_start(key), {ui.owner, *controls}, [ui.lesson_note, ui.lesson, ui.lesson_md],
+                     concurrency_limit=None, **private)
+    gr.Timer(2.0).tick(lesson_tick, [ui.lesson, ui.lesson_last], [ui.lesson_md, ui.lesson_last],
+                       concurrency_limit=None, queue=False, **private)
+    # The born-again / deep-supervision choice means something only with teacher = self: greyed out otherwise,
+    # so an ordinary run does not look like a born-again one.
+    CONTROLS["teacher"].change(self_controls, CONTROLS["teacher"], [CONTROLS["self_distill"], CONTROLS["generations"]],
+                               **private)
     timer = gr.Timer(1.0)
     timer.tick(refresh, [ui.last, ui.view, ui.owner, ui.drawing_models, ui.follow, ui.notice_for],
                [ui.status, ui.queue, ui.loss_plot, ui.acc_plot, ui.table, ui.stop, ui.models, ui.drawing_models,

@@ -14,6 +14,8 @@ from kdapp import checkpoints, data as data_lib
 from kdapp.training import distributed, qat, train
 from kdapp.ui.reports import quantize_report
 from kdapp.config import CHOICES, DEFAULTS, FLAGS, HELP, RANGES, RunConfig
+from kdapp.lab import notebook
+from kdapp.ui.reports import gain_text
 
 
 class Bars:
@@ -110,8 +112,13 @@ def cmd_distill(args):
     if args.scale_lr and world.distributed:  # linear scaling rule: the global batch is W times larger
         config = config.replace(lr=config.lr * world.size)
     bars = Bars(args.quiet or not world.main)
+    recorder = notebook.Recorder(config)
+
+    def emit(event):
+        bars(event)
+        recorder(event)
     try:
-        result = train.run(config, emit=bars, runs_dir=args.runs_dir, data_dir=args.data_dir, world=world,
+        result = train.run(config, emit=emit, runs_dir=args.runs_dir, data_dir=args.data_dir, world=world,
                            device=device)
     finally:
         bars.close()
@@ -133,11 +140,17 @@ def cmd_distill(args):
             if source and Path(source).resolve() != path.resolve():  # the teacher may live in DIR already
                 shutil.copyfile(source, path)
                 print(f"saved {path}", file=sys.stderr)
-    gain = "" if m["baseline_acc"] is None else f", KD gain {100 * (m['student_acc'] - m['baseline_acc']):+.2f} pts"
+    listed = ""
+    if args.record:  # into the app's store: the Runs tab lists it, compares it and links to it
+        record = recorder.save(args.runs_dir, result)
+        m["run_id"] = record["id"]
+        listed = f"; run {record['id']} in {args.runs_dir} (the app's Runs tab, /?run={record['id']})"
+    # The gain with its 95% interval, as the page shows it: a gain inside it is noise.
+    gain = "" if m["baseline_acc"] is None else f", KD gain {gain_text(m)} (95% interval)"
     teacher = "no teacher" if m["teacher_acc"] is None else f"teacher {m['teacher_acc']:.2%}"
     print(f"{teacher} | KD student {m['student_acc']:.2%} | baseline "
           f"{'-' if m['baseline_acc'] is None else format(m['baseline_acc'], '.2%')}{gain} "
-          f"({m['data']}, {m['seconds']:.1f} s)", file=sys.stderr)
+          f"({m['data']}, {m['seconds']:.1f} s){listed}", file=sys.stderr)
     if "quantized" in m:
         print(quantize_report(m["quantized"]), file=sys.stderr)
     if args.json:
@@ -167,7 +180,11 @@ def main(argv=None):
                        formatter_class=formatter)
     add_run_options(p)
     p.add_argument("--out", default=None, help="also save the students into this directory")
-    p.add_argument("--runs-dir", default="runs", help="where trained teachers, the logit cache and the latest run go")
+    p.add_argument("--runs-dir", default=notebook.runs_dir(),
+                   help="the app's run store (KDAPP_RUNS_DIR, else runs): the run is listed there, and trained "
+                        "teachers, the logit cache and the latest run's students go there")
+    p.add_argument("--record", action=argparse.BooleanOptionalAction, default=True,
+                   help="list the finished run in the store, beside the app's runs (Runs tab, /?run=ID)")
     p.add_argument("--scale-lr", action="store_true",
                    help="under torchrun: multiply --lr by the number of processes (linear scaling rule; the "
                         "effective batch is --batch-size x processes)")
@@ -177,16 +194,16 @@ def main(argv=None):
     p = data_sub.add_parser("import", help="check MNIST's four IDX files in DIR and copy them where "
                             "--data mnist reads them", formatter_class=formatter)
     p.add_argument("source", metavar="DIR", help="a folder with train-images-idx3-ubyte.gz and the other three")
-    p.add_argument("--data-dir", default="data")
+    p.add_argument("--data-dir", default="data", help="where to put them; --data mnist reads from here")
     p.set_defaults(func=cmd_data_import)
     p = sub.add_parser("robustness", help="accuracy and agreement on digits redrawn on the canvas: MNIST's test "
                        "digits and 1,797 UCI digits by other writers", formatter_class=formatter)
     p.add_argument("--teacher-path", default=None, help="checkpoints to score (default: the shipped drawing models)")
-    p.add_argument("--student-path", default=None)
-    p.add_argument("--baseline-path", default=None)
+    p.add_argument("--student-path", default=None, help="the KD student's checkpoint (with --teacher-path)")
+    p.add_argument("--baseline-path", default=None, help="the baseline's checkpoint (optional)")
     p.add_argument("--mnist-digits", type=int, default=2000, help="how many MNIST test digits to redraw")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default="data")
+    p.add_argument("--seed", type=int, default=0, help="which digits are redrawn, and how")
+    p.add_argument("--data-dir", default="data", help="where `data import` put full MNIST")
     p.add_argument("--json", action="store_true", help="print one final JSON line")
     p.set_defaults(func=cmd_robustness)
     from kdapp.tools import bench, continual, loadtest, quantization, reproduce  # their heavy imports (gradio, clients) are lazy

@@ -24,19 +24,27 @@ def sample():
     return data.load("sample")
 
 
-SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
+# MNIST's four IDX .gz files: KDAPP_MNIST_IDX, else the team's shared copy beside the checkout.
+SHARED_MNIST = Path(os.environ.get("KDAPP_MNIST_IDX", ROOT.parent / "shared" / "data" / "mnist"))
+NO_MNIST = ("full MNIST is not here: put its four IDX files (train-images-idx3-ubyte.gz and the other three) "
+            "in a folder DIR, run `python -m kdapp data import DIR` to use it in the app, and set "
+            "KDAPP_MNIST_IDX=DIR for these tests")
+
+
+def need_mnist():
+    """Skip (under CI=true: fail) the calling test when the IDX files are absent, saying how to get them."""
+    if not (SHARED_MNIST / "train-images-idx3-ubyte.gz").is_file():
+        if os.environ.get("CI") == "true":
+            pytest.fail(NO_MNIST + "; CI needs it")
+        pytest.skip(NO_MNIST)
 
 
 @pytest.fixture(scope="session")
 def mnist_dir(tmp_path_factory):
-    """A data folder holding full MNIST, imported from ../shared/data/mnist (the four IDX files)
-    with the product's own `data import`. Absent, the tests that need it skip and say so; under
-    CI=true they fail instead."""
-    if not (SHARED_MNIST / "train-images-idx3-ubyte.gz").is_file():
-        message = f"full MNIST is not at {SHARED_MNIST} (MNIST's four IDX .gz files)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + "; CI needs it")
-        pytest.skip(message)
+    """A data folder holding full MNIST, imported from the IDX files with the product's own
+    `data import`. Absent, the tests that need it skip and say how to get it; under CI=true
+    they fail instead."""
+    need_mnist()
     from kdapp import data
     data_dir = tmp_path_factory.mktemp("mnist-data")
     data.import_idx(SHARED_MNIST, data_dir)

@@ -355,3 +355,54 @@ def test_importing_app_starts_no_thread_and_opens_no_database(tmp_path):
                          capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
     assert not (tmp_path / "runs").exists()  # no store, no secret, not even the folder
+
+
+def test_a_sweep_over_seeds_and_a_lesson_queue_every_value_on_seeds_0_to_2():
+    """Sweeps can repeat over seeds 0-2 (15 runs, one group), and a lesson queues its values on
+    seeds 0-2 and shows its progress; the tick then says how many have finished."""
+    from kdapp.lab import lessons
+    data = {app.ui.owner: "learner", app.ui.sweep_seeds: True, **app.inputs_for(epochs=1, train_fraction=0.05)}
+    records = []
+    try:
+        assert "15 runs at temperature = 1, 2, 4, 8, 16, each on seeds 0, 1, 2" in \
+            app.sweep("temperature")(data)[app.ui.notice]
+        for r in app.lab.active("learner"):  # the queue holds 20 runs: make room for the lesson
+            app.lab.cancel(r["id"], owner=None)
+        out = app.lesson_start("alpha")({app.ui.owner: "learner", **app.inputs_for(epochs=1, train_fraction=0.05)})
+        lesson = out[app.ui.lesson]
+        assert "Lesson queued: 9 runs" in out[app.ui.lesson_note]
+        records = app.lab.group_runs(lesson["group"])
+        assert sorted((r["config"]["alpha"], r["config"]["seed"]) for r in records) == \
+            [(a, s) for a in lessons.LESSONS["alpha"].values for s in (0, 1, 2)]
+        assert "0 of 9 runs finished" in app.lesson_tick(lesson, None)[app.ui.lesson_md]
+    finally:
+        for r in app.lab.active("learner"):
+            app.lab.cancel(r["id"], owner=None)
+        for r in app.lab.runs():  # a worker still importing torch reads its stop line late on a busy box
+            assert app.lab.queue.wait(r["id"], timeout=300)
+
+
+def test_born_again_is_live_only_with_teacher_self():
+    """An ordinary run must not look born-again: the self-distillation controls are greyed out."""
+    for teacher, live in (("seed_teacher", False), ("self", True)):
+        out = app.self_controls(teacher)
+        assert out[app.CONTROLS["self_distill"]]["interactive"] is live
+        assert out[app.CONTROLS["generations"]]["interactive"] is live
+
+
+def test_the_confusion_title_says_what_the_diagonal_shows():
+    from kdapp.ui import plots
+    fidelity = {"confusion": {r: [[5 if i == j else 1 for j in range(10)] for i in range(10)]
+                              for r in ("teacher", "student", "baseline")}}
+    title = plots.confusion_figure(fidelity).to_plotly_json()["layout"]["title"]["text"]
+    assert "blank" not in title and "counted but not coloured" in title
+
+
+def test_gallery_captions_fit_a_thumbnail_and_name_the_other_answer():
+    from kdapp.evaluation import fidelity as fidelity_lib
+    images = fidelity_lib.encode_images(np.zeros((1, 28, 28), np.uint8))
+    group = {"index": [0], "images": images, "label": [7], "predicted": {"student": [7], "baseline": [1]}}
+    (fixed,) = app.lab.gallery({"fixed": group}, "fixed")
+    broken = dict(group, predicted={"student": [1], "baseline": [7]})
+    (wrong,) = app.lab.gallery({"broken": broken}, "broken")
+    assert fixed[1] == "7: baseline 1" and wrong[1] == "7: KD 1"

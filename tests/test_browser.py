@@ -282,7 +282,7 @@ def test_a_sweep_fills_the_kd_gain_map(server, browser):
     page.locator("[role=option]", has_text="seed_teacher → seed_student").first.click()
     expect(page.locator("#runs")).to_contain_text("finished", timeout=10_000)
     rows = page.locator("#runs").inner_text()
-    sweep_ids = re.findall(r"([0-9a-f]{8})\s+finished", rows)[:2]
+    sweep_ids = re.findall(r"([0-9a-f]{8})\s+\S+ ± \S+ pts\s+finished", rows)[:2]  # id, KD gain, state
     select = page.locator("#runs-select input")
     for run_id in sweep_ids:
         select.click()

@@ -18,7 +18,8 @@ from kdapp.evaluation import export, fidelity as fidelity_lib, inference
 from kdapp.training import teachers, train
 from kdapp.config import (CHOICES, DEFAULTS, HOSTED_CAPS, HOSTED_IMPOSED, RANGES, SELF, RunConfig, convert,
                           is_deep_supervision)
-from kdapp.lab import drawing_models
+from kdapp import aggregate
+from kdapp.lab import drawing_models, lessons
 from kdapp.lab.jobs import FINISHED, QueueFull, RunQueue
 from kdapp.models import ARCHITECTURES, count_parameters
 from kdapp.lab.store import RunStore
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 
 SHIPPED = "shipped"  # the drawing's models before a visitor picks a run: checkpoints/
 SWEEPS = {"temperature": (1.0, 2.0, 4.0, 8.0, 16.0), "alpha": (0.1, 0.3, 0.5, 0.7, 0.9)}
+SEEDS = (0, 1, 2)  # a sweep or lesson repeated over these gives each cell a real error bar
+QUEUE_TOTAL = 20   # runs waiting at most: one sweep over seeds 0-2 (15 runs) fits
 # URL parameter -> setting, for short permalinks (/?T=8&fraction=0.1); full names work too.
 URL_ALIASES = {"T": "temperature", "fraction": "train_fraction", "batch": "batch_size"}
 URL_SETTINGS = ("teacher", "student", "temperature", "alpha", "epochs", "lr", "batch_size", "train_fraction",
@@ -58,7 +61,7 @@ class Lab:
         with self._open_lock:
             if self._queue is None:
                 self._store = RunStore(self.runs_dir, keep_checkpoints=self.keep_checkpoints)
-                self._queue = RunQueue(self._store, self.data_dir, workers=self.workers)
+                self._queue = RunQueue(self._store, self.data_dir, workers=self.workers, total=QUEUE_TOTAL)
         return self
 
     @property
@@ -164,16 +167,35 @@ class Lab:
             return None, f"Not started: {e}"
         return record, self._queued_message(record["id"], owner)
 
-    def sweep(self, settings, owner, name):
-        """Queue the current settings at each value of SWEEPS[name], as one group."""
+    def sweep(self, settings, owner, name, seeds=None):
+        """Queue the current settings at each value of SWEEPS[name], as one group; with `seeds`,
+        each value once per seed (the gain map then has n = len(seeds) and real error bars)."""
         try:
             base = self.config(settings)
-            configs = [base.replace(**{name: value}) for value in SWEEPS[name]]
+            seeds = tuple(seeds) if seeds else (base.seed,)
+            configs = [base.replace(**{name: value}, seed=seed) for value in SWEEPS[name] for seed in seeds]
             records = self.queue.submit(configs, owner, group=f"sweep-{name}-{secrets.token_hex(4)}")
         except (ValueError, QueueFull) as e:
             return [], f"Sweep not started: {e}"
         values = ", ".join(f"{v:g}" for v in SWEEPS[name])
-        return records, f"Sweep queued: {len(records)} runs at {name} = {values}."
+        over = f", each on seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else ""
+        return records, f"Sweep queued: {len(records)} runs at {name} = {values}{over}."
+
+    def lesson(self, settings, owner, key):
+        """Queue a lesson's runs (kdapp.lab.lessons) on the form's settings, as one group that
+        counts once against the visitor's allowance. Returns (group id or None, sentence)."""
+        lesson = lessons.LESSONS[key]
+        group = f"lesson-{key}-{secrets.token_hex(4)}"
+        try:
+            records = self.queue.submit(lessons.configs(lesson, self.config(settings)), owner, group=group)
+        except (ValueError, QueueFull) as e:
+            return None, f"Lesson not started: {e}"
+        return group, (f"Lesson queued: {len(records)} runs ({lesson.title}, seeds "
+                       f"{', '.join(map(str, lessons.SEEDS))}). The answer appears under the lessons.")
+
+    def group_runs(self, group):
+        """The runs of one sweep or lesson, newest first."""
+        return [r for r in self.store.list(limit=500, curves=False) if (r["extra"] or {}).get("group") == group]
 
     def run_again(self, run_id, owner):
         """Queue an ended run's settings again, as a new run of this visitor's (under today's caps).
@@ -211,6 +233,13 @@ class Lab:
 
     def active(self, owner):
         return self.queue.active(owner)
+
+    def gain_group(self, like=None):
+        """The finished runs that differ from `like` (a run; default the newest finished one) only
+        in T, α and the seed: the gain map's runs (kdapp.aggregate)."""
+        finished = self.store.list(limit=1000, states=(FINISHED,), curves=False)
+        like = like or next(iter(finished), None)
+        return aggregate.comparable(finished, like["config"], ("temperature", "alpha")) if like else []
 
     def version(self):
         return self.queue.version
@@ -345,8 +374,10 @@ class Lab:
             return []
         images = fidelity_lib.decode_images(group["images"])
         images = images.repeat(scale, axis=1).repeat(scale, axis=2)
-        return [(img, f"a {label}: KD {kd}, baseline {base}") for img, label, kd, base in
-                zip(images, group["label"], group["predicted"]["student"], group["predicted"]["baseline"])]
+        # Short enough for a thumbnail: the model that was right said the label; name the other's answer.
+        other, role = ("baseline", "baseline") if kind == "fixed" else ("KD", "student")
+        return [(img, f"{label}: {other} {said}") for img, label, said in
+                zip(images, group["label"], group["predicted"][role])]
 
     # ---- a finished run's table and files ----
     def comparison(self, run_id):

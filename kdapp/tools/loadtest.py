@@ -277,8 +277,8 @@ def add_parser(sub):
     p = sub.add_parser("loadtest", help="drawing visitors served while a run trains (capacity)")
     p.add_argument("--seconds", type=float, default=12.0, help="measured seconds per load step")
     p.add_argument("--levels", help="visitor counts to step through, e.g. 10,20,40")
-    p.add_argument("--skip-floor", action="store_true")
+    p.add_argument("--skip-floor", action="store_true", help="do not measure the no-op app's floor")
     p.add_argument("--route", choices=("run", "call"), default="run",
                    help="run: one POST, as the browser calls an unqueued event; call: through the queue")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one final JSON line")
     p.set_defaults(func=cmd_loadtest)

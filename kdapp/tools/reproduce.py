@@ -494,7 +494,7 @@ def add_parser(sub):
     p = sub.add_parser("reproduce", help="regenerate the results tables (seed article, Hinton 2015, T sweep)")
     p.add_argument("--data", default="sample", choices=["sample", "mnist"],
                    help="sample: results/reproduce.md; mnist: full MNIST, results/reproduce-mnist.md")
-    p.add_argument("--data-dir", default="data")
+    p.add_argument("--data-dir", default="data", help="where `data import` put full MNIST")
     p.add_argument("--quick", action="store_true", help="shipped teachers, 1 seed, few epochs: a few minutes")
     p.add_argument("--methods", action="store_true",
                    help="the methods table instead (KD, DKD, DIST, LS-KD, Gram, born-again, deep supervision, "

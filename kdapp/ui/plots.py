@@ -5,9 +5,12 @@ path (make_subplots, add_bar, update_layout) costs ~26 ms per figure, pure Pytho
 GIL, 15x the prediction itself; this one costs ~2 ms. Every figure sets `uirevision`, so a
 refresh with new points keeps the visitor's zoom.
 """
+import math
+
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from kdapp import aggregate
 from kdapp.losses import LOGIT_LOSSES
 
 COLORS = {"teacher": "#7f7f7f", "student": "#d62728", "baseline": "#1f77b4",
@@ -35,6 +38,49 @@ def _empty(title, hint):
                                               yref="paper", font=dict(color="#888"))]))
 
 
+EMA_WEIGHT = 0.9  # TensorBoard's smoothing: each point is 0.9 of the last smoothed value and 0.1 of itself
+
+
+def ema(values, weight=EMA_WEIGHT):
+    """TensorBoard's smoothing: an exponential moving average, debiased so the curve starts at the
+    first value and not at 0. Gaps (None) stay gaps."""
+    out, last, seen = [], 0.0, 0
+    for v in values:
+        if v is None:
+            out.append(None)
+            continue
+        last, seen = weight * last + (1 - weight) * v, seen + 1
+        out.append(last / (1 - weight ** seen))
+    return out
+
+
+def log_ticks(values, most=6):
+    """Clean ticks for a log axis: 1-2-5 steps in the data's range, or powers of ten alone when
+    those would be more than `most` (Plotly's own gives cluttered "5 2 10 5 2 1")."""
+    positive = [v for v in values if v is not None and v > 0]
+    if not positive:
+        return None
+    lo, hi = min(positive), max(positive)
+    first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    ticks = [m * 10.0 ** e for e in range(first, last + 1) for m in (1, 2, 5) if lo <= m * 10.0 ** e <= hi]
+    if len(ticks) > most:
+        ticks = [t for t in ticks if math.log10(t) == round(math.log10(t))]
+    if len(ticks) < 2:  # less than a step of the 1-2-5 ladder: the ends, rounded
+        ticks = sorted({float(f"{lo:.2g}"), float(f"{hi:.2g}")})
+    return dict(tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
+
+
+def _smoothing_toggle(raw, smoothed):
+    """Buttons on the figure itself, as TensorBoard's slider: raw curves, or EMA-smoothed over faint raw ones."""
+    n = raw + smoothed
+    return [dict(type="buttons", direction="right", x=1, xanchor="right", y=1.12, yanchor="bottom",
+                 showactive=True, active=0, pad=dict(r=0, t=0), font=dict(size=11), buttons=[
+                     dict(label=f"smoothed (EMA {EMA_WEIGHT:g})", method="restyle",
+                          args=[{"visible": [True] * n, "opacity": [0.25] * raw + [1.0] * smoothed}]),
+                     dict(label="raw", method="restyle",
+                          args=[{"visible": [True] * raw + [False] * smoothed, "opacity": [1.0] * n}])])]
+
+
 def loss_figure(snapshot):
     """Step losses: KD total, soft (KL*T^2) and hard (CE) parts, and the baseline's CE."""
     if not snapshot or not (snapshot["curves"].get("step") or snapshot["curves"].get("teacher_loss")):
@@ -57,8 +103,14 @@ def loss_figure(snapshot):
     else:
         data = [_line(list(range(1, len(c["teacher_loss"]) + 1)), c["teacher_loss"], "teacher CE", COLORS["teacher"])]
         xaxis = dict(title=dict(text="teacher log point"))
-    return _figure(data, dict(title=dict(text="Training loss per step"), uirevision=snapshot["id"],
-                              xaxis=xaxis, yaxis=dict(title=dict(text="loss"), type="log")))
+    # Smoothed copies on top, raw ones faint beneath; the buttons switch to raw alone.
+    for trace in data:
+        trace.update(opacity=0.25, legendgroup=trace["name"])  # one legend entry toggles both copies
+    smoothed = [dict(trace, y=ema(trace["y"]), showlegend=False, hoverinfo="skip", opacity=1.0) for trace in data]
+    ticks = log_ticks([v for trace in data for v in trace["y"]]) or {}
+    return _figure(data + smoothed, dict(title=dict(text="Training loss per step"), uirevision=snapshot["id"],
+                                         xaxis=xaxis, yaxis=dict(title=dict(text="loss"), type="log", **ticks),
+                                         updatemenus=_smoothing_toggle(len(data), len(smoothed))))
 
 
 def accuracy_figure(snapshot):
@@ -131,7 +183,7 @@ def confusion_figure(fidelity):
         layout["yaxis" + suffix] = dict(type="category", autorange="reversed", anchor="x" + suffix,
                                         title=dict(text="true digit") if k == 0 else None, scaleanchor="x" + suffix)
     return _figure(data, dict(title=dict(text="Confusion matrices on the test digits (rows = true class; "
-                                              "the diagonal is left blank)"),
+                                              "the diagonal, right answers, is counted but not coloured)"),
                               height=340, uirevision="confusion", margin=dict(l=50, r=10, t=50, b=50), **layout))
 
 
@@ -185,31 +237,31 @@ def compare_figure(runs):
 
 
 def gain_map(runs):
-    """KD gain (student - baseline, points) over T x alpha for finished runs of one teacher ->
-    student pair at one data set and train fraction. A cell holding several runs shows their
-    mean and count. Hinton's temperature question, answered by the lab's own runs."""
-    runs = [r for r in runs if r.get("metrics") and r["metrics"].get("baseline_acc") is not None]
+    """KD gain (student - baseline, points) over T x alpha for finished runs that differ only in T,
+    alpha and the seed (kdapp.aggregate.comparable). Identical runs count once; each cell
+    shows its mean over distinct seeds ± its 95% interval and n, in bold when the interval
+    excludes 0. Hinton's temperature question, answered by the lab's own runs."""
+    runs = [r for r in runs if aggregate.gain(r) is not None]
     if not runs:
         return _empty("KD gain over T and α", "finished runs of the selected pair fill this map (try a sweep)")
-    cells = {}
-    for r in runs:
-        key = (r["config"]["temperature"], r["config"]["alpha"])
-        cells.setdefault(key, []).append(100 * (r["metrics"]["student_acc"] - r["metrics"]["baseline_acc"]))
+    cells = aggregate.cells(runs, ("temperature", "alpha"))
     ts = sorted({t for t, _ in cells})
     alphas = sorted({a for _, a in cells})
     z = [[None] * len(ts) for _ in alphas]
     text = [[""] * len(ts) for _ in alphas]
-    for (t, a), gains in cells.items():
-        mean = sum(gains) / len(gains)
-        z[alphas.index(a)][ts.index(t)] = mean
-        text[alphas.index(a)][ts.index(t)] = f"{mean:+.2f}" + (f" (n={len(gains)})" if len(gains) > 1 else "")
+    for (t, a), c in cells.items():
+        z[alphas.index(a)][ts.index(t)] = c.mean
+        label = f"{c.mean:+.2f} ± {c.half_width:.2f}<br>n={c.n}" + (" seed" if c.n == 1 else " seeds")
+        text[alphas.index(a)][ts.index(t)] = f"<b>{label}</b>" if c.clears else label
     c = runs[0]["config"]
     limit = max(abs(v) for row in z for v in row if v is not None) or 1.0
     heat = dict(type="heatmap", x=[f"T={t:g}" for t in ts], y=[f"α={a:g}" for a in alphas], z=z, text=text,
                 texttemplate="%{text}", colorscale="RdBu", zmid=0, zmin=-limit, zmax=limit,
                 colorbar=dict(title=dict(text="gain (pts)")), hovertemplate="%{x} %{y}: %{text} pts<extra></extra>")
+    seeds = len({r["config"]["seed"] for r in runs})
     return _figure([heat], dict(
-        title=dict(text=f"KD gain (pts): {c['teacher']} → {c['student']}, {c['data']}, "
-                        f"{c['train_fraction']:.0%} of the data · {len(runs)} runs"),
+        title=dict(text=f"KD gain (pts) ± 95% interval: {c['teacher']} → {c['student']}, {c['data']}, "
+                        f"{c['train_fraction']:.0%} of the data · {len(aggregate.distinct(runs))} distinct runs, "
+                        f"{seeds} seed{'s' if seeds > 1 else ''} · bold: beyond the noise"),
         height=360, uirevision="gain", xaxis=dict(type="category", title=dict(text="temperature")),
         yaxis=dict(type="category", title=dict(text="α (soft-target weight)"))))
