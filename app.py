@@ -528,16 +528,20 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
                                              min_width=150)
             ui.notice = gr.Markdown(elem_id="notice")
             ui.queue = gr.Markdown(elem_id="queue")
-            ui.status = gr.Markdown(reports.status(None, False), elem_id="status")
-            with gr.Row():
-                ui.link = gr.Markdown(elem_id="status-link")
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=5):
+                    ui.status = gr.Markdown(reports.status(None, False), elem_id="status")
+                    ui.link = gr.Markdown(elem_id="status-link")
                 ui.run_again = gr.Button("Run again (same settings, as your run)", size="sm", elem_id="run-again",
                                          scale=0, min_width=260)
-            gr.Markdown("## Draw a digit and compare")
-            # Only the shipped models at build time; on_load offers each visitor the finished runs.
-            ui.models = gr.Dropdown([("shipped checkpoints", lab_lib.SHIPPED)], value=lab_lib.SHIPPED,
-                                    label="Models for the drawing", elem_id="drawing-models",
-                                    info="the shipped ones, or any finished run's")
+            with gr.Row(equal_height=True):  # side by side at 1400 px, so the canvas is on the first screen
+                with gr.Column(min_width=300):
+                    gr.Markdown("## Draw a digit and compare")
+                with gr.Column(min_width=300):
+                    # Only the shipped models at build time; on_load offers each visitor the finished runs.
+                    ui.models = gr.Dropdown([("shipped checkpoints", lab_lib.SHIPPED)], value=lab_lib.SHIPPED,
+                                            label="Models for the drawing: the shipped ones, or a finished run's",
+                                            elem_id="drawing-models")
             # The canvas, the three models' answers, the 28x28 input and the softmax chart: all
             # computed in the visitor's browser (kdapp/ui/drawing.py, static/drawing.js).
             drawing.panel(lambda: lab, DEFAULTS.temperature, lab_lib.SHIPPED, roles=lab.shipped_roles())
