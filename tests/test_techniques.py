@@ -203,3 +203,15 @@ def test_collapse_and_adversarial_terms_train_and_are_reported(sample, shipped_t
     parts = [e["parts"] for e in events if e["type"] == "step"]
     assert all(p["collapse"] > 0 and p["adversarial"] > 0 for p in parts)
     assert result.metrics["student_acc"] > 0.3
+
+
+def test_the_techniques_table_says_plainly_what_does_not_help():
+    from kdapp.tools.techniques_table import verdict
+    gains = {"KD": [0.010, 0.012, 0.011], "T linear 8→2": [0.011, 0.012, 0.010], "CTKD": [0.030, 0.031, 0.029],
+             "mutual": [-0.01, -0.012, -0.011], "KD + hint": [0.01, 0.01, 0.01], "+ collapse": [0.01, 0.011, 0.009]}
+    text = verdict(gains)
+    assert "Classic KD gains +1.10 points" in text
+    assert "Better than their reference by more than the seed-to-seed spread: CTKD (+1.90 vs KD)." in text
+    assert "T linear 8→2 (+0.00 vs KD)" in text and "+ collapse (+0.00 vs KD + hint)" in text
+    assert "Worse than their reference by more than the spread: mutual (-2.20 vs KD)" in text
+    assert "No technique beats" in verdict({"KD": [0.01, 0.012], "CTKD": [0.01, 0.012]})

@@ -74,14 +74,14 @@ class CurriculumTemperature(nn.Module):
 
         T = low + (high − low) · sigmoid(GRL_λ(θ)),
 
-    θ starting where T = `start`. T sits in the same loss as the student, behind a gradient
+    θ starting where T = `start` (or 5% of the range inside it, when `start` is one of its ends). T sits in the same loss as the student, behind a gradient
     reversal layer, so the student's step lowers the KD loss while T's step *raises* it: T moves to
     where the student finds the teacher hardest to match, scaled by the difficulty λ(step)."""
 
     def __init__(self, start, low, high):
         super().__init__()
         self.low, self.high = low, high
-        share = min(max((start - low) / (high - low), 1e-3), 1 - 1e-3)
+        share = min(max((start - low) / (high - low), 0.05), 0.95)  # at an edge, sigmoid's gradient vanishes
         self.theta = nn.Parameter(torch.tensor(math.log(share / (1 - share))))
 
     def forward(self, scale):
