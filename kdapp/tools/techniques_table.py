@@ -56,11 +56,14 @@ def run_techniques(quick=False, seeds=None, data="sample", data_dir="data", cell
     teacher, teacher_note = reproduction_teacher("seed_teacher", dataset, {}, quick=True)
     key = ("reproduce", "seed_teacher", id(teacher))
     command = "python -m kdapp reproduce --techniques" + (" --data mnist" if data == "mnist" else "")
+    cell = lambda name, settings, seed: cells(f"{dataset.source}/techniques/{name}/s{seed}",
+                                              lambda: technique_cell(teacher, key, dataset, seed, **settings))
+    for seed in [] if cached_only else seeds:  # seed by seed: a pass cut short has every row at least once
+        for name, settings, _ in TECHNIQUES:
+            cell(name, settings, seed)
     gains, raw, rows = {}, {}, []
     for name, settings, what in TECHNIQUES:
-        done = [c for c in (cells(f"{dataset.source}/techniques/{name}/s{seed}",
-                                  lambda: technique_cell(teacher, key, dataset, seed, **settings))
-                            for seed in seeds) if c is not None]
+        done = [c for c in (cell(name, settings, seed) for seed in seeds) if c is not None]
         kd, base = [c["student_acc"] for c in done], [c["baseline_acc"] for c in done]
         raw[name], gains[name] = done, [a - b for a, b in zip(kd, base)]
         peer = mean_std([c["teacher_acc"] for c in done]) if name in ("progressive", "mutual") else ""
