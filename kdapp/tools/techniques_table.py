@@ -37,9 +37,9 @@ TECHNIQUES = [
 REFERENCE = {"+ collapse": "KD + hint", "+ adversarial": "KD + hint"}  # rows compared with another row than KD
 
 
-def technique_cell(teacher, key, dataset, seed, **settings):
+def technique_cell(teacher_model, key, dataset, seed, **settings):
     config = RunConfig(data=dataset.source, seed=seed, **{**RECIPE, **settings})
-    m = train.train_students(config, [teacher], dataset, teacher_keys=[key]).metrics
+    m = train.train_students(config, [teacher_model], dataset, teacher_keys=[key]).metrics
     return {k: m[k] for k in ("student_acc", "baseline_acc", "teacher_acc", "train_samples")}
 
 
