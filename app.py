@@ -15,7 +15,7 @@ import gradio as gr
 from PIL import Image
 from starlette.middleware import Middleware
 
-from kdapp.config import DEFAULTS, RANGES
+from kdapp.config import DEFAULTS, NO_PRETRAINED, RANGES
 from kdapp.evaluation.inference import MAX_SIDE, BlankCanvas, CanvasError, unreadable
 from kdapp.lab import facade as lab_lib, lessons as lessons_lib, tensorboard
 from kdapp.lab.jobs import RunsFolderBusy
@@ -80,8 +80,22 @@ CONTROL_TABLE = {
                      dict(choices=["none", *FEATURE_LOSSES], value=DEFAULTS.feature_loss)),
     "feature_weight": ("slider", "Feature loss weight", "also the hint's weight in deep supervision", {}),
     "second_teacher": ("dropdown", "Second teacher (multi-teacher KD: probabilities averaged)", None,
-                       lambda: dict(choices=[("none", "")] + [c for c in lab.teacher_choices() if c[1] != "self"],
+                       lambda: dict(choices=[("none", "")] + [c for c in lab.teacher_choices() if c[1] not in NO_PRETRAINED],
                                     value="")),
+    "temperature_schedule": ("radio", "Temperature over the run",
+                             "linear or cosine from T to the T at the end (high T early carries general knowledge, "
+                             "low T later sharpens); CTKD: T learned against the student through a gradient reversal "
+                             "layer, between T and the end value. The run's T is drawn beside the loss.",
+                             dict(choices=[("constant", "constant"), ("linear", "linear"), ("cosine", "cosine"),
+                                           ("CTKD (Li 2023)", "ctkd")], value=DEFAULTS.temperature_schedule)),
+    "temperature_end": ("slider", "T at the end (CTKD: the other bound)", None, dict(value=1.0)),
+    "joint_epochs": ("slider", "Joint epochs (progressive distillation)",
+                     "after the fixed-teacher epochs, the teacher learns too: from the labels and the student's soft "
+                     "targets, at a tenth of the learning rate. For a mutual teacher, pick teacher = mutual.", {}),
+    "collapse_weight": ("slider", "Collapse regulariser λ", "λ‖Cov(F_S) − I‖²: keeps the student's adapted "
+                        "features decorrelated (needs a feature loss)", {}),
+    "adversarial_weight": ("slider", "Adversarial weight μ", "a discriminator tells teacher from student features; "
+                           "the student learns to fool it (gradient reversal; needs hint or gram)", {}),
     "alpha_schedule": ("checkbox", "Linear α schedule", None, dict(value=False)),
     "alpha_end": ("slider", "α at the end", None, dict(value=0.3)),
     "clip_grad_norm": ("number", "Gradient-norm clip (0 = off)", None, dict(value=0)),
@@ -108,7 +122,8 @@ CONTROL_TABLE = {
 MAIN_ROWS = [["teacher", "student", "temperature", "alpha"]]  # one strip beside Start: the first screen
 TRAIN_ROWS = [["epochs", "train_fraction"], ["lr", "batch_size"]]  # folded: the defaults are the lesson's recipe
 MORE_ROWS = [["loss"], ["omit_class"], ["self_distill", "generations"], ["feature_loss"], ["feature_weight"],
-             ["second_teacher"], ["alpha_schedule", "alpha_end"], ["clip_grad_norm"], ["augment"], ["consistent"],
+             ["second_teacher"], ["alpha_schedule", "alpha_end"], ["temperature_schedule", "temperature_end"],
+             ["joint_epochs"], ["collapse_weight", "adversarial_weight"], ["clip_grad_norm"], ["augment"], ["consistent"],
              ["quantize"], ["data"], ["device"]]
 CONTROLS = {}  # name -> component, in CONTROL_TABLE's order once the layout has run
 
@@ -150,9 +165,11 @@ def settings_from(values):
     v = values
     settings = {name: v[name] for name in ("teacher", "student", "temperature", "alpha", "epochs", "lr", "batch_size",
                                            "train_fraction", "loss", "feature_loss", "feature_weight", "data",
-                                           "device", "self_distill", "generations", "quantize")}
+                                           "device", "self_distill", "generations", "temperature_schedule",
+                                           "joint_epochs", "collapse_weight", "adversarial_weight", "quantize")}
     return dict(settings, extra_teachers=v["second_teacher"] or "",
                 alpha_end=v["alpha_end"] if v["alpha_schedule"] else None,
+                temperature_end=None if v["temperature_schedule"] == "constant" else v["temperature_end"],
                 clip_grad_norm=None if v["clip_grad_norm"] in (0, None, "") else v["clip_grad_norm"],
                 augment=bool(v["augment"]), consistent=bool(v["consistent"]),
                 omit_class=None if v["omit_class"] in ("", None) else v["omit_class"])

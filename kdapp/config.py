@@ -19,6 +19,9 @@ from kdapp.models import ARCHITECTURES, cnn_names, has_feature_maps
 DEVICES = ("auto", "cpu", "cuda", "mps")
 SELF = "self"  # teacher=self: no pretrained teacher; the student teaches itself (SELF_DISTILL says how)
 SELF_DISTILL = ("born-again", "deep")  # an earlier generation of the student, or its own deepest layer
+MUTUAL = "mutual"  # teacher=mutual: no pretrained teacher; a peer learns beside the student (deep mutual learning)
+NO_PRETRAINED = (SELF, MUTUAL)
+TEMPERATURE_SCHEDULES = ("constant", "linear", "cosine", "ctkd")  # kdapp.training.techniques
 FEATURE_CHOICES = ("none", *FEATURE_LOSSES)
 # int8 students (kdapp.training.qat.deploy): none, post-training quantization, or quantization-aware distillation
 QUANTIZE = ("none", "ptq", "qat")
@@ -65,7 +68,8 @@ class RunConfig:
     """One run's settings. The comment on each field says why it has its default; the help says what it does."""
     teacher: str = setting("seed_teacher",  # the seed article's 1.2M-parameter CNN
                            f"architecture ({', '.join(ARCHITECTURES)}), or {SELF}: no pretrained teacher "
-                           "(see --self-distill)")
+                           f"(see --self-distill), or {MUTUAL}: deep mutual learning, a peer of the student's "
+                           "architecture learns beside it from scratch (Zhang et al. 2018)")
     student: str = setting("seed_student", f"architecture ({', '.join(ARCHITECTURES)})")  # its 174k-param student
     temperature: float = setting(4.0, "softmax temperature T of the soft targets",  # the seed finds 3..5 best
                                  Range(0.5, 20.0, 0.5), flag="-T")  # below 1 sharpens; Hinton's MNIST run used 20
@@ -101,6 +105,15 @@ class RunConfig:
                                     "teachers' probabilities (multi-teacher KD)")
     alpha_end: float | None = setting(None, "a linear alpha schedule from alpha to this (off when not given)",
                                       Range(0.0, 1.0, 0.05))
+    temperature_schedule: str = setting("constant", "T over the run: constant; linear or cosine from T to "
+                                        "--temperature-end; ctkd: learned against the student through a gradient "
+                                        "reversal layer (Li et al. 2023), within [T, T end] (or 0.5..20 without an "
+                                        "end)", choices=TEMPERATURE_SCHEDULES)  # the KD article §6.2: high, then low
+    temperature_end: float | None = setting(None, "T at the end of a linear or cosine schedule; with ctkd, the "
+                                            "other bound of T's range", Range(0.5, 20.0, 0.5))
+    joint_epochs: int = setting(0, "progressive distillation: after the fixed-teacher epochs, this many epochs in "
+                                "which the teacher learns too, from the labels and the student's soft targets",
+                                Range(0, 50, 1))  # the KD article §6.1; 0: the teacher stays fixed
     loss: str = setting("kd", "the soft term: " + "; ".join(f"{k}: {v.label}" for k, v in LOGIT_LOSSES.items()),
                         choices=tuple(LOGIT_LOSSES))
     dkd_alpha: float = setting(1.0, "DKD's weight on TCKD (target-class KL)", Range(0.0, 20.0, 0.5))
@@ -115,6 +128,13 @@ class RunConfig:
                                 choices=FEATURE_CHOICES)
     feature_weight: float = setting(1.0, "weight of the feature loss (used only with one)",  # 1 suits the hint
                                     Range(0.0, 1000.0, 0.5))
+    collapse_weight: float = setting(0.0, "λ of λ‖Cov(F_S) − I‖²_F on the student's adapted features, against "
+                                     "feature collapse (needs a feature loss)",  # the feature article §5.3
+                                     Range(0.0, 10.0, 0.001))  # a sum over C² entries: keep it small
+    adversarial_weight: float = setting(0.0, "μ of an adversarial feature loss: a discriminator tells the teacher's "
+                                        "features from the student's, which learns to fool it through a gradient "
+                                        "reversal layer (needs the hint or gram loss)",  # the feature article §5.3
+                                        Range(0.0, 10.0, 0.05))
     clip_grad_norm: float | None = setting(None, "max gradient norm for the students (off when not given)",
                                            Range(0.0, 1e6, 0.1, low_open=True))
     baseline: bool = setting(True, "also train the same student on the labels alone: the honest control")
@@ -155,9 +175,9 @@ class RunConfig:
 
     def validate(self):
         """Raise ValueError naming the first bad setting and what is allowed."""
-        if SELF in self.extra_teachers or (self.teacher == SELF and self.extra_teachers):
-            raise ValueError("teacher 'self' (born-again) is the only teacher of its run")
-        check_choice("teacher", self.teacher, (*ARCHITECTURES, SELF))
+        if set(NO_PRETRAINED) & set(self.extra_teachers) or (self.teacher in NO_PRETRAINED and self.extra_teachers):
+            raise ValueError(f"teacher '{self.teacher}' (no pretrained teacher) is the only teacher of its run")
+        check_choice("teacher", self.teacher, (*ARCHITECTURES, *NO_PRETRAINED))
         for name in self.extra_teachers:
             check_choice("extra teacher", name, ARCHITECTURES)
         check_choice("student", self.student, ARCHITECTURES)
@@ -185,7 +205,22 @@ class RunConfig:
         if (self.feature_loss != "none" or self.deep_supervision) and self.feature_weight == 0:
             raise ValueError(f"the {'deep supervision' if self.deep_supervision else self.feature_loss} "
                              "feature loss needs a feature weight above 0")
+        self._validate_techniques()
         return self
+
+    def _validate_techniques(self):
+        """The combinations the techniques of kdapp.training.techniques need."""
+        if self.temperature_schedule in ("linear", "cosine") and self.temperature_end is None:
+            raise ValueError(f"a {self.temperature_schedule} temperature schedule needs temperature_end")
+        if self.joint_epochs and (self.teacher in NO_PRETRAINED or self.extra_teachers or self.feature_loss != "none"):
+            raise ValueError("joint epochs fine-tune one pretrained teacher with logits alone: pick an "
+                             "architecture as the only teacher and no feature loss")
+        if self.teacher == MUTUAL and self.feature_loss != "none":
+            raise ValueError("mutual learning here is logits only: set the feature loss to none")
+        if (self.collapse_weight or self.adversarial_weight) and self.feature_loss == "none":
+            raise ValueError("the collapse and adversarial terms act on the student's features: pick a feature loss")
+        if self.adversarial_weight and not FEATURE_LOSSES[self.feature_loss].adapter:
+            raise ValueError("the adversarial term compares adapted features: use the hint or gram feature loss")
 
 
 _META = {f.name: f.metadata for f in fields(RunConfig)}

@@ -33,14 +33,15 @@ def teacher_epoch(epoch, epochs, teacher_acc):
     return {"type": "teacher_epoch", "epoch": epoch, "epochs": epochs, "teacher_acc": teacher_acc}
 
 
-def step(epoch, epochs, step, steps, loss, soft, hard, feature, baseline, eta_s, parts=None):
+def step(epoch, epochs, step, steps, loss, soft, hard, feature, baseline, eta_s, parts=None, temperature=None):
     """Progress of distillation: the KD student's mean total loss and its soft (the logit loss)
     and hard (CE) parts since the last step event, the feature loss (None without one), the
-    baseline's CE (None without a baseline) and the soft loss's own terms by name (DKD's tckd and
-    nckd, DIST's inter and intra; empty for kd and lskd)."""
+    baseline's CE (None without a baseline), the soft loss's own terms and the feature regularisers
+    by name (DKD's tckd and nckd, DIST's inter and intra, collapse, adversarial; empty for plain kd)
+    and the temperature T at this step (it changes under a schedule; None if not given)."""
     return {"type": "step", "epoch": epoch, "epochs": epochs, "step": step, "steps": steps, "loss": loss,
             "soft": soft, "hard": hard, "feature": feature, "baseline": baseline, "eta_s": eta_s,
-            "parts": dict(parts or {})}
+            "parts": dict(parts or {}), "temperature": temperature}
 
 
 def epoch(epoch, epochs, teacher_acc, student_acc, baseline_acc):

@@ -406,3 +406,43 @@ def test_gallery_captions_fit_a_thumbnail_and_name_the_other_answer():
     broken = dict(group, predicted={"student": [1], "baseline": [7]})
     (wrong,) = app.lab.gallery({"broken": broken}, "broken")
     assert fixed[1] == "7: baseline 1" and wrong[1] == "7: KD 1"
+
+
+def test_the_techniques_controls_become_settings():
+    """The schedule's end value counts only with a schedule; the rest pass through by name."""
+    values = {name: component.value for name, component in app.CONTROLS.items()}
+    assert app.settings_from(values)["temperature_end"] is None  # constant: no end
+    settings = app.settings_from(dict(values, temperature_schedule="cosine", temperature_end=2.0, joint_epochs=2,
+                                      collapse_weight=0.01, adversarial_weight=0.5))
+    assert (settings["temperature_schedule"], settings["temperature_end"], settings["joint_epochs"],
+            settings["collapse_weight"], settings["adversarial_weight"]) == ("cosine", 2.0, 2, 0.01, 0.5)
+    assert "mutual" in [value for _, value in app.lab.teacher_choices()]
+
+
+def test_a_changing_temperature_is_drawn_on_the_loss_plots_right_axis():
+    from kdapp.ui import plots
+    curves = {"step": [1, 2, 3], "loss": [1.0, 0.8, 0.6], "soft": [1.0, 0.8, 0.6], "hard": [1.0, 0.8, 0.6],
+              "feature": [None] * 3, "baseline": [1.0, 0.9, 0.8], "teacher_loss": []}
+    snapshot = {"id": "r", "config": {}, "curves": dict(curves, temperature=[8.0, 5.0, 2.0])}
+    traces = plots.loss_figure(snapshot).to_dict()["data"]
+    t = [d for d in traces if d["name"].startswith("temperature")]
+    assert len(t) == 1 and t[0]["yaxis"] == "y2" and list(t[0]["y"]) == [8.0, 5.0, 2.0]
+    flat = plots.loss_figure({"id": "r", "config": {}, "curves": dict(curves, temperature=[4.0] * 3)})
+    assert not any(d["name"].startswith("temperature") for d in flat.to_dict()["data"])  # constant T: no line
+
+
+@pytest.mark.slow
+def test_a_run_with_the_techniques_from_the_ui():
+    """A cosine T schedule with the collapse and adversarial terms on the hint, as the accordion sets them."""
+    message, view, _ = start("techniques", epochs=1, train_fraction=0.1, feature_loss="hint",
+                             temperature_schedule="cosine", temperature_end=1.0, collapse_weight=0.01,
+                             adversarial_weight=0.5)
+    assert app.lab.queue.wait(view, timeout=600)
+    run = app.lab.run(view)
+    assert run["state"] == "finished", run["message"]
+    temperatures = run["curves"]["temperature"]
+    assert temperatures[0] > temperatures[-1] == pytest.approx(1.0)
+    assert all(v > 0 for v in run["curves"]["part:collapse"] + run["curves"]["part:adversarial"])
+    status = refresh(None, view, "techniques", app.lab_lib.SHIPPED, True, None)["status"]
+    for words in ("T 4→1 (cosine)", "collapse λ=0.01", "adversarial μ=0.5"):
+        assert words in status, (words, status)

@@ -354,7 +354,9 @@ def test_a_finished_run_shows_what_the_student_learned(server, browser):
     ("", [("#control-feature_loss", "gram")], "gram feature loss"),
     ("&teacher=self", [("#control-self_distill", "born-again generations")], "born-again, 1 generation"),
     ("&teacher=self", [("#control-self_distill", "deep supervision")], "deep supervision (no teacher)"),
-], ids=["dist", "lskd", "gram", "born-again", "deep-supervision"])
+    ("", [("#control-temperature_schedule", "cosine")], "(cosine)"),
+    ("&teacher=mutual", [], "deep mutual learning"),
+], ids=["dist", "lskd", "gram", "born-again", "deep-supervision", "temperature-schedule", "mutual"])
 def test_each_method_starts_from_the_more_methods_controls(server, browser, url, clicks, says):
     """Every method is picked with the controls under "More methods" (the teacher = self from a
     link), trains, and names itself on the finished run's status line."""

@@ -41,20 +41,23 @@ def test_every_setting_given_on_the_command_line_reaches_the_run():
         alpha_end=0.3, epochs=3, teacher_epochs=5, lr=0.002, batch_size=64, train_fraction=0.5, loss="dkd",
         dkd_alpha=0.5, dkd_beta=4.0, dist_beta=2.0, dist_gamma=3.0, omit_class=3, feature_loss="gram",
         feature_weight=0.5, clip_grad_norm=5.0, augment=True, consistent=True, baseline=False, data="mnist",
-        device="cpu", seed=7, quantize="ptq")
+        device="cpu", seed=7, quantize="ptq", temperature_schedule="cosine", temperature_end=2.0,
+        collapse_weight=0.1, adversarial_weight=0.5)
     assert parse("--teachers", "lenet5_wide,lenet5", "--student", "lenet5", "-T", "8", "--alpha", "0.9",
                  "--alpha-end", "0.3", "--epochs", "3", "--teacher-epochs", "5", "--lr", "0.002",
                  "--batch-size", "64", "--train-fraction", "0.5", "--loss", "dkd", "--dkd-alpha", "0.5",
                  "--dkd-beta", "4", "--dist-beta", "2", "--dist-gamma", "3", "--omit-class", "3",
                  "--feature-loss", "gram", "--feature-weight", "0.5", "--clip-grad-norm", "5", "--augment",
                  "--consistent", "--no-baseline", "--data", "mnist", "--device", "cpu", "--seed", "7",
-                 "--quantize", "ptq") == expected
+                 "--quantize", "ptq", "--temperature-schedule", "cosine", "--temperature-end", "2",
+                 "--collapse-weight", "0.1", "--adversarial-weight", "0.5") == expected
     self_taught = parse("--teacher", "self", "--self-distill", "deep", "--generations", "2")
     assert self_taught == RunConfig(teacher="self", self_distill="deep", generations=2)
+    assert parse("--joint-epochs", "2") == RunConfig(joint_epochs=2)
     # Between the two, every setting but the hosted time limit left its default: a new field
     # with no option on the command line makes this fail.
     moved = {name for name, value in expected.to_dict().items() if value != DEFAULTS.to_dict()[name]}
-    assert moved | {"self_distill", "generations", "time_limit_s"} == set(DEFAULTS.to_dict())
+    assert moved | {"self_distill", "generations", "joint_epochs", "time_limit_s"} == set(DEFAULTS.to_dict())
 
 
 @pytest.mark.parametrize("command", ["distill", "train-teacher", "robustness", "bench", "reproduce", "loadtest",

@@ -54,7 +54,7 @@ def test_consistent_teaching_runs_the_teacher_on_the_augmented_batch(sample, shi
     watch(teacher, "teacher")
     original_build = train.build
     monkeypatch.setattr(train, "build", lambda name: watch(original_build(name), "students"))
-    train.distill(RunConfig(epochs=1, batch_size=64, consistent=True), [teacher], small)
+    train.distill(RunConfig(epochs=1, batch_size=64, consistent=True, train_fraction=1.0), [teacher], small)
 
     teacher_batches = [x for x in seen["teacher"] if len(x) == 64]  # leave out its test-set pass
     assert len(augmented) == 4 and len(teacher_batches) == 4

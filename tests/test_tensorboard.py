@@ -34,7 +34,7 @@ def assert_points_equal(read, expected):
 
 def hand_record(**more):
     """A stopped DKD run as the store keeps it: a None where the baseline was not logged yet."""
-    config = RunConfig(loss="dkd", extra_teachers=("mlp_1200",)).to_dict()
+    config = RunConfig(loss="dkd", extra_teachers=("mlp_1200",), augment=True).to_dict()
     return {"id": "0a1b2c3d", "state": "cancelled", "config": config, "created": 1.7e9, "started": 1.7e9 + 2,
             "curves": {"step": [10, 20, 30], "loss": [2.0, 1.5, 1.25], "soft": [1.0, 0.75, 0.5],
                        "hard": [1.0, 0.75, 0.75], "feature": [None, None, None], "baseline": [None, 1.2, 1.1],

@@ -163,7 +163,7 @@ def test_shift_augmentation_keeps_the_cached_soft_targets(sample, shipped_teache
     teacher.register_forward_pre_hook(lambda module, args: teacher_inputs.append(len(args[0])))
     small = data_lib.Dataset(sample.train_x[:256], sample.train_y[:256], sample.test_x[:200], sample.test_y[:200],
                              "sample")
-    config = RunConfig(epochs=1, batch_size=64, augment=True)
+    config = RunConfig(epochs=1, batch_size=64, augment=True, train_fraction=1.0)
     train.distill(config, [teacher], small)
 
     assert len(shifted) == 4 and not any(n == 64 for n in teacher_inputs), "the teacher ran on a training batch"

@@ -16,8 +16,8 @@ from pathlib import Path
 from kdapp import checkpoints, data as data_lib
 from kdapp.evaluation import export, fidelity as fidelity_lib, inference
 from kdapp.training import teachers, train
-from kdapp.config import (CHOICES, DEFAULTS, HOSTED_CAPS, HOSTED_IMPOSED, RANGES, SELF, RunConfig, convert,
-                          is_deep_supervision)
+from kdapp.config import (CHOICES, DEFAULTS, HOSTED_CAPS, HOSTED_IMPOSED, MUTUAL, NO_PRETRAINED, RANGES, SELF,
+                          RunConfig, convert, is_deep_supervision)
 from kdapp import aggregate
 from kdapp.lab import drawing_models, lessons
 from kdapp.lab.jobs import FINISHED, QueueFull, RunQueue
@@ -86,6 +86,8 @@ class Lab:
             choices.append((f"{name} · {count_parameters(name):,} params · {note}", name))
         choices.append(("self · no pretrained teacher: the student teaches itself (born-again or deep supervision)",
                         SELF))
+        choices.append(("mutual · no pretrained teacher: a peer of the student learns beside it (deep mutual learning)",
+                        MUTUAL))
         return choices
 
     @staticmethod
@@ -129,7 +131,7 @@ class Lab:
                     raise ValueError
                 value = convert(name, raw)
                 if name in ("teacher", "student"):
-                    if value not in ARCHITECTURES and not (name == "teacher" and value == SELF):
+                    if value not in ARCHITECTURES and not (name == "teacher" and value in NO_PRETRAINED):
                         raise ValueError
                 elif name in CHOICES:
                     offered = [v for _, v in self.data_choices()] if name == "data" else CHOICES[name]
@@ -393,7 +395,8 @@ class Lab:
         except LookupError:
             teacher = student = baseline = None
         rows = []
-        teacher_arch = c["student"] if c["teacher"] == SELF else c["teacher"]  # born-again: an earlier generation
+        # born-again: an earlier generation; mutual: the peer
+        teacher_arch = c["student"] if c["teacher"] in NO_PRETRAINED else c["teacher"]
         for role, arch, model, acc in (("teacher", teacher_arch, teacher, m["teacher_acc"]),
                                        ("KD student", c["student"], student, m["student_acc"]),
                                        ("baseline student", c["student"], baseline, m["baseline_acc"])):

@@ -83,6 +83,7 @@ class LiveRun:
                     r["curves"][k].append(event[k])
                 for name, value in event.get("parts", {}).items():  # "part:tckd", ... (DKD, DIST)
                     r["curves"].setdefault(f"part:{name}", []).append(value)
+                r["curves"].setdefault("temperature", []).append(event.get("temperature"))
             else:
                 r["curves"]["teacher_loss"].append(event["teacher_loss"])
         elif kind == "continual_step":

@@ -479,6 +479,9 @@ def methods_out(data):
 
 def cmd_reproduce(args):
     run, out_for = (run_methods, methods_out) if args.methods else (run_reproduce, default_out)
+    if args.techniques:
+        from kdapp.tools.techniques_table import run_techniques, techniques_out  # it imports this module
+        run, out_for = run_techniques, techniques_out
     markdown, raw = run(args.quick, args.seeds, args.data, args.data_dir, fresh=args.fresh,
                         cached_only=args.cached_only,
                         cells_path=Path(args.out).with_suffix(".cells.json") if args.out else None)
@@ -499,6 +502,9 @@ def add_parser(sub):
     p.add_argument("--methods", action="store_true",
                    help="the methods table instead (KD, DKD, DIST, LS-KD, Gram, born-again, deep supervision, "
                         "missing 3): results/methods.md, or methods-mnist.md")
+    p.add_argument("--techniques", action="store_true",
+                   help="the techniques table instead (T schedules, CTKD, progressive, mutual, collapse, "
+                        "adversarial): results/techniques.md")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3, quick 1)")
     p.add_argument("--fresh", action="store_true", help="ignore the cells cached by an earlier run")
     p.add_argument("--cached-only", action="store_true",

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from kdapp.losses import FEATURE_LOSSES, hint_loss
 from kdapp.models import cnn_names
+from kdapp.training.techniques import Discriminator, adversarial_loss, collapse_loss
 
 VECTOR_GRID = 4  # a conv map meeting an MLP's vector is average-pooled to C x 4 x 4 first
 
@@ -80,9 +81,11 @@ def teachers_target(teacher_features, shape):
 class FeatureDistiller(nn.Module):
     """loss = distiller(student_features, teacher_features) for a loss of kdapp.losses.FEATURE_LOSSES,
     through a learned adapter when the loss has one. teacher_features may be a list (several
-    teachers): their aligned average is the target."""
+    teachers): their aligned average is the target. With `collapse` or `adversarial` it also
+    computes those regularisers (kdapp.training.techniques) on the same adapted features:
+    forward_terms -> (loss, {"collapse": ..., "adversarial": ...}), unweighted."""
 
-    def __init__(self, kind, student_shape, teacher_shape):
+    def __init__(self, kind, student_shape, teacher_shape, collapse=False, adversarial=False):
         super().__init__()
         if kind not in FEATURE_LOSSES:
             raise ValueError(f"unknown feature loss {kind!r}; choose {', '.join(FEATURE_LOSSES)}")
@@ -93,22 +96,35 @@ class FeatureDistiller(nn.Module):
                              f"Pick CNNs ({cnn_names()}) or use the hint loss.")
         self.kind, self.teacher_shape = kind, tuple(teacher_shape)
         self.adapter = FeatureAdapter(student_shape, teacher_shape) if self.entry.adapter else None
+        self.collapse = collapse
+        if adversarial and self.adapter is None:
+            raise ValueError(f"the adversarial term compares adapted features; {self.entry.what} has no adapter")
+        width = teacher_shape[0] if self.adapter is None or self.adapter.both_conv else _vector_size(teacher_shape)
+        self.discriminator = Discriminator(width) if adversarial else None
 
     def forward(self, student_features, teacher_features):
+        return self.forward_terms(student_features, teacher_features)[0]
+
+    def forward_terms(self, student_features, teacher_features):
         if isinstance(teacher_features, (list, tuple)):
             teacher_features = teachers_target(teacher_features, self.teacher_shape)
         if self.adapter is not None:
-            return self.entry.loss(*self.adapter(student_features, teacher_features))
-        return self.entry.loss(student_features, teacher_features)
+            student_features, teacher_features = self.adapter(student_features, teacher_features)
+        terms = {}
+        if self.collapse:
+            terms["collapse"] = collapse_loss(student_features)
+        if self.discriminator is not None:
+            terms["adversarial"] = adversarial_loss(self.discriminator, student_features, teacher_features)
+        return self.entry.loss(student_features, teacher_features), terms
 
     @classmethod
-    def for_models(cls, kind, student, teacher, probe):
+    def for_models(cls, kind, student, teacher, probe, collapse=False, adversarial=False):
         """Reads the feature shapes from one forward pass of each model on `probe` (N >= 2); with
         several teachers (a list) the first one's shape is the target's."""
         teacher = teacher[0] if isinstance(teacher, (list, tuple)) else teacher
         s_shape = _probe(student, probe, "forward_features")[1].shape[1:]
         t_shape = _probe(teacher, probe, "forward_features")[1].shape[1:]
-        return cls(kind, s_shape, t_shape)
+        return cls(kind, s_shape, t_shape, collapse, adversarial)
 
 
 class DeepSupervision(nn.Module):

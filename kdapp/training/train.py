@@ -18,8 +18,9 @@ import torch.nn.functional as F
 from kdapp import checkpoints, data as data_lib, events
 from kdapp.training import distributed, resume as resume_lib
 from kdapp.evaluation import fidelity
-from kdapp.config import SELF, RunConfig
+from kdapp.config import MUTUAL, NO_PRETRAINED, SELF, RunConfig
 from kdapp.training.features import DeepSupervision, FeatureDistiller
+from kdapp.training.techniques import TemperatureSchedule, mutual_loss
 from kdapp.losses import LOGIT_LOSSES, distillation_loss, self_distillation_loss, teacher_log_probs
 from kdapp.models import build
 from kdapp.training.teachers import (Cancelled, accuracy, cached_logits, channels_last, evaluate, get_teacher, never,
@@ -172,7 +173,7 @@ def _alpha_at(config, step, total_steps):
 class _KDStudent(torch.nn.Module):
     """The KD student and its feature adapter or deep-supervision heads (if any) as one module, so
     that DDP averages the gradients of all: forward(x, teacher features) -> (logits, feature loss or
-    None, the deep-supervision heads' logits or None)."""
+    None, the deep-supervision heads' logits or None, the feature regularisers' terms by name)."""
 
     def __init__(self, student, distiller=None, deep=None):
         super().__init__()
@@ -182,11 +183,12 @@ class _KDStudent(torch.nn.Module):
         if self.deep is not None:
             logits, stages = self.student.forward_stages(x)
             aux_logits, hint = self.deep(stages)
-            return logits, hint, aux_logits
+            return logits, hint, aux_logits, {}
         if self.distiller is None:
-            return self.student(x), None, None
+            return self.student(x), None, None, {}
         logits, features = self.student.forward_features(x)
-        return logits, self.distiller(features, teacher_features), None
+        feature_loss, terms = self.distiller.forward_terms(features, teacher_features)
+        return logits, feature_loss, None, terms
 
 
 def evaluate_sharded(model, x, y, world):
@@ -214,6 +216,10 @@ def distill(config, teachers, dataset, emit=_ignore, should_stop=never, teacher_
     and a run that finds one at the start carries on after its epoch."""
     if bool(teachers) == config.deep_supervision:
         raise ValueError("deep supervision takes no teachers; every other run takes one or more")
+    if world.distributed and (config.temperature_schedule == "ctkd" or _teacher_learns(config)):
+        raise ValueError("ctkd, joint epochs and mutual learning run in one process: drop torchrun")
+    if config.joint_epochs:  # the teacher will change: the caller's (and the cache's) stays as it was
+        teachers = [copy.deepcopy(teachers[0])]
     device = dataset.train_x.device
     generator = torch.Generator().manual_seed(config.seed)
     train_x, train_y, subset = _training_subset(config, dataset, generator)
@@ -221,16 +227,20 @@ def distill(config, teachers, dataset, emit=_ignore, should_stop=never, teacher_
     with distributed.main_first(world):  # rank 0 fills the logit cache, the other ranks read it
         teacher_accs = [evaluate_cached(t, k, dataset, cache_dir) for t, k in zip(teachers, teacher_keys or
                                                                                      [None] * len(teachers))]
-        soft_targets = _cached_soft_targets(config, teachers, teacher_keys, dataset, subset, emit, should_stop,
-                                            cache_dir)
+        teacher_logits = _cached_teacher_logits(config, teachers, teacher_keys, dataset, subset, emit, should_stop,
+                                                cache_dir)
     student, baseline, kd_model, base_model = _twin_students(config, teachers, train_x, world)
-    targets_and_loss = _target_source(config, teachers, kd_model, soft_targets)
     # Augmentations draw from their own generator per rank; the batch order's stays in step.
     augment_generator = generator if not world.distributed else \
         torch.Generator().manual_seed(config.seed * 1_000_003 + world.rank)
     steps_per_epoch = distributed.steps_per_epoch(n, config.batch_size, world)
-    total_steps = config.epochs * steps_per_epoch
-    kd_optimizer = AdamCosine(kd_model.parameters(), config.lr, total_steps, config.clip_grad_norm)
+    epochs = config.epochs + config.joint_epochs
+    total_steps = epochs * steps_per_epoch
+    temperature = TemperatureSchedule(config, total_steps, device)
+    learner = _TeacherLearning(config, teachers, steps_per_epoch, epochs)
+    sources = _target_source(config, teachers, kd_model, teacher_logits, learner)
+    kd_optimizer = AdamCosine([*kd_model.parameters(), *temperature.parameters()], config.lr, total_steps,
+                              config.clip_grad_norm)
     base_optimizer = AdamCosine(base_model.parameters(), config.lr, total_steps, config.clip_grad_norm) \
         if baseline is not None else None
 
@@ -238,9 +248,9 @@ def distill(config, teachers, dataset, emit=_ignore, should_stop=never, teacher_
     emit(events.phase("distilling", f"distilling {config.student} from {source} on {n:,} digits"
                                     + (f", {world.size} processes" if world.distributed else "")))
     teacher_acc = teacher_accs[0] if teacher_accs else None
-    emit(events.epoch(0, config.epochs, teacher_acc, None, None))
+    emit(events.epoch(0, epochs, teacher_acc, None, None))
     clock, log_now = _Clock(total_steps), _log_points(steps_per_epoch, 25)
-    part_names = list(LOGIT_LOSSES[config.loss].parts)
+    part_names = [*LOGIT_LOSSES[config.loss].parts, *_regularizers(config)]
     has_feature = config.feature_loss != "none" or config.deep_supervision
     meter = _Meter(["loss", "soft", "hard", "feature", "baseline", *part_names], device)
     student_acc = baseline_acc = None
@@ -250,7 +260,8 @@ def distill(config, teachers, dataset, emit=_ignore, should_stop=never, teacher_
     if resume is not None and (state := resume.load(config)) is not None:  # carry on after its epoch
         start_epoch, (student_acc, baseline_acc), seconds_before = resume_lib.restore(state, *trainees)
         emit(events.resumed(start_epoch, start_epoch * steps_per_epoch))
-    for epoch in range(start_epoch, config.epochs):
+    for epoch in range(start_epoch, epochs):
+        targets_and_loss = sources(epoch)  # the fixed teacher's targets, or (joint epochs, mutual) a learning one's
         kd_model.train()
         if baseline is not None:
             baseline.train()
@@ -265,9 +276,11 @@ def distill(config, teachers, dataset, emit=_ignore, should_stop=never, teacher_
                 x = data_lib.random_shift(x, generator=augment_generator)
 
             # KD student: alpha * soft + (1 - alpha) * hard, plus the weighted feature loss if any.
-            parts, feature_loss = targets_and_loss(x, y, idx, _alpha_at(config, step, total_steps))
+            parts, feature_loss = targets_and_loss(x, y, idx, _alpha_at(config, step, total_steps),
+                                                   temperature.at(step))
             loss = parts.total if feature_loss is None else parts.total + config.feature_weight * feature_loss
             kd_optimizer.step(loss)
+            learner.step()  # the teacher's own step, when it learns too
 
             # Baseline: the same batch, labels only.
             base_loss = None
@@ -279,17 +292,20 @@ def distill(config, teachers, dataset, emit=_ignore, should_stop=never, teacher_
                       *(parts.parts[name] for name in part_names))
             if log_now(i):
                 m = meter.read(world)
-                emit(events.step(epoch + 1, config.epochs, step + 1, total_steps, m["loss"], m["soft"], m["hard"],
+                emit(events.step(epoch + 1, epochs, step + 1, total_steps, m["loss"], m["soft"], m["hard"],
                                  m["feature"] if has_feature else None, m["baseline"] if baseline is not None else None,
-                                 clock.eta(step + 1), parts={name: m[name] for name in part_names}))
+                                 clock.eta(step + 1), parts={name: m[name] for name in part_names},
+                                 temperature=temperature.value()))
         student_acc = evaluate_sharded(student, dataset.test_x, dataset.test_y, world)
         baseline_acc = evaluate_sharded(baseline, dataset.test_x, dataset.test_y, world) \
             if baseline is not None else None
-        emit(events.epoch(epoch + 1, config.epochs, teacher_acc, student_acc, baseline_acc))
+        teacher_acc = learner.accuracy(epoch, dataset, teacher_acc)
+        emit(events.epoch(epoch + 1, epochs, teacher_acc, student_acc, baseline_acc))
         if resume is not None:
             resume.save(resume_lib.capture(config, epoch + 1, *trainees, (student_acc, baseline_acc),
                                            seconds_before + time.monotonic() - train_started))
 
+    # teacher_acc: after the run, for a teacher that learned too (mutual, joint epochs)
     metrics = {"teacher_acc": teacher_acc, "teacher_accs": teacher_accs, "student_acc": student_acc,
                "baseline_acc": baseline_acc, "train_samples": n, "test_samples": len(dataset.test_y),
                "world_size": world.size, "effective_batch_size": config.batch_size * world.size,
@@ -312,6 +328,51 @@ def _training_subset(config, dataset, generator):
     return dataset.train_x[subset], dataset.train_y[subset], subset
 
 
+def _teacher_learns(config):
+    return config.teacher == MUTUAL or config.joint_epochs > 0
+
+
+def _regularizers(config):
+    """The feature regularisers a run adds, by name -> their weights' settings."""
+    return {name: weight for name, weight in (("collapse", "collapse_weight"), ("adversarial", "adversarial_weight"))
+            if getattr(config, weight)}
+
+
+class _TeacherLearning:
+    """The teacher learning beside the student, from epoch `start` on: from scratch with its own
+    initial weights (teacher=mutual, deep mutual learning), or the pretrained teacher fine-tuned at a
+    tenth of the learning rate in the joint epochs after the fixed-teacher ones (progressive
+    distillation). Its loss is techniques.mutual_loss against the student's logits of the same
+    batch; a run whose teacher stays fixed never steps it."""
+
+    def __init__(self, config, teachers, steps_per_epoch, epochs):
+        self.start = 0 if config.teacher == MUTUAL else (config.epochs if config.joint_epochs else epochs)
+        self.teacher, self.pending = (teachers[0] if teachers else None), None
+        if self.start < epochs:
+            lr = config.lr if config.teacher == MUTUAL else config.lr / 10
+            self.optimizer = AdamCosine(self.teacher.parameters(), lr, (epochs - self.start) * steps_per_epoch,
+                                        config.clip_grad_norm)
+
+    def learns(self, epoch):
+        return epoch >= self.start
+
+    def targets(self, x, student_logits, y, temperature, alpha):
+        """The teacher's logits on x (for the student's targets, detached), its loss kept for step()."""
+        self.teacher.train()
+        logits = self.teacher(x)
+        self.pending = mutual_loss(logits, student_logits, y, float(temperature), alpha)
+        return logits.detach()
+
+    def step(self):
+        if self.pending is not None:
+            self.optimizer.step(self.pending)
+            self.pending = None
+
+    def accuracy(self, epoch, dataset, last):
+        """The teacher's test accuracy after an epoch in which it learned, else `last`."""
+        return evaluate(self.teacher, dataset.test_x, dataset.test_y) if self.learns(epoch) else last
+
+
 def _online(config):
     """The teachers must answer each batch anew: consistent teaching asks them about the augmented
     digits, and a feature loss needs their features. Shifts (config.augment) keep the cache: a digit
@@ -319,16 +380,16 @@ def _online(config):
     return config.consistent or config.feature_loss != "none"
 
 
-def _cached_soft_targets(config, teachers, teacher_keys, dataset, subset, emit, should_stop, cache_dir):
-    """The teachers' log-probabilities at T over the training subset, computed once (None when the
-    teachers run online or there are none), in the subset's order so a batch's indices find them."""
-    if not teachers or _online(config):
+def _cached_teacher_logits(config, teachers, teacher_keys, dataset, subset, emit, should_stop, cache_dir):
+    """The teachers' logits over the training subset, computed once (None when the teachers run
+    online, learn from the start, or there are none), in the subset's order so a batch's indices
+    find them. Logits, not probabilities: each batch's soft targets are taken at that step's T."""
+    if not teachers or _online(config) or config.teacher == MUTUAL:
         return None
     emit(events.phase("teacher logits", f"computing the teacher's soft targets over {len(dataset.train_y):,} "
                                         "training digits, once"))
     keys = teacher_keys or [None] * len(teachers)
-    return teacher_log_probs([cached_logits(k, t, dataset.train_x, should_stop, cache_dir)[subset]
-                              for k, t in zip(keys, teachers)], config.temperature, config.loss)
+    return [cached_logits(k, t, dataset.train_x, should_stop, cache_dir)[subset] for k, t in zip(keys, teachers)]
 
 
 def _twin_students(config, teachers, train_x, world):
@@ -340,7 +401,9 @@ def _twin_students(config, teachers, train_x, world):
     baseline = copy.deepcopy(student) if config.baseline else None
     distiller = deep = None
     if config.feature_loss != "none":
-        distiller = FeatureDistiller.for_models(config.feature_loss, student, teachers[0], train_x[:2])
+        distiller = FeatureDistiller.for_models(config.feature_loss, student, teachers[0], train_x[:2],
+                                                collapse=config.collapse_weight > 0,
+                                                adversarial=config.adversarial_weight > 0)
         distiller = distiller.to(train_x.device).train()
     if config.deep_supervision:
         deep = DeepSupervision.for_model(student, train_x[:2]).to(train_x.device).train()
@@ -349,31 +412,49 @@ def _twin_students(config, teachers, train_x, world):
     return student, baseline, kd_model, base_model
 
 
-def _target_source(config, teachers, kd_model, soft_targets):
-    """The KD student's loss on a batch, (x, y, idx, alpha) -> (KDParts, feature loss or None), with
-    its targets from the cache (soft_targets[idx]), from the teachers on this very batch, or (deep
-    supervision) from its own final layer to its shallower heads."""
-    T, loss = config.temperature, config.loss
+def _target_source(config, teachers, kd_model, teacher_logits, learner):
+    """epoch -> the KD student's loss on a batch, (x, y, idx, alpha, T) -> (KDParts, feature loss or
+    None), with its targets from the cached logits (teacher_logits[k][idx]), from the teachers on
+    this very batch, from a teacher that learns too (learner: mutual learning, joint epochs), or
+    (deep supervision) from its own final layer to its shallower heads. T is the step's
+    temperature (kdapp.training.techniques.TemperatureSchedule)."""
+    loss = config.loss
     settings = {name: getattr(config, name) for name in LOGIT_LOSSES[loss].settings}
+    weights = {name: getattr(config, weight) for name, weight in _regularizers(config).items()}
 
-    def self_taught(x, y, idx, alpha):
-        logits, hint, aux_logits = kd_model(x)
+    def self_taught(x, y, idx, alpha, T):
+        logits, hint, aux_logits, _ = kd_model(x)
         return self_distillation_loss(logits, aux_logits, y, T, alpha, loss, **settings), hint
 
-    def cached(x, y, idx, alpha):
-        logits, feature_loss, _ = kd_model(x)
-        return distillation_loss(logits, soft_targets[idx], y, T, alpha, loss, **settings), feature_loss
+    def cached(x, y, idx, alpha, T):
+        logits, feature_loss, _, _ = kd_model(x)
+        targets = teacher_log_probs([t[idx] for t in teacher_logits], T, loss)
+        return distillation_loss(logits, targets, y, T, alpha, loss, **settings), feature_loss
 
-    def online(x, y, idx, alpha):
+    def online(x, y, idx, alpha, T):
         with torch.no_grad():
             outs = [t.forward_features(x) for t in teachers]
         targets = teacher_log_probs([o[0] for o in outs], T, loss)
-        logits, feature_loss, _ = kd_model(x, [o[1] for o in outs])  # several teachers: averaged
+        logits, feature_loss, _, terms = kd_model(x, [o[1] for o in outs])  # several teachers: averaged
+        return _with_terms(distillation_loss(logits, targets, y, T, alpha, loss, **settings), terms, weights), \
+            feature_loss
+
+    def mutual(x, y, idx, alpha, T):
+        logits, feature_loss, _, _ = kd_model(x)
+        targets = teacher_log_probs(learner.targets(x, logits.detach(), y, T, alpha), T, loss)
         return distillation_loss(logits, targets, y, T, alpha, loss, **settings), feature_loss
 
-    if config.deep_supervision:
-        return self_taught
-    return cached if soft_targets is not None else online
+    fixed = self_taught if config.deep_supervision else (cached if teacher_logits is not None else online)
+    return lambda epoch: mutual if learner.learns(epoch) else fixed
+
+
+def _with_terms(parts, terms, weights):
+    """KDParts with the feature regularisers added: total + sum_k weight_k term_k, and each term
+    reported among the parts."""
+    if not terms:
+        return parts
+    total = parts.total + sum(weights[name] * value for name, value in terms.items())
+    return parts._replace(total=total, parts={**(parts.parts or {}), **terms})
 
 
 def evaluate_cached(teacher, key, dataset, cache_dir=None):
@@ -420,14 +501,27 @@ def born_again(config, dataset, emit=_ignore, should_stop=never, world=distribut
 def train_students(config, teachers, dataset, emit=_ignore, should_stop=never, teacher_keys=None, cache_dir=None,
                    world=distributed.SINGLE, resume=None):
     """The KD student and its baseline, however the config says they learn: from `teachers`, from
-    an earlier generation of the student (born-again), or from its own deepest layer. Born-again
-    runs take no resume point (`resume`): their generations would each need one; they start over."""
+    an earlier generation of the student (born-again), from its own deepest layer, or beside a
+    peer that learns from it in turn (mutual). Born-again runs, and runs whose teacher learns too
+    (mutual, joint epochs), take no resume point (`resume`): the resume point holds the students
+    alone, so they start over."""
+    if _teacher_learns(config):
+        resume = None
     if config.deep_supervision:
         return distill(config, [], dataset, emit, should_stop, world=world, resume=resume)
+    if config.teacher == MUTUAL:
+        return distill(config, [mutual_peer(config, dataset)], dataset, emit, should_stop, world=world)
     if config.teacher == SELF:
         return born_again(config, dataset, emit, should_stop, world)
     return distill(config, teachers, dataset, emit, should_stop, teacher_keys=teacher_keys, cache_dir=cache_dir,
                    world=world, resume=resume)
+
+
+def mutual_peer(config, dataset):
+    """Deep mutual learning's second network (Zhang et al. 2018): the student's architecture from
+    other initial weights (seed + 1), untrained; distill() trains it beside the student."""
+    torch.manual_seed(config.seed + 1)
+    return channels_last(build(config.student).to(dataset.train_x.device))
 
 
 def omitted_class_reports(result, dataset, omit_class):
@@ -493,7 +587,7 @@ def run(config, emit=_ignore, should_stop=never, runs_dir=None, data_dir="data",
     with distributed.main_first(world):  # one download, not one per rank
         dataset = data_lib.load(config.data, data_dir).to(device)
     emit(events.data(dataset.source, dataset.describe(), str(device)))
-    if config.teacher == SELF:  # no pretrained teacher to find
+    if config.teacher in NO_PRETRAINED:  # no pretrained teacher to find
         found = [(None, None, None)]
     else:
         with distributed.main_first(world):  # rank 0 trains and saves a missing teacher; the others load it
@@ -506,15 +600,16 @@ def run(config, emit=_ignore, should_stop=never, runs_dir=None, data_dir="data",
     if not world.main:
         return result
     emit(events.phase("fidelity", "comparing the students with the teacher on the test digits"))
-    result.fidelity = run_fidelity(result, found[0][1], dataset, Path(runs_dir) / "cache" if runs_dir else None)
+    teacher_key = None if _teacher_learns(config) else found[0][1]  # a teacher that learned is not the cached one
+    result.fidelity = run_fidelity(result, teacher_key, dataset, Path(runs_dir) / "cache" if runs_dir else None)
     result.metrics.update(_run_metrics(result, dataset, device, world, started))
     result.paths["teacher"] = found[0][2]
     out_dir = out_dir or (Path(runs_dir) / "latest" if runs_dir else None)
     if out_dir:
         emit(events.phase("saving", "saving the students"))
-        if config.teacher == SELF and result.teacher is not None:  # born-again: the last generation's teacher
+        if config.teacher in NO_PRETRAINED and result.teacher is not None:  # born-again's last teacher, the peer
             result.paths["teacher"] = str(checkpoints.save(
-                checkpoints.teacher_path(out_dir, SELF, dataset.source), result.teacher, config.student,
+                checkpoints.teacher_path(out_dir, config.teacher, dataset.source), result.teacher, config.student,
                 config.to_dict(), dataset.source, {"test_acc": result.metrics["teacher_acc"]}))
         for kind, role in (("kd", "student"), ("baseline", "baseline")):
             model = getattr(result, role)

@@ -14,10 +14,11 @@ from kdapp import aggregate
 from kdapp.losses import LOGIT_LOSSES
 
 COLORS = {"teacher": "#7f7f7f", "student": "#d62728", "baseline": "#1f77b4",
-          "soft": "#ff9896", "hard": "#9467bd", "feature": "#2ca02c"}
+          "soft": "#ff9896", "hard": "#9467bd", "feature": "#2ca02c", "temperature": "#ff7f0e"}
 PART_COLORS = ("#e377c2", "#17becf")
 SOFT_LABELS = {name: entry.curve for name, entry in LOGIT_LOSSES.items()}
-PART_LABELS = {part: label for entry in LOGIT_LOSSES.values() for part, label in entry.parts.items()}
+PART_LABELS = {part: f"soft part: {label}" for entry in LOGIT_LOSSES.values() for part, label in entry.parts.items()}
+PART_LABELS.update(collapse="feature: ‖Cov(F_S) − I‖²", adversarial="feature: adversarial BCE")
 PALETTE = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd"]  # one colour per compared run
 TEMPLATE = pio.templates["plotly_white"].to_plotly_json()  # resolved once, not per figure
 LAYOUT = dict(template=TEMPLATE, height=320, margin=dict(l=50, r=10, t=40, b=40),
@@ -95,22 +96,38 @@ def loss_figure(snapshot):
         if any(v is not None for v in c["feature"]):
             data.append(_line(x, c["feature"], "feature", COLORS["feature"], "dash", 1.5))
         for i, name in enumerate(k for k in c if k.startswith("part:")):  # the soft loss's own terms
-            data.append(_line(x, c[name], f"soft part: {PART_LABELS.get(name[5:], name[5:])}", PART_COLORS[i % 2],
-                              "dashdot", 1.5))
+            data.append(_line(x, c[name], PART_LABELS.get(name[5:], name[5:]), PART_COLORS[i % 2], "dashdot", 1.5))
         if any(v is not None for v in c["baseline"]):
             data.append(_line(x, c["baseline"], "baseline CE", COLORS["baseline"]))
+        data += _temperature_line(x, c.get("temperature", []))
         xaxis = dict(title=dict(text="student step"))
     else:
         data = [_line(list(range(1, len(c["teacher_loss"]) + 1)), c["teacher_loss"], "teacher CE", COLORS["teacher"])]
         xaxis = dict(title=dict(text="teacher log point"))
-    # Smoothed copies on top, raw ones faint beneath; the buttons switch to raw alone.
+    # Smoothed copies on top, raw ones faint beneath; the buttons switch to raw alone. T (its own
+    # right-hand axis) is drawn as it was, never smoothed.
+    t_lines = [d for d in data if d.get("yaxis") == "y2"]
+    data = [d for d in data if d.get("yaxis") != "y2"]
     for trace in data:
         trace.update(opacity=0.25, legendgroup=trace["name"])  # one legend entry toggles both copies
     smoothed = [dict(trace, y=ema(trace["y"]), showlegend=False, hoverinfo="skip", opacity=1.0) for trace in data]
     ticks = log_ticks([v for trace in data for v in trace["y"]]) or {}
-    return _figure(data + smoothed, dict(title=dict(text="Training loss per step"), uirevision=snapshot["id"],
-                                         xaxis=xaxis, yaxis=dict(title=dict(text="loss"), type="log", **ticks),
-                                         updatemenus=_smoothing_toggle(len(data), len(smoothed))))
+    return _figure(data + smoothed + t_lines, dict(
+        title=dict(text="Training loss per step"), uirevision=snapshot["id"], xaxis=xaxis,
+        yaxis=dict(title=dict(text="loss"), type="log", **ticks), updatemenus=_smoothing_toggle(len(data), len(smoothed)),
+        **({"yaxis2": T_AXIS} if t_lines else {})))
+
+
+T_AXIS = dict(title=dict(text="temperature T"), overlaying="y", side="right", showgrid=False, rangemode="tozero")
+
+
+def _temperature_line(x, temperatures):
+    """The run's T per step on the right-hand axis, when it changed (a schedule or CTKD)."""
+    values = [t for t in temperatures if t is not None]
+    if len(temperatures) != len(x) or not values or max(values) - min(values) < 1e-6:
+        return []
+    return [dict(_line(x, temperatures, "temperature T (right axis)", COLORS["temperature"], "longdash", 1.5),
+                 yaxis="y2")]
 
 
 def accuracy_figure(snapshot):

@@ -72,6 +72,7 @@ def settings_line(config):
         parts.append(f"born-again, {c.get('generations', 1)} generation{'s' if c.get('generations', 1) > 1 else ''}")
     if c.get("feature_loss", "none") != "none":
         parts.append(f"{c['feature_loss']} feature loss ×{c['feature_weight']:g}")
+    parts += technique_words(c)
     if c.get("clip_grad_norm"):
         parts.append(f"clip {c['clip_grad_norm']:g}")
     if c.get("consistent"):
@@ -213,6 +214,26 @@ def _ms(value):
     return "-" if value is None else f"{value:.3f} ms"
 
 
+def technique_words(c, short=False):
+    """The techniques of kdapp.training.techniques a run uses, in words (or short, for the runs table)."""
+    words = []
+    schedule = c.get("temperature_schedule", "constant")
+    if schedule == "ctkd":
+        words.append(f"CTKD T in [{c['temperature']:g}, {c['temperature_end']:g}]" if c.get("temperature_end")
+                     is not None else "CTKD T")
+    elif schedule != "constant":
+        words.append(f"T {c['temperature']:g}→{c['temperature_end']:g} ({schedule})")
+    if c.get("teacher") == "mutual":
+        words.append("DML" if short else "deep mutual learning (no pretrained teacher)")
+    if c.get("joint_epochs"):
+        words.append(f"+{c['joint_epochs']} joint" if short else f"then {c['joint_epochs']} joint epochs")
+    if c.get("collapse_weight"):
+        words.append(f"collapse λ={c['collapse_weight']:g}")
+    if c.get("adversarial_weight"):
+        words.append(f"adversarial μ={c['adversarial_weight']:g}")
+    return words
+
+
 # The gain beside the id: on a phone it shows without scrolling the table sideways.
 RUN_COLUMNS = ["id", "KD gain (95%)", "state", "teacher → student", "T", "α", "epochs", "fraction", "extras",
                "student", "baseline", "time"]
@@ -228,6 +249,7 @@ def runs_rows(records):
         extras += [f"+{t}" for t in c.get("extra_teachers", [])]
         extras += [c.get("self_distill", "born-again")] if c["teacher"] == "self" else []
         extras += [f"α→{c['alpha_end']:g}"] if c.get("alpha_end") is not None else []
+        extras += technique_words(c, short=True)
         extras += [f"clip {c['clip_grad_norm']:g}"] if c.get("clip_grad_norm") else []
         rows.append([r["id"], gain_text(m), r["state"], f"{c['teacher']} → {c['student']}", c["temperature"],
                      c["alpha"], c["epochs"], c["train_fraction"], " ".join(extras), _pct(m.get("student_acc")),
