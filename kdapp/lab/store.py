@@ -253,15 +253,11 @@ class RunStore:
         elif kind is not None:
             where.append("json_extract(config, '$.kind') = ?")
             args.append(kind)
-        if owner is not None:
-            where.append("owner = ?")
-            args.append(owner)
-        if teacher is not None:
-            where.append("json_extract(config, '$.teacher') = ?")
-            args.append(teacher)
-        if student is not None:
-            where.append("json_extract(config, '$.student') = ?")
-            args.append(student)
+        for column, value in (("owner", owner), ("json_extract(config, '$.teacher')", teacher),
+                              ("json_extract(config, '$.student')", student)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
         if states is not None:
             where.append(f"state IN ({', '.join('?' * len(states))})")
             args.extend(states)

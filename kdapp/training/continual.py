@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from kdapp import checkpoints, data as data_lib, events
 from kdapp.models import ARCHITECTURES, build
-from kdapp.training.teachers import Cancelled, predict_logits
+from kdapp.training.teachers import Cancelled, predict_logits, with_deadline
 
 TASK_SPLITS = {5: ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9)), 2: ((0, 1, 2, 3, 4), (5, 6, 7, 8, 9))}
 SCENARIOS = ("class", "task")
@@ -321,12 +321,7 @@ def run_job(config, emit, should_stop, data_dir="data", out_dir=None):
     strategy's model after the last task into out_dir (for the drawing panel). Returns
     (metrics: the report plus data, seconds; paths: {strategy: checkpoint})."""
     started = time.monotonic()
-    deadline = started + config.time_limit_s
-
-    def stop():
-        if time.monotonic() > deadline:
-            raise Cancelled(f"the time limit of {config.time_limit_s:.0f} s was reached")
-        return should_stop()
+    stop = with_deadline(should_stop, config.time_limit_s, "the continual run")
     emit(events.phase("loading data", "loading data"))
     dataset = data_lib.load(config.data, data_dir)
     emit(events.data(dataset.source, dataset.describe(), "cpu"))

@@ -6,6 +6,7 @@ process and, given a cache_dir, on disk for the next process: 3 s saved per run.
 """
 import copy
 import hashlib
+import time
 from pathlib import Path
 
 import torch
@@ -23,6 +24,17 @@ class Cancelled(Exception):
 
 def never():
     return False
+
+
+def with_deadline(should_stop, seconds, what="the run"):
+    """should_stop() that also raises Cancelled once `seconds` have passed from now: a run's time limit."""
+    deadline = time.monotonic() + seconds
+
+    def check():
+        if time.monotonic() > deadline:
+            raise Cancelled(f"{what} reached its time limit of {seconds:.0f} s")
+        return should_stop()
+    return check
 
 
 @torch.inference_mode()

@@ -24,7 +24,7 @@ from kdapp.training.techniques import TemperatureSchedule, mutual_loss
 from kdapp.losses import LOGIT_LOSSES, distillation_loss, self_distillation_loss, teacher_log_probs
 from kdapp.models import build
 from kdapp.training.teachers import (Cancelled, accuracy, cached_logits, channels_last, evaluate, get_teacher, never,
-                                     predict_logits)
+                                     predict_logits, with_deadline)
 
 __all__ = ["Cancelled", "RunResult", "available_devices", "distill", "pick_device", "run", "train_teacher"]
 
@@ -570,12 +570,7 @@ def run(config, emit=_ignore, should_stop=never, runs_dir=None, data_dir="data",
     Under torchrun, pass the World and device from kdapp.training.distributed.init: every rank trains, and
     only rank 0 computes the fidelity panel and saves (the others return without them)."""
     started = time.monotonic()
-    deadline = started + config.time_limit_s
-
-    def stop_check():
-        if time.monotonic() > deadline:
-            raise Cancelled(f"the run reached its time limit of {config.time_limit_s:.0f} s")
-        return should_stop()
+    stop_check = with_deadline(should_stop, config.time_limit_s)
 
     # One rank stopping on its own clock would leave the others waiting in an all-reduce:
     # a distributed run has no time limit (the app's runs are single-process).
