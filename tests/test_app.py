@@ -123,7 +123,7 @@ def test_a_run_from_the_ui_handlers_finishes_and_the_owner_sees_it():
     fixed, broken, fidelity_shown = out["fixed_gallery"], out["broken_gallery"], out["fidelity_shown"]
     assert "Finished: run " + view in status and "KD gain" in status
     assert "| KD student | seed_student | 173,930 |" in table and "10% of the data" in table
-    assert len(loss_fig.data) == 4 and len(acc_fig.data) == 3
+    assert len(loss_fig.data) == 8 and len(acc_fig.data) == 3  # four loss curves, raw and smoothed
     assert notice == "" and notice_for is None  # the "started" notice goes once the run has ended
     assert models["value"] == view == chosen  # the owner's drawing now uses their run's models
     # The fidelity panel: its numbers, three confusion matrices, and the galleries' net count.
