@@ -134,7 +134,7 @@ def test_a_fresh_data_folder_imports_full_mnist_and_distills_on_it(tmp_path):
                                        text=True, timeout=900)
     imported = run("data", "import", str(SHARED_MNIST), "--data-dir", str(tmp_path / "data"))
     assert imported.returncode == 0 and "full MNIST (60,000 train / 10,000 test)" in imported.stderr, imported.stderr
-    result = run("distill", "--data", "mnist", "--epochs", "1", "--json", "--quiet", "--data-dir",
+    result = run("distill", "--data", "mnist", "--epochs", "1", "--train-fraction", "1", "--json", "--quiet", "--data-dir",
                  str(tmp_path / "data"), "--runs-dir", str(tmp_path / "runs"))
     assert result.returncode == 0, result.stderr
     metrics = json.loads(result.stdout.strip().splitlines()[-1])

@@ -18,6 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def distill(tmp_path, name, launcher, batch_size):
     out = tmp_path / name
     cmd = [*launcher, "-m", "kdapp", "distill", "--epochs", "1", "--batch-size", str(batch_size),
+           "--train-fraction", "1",
            "--json", "--quiet", "--runs-dir", str(tmp_path / "runs"), "--out", str(out)]
     env = {**os.environ, "PYTHONPATH": ROOT}
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)

@@ -15,7 +15,7 @@ from kdapp.models import build
 
 
 def distill_json(capsys, tmp_path, *argv):
-    code = cli.main(["distill", "--quiet", "--json", "--runs-dir", str(tmp_path / "runs"), *argv])
+    code = cli.main(["distill", "--quiet", "--json", "--train-fraction", "1", "--runs-dir", str(tmp_path / "runs"), *argv])
     out = capsys.readouterr()
     assert code == 0, out.err[-2000:]
     return json.loads(out.out.strip().splitlines()[-1])
