@@ -369,7 +369,7 @@ def test_each_method_starts_from_the_more_methods_controls(server, browser, url,
         option.click()
     start_and_finish(page)
     expect(page.locator("#status")).to_contain_text(says)
-    if "deep" in says:  # no teacher anywhere, and nothing shown in its place
+    if says.startswith("deep supervision"):  # no teacher anywhere, and nothing shown in its place
         expect(page.locator("#status")).to_contain_text("no teacher,")
         expect(page.locator("#fidelity")).to_contain_text("has no teacher", timeout=15_000)
         draw(page, ONE)
