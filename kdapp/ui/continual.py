@@ -150,8 +150,13 @@ def build(get_lab, owner):
 
     private = dict(api_visibility="private", show_progress="hidden")
     controls = [tasks, scenario, strategies, memory, epochs, temperature, data]
-    start_btn.click(start, [owner, *controls], [notice, shown], concurrency_limit=None, **private)
-    picker.input(lambda run_id: run_id, picker, shown, **private)
+    # Named apart: this tab is built before the Distill tab's events, and gradio would give its
+    # `start` the name the Distill tab's Start has always had for scripts (/call/start).
+    start_btn.click(start, [owner, *controls], [notice, shown], concurrency_limit=None, api_name="continual_start",
+                    **private)
+    picker.input(lambda run_id: run_id, picker, shown, api_name="continual_pick", **private)
     gr.Timer(1.0).tick(refresh, [shown, owner, last], [status, chart, picker, last], concurrency_limit=None,
+                       api_name="continual_refresh",
                        queue=False, **private)
-    sketch.change(read, [sketch, shown, owner], [draw_note, *labels], queue=False, **private)
+    sketch.change(read, [sketch, shown, owner], [draw_note, *labels], queue=False, api_name="continual_read",
+                  **private)
