@@ -236,6 +236,9 @@ def test_clear_then_draw_always_shows_the_new_digit_on_a_slow_server(server, con
     for box in BOXES:
         assert page.locator(box).inner_text() == ""
     assert "Draw a digit" in page.locator("#draw-note").inner_text()
+    # The page's timer keeps calling the server: a call still held by `slow` when the context
+    # closes would raise into the next test. Let the held calls go and route no more.
+    page.unroute_all(behavior="ignoreErrors")
 
 
 def test_a_finger_draws_on_a_phone_and_the_page_does_not_scroll(server, contexts):
