@@ -171,7 +171,7 @@ def test_gradios_own_runs_link_is_not_in_the_footer(server, browser):
 
 def test_two_visitors_queue_fairly_and_both_runs_are_kept(server, browser):
     from playwright.sync_api import expect
-    first = open_page(browser, server + "?epochs=2")
+    first = open_page(browser, server + "?epochs=2&fraction=1")
     second = open_page(browser, server + "?epochs=1&fraction=0.1")
     first.click("#start")
     second.click("#start")  # within a second of the first
@@ -206,7 +206,7 @@ def test_two_visitors_queue_fairly_and_both_runs_are_kept(server, browser):
 
 def test_reloading_keeps_the_right_to_stop_and_others_never_get_it(server, browser):
     from playwright.sync_api import expect
-    page = open_page(browser, server + "?epochs=20")
+    page = open_page(browser, server + "?epochs=40&fraction=1")
     page.click("#start")
     expect(page.locator("#status")).to_contain_text(re.compile(r"step \d+/\d+"), timeout=60_000)
     run_id = run_id_in(status_text(page))
