@@ -5,9 +5,7 @@ Without chromium these skip with the reason; under CI=true a missing browser is 
 """
 import base64
 import json
-import os
 import re
-import shutil
 import urllib.request
 from pathlib import Path
 
@@ -16,53 +14,18 @@ import pytest
 
 from kdapp.evaluation import inference
 from kdapp.evaluation.redraw import redraw
-from kdapp.tools.serving import redrawn_canvases, start_app, wait_for_http
+from kdapp.tools.serving import redrawn_canvases
+from tests.test_browser import browser, server  # noqa: F401 (the same fixtures)
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--no-first-run", "--disable-quic"]
 ONE = [[(0.5, 0.15), (0.5, 0.85)]]
 ZERO = [[(0.5, 0.15), (0.25, 0.35), (0.25, 0.65), (0.5, 0.85), (0.75, 0.65), (0.75, 0.35), (0.5, 0.15)]]
 BOXES = ("#teacher-pred", "#student-pred", "#baseline-pred")
 # Gradio's event routes and the panel's server function. Aborting all of them would not test the
 # panel: gradio reloads a page whose timer tick fails ("Connection errored out").
 SERVER_CALLS = re.compile(r".*/gradio_api/(run/|queue/join|call/|component_server).*")
-
-
-def require(condition, reason):
-    if condition:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: browser tests must run, not skip)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    log = open(tmp_path_factory.mktemp("log") / "app.log", "w")
-    proc, url = start_app(tmp_path_factory.mktemp("runs"), log=log)
-    wait_for_http(url, proc)
-    yield url
-    proc.terminate()
-    proc.wait(10)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    require(Path(CHROMIUM).exists(), f"no chromium at {CHROMIUM}: apt-get install -y chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require(False, "python playwright is not installed: pip install -r requirements-dev.txt")
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
