@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from kdapp.tools.bench_drawing import draw
 from kdapp.tools.serving import start_app, wait_for_http
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,19 +86,6 @@ def open_page(browser, url, height=1000, context=None):
     return page
 
 
-def draw(page, strokes):
-    """strokes: lists of (x, y) in 0..1 canvas coordinates, drawn with the mouse."""
-    canvas = page.locator("#sketch canvas").first
-    canvas.scroll_into_view_if_needed()
-    box = canvas.bounding_box()
-    for stroke in strokes:
-        points = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in stroke]
-        page.mouse.move(*points[0])
-        page.mouse.down()
-        for a, b in zip(points, points[1:]):
-            for k in range(1, 9):
-                page.mouse.move(a[0] + (b[0] - a[0]) * k / 8, a[1] + (b[1] - a[1]) * k / 8)
-        page.mouse.up()
 
 
 ONE = [[(0.5, 0.15), (0.5, 0.85)]]

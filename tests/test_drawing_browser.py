@@ -14,6 +14,7 @@ import pytest
 
 from kdapp.evaluation import inference
 from kdapp.evaluation.redraw import redraw
+from kdapp.tools.bench_drawing import draw
 from kdapp.tools.serving import redrawn_canvases
 from tests.test_browser import browser, server  # noqa: F401 (the same fixtures)
 
@@ -68,19 +69,6 @@ def open_panel(context, url):
     return page
 
 
-def draw(page, strokes):
-    """strokes: lists of (x, y) in 0..1 canvas coordinates, drawn with the mouse."""
-    canvas = page.locator("#sketch canvas")
-    canvas.scroll_into_view_if_needed()
-    box = canvas.bounding_box()
-    for stroke in strokes:
-        points = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in stroke]
-        page.mouse.move(*points[0])
-        page.mouse.down()
-        for a, b in zip(points, points[1:]):
-            for k in range(1, 9):
-                page.mouse.move(a[0] + (b[0] - a[0]) * k / 8, a[1] + (b[1] - a[1]) * k / 8)
-        page.mouse.up()
 
 
 def expect_digit(page, digit, timeout=15_000):

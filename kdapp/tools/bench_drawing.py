@@ -65,8 +65,10 @@ class RequestLog:
             self.others += 1                                             # the tick's images are not
 
 
-def _draw(page, strokes):
-    canvas = page.locator("#sketch canvas")
+def draw(page, strokes):
+    """strokes: lists of (x, y) in 0..1 canvas coordinates, drawn on #sketch's canvas with the mouse
+    (the bench and the browser tests draw the same way)."""
+    canvas = page.locator("#sketch canvas").first
     canvas.scroll_into_view_if_needed()
     box = canvas.bounding_box()
     for stroke in strokes:
@@ -89,7 +91,7 @@ def strokes(page, log, count, trainer=None):
         digit = list(STROKES)[k % len(STROKES)]
         before = page.evaluate("() => window.kdappDrawing.panel.stats.penUpToPaint.length")
         log.predictions = log.others = 0
-        _draw(page, STROKES[digit])
+        draw(page, STROKES[digit])
         page.wait_for_function(f"() => window.kdappDrawing.panel.stats.penUpToPaint.length > {before}",
                                timeout=30_000)
         shown = page.locator("#teacher-pred .kd-top").inner_text()
