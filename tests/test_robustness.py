@@ -8,7 +8,7 @@ import torch
 
 from kdapp import checkpoints, data as data_lib
 from kdapp.evaluation import robustness
-from kdapp.training import teachers, train
+from kdapp.training import targets, teachers, train
 from kdapp.config import RunConfig
 
 
@@ -34,7 +34,7 @@ def test_consistent_teaching_runs_the_teacher_on_the_augmented_batch(sample, shi
         augmented.append(out)
         return out
     monkeypatch.setattr(data_lib, "random_pen", recording_pen)
-    monkeypatch.setattr(train, "cached_logits", lambda key, teacher, x, *a, **k: pytest.fail(
+    monkeypatch.setattr(targets, "cached_logits", lambda key, teacher, x, *a, **k: pytest.fail(
         "consistent teaching must not use the cached soft targets") if x is sample.train_x else
         teachers.teacher_pass(teacher, x))
 
@@ -52,8 +52,8 @@ def test_consistent_teaching_runs_the_teacher_on_the_augmented_batch(sample, shi
         return model
     teacher = copy.deepcopy(shipped_teacher)
     watch(teacher, "teacher")
-    original_build = train.build
-    monkeypatch.setattr(train, "build", lambda name: watch(original_build(name), "students"))
+    original_build = targets.build
+    monkeypatch.setattr(targets, "build", lambda name: watch(original_build(name), "students"))
     train.distill(RunConfig(epochs=1, batch_size=64, consistent=True, train_fraction=1.0), [teacher], small)
 
     teacher_batches = [x for x in seen["teacher"] if len(x) == 64]  # leave out its test-set pass

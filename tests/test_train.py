@@ -151,10 +151,11 @@ def test_shift_augmentation_keeps_the_cached_soft_targets(sample, shipped_teache
     are the teacher's cached answers for those digits unshifted; the teacher never runs per batch."""
     from kdapp import data as data_lib
     shifted, targets = [], []
-    real_shift, real_loss = data_lib.random_shift, train.distillation_loss
+    from kdapp.training import targets as targets_lib
+    real_shift, real_loss = data_lib.random_shift, targets_lib.distillation_loss
     monkeypatch.setattr(data_lib, "random_shift", lambda x, generator=None: shifted.append(real_shift(
         x, generator=generator)) or shifted[-1])
-    monkeypatch.setattr(train, "distillation_loss", lambda logits, t, *a, **k: targets.append(t) or real_loss(
+    monkeypatch.setattr(targets_lib, "distillation_loss", lambda logits, t, *a, **k: targets.append(t) or real_loss(
         logits, t, *a, **k))
     teacher_inputs = []
     teacher = type(shipped_teacher)()

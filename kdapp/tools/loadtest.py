@@ -20,7 +20,6 @@ import asyncio
 import io
 import json
 import multiprocessing
-import os
 import random
 import sqlite3
 import sys

@@ -28,7 +28,7 @@ from kdapp import data as data_lib, events
 from kdapp.losses import LOGIT_LOSSES, distillation_loss, teacher_log_probs
 from kdapp.models import build
 from kdapp.training.teachers import Cancelled, evaluate, predict_logits
-from kdapp.training.train import AdamCosine
+from kdapp.training.optim import AdamCosine
 
 WEIGHT_QMAX = 127          # int8 weights in [-127, 127]: symmetric, as onnxruntime's symmetric int8
 ACTIVATION_QMAX = 255      # uint8 activations in [0, 255]

@@ -16,12 +16,12 @@ import torch
 import torch.nn.functional as F
 
 from kdapp import checkpoints, data as data_lib, events
-from kdapp.training import distributed, resume as resume_lib
+from kdapp.training import distributed, resume as resume_lib, targets
 from kdapp.evaluation import fidelity
 from kdapp.config import MUTUAL, NO_PRETRAINED, SELF, RunConfig
-from kdapp.training.features import DeepSupervision, FeatureDistiller
-from kdapp.training.techniques import TemperatureSchedule, mutual_loss
-from kdapp.losses import LOGIT_LOSSES, distillation_loss, self_distillation_loss, teacher_log_probs
+from kdapp.training.optim import AdamCosine
+from kdapp.training.techniques import TemperatureSchedule
+from kdapp.losses import LOGIT_LOSSES
 from kdapp.models import build
 from kdapp.training.teachers import (Cancelled, accuracy, cached_logits, channels_last, evaluate, get_teacher, never,
                                      predict_logits, with_deadline)
@@ -63,26 +63,6 @@ class RunResult:
     baseline: torch.nn.Module | None
     paths: dict = field(default_factory=dict)  # checkpoints written: teacher, student, baseline
     fidelity: dict | None = None  # kdapp.evaluation.fidelity: agreement, KL, per class, confusions, changed answers
-
-
-class AdamCosine:
-    """Adam with its learning rate cosine-decayed to 0 over the run, and optional gradient
-    clipping: the one way every model in a run learns, so the KD student and its baseline
-    differ only in their loss."""
-
-    def __init__(self, params, lr, total_steps, clip_grad_norm=None):
-        self.params, self.clip = list(params), clip_grad_norm
-        self.optimizer = torch.optim.Adam(self.params, lr=lr)
-        cosine = lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, cosine)
-
-    def step(self, loss):
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.clip:
-            torch.nn.utils.clip_grad_norm_(self.params, self.clip)
-        self.optimizer.step()
-        self.scheduler.step()
 
 
 class _Clock:
@@ -163,34 +143,6 @@ def train_teacher(arch, dataset, epochs, lr=1e-3, batch_size=128, seed=0, augmen
     return model.eval(), acc
 
 
-def _alpha_at(config, step, total_steps):
-    """alpha, or the linear schedule from alpha to alpha_end over the run."""
-    if config.alpha_end is None:
-        return config.alpha
-    return config.alpha + (config.alpha_end - config.alpha) * step / max(total_steps - 1, 1)
-
-
-class _KDStudent(torch.nn.Module):
-    """The KD student and its feature adapter or deep-supervision heads (if any) as one module, so
-    that DDP averages the gradients of all: forward(x, teacher features) -> (logits, feature loss or
-    None, the deep-supervision heads' logits or None, the feature regularisers' terms by name)."""
-
-    def __init__(self, student, distiller=None, deep=None):
-        super().__init__()
-        self.student, self.distiller, self.deep = student, distiller, deep
-
-    def forward(self, x, teacher_features=None):
-        if self.deep is not None:
-            logits, stages = self.student.forward_stages(x)
-            aux_logits, hint = self.deep(stages)
-            return logits, hint, aux_logits, {}
-        if self.distiller is None:
-            return self.student(x), None, None, {}
-        logits, features = self.student.forward_features(x)
-        feature_loss, terms = self.distiller.forward_terms(features, teacher_features)
-        return logits, feature_loss, None, terms
-
-
 def evaluate_sharded(model, x, y, world):
     """Test accuracy with each rank counting its slice of the split (the whole split in one process)."""
     if not world.distributed:
@@ -204,116 +156,175 @@ def distill(config, teachers, dataset, emit=_ignore, should_stop=never, teacher_
             world=distributed.SINGLE, resume=None):
     """Train the KD student (and, if config.baseline, its hard-label twin) from `teachers`.
 
-    Where the KD student's targets come from is chosen once, before the loop (`_target_source`):
-    the teachers' soft targets cached over the training set, the teachers run online on every
-    batch (consistent teaching, feature losses), or, with no teachers (deep supervision), the
-    student's own deepest layer. The baseline learns from the labels alone on the same batches.
+    Where the KD student's targets come from is chosen once, before the loop
+    (kdapp.training.targets): the teachers' soft targets cached over the training set, the teachers
+    run online on every batch, a teacher that learns too, or, with no teachers (deep supervision),
+    the student's own deepest layer. The baseline learns from the labels alone on the same batches.
 
     Under torchrun (`world`, see kdapp.training.distributed) each rank trains on its slice of every
     global batch of config.batch_size x world.size, with both students wrapped in DDP.
 
     With `resume` (a kdapp.training.resume.ResumePoint) the state after each epoch is saved there,
     and a run that finds one at the start carries on after its epoch."""
-    if bool(teachers) == config.deep_supervision:
-        raise ValueError("deep supervision takes no teachers; every other run takes one or more")
-    if world.distributed and (config.temperature_schedule == "ctkd" or _teacher_learns(config)):
-        raise ValueError("ctkd, joint epochs and mutual learning run in one process: drop torchrun")
-    if config.joint_epochs:  # the teacher will change: the caller's (and the cache's) stays as it was
-        teachers = [copy.deepcopy(teachers[0])]
-    device = dataset.train_x.device
-    generator = torch.Generator().manual_seed(config.seed)
-    train_x, train_y, subset = _training_subset(config, dataset, generator)
-    n = len(train_y)
-    with distributed.main_first(world):  # rank 0 fills the logit cache, the other ranks read it
-        teacher_accs = [evaluate_cached(t, k, dataset, cache_dir) for t, k in zip(teachers, teacher_keys or
-                                                                                     [None] * len(teachers))]
-        teacher_logits = _cached_teacher_logits(config, teachers, teacher_keys, dataset, subset, emit, should_stop,
-                                                cache_dir)
-    student, baseline, kd_model, base_model = _twin_students(config, teachers, train_x, world)
-    # Augmentations draw from their own generator per rank; the batch order's stays in step.
-    augment_generator = generator if not world.distributed else \
-        torch.Generator().manual_seed(config.seed * 1_000_003 + world.rank)
-    steps_per_epoch = distributed.steps_per_epoch(n, config.batch_size, world)
-    epochs = config.epochs + config.joint_epochs
-    total_steps = epochs * steps_per_epoch
-    temperature = TemperatureSchedule(config, total_steps, device)
-    learner = _TeacherLearning(config, teachers, steps_per_epoch, epochs)
-    sources = _target_source(config, teachers, kd_model, teacher_logits, learner)
-    kd_optimizer = AdamCosine([*kd_model.parameters(), *temperature.parameters()], config.lr, total_steps,
-                              config.clip_grad_norm)
-    base_optimizer = AdamCosine(base_model.parameters(), config.lr, total_steps, config.clip_grad_norm) \
-        if baseline is not None else None
-
-    source = "its own deepest layer (deep supervision)" if not teachers else "+".join(config.teachers)
-    emit(events.phase("distilling", f"distilling {config.student} from {source} on {n:,} digits"
-                                    + (f", {world.size} processes" if world.distributed else "")))
-    teacher_acc = teacher_accs[0] if teacher_accs else None
-    emit(events.epoch(0, epochs, teacher_acc, None, None))
-    clock, log_now = _Clock(total_steps), _log_points(steps_per_epoch, 25)
-    part_names = [*LOGIT_LOSSES[config.loss].parts, *_regularizers(config)]
-    has_feature = config.feature_loss != "none" or config.deep_supervision
-    meter = _Meter(["loss", "soft", "hard", "feature", "baseline", *part_names], device)
-    student_acc = baseline_acc = None
-    train_started, start_epoch, seconds_before = time.monotonic(), 0, 0.0
-    trainees = (kd_model, kd_optimizer, base_model, base_optimizer,
-                [generator] if augment_generator is generator else [generator, augment_generator])
-    if resume is not None and (state := resume.load(config)) is not None:  # carry on after its epoch
-        start_epoch, (student_acc, baseline_acc), seconds_before = resume_lib.restore(state, *trainees)
-        emit(events.resumed(start_epoch, start_epoch * steps_per_epoch))
-    for epoch in range(start_epoch, epochs):
-        targets_and_loss = sources(epoch)  # the fixed teacher's targets, or (joint epochs, mutual) a learning one's
-        kd_model.train()
-        if baseline is not None:
-            baseline.train()
-        for i, idx in enumerate(distributed.epoch_batches(n, config.batch_size, generator, device, world)):
+    run = _Distillation(config, teachers, dataset, emit, teacher_keys, cache_dir, world, should_stop)
+    for epoch in range(run.start_epoch(resume), run.epochs):
+        kd_loss = run.begin_epoch(epoch)  # the fixed teacher's targets, or a learning one's (joint epochs, mutual)
+        for i, idx in enumerate(run.batches()):
             if should_stop():
                 raise Cancelled("stopped")
-            step = epoch * steps_per_epoch + i
-            x, y = train_x[idx], train_y[idx]
-            if config.consistent:
-                x = data_lib.random_pen(x, generator=augment_generator)
-            elif config.augment:
-                x = data_lib.random_shift(x, generator=augment_generator)
+            step = epoch * run.steps_per_epoch + i
+            x, y = run.batch(idx)
 
             # KD student: alpha * soft + (1 - alpha) * hard, plus the weighted feature loss if any.
-            parts, feature_loss = targets_and_loss(x, y, idx, _alpha_at(config, step, total_steps),
-                                                   temperature.at(step))
+            parts, feature_loss = kd_loss(x, y, idx, run.alpha(step), run.temperature.at(step))
             loss = parts.total if feature_loss is None else parts.total + config.feature_weight * feature_loss
-            kd_optimizer.step(loss)
-            learner.step()  # the teacher's own step, when it learns too
+            run.kd_optimizer.step(loss)
+            run.learner.step()  # the teacher's own step, when it learns too
 
             # Baseline: the same batch, labels only.
             base_loss = None
-            if baseline is not None:
-                base_loss = F.cross_entropy(base_model(x), y)
-                base_optimizer.step(base_loss)
+            if run.baseline is not None:
+                base_loss = F.cross_entropy(run.base_model(x), y)
+                run.base_optimizer.step(base_loss)
 
-            meter.add(parts.total, parts.soft, parts.hard, feature_loss, base_loss,
-                      *(parts.parts[name] for name in part_names))
-            if log_now(i):
-                m = meter.read(world)
-                emit(events.step(epoch + 1, epochs, step + 1, total_steps, m["loss"], m["soft"], m["hard"],
-                                 m["feature"] if has_feature else None, m["baseline"] if baseline is not None else None,
-                                 clock.eta(step + 1), parts={name: m[name] for name in part_names},
-                                 temperature=temperature.value()))
-        student_acc = evaluate_sharded(student, dataset.test_x, dataset.test_y, world)
-        baseline_acc = evaluate_sharded(baseline, dataset.test_x, dataset.test_y, world) \
-            if baseline is not None else None
-        teacher_acc = learner.accuracy(epoch, dataset, teacher_acc)
-        emit(events.epoch(epoch + 1, epochs, teacher_acc, student_acc, baseline_acc))
+            run.log(epoch, i, step, parts, feature_loss, base_loss)
+        run.end_epoch(epoch, resume)
+    return run.result()
+
+
+class _Distillation:
+    """Everything distill()'s loop reads, built once: the training digits and their order, the
+    twin students and their optimisers, the temperature, the KD student's target source and the
+    meters; and the loop's bookkeeping (augmenting a batch, logging, the epoch's evaluation, resume
+    points, the metrics), so that distill() shows the training itself."""
+
+    def __init__(self, config, teachers, dataset, emit, teacher_keys, cache_dir, world, should_stop):
+        if bool(teachers) == config.deep_supervision:
+            raise ValueError("deep supervision takes no teachers; every other run takes one or more")
+        if world.distributed and (config.temperature_schedule == "ctkd" or targets.teacher_learns(config)):
+            raise ValueError("ctkd, joint epochs and mutual learning run in one process: drop torchrun")
+        if config.joint_epochs:  # the teacher will change: the caller's (and the cache's) stays as it was
+            teachers = [copy.deepcopy(teachers[0])]
+        self.config, self.dataset, self.emit, self.world = config, dataset, emit, world
+        device = dataset.train_x.device
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.train_x, self.train_y, subset = _training_subset(config, dataset, self.generator)
+        self.n = len(self.train_y)
+        with distributed.main_first(world):  # rank 0 fills the logit cache, the other ranks read it
+            self.teacher_accs = [evaluate_cached(t, k, dataset, cache_dir)
+                                 for t, k in zip(teachers, teacher_keys or [None] * len(teachers))]
+            teacher_logits = targets.cached_teacher_logits(config, teachers, teacher_keys, dataset, subset, emit,
+                                                           should_stop, cache_dir)
+        self.student, self.baseline, self.kd_model, self.base_model = targets.twin_students(
+            config, teachers, self.train_x, world)
+        # Augmentations draw from their own generator per rank; the batch order's stays in step.
+        self.augment_generator = self.generator if not world.distributed else \
+            torch.Generator().manual_seed(config.seed * 1_000_003 + world.rank)
+        self.steps_per_epoch = distributed.steps_per_epoch(self.n, config.batch_size, world)
+        self.epochs = config.epochs + config.joint_epochs
+        self.total_steps = self.epochs * self.steps_per_epoch
+        self.temperature = TemperatureSchedule(config, self.total_steps, device)
+        self.learner = targets.TeacherLearning(config, teachers, self.steps_per_epoch, self.epochs)
+        self.sources = targets.target_source(config, teachers, self.kd_model, teacher_logits, self.learner)
+        self.kd_optimizer = AdamCosine([*self.kd_model.parameters(), *self.temperature.parameters()], config.lr,
+                                       self.total_steps, config.clip_grad_norm)
+        self.base_optimizer = AdamCosine(self.base_model.parameters(), config.lr, self.total_steps,
+                                         config.clip_grad_norm) if self.baseline is not None else None
+        self.part_names = [*LOGIT_LOSSES[config.loss].parts, *targets.regularizers(config)]
+        self.has_feature = config.feature_loss != "none" or config.deep_supervision
+        self.meter = _Meter(["loss", "soft", "hard", "feature", "baseline", *self.part_names], device)
+        self.clock, self.log_now = _Clock(self.total_steps), _log_points(self.steps_per_epoch, 25)
+        self.teacher_acc = self.teacher_accs[0] if self.teacher_accs else None
+        self.student_acc = self.baseline_acc = None
+        self.started, self.seconds_before = time.monotonic(), 0.0
+
+        source = "its own deepest layer (deep supervision)" if not teachers else "+".join(config.teachers)
+        emit(events.phase("distilling", f"distilling {config.student} from {source} on {self.n:,} digits"
+                                        + (f", {world.size} processes" if world.distributed else "")))
+        emit(events.epoch(0, self.epochs, self.teacher_acc, None, None))
+
+    def _trainees(self):
+        generators = [self.generator] if self.augment_generator is self.generator else \
+            [self.generator, self.augment_generator]
+        return self.kd_model, self.kd_optimizer, self.base_model, self.base_optimizer, generators
+
+    def start_epoch(self, resume):
+        """0, or the epoch after the one a resume point holds (its state restored)."""
+        if resume is None or (state := resume.load(self.config)) is None:
+            return 0
+        start, (self.student_acc, self.baseline_acc), self.seconds_before = resume_lib.restore(state,
+                                                                                             *self._trainees())
+        self.emit(events.resumed(start, start * self.steps_per_epoch))
+        return start
+
+    def begin_epoch(self, epoch):
+        """Both students in training mode; -> this epoch's KD loss (kdapp.training.targets.target_source)."""
+        self.kd_model.train()
+        if self.baseline is not None:
+            self.baseline.train()
+        return self.sources(epoch)
+
+    def batches(self):
+        return distributed.epoch_batches(self.n, self.config.batch_size, self.generator, self.train_x.device,
+                                         self.world)
+
+    def batch(self, idx):
+        """The digits at idx and their labels, with the run's augmentation (the same for both students)."""
+        x, y = self.train_x[idx], self.train_y[idx]
+        if self.config.consistent:
+            x = data_lib.random_pen(x, generator=self.augment_generator)
+        elif self.config.augment:
+            x = data_lib.random_shift(x, generator=self.augment_generator)
+        return x, y
+
+    def alpha(self, step):
+        """alpha, or the linear schedule from alpha to alpha_end over the run."""
+        config = self.config
+        if config.alpha_end is None:
+            return config.alpha
+        return config.alpha + (config.alpha_end - config.alpha) * step / max(self.total_steps - 1, 1)
+
+    def log(self, epoch, i, step, parts, feature_loss, base_loss):
+        """Add the step's losses to the meter, and emit their means at the log points."""
+        self.meter.add(parts.total, parts.soft, parts.hard, feature_loss, base_loss,
+                       *(parts.parts[name] for name in self.part_names))
+        if not self.log_now(i):
+            return
+        m = self.meter.read(self.world)
+        self.emit(events.step(epoch + 1, self.epochs, step + 1, self.total_steps, m["loss"], m["soft"], m["hard"],
+                              m["feature"] if self.has_feature else None,
+                              m["baseline"] if self.baseline is not None else None, self.clock.eta(step + 1),
+                              parts={name: m[name] for name in self.part_names},
+                              temperature=self.temperature.value()))
+
+    def end_epoch(self, epoch, resume):
+        """Test accuracies after the epoch (emitted), and the resume point saved if there is one."""
+        test_x, test_y = self.dataset.test_x, self.dataset.test_y
+        self.student_acc = evaluate_sharded(self.student, test_x, test_y, self.world)
+        self.baseline_acc = evaluate_sharded(self.baseline, test_x, test_y, self.world) \
+            if self.baseline is not None else None
+        self.teacher_acc = self.learner.accuracy(epoch, self.dataset, self.teacher_acc)
+        self.emit(events.epoch(epoch + 1, self.epochs, self.teacher_acc, self.student_acc, self.baseline_acc))
         if resume is not None:
-            resume.save(resume_lib.capture(config, epoch + 1, *trainees, (student_acc, baseline_acc),
-                                           seconds_before + time.monotonic() - train_started))
+            resume.save(resume_lib.capture(self.config, epoch + 1, *self._trainees(),
+                                           (self.student_acc, self.baseline_acc), self._seconds()))
 
-    # teacher_acc: after the run, for a teacher that learned too (mutual, joint epochs)
-    metrics = {"teacher_acc": teacher_acc, "teacher_accs": teacher_accs, "student_acc": student_acc,
-               "baseline_acc": baseline_acc, "train_samples": n, "test_samples": len(dataset.test_y),
-               "world_size": world.size, "effective_batch_size": config.batch_size * world.size,
-               "train_seconds": round(seconds_before + time.monotonic() - train_started, 2)}  # loop and evaluations
-    if world.distributed:  # every replica must hold the same weights, bit for bit
-        metrics["replica_hashes"] = distributed.gather_strings(distributed.weights_hash(student, baseline), world)
-    return RunResult(config, metrics, teachers[0] if teachers else None, student.eval(),
-                     baseline.eval() if baseline is not None else None)
+    def _seconds(self):
+        return round(self.seconds_before + time.monotonic() - self.started, 2)  # loop and evaluations
+
+    def result(self):
+        # teacher_acc: after the run, for a teacher that learned too (mutual, joint epochs)
+        world = self.world
+        metrics = {"teacher_acc": self.teacher_acc, "teacher_accs": self.teacher_accs,
+                   "student_acc": self.student_acc, "baseline_acc": self.baseline_acc, "train_samples": self.n,
+                   "test_samples": len(self.dataset.test_y), "world_size": world.size,
+                   "effective_batch_size": self.config.batch_size * world.size, "train_seconds": self._seconds()}
+        if world.distributed:  # every replica must hold the same weights, bit for bit
+            metrics["replica_hashes"] = distributed.gather_strings(
+                distributed.weights_hash(self.student, self.baseline), world)
+        teacher = self.learner.teacher
+        return RunResult(self.config, metrics, teacher, self.student.eval(),
+                         self.baseline.eval() if self.baseline is not None else None)
 
 
 def _training_subset(config, dataset, generator):
@@ -326,135 +337,6 @@ def _training_subset(config, dataset, generator):
     if config.omit_class is not None:  # Hinton's held-out class: neither student ever sees one
         subset = subset[dataset.train_y[subset] != config.omit_class]
     return dataset.train_x[subset], dataset.train_y[subset], subset
-
-
-def _teacher_learns(config):
-    return config.teacher == MUTUAL or config.joint_epochs > 0
-
-
-def _regularizers(config):
-    """The feature regularisers a run adds, by name -> their weights' settings."""
-    return {name: weight for name, weight in (("collapse", "collapse_weight"), ("adversarial", "adversarial_weight"))
-            if getattr(config, weight)}
-
-
-class _TeacherLearning:
-    """The teacher learning beside the student, from epoch `start` on: from scratch with its own
-    initial weights (teacher=mutual, deep mutual learning), or the pretrained teacher fine-tuned at a
-    tenth of the learning rate in the joint epochs after the fixed-teacher ones (progressive
-    distillation). Its loss is techniques.mutual_loss against the student's logits of the same
-    batch; a run whose teacher stays fixed never steps it."""
-
-    def __init__(self, config, teachers, steps_per_epoch, epochs):
-        self.start = 0 if config.teacher == MUTUAL else (config.epochs if config.joint_epochs else epochs)
-        self.teacher, self.pending = (teachers[0] if teachers else None), None
-        if self.start < epochs:
-            lr = config.lr if config.teacher == MUTUAL else config.lr / 10
-            self.optimizer = AdamCosine(self.teacher.parameters(), lr, (epochs - self.start) * steps_per_epoch,
-                                        config.clip_grad_norm)
-
-    def learns(self, epoch):
-        return epoch >= self.start
-
-    def targets(self, x, student_logits, y, temperature, alpha):
-        """The teacher's logits on x (for the student's targets, detached), its loss kept for step()."""
-        self.teacher.train()
-        logits = self.teacher(x)
-        self.pending = mutual_loss(logits, student_logits, y, float(temperature), alpha)
-        return logits.detach()
-
-    def step(self):
-        if self.pending is not None:
-            self.optimizer.step(self.pending)
-            self.pending = None
-
-    def accuracy(self, epoch, dataset, last):
-        """The teacher's test accuracy after an epoch in which it learned, else `last`."""
-        return evaluate(self.teacher, dataset.test_x, dataset.test_y) if self.learns(epoch) else last
-
-
-def _online(config):
-    """The teachers must answer each batch anew: consistent teaching asks them about the augmented
-    digits, and a feature loss needs their features. Shifts (config.augment) keep the cache: a digit
-    moved by 2 px gets the teacher's answer for the unmoved digit, which the move barely changes."""
-    return config.consistent or config.feature_loss != "none"
-
-
-def _cached_teacher_logits(config, teachers, teacher_keys, dataset, subset, emit, should_stop, cache_dir):
-    """The teachers' logits over the training subset, computed once (None when the teachers run
-    online, learn from the start, or there are none), in the subset's order so a batch's indices
-    find them. Logits, not probabilities: each batch's soft targets are taken at that step's T."""
-    if not teachers or _online(config) or config.teacher == MUTUAL:
-        return None
-    emit(events.phase("teacher logits", f"computing the teacher's soft targets over {len(dataset.train_y):,} "
-                                        "training digits, once"))
-    keys = teacher_keys or [None] * len(teachers)
-    return [cached_logits(k, t, dataset.train_x, should_stop, cache_dir)[subset] for k, t in zip(keys, teachers)]
-
-
-def _twin_students(config, teachers, train_x, world):
-    """The KD student (with its feature adapter or deep-supervision heads, if any) and the baseline:
-    the same architecture and the same initial weights. Returns (student, baseline or None, the KD
-    model to train, the baseline model to train), the last two DDP-wrapped under torchrun."""
-    torch.manual_seed(config.seed)
-    student = channels_last(build(config.student).to(train_x.device))
-    baseline = copy.deepcopy(student) if config.baseline else None
-    distiller = deep = None
-    if config.feature_loss != "none":
-        distiller = FeatureDistiller.for_models(config.feature_loss, student, teachers[0], train_x[:2],
-                                                collapse=config.collapse_weight > 0,
-                                                adversarial=config.adversarial_weight > 0)
-        distiller = distiller.to(train_x.device).train()
-    if config.deep_supervision:
-        deep = DeepSupervision.for_model(student, train_x[:2]).to(train_x.device).train()
-    kd_model = distributed.wrap(_KDStudent(student, distiller, deep), world)
-    base_model = distributed.wrap(baseline, world) if baseline is not None else None
-    return student, baseline, kd_model, base_model
-
-
-def _target_source(config, teachers, kd_model, teacher_logits, learner):
-    """epoch -> the KD student's loss on a batch, (x, y, idx, alpha, T) -> (KDParts, feature loss or
-    None), with its targets from the cached logits (teacher_logits[k][idx]), from the teachers on
-    this very batch, from a teacher that learns too (learner: mutual learning, joint epochs), or
-    (deep supervision) from its own final layer to its shallower heads. T is the step's
-    temperature (kdapp.training.techniques.TemperatureSchedule)."""
-    loss = config.loss
-    settings = {name: getattr(config, name) for name in LOGIT_LOSSES[loss].settings}
-    weights = {name: getattr(config, weight) for name, weight in _regularizers(config).items()}
-
-    def self_taught(x, y, idx, alpha, T):
-        logits, hint, aux_logits, _ = kd_model(x)
-        return self_distillation_loss(logits, aux_logits, y, T, alpha, loss, **settings), hint
-
-    def cached(x, y, idx, alpha, T):
-        logits, feature_loss, _, _ = kd_model(x)
-        targets = teacher_log_probs([t[idx] for t in teacher_logits], T, loss)
-        return distillation_loss(logits, targets, y, T, alpha, loss, **settings), feature_loss
-
-    def online(x, y, idx, alpha, T):
-        with torch.no_grad():
-            outs = [t.forward_features(x) for t in teachers]
-        targets = teacher_log_probs([o[0] for o in outs], T, loss)
-        logits, feature_loss, _, terms = kd_model(x, [o[1] for o in outs])  # several teachers: averaged
-        return _with_terms(distillation_loss(logits, targets, y, T, alpha, loss, **settings), terms, weights), \
-            feature_loss
-
-    def mutual(x, y, idx, alpha, T):
-        logits, feature_loss, _, _ = kd_model(x)
-        targets = teacher_log_probs(learner.targets(x, logits.detach(), y, T, alpha), T, loss)
-        return distillation_loss(logits, targets, y, T, alpha, loss, **settings), feature_loss
-
-    fixed = self_taught if config.deep_supervision else (cached if teacher_logits is not None else online)
-    return lambda epoch: mutual if learner.learns(epoch) else fixed
-
-
-def _with_terms(parts, terms, weights):
-    """KDParts with the feature regularisers added: total + sum_k weight_k term_k, and each term
-    reported among the parts."""
-    if not terms:
-        return parts
-    total = parts.total + sum(weights[name] * value for name, value in terms.items())
-    return parts._replace(total=total, parts={**(parts.parts or {}), **terms})
 
 
 def evaluate_cached(teacher, key, dataset, cache_dir=None):
@@ -505,7 +387,7 @@ def train_students(config, teachers, dataset, emit=_ignore, should_stop=never, t
     peer that learns from it in turn (mutual). Born-again runs, and runs whose teacher learns too
     (mutual, joint epochs), take no resume point (`resume`): the resume point holds the students
     alone, so they start over."""
-    if _teacher_learns(config):
+    if targets.teacher_learns(config):
         resume = None
     if config.deep_supervision:
         return distill(config, [], dataset, emit, should_stop, world=world, resume=resume)
@@ -595,7 +477,7 @@ def run(config, emit=_ignore, should_stop=never, runs_dir=None, data_dir="data",
     if not world.main:
         return result
     emit(events.phase("fidelity", "comparing the students with the teacher on the test digits"))
-    teacher_key = None if _teacher_learns(config) else found[0][1]  # a teacher that learned is not the cached one
+    teacher_key = None if targets.teacher_learns(config) else found[0][1]  # a teacher that learned is not the cached one
     result.fidelity = run_fidelity(result, teacher_key, dataset, Path(runs_dir) / "cache" if runs_dir else None)
     result.metrics.update(_run_metrics(result, dataset, device, world, started))
     result.paths["teacher"] = found[0][2]
