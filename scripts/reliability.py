@@ -172,6 +172,10 @@ def main():
               "The clients, the server and both workers share the machine's cores; latency includes that. "
               "How many drawing visitors one server carries is measured separately by "
               "`python -m kdapp loadtest`.", ""]
+    for kind, what in (("predict", "drawings"), ("poll", "polls")):
+        if soak.get(f"{kind}_error_reasons"):  # every failure is said, with why
+            lines += [f"Why {what} failed: " + "; ".join(f"{n}× {why}" for why, n in
+                                                        soak[f"{kind}_error_reasons"].items()) + ".", ""]
     (ROOT / "RELIABILITY.md").write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))
 

@@ -283,6 +283,24 @@ def test_a_settings_link_reads_back_as_the_same_settings():
     assert "No link" in app.settings_link(app.inputs_for(temperature=-1))[app.ui.notice]
 
 
+def test_the_techniques_settings_travel_in_a_link_and_only_when_set():
+    from urllib.parse import parse_qsl, urlsplit
+
+    def link(**settings):
+        note = app.settings_link(app.inputs_for(**settings))[app.ui.notice]
+        query = dict(parse_qsl(urlsplit(html.unescape(re.search(r"\((/\?[^)]+)\)", note).group(1))).query))
+        return query, app.lab.settings_from_url(query)
+    query, (settings, ignored) = link(temperature_schedule="cosine", temperature_end=2.0, joint_epochs=3,
+                                      quantize="qat")
+    assert ignored == [] and settings["temperature_schedule"] == "cosine" and settings["temperature_end"] == 2.0
+    assert settings["joint_epochs"] == 3 and settings["quantize"] == "qat"
+    _, (settings, ignored) = link(feature_loss="hint", collapse_weight=0.1, adversarial_weight=0.5)
+    assert ignored == [] and settings["collapse_weight"] == 0.1 and settings["adversarial_weight"] == 0.5
+    plain, _ = link()
+    assert not set(plain) & {"temperature_schedule", "temperature_end", "joint_epochs", "collapse_weight",
+                             "adversarial_weight", "quantize"}
+
+
 def test_the_kd_gain_interval_is_the_binomial_one():
     from kdapp.ui import reports
     # 1.96 * sqrt((0.98 * 0.02 + 0.97 * 0.03) / 2000), by hand: 0.0096718...

@@ -115,3 +115,21 @@ def test_invalid_config_is_refused_before_anything_is_queued():
         RunConfig(temperature=-1)
     with pytest.raises(ValueError, match="attention transfer needs conv feature maps"):
         RunConfig(student="mlp_30", feature_loss="attention")
+
+
+def test_a_run_process_yields_the_cpu_to_the_server():
+    """The worker lowers its own priority first thing (nice +10), so a run that fills every core
+    leaves the server (and a browser on the same host) the cycles they ask for."""
+    import os
+    import subprocess
+
+    from kdapp.lab import jobs, worker
+    process = subprocess.Popen(jobs.WORKER_COMMAND, cwd=jobs.PACKAGE_ROOT, stdin=subprocess.PIPE,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        mine = os.getpriority(os.PRIO_PROCESS, 0)
+        assert wait_until(lambda: os.getpriority(os.PRIO_PROCESS, process.pid) == min(mine + worker.NICENESS, 19),
+                          timeout=60)
+    finally:
+        process.kill()
+        process.wait()

@@ -10,16 +10,22 @@ def commands():
     return re.findall(r"```(?:bash|sh)\n(.*?)\n```", readme.split("## Quick start", 1)[1].split("\n## ", 1)[0], re.S)
 
 
-def test_readme_has_exactly_two_quick_start_commands():
+def test_readme_has_the_app_command_its_cpu_variant_and_the_test_command():
+    """Two commands a newcomer copies, the app's CPU-only variant right under the app's, with what
+    each install weighs and which one the Space uses."""
     found = commands()
-    assert len(found) == 2, found
-    assert "app.py" in found[0] and "requirements.txt" in found[0]
-    assert "pytest" in found[1] and "requirements-dev.txt" in found[1]
+    assert len(found) == 3, found
+    app, cpu, tests = found
+    assert "app.py" in app and "requirements.txt" in app and "index-url" not in app
+    assert "app.py" in cpu and "--index-url https://download.pytorch.org/whl/cpu" in cpu
+    assert "pytest" in tests and "requirements-dev.txt" in tests
+    quick_start = (ROOT / "README.md").read_text(encoding="utf-8").split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    assert re.search(r"installs \d+\.\d GB", quick_start) and "Space uses the first line" in quick_start
 
 
 def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    assert commands()[1].strip() in ci
+    assert commands()[2].strip() in ci
 
 
 def test_space_front_matter():

@@ -21,8 +21,11 @@ def run(tmp_path, name, config=CONFIG, **kwargs):
     return result, events
 
 
-@pytest.mark.parametrize("config", [CONFIG, CONFIG.replace(feature_loss="hint", augment=False)],
-                         ids=["kd-shifts", "hint-adapter"])
+@pytest.mark.parametrize("config", [CONFIG, CONFIG.replace(feature_loss="hint", augment=False),
+                                    CONFIG.replace(temperature_schedule="ctkd", temperature_end=2.0),
+                                    CONFIG.replace(teacher="mutual"),
+                                    CONFIG.replace(epochs=1, joint_epochs=1)],
+                         ids=["kd-shifts", "hint-adapter", "ctkd-learned-T", "mutual", "joint-epochs"])
 def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tmp_path, config):
     whole, _ = run(tmp_path, "whole", config)
     point = tmp_path / "cut" / "resume.pt"
@@ -35,8 +38,11 @@ def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tmp_path, co
     for role in ("student", "baseline"):
         a, b = getattr(whole, role).state_dict(), getattr(resumed, role).state_dict()
         assert all(torch.equal(a[k], b[k]) for k in a), role  # bit for bit
-    for key in ("student_acc", "baseline_acc"):
+    for key in ("student_acc", "baseline_acc", "teacher_acc"):
         assert resumed.metrics[key] == whole.metrics[key]
+    if config.teacher == "mutual" or config.joint_epochs:  # the teacher learned too: it resumed as well
+        a, b = whole.teacher.state_dict(), resumed.teacher.state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_a_point_saved_after_the_last_epoch_finishes_the_run_without_training(tmp_path):

@@ -32,9 +32,12 @@ SEEDS = (0, 1, 2)  # a sweep or lesson repeated over these gives each cell a rea
 QUEUE_TOTAL = 20   # runs waiting at most: one sweep over seeds 0-2 (15 runs) fits
 # URL parameter -> setting, for short permalinks (/?T=8&fraction=0.1); full names work too.
 URL_ALIASES = {"T": "temperature", "fraction": "train_fraction", "batch": "batch_size"}
+# The techniques' and int8 settings: in a link only when not their default, so older links read the same.
+TECHNIQUE_SETTINGS = ("temperature_schedule", "temperature_end", "joint_epochs", "collapse_weight",
+                      "adversarial_weight", "quantize")
 URL_SETTINGS = ("teacher", "student", "temperature", "alpha", "epochs", "lr", "batch_size", "train_fraction",
                 "loss", "feature_loss", "feature_weight", "alpha_end", "clip_grad_norm", "data", "seed",
-                "augment", "consistent", "omit_class", "self_distill", "generations")
+                "augment", "consistent", "omit_class", "self_distill", "generations", *TECHNIQUE_SETTINGS)
 AGAIN = ("finished", "failed", "cancelled", "interrupted")  # the states a run can be run again from
 MODEL_CACHE_SIZE = 4  # (teacher, student, baseline) triples in memory; ~6 MB each
 
@@ -156,7 +159,8 @@ class Lab:
         query = {short.get(name, name): int(value) if isinstance(value, bool) else value
                  for name in URL_SETTINGS if (value := getattr(config, name)) is not None
                  and not (isinstance(value, bool) and value == getattr(DEFAULTS, name))
-                 and not (name in ("self_distill", "generations") and config.teacher != SELF)}
+                 and not (name in ("self_distill", "generations") and config.teacher != SELF)
+                 and not (name in TECHNIQUE_SETTINGS and value == getattr(DEFAULTS, name))}
         return "/?" + urllib.parse.urlencode(query)
 
     # ---- runs ----

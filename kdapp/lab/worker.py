@@ -6,16 +6,25 @@ when one is there at start, resumes from it), and any later line (or EOF, which 
 dies) means stop. stdout: the run's events (kdapp.events), then one `end` event. Logs and
 tracebacks go to stderr. A process of its own means request handling in the server cannot starve
 training through the GIL, and a crash in training cannot take the server down.
+
+The worker lowers its own CPU priority (nice +10, `NICENESS`): on a host whose cores it fills, the
+server's answers and, where the browser shares the host, the page's drawing go first, and training
+takes every cycle they leave (measured: docs/drawing.md).
 """
 import json
 import logging
+import os
 import sys
 import threading
 import traceback
 
+NICENESS = 10  # how far below the server a run's process sits in the CPU scheduler's queue
+
 
 def main():
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="worker %(message)s")
+    if hasattr(os, "nice"):  # POSIX; Windows has no niceness, and a run there competes as an equal
+        os.nice(NICENESS)
     job = json.loads(sys.stdin.readline())
     import torch  # after the job line: the parent is not kept waiting on the import
 

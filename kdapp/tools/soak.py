@@ -20,6 +20,7 @@ import secrets
 import sys
 import tempfile
 import time
+from collections import Counter
 
 VISITORS = 20
 TRAINING, WAITING = 2, 10   # runs training (the workers) and waiting (the queue's total cap)
@@ -33,18 +34,20 @@ async def _visitor(http, name, paths, stop_at, out):
     while time.monotonic() < stop_at:
         k = (i + hash(name)) % len(paths)
         for kind in ("predict", "poll"):
-            sent = time.monotonic()
+            sent, why = time.monotonic(), None
             try:
                 if kind == "predict":
                     answer = await _predict(http, [sketch_value(paths[k]), 4.0, None], name, "run")
                     ok = bool(answer[0])
+                    why = None if ok else f"no answer: {answer!r:.120}"
                 else:
                     r = await http.post("gradio_api/run/runs", json={"data": [], "session_hash": name})
                     r.raise_for_status()
                     ok = isinstance(r.json()["data"][0], list)
-            except Exception:
-                ok = False
-            out.append((kind, (time.monotonic() - sent) * 1000, ok))
+                    why = None if ok else f"not a run list: {r.text:.120}"
+            except Exception as e:  # noqa: BLE001 - any failure is counted, and its kind kept for the record
+                ok, why = False, f"{type(e).__name__}: {str(e):.120}"
+            out.append((kind, (time.monotonic() - sent) * 1000, ok, why))
         i += 1
         await asyncio.sleep(POLL_S)
 
@@ -126,11 +129,13 @@ def soak(seconds=300.0, visitors=VISITORS, log=print):
            "starts_refused": len(refused), "queued_max": max(queue_seen, default=0),
            "queued_median": sorted(queue_seen)[len(queue_seen) // 2] if queue_seen else 0}
     for kind in ("predict", "poll"):
-        mine = [(ms, ok) for k, ms, ok in requests if k == kind]
-        good = [ms for ms, ok in mine if ok]
+        mine = [(ms, ok, why) for k, ms, ok, why in requests if k == kind]
+        good = [ms for ms, ok, _ in mine if ok]
         p50, p95 = percentiles(good) if good else (None, None)
-        out.update({f"{kind}_requests": len(mine), f"{kind}_errors": sum(not ok for _, ok in mine),
-                    f"{kind}_p50_ms": p50, f"{kind}_p95_ms": p95})
+        reasons = Counter(why for _, ok, why in mine if not ok)
+        out.update({f"{kind}_requests": len(mine), f"{kind}_errors": sum(not ok for _, ok, _ in mine),
+                    f"{kind}_p50_ms": p50, f"{kind}_p95_ms": p95,
+                    f"{kind}_error_reasons": dict(reasons.most_common(5))})  # why, so a failure can be chased
     return out
 
 

@@ -6,11 +6,12 @@ sample's training digits (where KD has room to help), 4 epochs, the shipped teac
 baseline is the same student alone, from the same initial weights, for as many epochs.
 """
 import statistics
+import sys
 import time
 
 from kdapp import data as data_lib
 from kdapp.config import RunConfig
-from kdapp.tools.reproduce import NOT_RUN, RESULTS_DIR, Cells, mean_std, reproduction_teacher
+from kdapp.tools.reproduce import NOT_RUN, RESULTS_DIR, Cells, mean_std, reproduction_teacher, seeds_phrase
 from kdapp.training import train
 
 RECIPE = dict(epochs=4, lr=0.005, batch_size=128, train_fraction=0.25, augment=False)
@@ -75,17 +76,17 @@ def run_techniques(quick=False, seeds=None, data="sample", data_dir="data", cell
     header = (f"# The articles' remaining techniques, side by side\n\n"
               f"Data: **{dataset.describe()}**, {RECIPE['train_fraction']:.0%} of its training digits. Teacher: "
               f"seed_teacher, {teacher_note}. Student: seed_student, {RECIPE['epochs']} epochs, Adam "
-              f"{RECIPE['lr']} cosine, batch 128, no shifts, {len(seeds)} seed{'s' if len(seeds) > 1 else ''} "
-              f"(0–{seeds[-1]}). Test accuracy in %, mean ± std over seeds; each baseline is the same student "
+              f"{RECIPE['lr']} cosine, batch 128, no shifts. "
+              f"Test accuracy in %, {seeds_phrase(len(seeds))}; each baseline is the same student "
               f"from the same initial weights on the labels alone, for the same number of epochs. 'Teacher after' "
               f"is the teacher's (or peer's) accuracy at the end, for the rows where it learns. "
               f"Regenerate with `{command}`.")
     seconds = time.monotonic() - started
-    resumed = f"; {cells.reused} of its cells came from an earlier run" if cells.reused else ""
+    sections = [header, table, verdict(gains)]
     if cells.missing:
-        resumed += f". **{cells.missing} cells are not run yet**: `{command}` trains them"
-    sections = [header, table, verdict(gains),
-                f"*This pass: {seconds / 60:.1f} minutes on this machine{resumed}.*"]
+        sections.append(f"**{cells.missing} cells are not run yet** (marked so above): `{command}` trains them.")
+    print(f"this pass: {seconds / 60:.1f} minutes on this machine; {cells.reused} cells from an earlier run",
+          file=sys.stderr)
     return "\n\n".join(sections) + "\n", {"seconds": seconds, "data": dataset.source, "seeds": len(seeds),
                                            "recipe": RECIPE, "techniques": raw}
 

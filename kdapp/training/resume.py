@@ -15,7 +15,7 @@ import torch
 
 from kdapp import checkpoints
 
-FORMAT = 1  # bump when the contents change: an older point is then refused, not misread
+FORMAT = 2  # 2: extra_models, extra_optimizers (CTKD's T, a learning teacher). Bump when the contents change: an older point is then refused, not misread
 
 
 class ResumeError(RuntimeError):
@@ -62,31 +62,43 @@ def _reason(error):
 
 
 def capture(config, epoch, kd_model, kd_optimizer, base_model, base_optimizer, generators, accuracies,
-            train_seconds):
-    """The state after `epoch` epochs (everything on the CPU, so a point moves between devices)."""
+            train_seconds, extra_models=None, extra_optimizers=None):
+    """The state after `epoch` epochs (everything on the CPU, so a point moves between devices).
+    extra_models / extra_optimizers, by name: what else learns in the run (CTKD's temperature, a
+    teacher that learns beside the student and its optimiser)."""
     cpu = lambda tree: _map(tree, lambda t: t.detach().cpu())
     return {"format": FORMAT, "config": config.to_dict(), "epoch": epoch,
             "kd_model": cpu(kd_model.state_dict()), "kd_optimizer": cpu(_optimizer_state(kd_optimizer)),
             "base_model": cpu(base_model.state_dict()) if base_model is not None else None,
             "base_optimizer": cpu(_optimizer_state(base_optimizer)) if base_model is not None else None,
+            "extra_models": {name: cpu(m.state_dict()) for name, m in (extra_models or {}).items()},
+            "extra_optimizers": {name: cpu(_optimizer_state(o)) for name, o in (extra_optimizers or {}).items()},
             "generators": [g.get_state() for g in generators], "torch_rng": torch.get_rng_state(),
             "accuracies": list(accuracies), "train_seconds": train_seconds}
 
 
-def restore(state, kd_model, kd_optimizer, base_model, base_optimizer, generators):
+def restore(state, kd_model, kd_optimizer, base_model, base_optimizer, generators, extra_models=None,
+            extra_optimizers=None):
     """Put a captured state back into a freshly set-up distill(). Returns (epochs done,
-    (student_acc, baseline_acc), train seconds so far)."""
+    (student_acc, baseline_acc[, teacher_acc]), train seconds so far)."""
     kd_model.load_state_dict(state["kd_model"])
-    kd_optimizer.optimizer.load_state_dict(state["kd_optimizer"]["optimizer"])
-    kd_optimizer.scheduler.load_state_dict(state["kd_optimizer"]["scheduler"])
+    _load_optimizer(kd_optimizer, state["kd_optimizer"])
     if base_model is not None:
         base_model.load_state_dict(state["base_model"])
-        base_optimizer.optimizer.load_state_dict(state["base_optimizer"]["optimizer"])
-        base_optimizer.scheduler.load_state_dict(state["base_optimizer"]["scheduler"])
+        _load_optimizer(base_optimizer, state["base_optimizer"])
+    for name, model in (extra_models or {}).items():
+        model.load_state_dict(state["extra_models"][name])
+    for name, optimizer in (extra_optimizers or {}).items():
+        _load_optimizer(optimizer, state["extra_optimizers"][name])
     for generator, saved in zip(generators, state["generators"]):
         generator.set_state(saved)
     torch.set_rng_state(state["torch_rng"])
     return state["epoch"], tuple(state["accuracies"]), state["train_seconds"]
+
+
+def _load_optimizer(optimizer, saved):
+    optimizer.optimizer.load_state_dict(saved["optimizer"])
+    optimizer.scheduler.load_state_dict(saved["scheduler"])
 
 
 def _optimizer_state(optimizer):

@@ -248,12 +248,22 @@ class _Distillation:
             [self.generator, self.augment_generator]
         return self.kd_model, self.kd_optimizer, self.base_model, self.base_optimizer, generators
 
+    def _extras(self):
+        """What else learns, for a resume point: CTKD's temperature, and a teacher that learns beside
+        the student (mutual learning, joint epochs) with its optimiser."""
+        models, optimizers = {}, {}
+        if self.temperature.learned is not None:
+            models["temperature"] = self.temperature.learned
+        if self.learner.learns(self.epochs - 1):
+            models["teacher"], optimizers["teacher"] = self.learner.teacher, self.learner.optimizer
+        return dict(extra_models=models, extra_optimizers=optimizers)
+
     def start_epoch(self, resume):
         """0, or the epoch after the one a resume point holds (its state restored)."""
         if resume is None or (state := resume.load(self.config)) is None:
             return 0
-        start, (self.student_acc, self.baseline_acc), self.seconds_before = resume_lib.restore(state,
-                                                                                             *self._trainees())
+        start, accuracies, self.seconds_before = resume_lib.restore(state, *self._trainees(), **self._extras())
+        self.student_acc, self.baseline_acc, self.teacher_acc = accuracies
         self.emit(events.resumed(start, start * self.steps_per_epoch))
         return start
 
@@ -307,7 +317,8 @@ class _Distillation:
         self.emit(events.epoch(epoch + 1, self.epochs, self.teacher_acc, self.student_acc, self.baseline_acc))
         if resume is not None:
             resume.save(resume_lib.capture(self.config, epoch + 1, *self._trainees(),
-                                           (self.student_acc, self.baseline_acc), self._seconds()))
+                                           (self.student_acc, self.baseline_acc, self.teacher_acc), self._seconds(),
+                                           **self._extras()))
 
     def _seconds(self):
         return round(self.seconds_before + time.monotonic() - self.started, 2)  # loop and evaluations
@@ -384,15 +395,14 @@ def train_students(config, teachers, dataset, emit=_ignore, should_stop=never, t
                    world=distributed.SINGLE, resume=None):
     """The KD student and its baseline, however the config says they learn: from `teachers`, from
     an earlier generation of the student (born-again), from its own deepest layer, or beside a
-    peer that learns from it in turn (mutual). Born-again runs, and runs whose teacher learns too
-    (mutual, joint epochs), take no resume point (`resume`): the resume point holds the students
-    alone, so they start over."""
-    if targets.teacher_learns(config):
-        resume = None
+    peer that learns from it in turn (mutual). With `resume`, every kind but born-again saves a point
+    after each epoch and carries on from it (a teacher that learns, and CTKD's T, are in the point);
+    born-again runs start over."""
     if config.deep_supervision:
         return distill(config, [], dataset, emit, should_stop, world=world, resume=resume)
     if config.teacher == MUTUAL:
-        return distill(config, [mutual_peer(config, dataset)], dataset, emit, should_stop, world=world)
+        return distill(config, [mutual_peer(config, dataset)], dataset, emit, should_stop, world=world,
+                       resume=resume)
     if config.teacher == SELF:
         return born_again(config, dataset, emit, should_stop, world)
     return distill(config, teachers, dataset, emit, should_stop, teacher_keys=teacher_keys, cache_dir=cache_dir,
