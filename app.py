@@ -447,7 +447,8 @@ def compare(selected, pair):
     return {ui.compare_plot: plots.compare_figure(distill) if distill or not continual
             else continual_ui.compare_figure(continual),
             ui.diff: reports.config_diff(distill or continual),
-            ui.gain_plot: plots.gain_map([] if continual and not distill else lab.gain_group(distill[0] if distill else None)),
+            ui.gain_plot: plots.gain_map([] if continual and not distill
+                                         else lab.gain_group(distill[0] if distill else None)),
             ui.run_link: reports.run_link(records[0]["id"]) if records else ""}
 
 

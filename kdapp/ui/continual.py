@@ -52,6 +52,11 @@ TAB_ID = "continual-tab"  # the page's gr.Tab id: a link or the Runs tab selects
 BOX = '<div class="kd-box" data-strategy="{name}"><div class="kd-label">{title}</div><div class="kd-pred"></div></div>'
 
 
+def short(name):
+    """A strategy's name without its note: "memory bank" for "memory bank (replay + KD)"."""
+    return TITLES.get(name, name).split(" (")[0]
+
+
 def figure(run):
     """One panel per strategy: x = after task i, y = test accuracy on task j (one line each, from
     the task it is learnt in), built from the run's continual_task rows as they arrive."""
@@ -76,11 +81,13 @@ def figure(run):
                                       title=dict(text="after task"))
         layout[f"yaxis{axis}"] = dict(range=[-3, 103], anchor=f"x{axis}", showticklabels=k == 0,
                                       title=dict(text="test accuracy (%)") if k == 0 else None)
-        layout["annotations"].append(dict(text=TITLES.get(name, name), x=sum(domain) / 2, y=1.08, xref="paper",
-                                          yref="paper", showarrow=False, font=dict(size=13)))
-    layout.update(title=dict(text=f"{c['scenario']}-incremental, {len(tasks)} tasks: accuracy on each task "
-                                  "after each task", y=0.98), uirevision=run["id"], height=360,
-                  margin=dict(l=50, r=10, t=70, b=40))
+        # The short name: four panels side by side are ~65 px each on a phone (the table says the bounds).
+        layout["annotations"].append(dict(text=short(name), x=sum(domain) / 2, xanchor="center", y=1.02,
+                                          yanchor="bottom", xref="paper", yref="paper", showarrow=False,
+                                          font=dict(size=12)))
+    layout.update(title=dict(text=f"Accuracy on each task, after each task<br>{c['scenario']}-incremental, "
+                                  f"{len(tasks)} tasks", y=0.97, yanchor="top", font=dict(size=14)),
+                  uirevision=run["id"], height=380, margin=dict(l=50, r=10, t=85, b=40))
     return plots._figure(data, layout)
 
 
@@ -149,7 +156,7 @@ def panel(get_lab):
 
 # ---- the Runs tab's view of continual runs ----
 RUN_COLUMNS = ["id", "state", "scenario", "tasks", "memory", "T", "epochs per task",
-               *(f"{TITLES[s].split(' (')[0]} avg / forgetting" for s in STRATEGIES), "time"]
+               *(f"{short(s)} avg / forgetting" for s in STRATEGIES), "time"]
 
 
 def runs_rows(records):
@@ -177,14 +184,15 @@ def compare_figure(runs):
         names = [s for s in STRATEGIES if s in results]
         label = f"{run['id']} ({run['config']['scenario']}, {run['config']['tasks']} tasks)"
         for key, axis in (("average_acc", ""), ("forgetting", "2")):
-            data.append(dict(type="bar", x=[TITLES[s].split(" (")[0] for s in names],
+            data.append(dict(type="bar", x=[short(s) for s in names],
                              y=[100 * results[s][key] for s in names], name=label, marker=dict(color=color),
                              legendgroup=run["id"], showlegend=not axis, xaxis=f"x{axis}", yaxis=f"y{axis}"))
     return plots._figure(data, dict(
         title=dict(text="Continual runs: average accuracy after the last task · forgetting"), barmode="group",
         height=380, uirevision="compare-continual", legend=dict(orientation="h", y=-0.25),
         xaxis=dict(domain=[0, 0.46]), yaxis=dict(range=[0, 100], title=dict(text="average accuracy (%)")),
-        xaxis2=dict(domain=[0.56, 1]), yaxis2=dict(anchor="x2", range=[0, 100], title=dict(text="forgetting (points)"))))
+        xaxis2=dict(domain=[0.56, 1]),
+        yaxis2=dict(anchor="x2", range=[0, 100], title=dict(text="forgetting (points)"))))
 
 
 def build(get_lab, owner):
@@ -192,12 +200,14 @@ def build(get_lab, owner):
     page's owner-token state (the same one the Distill tab uses)."""
     gr.Markdown(INTRO, elem_id="continual-intro")
     with gr.Row():
-        tasks = gr.Radio([5, 2], value=5, label="Tasks", info="5 of two digits, or 2 of five")
+        tasks = gr.Radio([5, 2], value=5, label="Tasks", info="5 of two digits, or 2 of five",
+                         elem_id="continual-tasks")
         scenario = gr.Radio(["class", "task"], value="class", label="Scenario")
         strategies = gr.CheckboxGroup(list(STRATEGIES), value=list(STRATEGIES), label="Strategies")
     with gr.Row():
         memory = gr.Slider(20, 2000, value=200, step=10, label="Memory bank (digits)")
-        epochs = gr.Slider(1, 10, value=5, step=1, label="Epochs per task", info="5 on the sample, 2 on full MNIST")
+        epochs = gr.Slider(1, 10, value=5, step=1, label="Epochs per task", info="5 on the sample, 2 on full MNIST",
+                           elem_id="continual-epochs")
         temperature = gr.Slider(1, 10, value=2, step=0.5, label="T (LwF and the bank's KD)")
         data = gr.Dropdown(["sample", "mnist"], value="sample", label="Data")
     start_btn = gr.Button("Start continual run", variant="primary", elem_id="continual-start")
@@ -206,6 +216,7 @@ def build(get_lab, owner):
     status = gr.Markdown(summary(None), elem_id="continual-status")
     chart = gr.Plot(figure(None), elem_id="continual-chart", show_label=False)
     picker = gr.Dropdown([], label="Show a continual run", elem_id="continual-runs")
+    gr.Markdown("### Draw a digit: each strategy's model after the last task reads it", elem_id="continual-draw-head")
     panel(get_lab)
     # The run whose models read the drawing ("<id> <state>"): in the page, so continual.js reads it
     # again when the run on show changes or finishes.
