@@ -314,7 +314,7 @@ def on_load(owner, request: gr.Request):
     out = {ui.owner: owner, ui.view: None,
            ui.notice: reports.url_notice(run_id if run_id is not None and linked is None else None, ignored)}
     if lab_continual.is_continual(linked):  # a continual run's link opens the Continual tab on it
-        out.update({ui.continual.shown: linked["id"], ui.tabs: gr.Tabs(selected=ui.continual.tab_id)})
+        out.update({ui.continual_shown: linked["id"], ui.tabs: gr.Tabs(selected=continual_ui.TAB_ID)})
         linked = None
     view = out[ui.view] = linked["id"] if linked else None
     out.update({CONTROLS[name]: value for name, value in settings.items() if name in CONTROLS})
@@ -477,7 +477,7 @@ def tensorboard_download(selected):
 def open_run(selected):
     first = (selected or [None])[0]
     if lab_continual.is_continual(lab.run(first)):
-        return {ui.continual.shown: first, ui.tabs: gr.Tabs(selected=ui.continual.tab_id)}
+        return {ui.continual_shown: first, ui.tabs: gr.Tabs(selected=continual_ui.TAB_ID)}
     return {ui.view: first, ui.tabs: gr.Tabs(selected="distill")}
 
 
@@ -633,7 +633,7 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
             ui.diff = gr.Markdown(elem_id="runs-diff")
             ui.gain_plot = gr.Plot(plots.gain_map([]), elem_id="gain-map", show_label=False)
         with gr.Tab("Continual", id="continual-tab", elem_id="continual-tab"):  # issue 26: kdapp.ui.continual builds it
-            ui.continual = continual_ui.build(lambda: lab, ui.owner)
+            ui.continual_shown = continual_ui.build(lambda: lab, ui.owner).shown  # the run the tab shows
         with gr.Tab("Reproduction"):
             gr.Markdown(reports.reproduction_markdown(reports.RESULTS_MNIST_PATH), elem_id="reproduce-mnist")
             with gr.Accordion("The same tables on the bundled 8,000 / 2,000 sample", open=False):
@@ -688,7 +688,7 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     ui.fixed_gallery.select(show_example("fixed"), ui.fidelity_shown, ui.example_plot, **private)
     ui.broken_gallery.select(show_example("broken"), ui.fidelity_shown, ui.example_plot, **private)
     demo.load(on_load, [ui.owner], [ui.owner, ui.view, ui.notice, ui.models, ui.drawing_models, ui.follow,
-                                    ui.tabs, ui.continual.shown, *CONTROLS.values()], **private)
+                                    ui.tabs, ui.continual_shown, *CONTROLS.values()], **private)
 
     runs_outputs = [ui.runs_df, ui.continual_runs_df, ui.pair, ui.selected]
     for event in (ui.refresh_runs.click, ui.pair.input):
@@ -696,7 +696,7 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     demo.load(runs_table, [ui.pair, ui.selected], runs_outputs, **private)
     ui.selected.change(compare, [ui.selected, ui.pair], [ui.compare_plot, ui.diff, ui.gain_plot, ui.run_link],
                        **private)
-    ui.open_run.click(open_run, ui.selected, [ui.view, ui.tabs, ui.continual.shown], **private)
+    ui.open_run.click(open_run, ui.selected, [ui.view, ui.tabs, ui.continual_shown], **private)
     ui.download.click(downloads, ui.selected, [ui.files, ui.runs_note], **private)
     ui.tensorboard.click(tensorboard_download, ui.selected, [ui.files, ui.runs_note], **private)
     # /predict and /runs stay callable by scripts, but only the read-only tools are the documented API and MCP's.

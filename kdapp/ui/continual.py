@@ -260,4 +260,4 @@ def build(get_lab, owner):
     gr.Timer(1.0).tick(refresh, [shown, owner, last], [status, chart, picker, drawing_run, last],
                        concurrency_limit=None, api_name="continual_refresh", queue=False, **private)
     drawing_run.change(None, drawing_run, None, js="(run) => { window.kdappContinual?.setRun(run); }", **private)
-    return SimpleNamespace(shown=shown, tab_id=TAB_ID)
+    return SimpleNamespace(shown=shown)
