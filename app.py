@@ -17,7 +17,7 @@ from starlette.middleware import Middleware
 
 from kdapp.config import DEFAULTS, NO_PRETRAINED, RANGES
 from kdapp.evaluation.inference import MAX_SIDE, BlankCanvas, CanvasError, unreadable
-from kdapp.lab import facade as lab_lib, lessons as lessons_lib, tensorboard
+from kdapp.lab import continual as lab_continual, facade as lab_lib, lessons as lessons_lib, tensorboard
 from kdapp.lab.jobs import RunsFolderBusy
 from kdapp.losses import FEATURE_LOSSES, LOGIT_LOSSES
 from kdapp.models import cnn_names
@@ -311,9 +311,12 @@ def on_load(owner, request: gr.Request):
     settings, ignored = lab.settings_from_url(params)
     run_id = params.get("run")
     linked = lab.run(run_id) if run_id is not None else None
-    view = linked["id"] if linked else None
-    out = {ui.owner: owner, ui.view: view,
-           ui.notice: reports.url_notice(run_id if run_id is not None and view is None else None, ignored)}
+    out = {ui.owner: owner, ui.view: None,
+           ui.notice: reports.url_notice(run_id if run_id is not None and linked is None else None, ignored)}
+    if lab_continual.is_continual(linked):  # a continual run's link opens the Continual tab on it
+        out.update({ui.continual_shown: linked["id"], ui.tabs: gr.Tabs(selected=continual_ui.TAB_ID)})
+        linked = None
+    view = out[ui.view] = linked["id"] if linked else None
     out.update({CONTROLS[name]: value for name, value in settings.items() if name in CONTROLS})
     if "alpha_end" in settings:  # a linked schedule is switched on, not just its end value
         out[CONTROLS["alpha_schedule"]] = True
@@ -428,15 +431,25 @@ def runs_table(pair, chosen):
     teacher, student = (pair.split(" → ") + [None])[:2] if pair and pair != "all" else (None, None)
     records = lab.runs(teacher, student)
     pairs = ["all"] + sorted({f"{r['config']['teacher']} → {r['config']['student']}" for r in lab.runs()})
-    ids = [r["id"] for r in records]
-    return {ui.runs_df: reports.runs_rows(records), ui.pair: gr.update(choices=pairs),
-            ui.selected: gr.update(choices=ids, value=[i for i in chosen or [] if i in ids])}
+    continual = lab_continual.runs(lab, limit=200)
+    ids = [r["id"] for r in records] + [r["id"] for r in continual]
+    choices = [r["id"] for r in records] + [(f"{r['id']} (continual)", r["id"]) for r in continual]
+    return {ui.runs_df: reports.runs_rows(records), ui.continual_runs_df: continual_ui.runs_rows(continual),
+            ui.pair: gr.update(choices=pairs), ui.selected: gr.update(choices=choices,
+                                                                      value=[i for i in chosen or [] if i in ids])}
 
 
 def compare(selected, pair):
     records = [r for r in (lab.run(i) for i in (selected or [])[:4]) if r]
-    return {ui.compare_plot: plots.compare_figure(records), ui.diff: reports.config_diff(records),
-            ui.gain_plot: plots.gain_map(lab.gain_group(records[0] if records else None)), ui.run_link: reports.run_link(records[0]["id"]) if records else ""}
+    # Distillation and continual runs are compared each with their own kind; distillation runs first.
+    distill = [r for r in records if not lab_continual.is_continual(r)]
+    continual = [r for r in records if lab_continual.is_continual(r)]
+    return {ui.compare_plot: plots.compare_figure(distill) if distill or not continual
+            else continual_ui.compare_figure(continual),
+            ui.diff: reports.config_diff(distill or continual),
+            ui.gain_plot: plots.gain_map([] if continual and not distill
+                                         else lab.gain_group(distill[0] if distill else None)),
+            ui.run_link: reports.run_link(records[0]["id"]) if records else ""}
 
 
 def downloads(selected):
@@ -462,7 +475,10 @@ def tensorboard_download(selected):
 
 
 def open_run(selected):
-    return {ui.view: (selected or [None])[0], ui.tabs: gr.Tabs(selected="distill")}
+    first = (selected or [None])[0]
+    if lab_continual.is_continual(lab.run(first)):
+        return {ui.continual_shown: first, ui.tabs: gr.Tabs(selected=continual_ui.TAB_ID)}
+    return {ui.view: first, ui.tabs: gr.Tabs(selected="distill")}
 
 
 def api_runs() -> list[dict]:
@@ -600,10 +616,14 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
                 ui.pair = gr.Dropdown(["all"], value="all", label="Teacher → student", elem_id="runs-filter")
                 ui.refresh_runs = gr.Button("Refresh", size="sm")
             ui.runs_df = gr.Dataframe(reports.runs_rows([]), elem_id="runs", interactive=False, wrap=False)
+            gr.Markdown("**Continual runs** (split MNIST, task after task; shown in the Continual tab): "
+                        "average accuracy after the last task / forgetting, per strategy")
+            ui.continual_runs_df = gr.Dataframe(continual_ui.runs_rows([]), elem_id="continual-runs-table",
+                                                interactive=False, wrap=False)
             ui.selected = gr.Dropdown([], multiselect=True, max_choices=4, label="Select up to 4 runs to compare",
                                       elem_id="runs-select")
             with gr.Row():
-                ui.open_run = gr.Button("Show the first in the Distill tab", size="sm")
+                ui.open_run = gr.Button("Show the first in its tab (Distill or Continual)", size="sm")
                 ui.download = gr.Button("Download the first run's student (.pt and .onnx)", size="sm")
                 ui.tensorboard = gr.Button("Download for TensorBoard (.zip)", size="sm", elem_id="tensorboard-zip")
             ui.run_link = gr.Markdown(elem_id="run-link")
@@ -613,7 +633,7 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
             ui.diff = gr.Markdown(elem_id="runs-diff")
             ui.gain_plot = gr.Plot(plots.gain_map([]), elem_id="gain-map", show_label=False)
         with gr.Tab("Continual", id="continual-tab", elem_id="continual-tab"):  # issue 26: kdapp.ui.continual builds it
-            continual_ui.build(lambda: lab, ui.owner)
+            ui.continual_shown = continual_ui.build(lambda: lab, ui.owner).shown  # the run the tab shows
         with gr.Tab("Reproduction"):
             gr.Markdown(reports.reproduction_markdown(reports.RESULTS_MNIST_PATH), elem_id="reproduce-mnist")
             with gr.Accordion("The same tables on the bundled 8,000 / 2,000 sample", open=False):
@@ -668,15 +688,15 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     ui.fixed_gallery.select(show_example("fixed"), ui.fidelity_shown, ui.example_plot, **private)
     ui.broken_gallery.select(show_example("broken"), ui.fidelity_shown, ui.example_plot, **private)
     demo.load(on_load, [ui.owner], [ui.owner, ui.view, ui.notice, ui.models, ui.drawing_models, ui.follow,
-                                    *CONTROLS.values()], **private)
+                                    ui.tabs, ui.continual_shown, *CONTROLS.values()], **private)
 
-    runs_outputs = [ui.runs_df, ui.pair, ui.selected]
+    runs_outputs = [ui.runs_df, ui.continual_runs_df, ui.pair, ui.selected]
     for event in (ui.refresh_runs.click, ui.pair.input):
         event(runs_table, [ui.pair, ui.selected], runs_outputs, **private)
     demo.load(runs_table, [ui.pair, ui.selected], runs_outputs, **private)
     ui.selected.change(compare, [ui.selected, ui.pair], [ui.compare_plot, ui.diff, ui.gain_plot, ui.run_link],
                        **private)
-    ui.open_run.click(open_run, ui.selected, [ui.view, ui.tabs], **private)
+    ui.open_run.click(open_run, ui.selected, [ui.view, ui.tabs, ui.continual_shown], **private)
     ui.download.click(downloads, ui.selected, [ui.files, ui.runs_note], **private)
     ui.tensorboard.click(tensorboard_download, ui.selected, [ui.files, ui.runs_note], **private)
     # /predict and /runs stay callable by scripts, but only the read-only tools are the documented API and MCP's.

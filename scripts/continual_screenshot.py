@@ -15,23 +15,15 @@ sys.path.insert(0, str(ROOT))
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
+from kdapp.tools.bench_drawing import draw  # noqa: E402
 from kdapp.tools.serving import start_app, wait_for_http  # noqa: E402
 
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
          "--disable-sync", "--no-first-run", "--disable-quic"]
 
 
-def draw_zero(page):
-    canvas = page.locator("#continual-sketch canvas").first
-    canvas.scroll_into_view_if_needed()
-    box = canvas.bounding_box()
-    points = [(0.5 + 0.22 * math.sin(a / 24 * 2 * math.pi), 0.5 - 0.33 * math.cos(a / 24 * 2 * math.pi))
-              for a in range(26)]
-    page.mouse.move(box["x"] + points[0][0] * box["width"], box["y"] + points[0][1] * box["height"])
-    page.mouse.down()
-    for x, y in points[1:]:
-        page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=4)
-    page.mouse.up()
+ZERO = [[(0.5 + 0.22 * math.sin(a / 24 * 2 * math.pi), 0.5 - 0.33 * math.cos(a / 24 * 2 * math.pi))
+         for a in range(26)]]
 
 
 def main():
@@ -70,23 +62,17 @@ def main():
                     raise SystemExit(page.inner_text("#continual-status"))
                 time.sleep(5)
             print(f"finished in {time.monotonic() - started:.0f} s", file=sys.stderr)
-            # Gradio 6's Sketchpad starts with no tool selected: pick the brush, as a visitor would.
-            page.evaluate("""() => { const b = document.querySelector('#continual-sketch button[aria-label="Brush"]');
-                                     if (b && !b.classList.contains('highlight')) b.click(); }""")
-            time.sleep(2)
-            draw_zero(page)
-            time.sleep(2)
-            page.locator("#continual-sketch").screenshot(path=str(ROOT / "artifacts" / "continual-drawn.png"))
+            page.wait_for_function("() => window.kdappContinual && window.kdappContinual.panel", timeout=60_000)
+            draw(page, ZERO, "#continual-sketch canvas")  # the tab's own canvas (drawing.js's pen)
             try:
-                page.wait_for_function("document.querySelector('#continual-draw-note').innerText.includes('models')",
-                                       timeout=90_000)
+                page.wait_for_function("() => (window.kdappContinual.panel.result() || {}).probs", timeout=90_000)
             except Exception:
                 print("the drawing was not read in time", file=sys.stderr)
             time.sleep(2)
             print(page.inner_text("#continual-status"))
             print(page.inner_text("#continual-draw-note"))
             for name in ("finetune", "lwf", "replay", "joint"):
-                print(name, page.inner_text(f"#continual-{name}").replace("\n", " ")[:80])
+                print(name, page.inner_text(f"[data-strategy={name}]").replace("\n", " ")[:80])
             page.locator("#continual-tab").screenshot(path=args.out)
             print(f"saved {args.out}", file=sys.stderr)
             browser.close()

@@ -238,7 +238,7 @@ def test_the_chart_has_one_panel_per_strategy_and_one_line_per_task():
     # Each task's line starts when it is learnt: task 1 falls from 99 to 5 under fine-tuning.
     assert list(traces[0]["y"]) == pytest.approx([99.0, 5.0]) and list(traces[1]["x"]) == [2]
     assert list(traces[2]["y"]) == pytest.approx([99.0]) and list(traces[3]["y"]) == []
-    assert [a["text"] for a in fig["layout"]["annotations"]] == [ui.TITLES["finetune"], ui.TITLES["replay"]]
+    assert [a["text"] for a in fig["layout"]["annotations"]] == ["fine-tuning", "memory bank"]
     run.update(state="finished", metrics={"strategies": {"finetune": {
         "acc_matrix": [[0.99, 0.0], [0.05, 0.98]], "average_acc": 0.515, "forgetting": 0.94}}})
     assert "| fine-tuning (lower bound) | 51.5% | 94.0% | 5.0% |" in ui.summary(run)

@@ -136,10 +136,27 @@ def preprocess(image):
     canvas = np.zeros((SIZE, SIZE), dtype=np.float32)
     canvas[y0:y0 + new_h, x0:x0 + new_w] = digit
     image28 = np.clip(np.round(canvas), 0, 255).astype(np.uint8)
+    return Prepared(normalise(image28), image28, notes)
 
+
+def normalise(image28):
+    """A 28x28 uint8 digit (white ink on black, as preprocess makes it) -> the (1,1,28,28)
+    tensor the models read, normalised like the training data."""
     x = torch.from_numpy(image28.astype(np.float32) / 255.0)
-    x = ((x - MNIST_MEAN) / MNIST_STD).view(1, 1, SIZE, SIZE)
-    return Prepared(x, image28, notes)
+    return ((x - MNIST_MEAN) / MNIST_STD).view(1, 1, SIZE, SIZE)
+
+
+def prepared_digit(pixels):
+    """A digit a browser already prepared (drawing.js's port of `preprocess`): SIZE*SIZE
+    integers 0..255, row by row -> Prepared. Raises CanvasError for anything else, BlankCanvas
+    for no ink."""
+    if not isinstance(pixels, (list, tuple)) or len(pixels) != SIZE * SIZE \
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in pixels):
+        raise CanvasError(f"send the prepared digit as {SIZE * SIZE} integers from 0 to 255")
+    image28 = np.asarray(pixels, dtype=np.uint8).reshape(SIZE, SIZE)
+    if not (image28 > INK_THRESHOLD * 255).any():
+        raise BlankCanvas("the canvas is blank: draw a digit")
+    return Prepared(normalise(image28), image28, [])
 
 
 @torch.inference_mode()

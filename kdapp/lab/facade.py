@@ -420,6 +420,9 @@ class Lab:
         """Path of the run's distilled student as `.pt`, `.onnx` or (`int8`) its int8 ONNX, written once
         into its folder."""
         record = self.run(run_id)
+        if record is not None and record["config"].get("kind") is not None:  # a continual run: one model a strategy
+            raise LookupError(f"run {run_id} is a {record['config']['kind']} run: it has no distilled student to "
+                              "download; its models read drawings in the Continual tab")
         if record is None or record["state"] != FINISHED or not record["has_checkpoints"]:
             raise LookupError(f"run {run_id} has no student to download")
         paths = record["extra"]["paths"]

@@ -65,10 +65,11 @@ class RequestLog:
             self.others += 1                                             # the tick's images are not
 
 
-def draw(page, strokes):
-    """strokes: lists of (x, y) in 0..1 canvas coordinates, drawn on #sketch's canvas with the mouse
-    (the bench and the browser tests draw the same way)."""
-    canvas = page.locator("#sketch canvas").first
+def draw(page, strokes, canvas="#sketch canvas"):
+    """strokes: lists of (x, y) in 0..1 canvas coordinates, drawn with the mouse on the canvas
+    `canvas` selects (the Distill tab's; the Continual tab's is "#continual-sketch canvas"): the
+    bench and the browser tests draw the same way."""
+    canvas = page.locator(canvas).first
     canvas.scroll_into_view_if_needed()
     box = canvas.bounding_box()
     for stroke in strokes:

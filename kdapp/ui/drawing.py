@@ -58,11 +58,16 @@ TEMPLATE = """
 """
 
 
+def constants():
+    """The preprocessing's constants for drawing.js, from the one home of each."""
+    return {"MNIST_MEAN": MNIST_MEAN, "MNIST_STD": MNIST_STD, "INK_THRESHOLD": inference.INK_THRESHOLD,
+            "BOX": inference.BOX, "SIZE": inference.SIZE, "MNIST_COM": inference.MNIST_COM}
+
+
 def config(temperature, models, force_server=False):
     """What drawing.js needs, from the one home of each constant."""
     return {
-        "constants": {"MNIST_MEAN": MNIST_MEAN, "MNIST_STD": MNIST_STD, "INK_THRESHOLD": inference.INK_THRESHOLD,
-                      "BOX": inference.BOX, "SIZE": inference.SIZE, "MNIST_COM": inference.MNIST_COM},
+        "constants": constants(),
         "brush_radius": BRUSH_RADIUS, "temperature": temperature, "models": models, "force_server": force_server,
         "temperature_selector": "#control-temperature",
         "runtime_url": f"{PREFIX}/static/{RUNTIME}", "wasm_url": f"{PREFIX}/static/{WASM}",

@@ -52,8 +52,9 @@ def settings_line(config):
     """A run's settings in one line, extras included only when they are on."""
     c = config
     if c.get("kind") == "continual":  # a continual run shares the queue with distillation runs
+        epochs = f"{c['epochs']} epoch{'s' * (c['epochs'] != 1)} per task"
         return html.escape(f"continual learning: {c['tasks']} tasks, {c['scenario']}-incremental, "
-                           f"{', '.join(c['strategies'])}, memory {c['memory']}, {c['epochs']} epochs per task")
+                           f"{', '.join(c['strategies'])}, memory {c['memory']}, {epochs}")
     parts = [f"{c['teacher']}{''.join(' + ' + t for t in c.get('extra_teachers', []))} → {c['student']}",
              f"T={c['temperature']:g}", f"α={c['alpha']:g}" + (f"→{c['alpha_end']:g}" if c.get("alpha_end") is not None
                                                             else ""),

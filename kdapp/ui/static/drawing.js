@@ -236,6 +236,46 @@
     return Object.assign(result, { image: prepared.image28, notes: prepared.notes, models: models.description });
   }
 
+  // ---- the pen: strokes on a canvas with pointer events ----
+  // Ink is the Sketchpad's black brush, radius `radius`, round ends, on a transparent canvas.
+  // onInk() after each change of ink, onPenUp(timeStamp) when the pen lifts. The Distill tab's
+  // panel and the Continual tab's (continual.js) draw with it.
+  function pen(canvas, radius, onInk, onPenUp) {
+    const ctx = canvas.getContext("2d", { willReadFrequently: true });
+    ctx.lineCap = "round"; ctx.lineJoin = "round"; ctx.strokeStyle = "#000"; ctx.fillStyle = "#000";
+    ctx.lineWidth = 2 * radius;
+    let down = false, last = null;
+    const point = (e) => {
+      const box = canvas.getBoundingClientRect();
+      return [(e.clientX - box.left) * canvas.width / box.width, (e.clientY - box.top) * canvas.height / box.height];
+    };
+    canvas.addEventListener("pointerdown", (e) => {
+      e.preventDefault();
+      canvas.setPointerCapture(e.pointerId);
+      down = true; last = point(e);
+      ctx.beginPath(); ctx.arc(last[0], last[1], radius, 0, 2 * Math.PI); ctx.fill();
+      onInk();
+    });
+    canvas.addEventListener("pointermove", (e) => {
+      if (!down) return;
+      const events = e.getCoalescedEvents ? e.getCoalescedEvents() : [e];
+      for (const ev of events.length ? events : [e]) {
+        const p = point(ev);
+        ctx.beginPath(); ctx.moveTo(...last); ctx.lineTo(...p); ctx.stroke();
+        last = p;
+      }
+      onInk();
+    });
+    const up = (e) => {
+      if (!down) return;
+      down = false;
+      onPenUp(e.timeStamp || performance.now());
+    };
+    canvas.addEventListener("pointerup", up);
+    canvas.addEventListener("pointercancel", up);
+    return { ctx, drawing: () => down };
+  }
+
   // ---- the panel ----
   // The models can be picked (the page's dropdown) before the panel has mounted: kept until then.
   const pending = { models: null, temperature: null };
@@ -255,12 +295,12 @@
     const C = cfg.constants;
     const pct = (p) => (p >= 0.001 ? (100 * p).toFixed(1) + "%" : (100 * p).toExponential(0) + "%");
     const $ = (sel) => element.querySelector(sel);
-    const canvas = $("#sketch canvas"), ctx = canvas.getContext("2d", { willReadFrequently: true });
+    const canvas = $("#sketch canvas");
     const view28 = $("#digit-28 canvas"), note = $("#draw-note"), chart = $("#dist-plot");
     const hasWasm = typeof WebAssembly === "object" && !cfg.force_server;
     const state = {
       temperature: pending.temperature ?? readTemperature() ?? cfg.temperature,
-      choice: pending.models ?? cfg.models, drawing: false, last: null,
+      choice: pending.models ?? cfg.models,
       generation: 0, busy: false, again: false, frame: 0, penUpAt: null, result: null,
     };
     const api = {
@@ -274,39 +314,13 @@
     window.kdappDrawing.panel = api;
     element.dataset.mode = api.mode;
 
-    // Ink: the Sketchpad's black brush, radius BRUSH_RADIUS, round ends, on a transparent canvas.
-    ctx.lineCap = "round"; ctx.lineJoin = "round"; ctx.strokeStyle = "#000"; ctx.fillStyle = "#000";
-    ctx.lineWidth = 2 * cfg.brush_radius;
-    const point = (e) => {
-      const box = canvas.getBoundingClientRect();
-      return [(e.clientX - box.left) * canvas.width / box.width, (e.clientY - box.top) * canvas.height / box.height];
-    };
-    canvas.addEventListener("pointerdown", (e) => {
-      e.preventDefault();
-      canvas.setPointerCapture(e.pointerId);
-      state.drawing = true; state.last = point(e);
-      ctx.beginPath(); ctx.arc(state.last[0], state.last[1], cfg.brush_radius, 0, 2 * Math.PI); ctx.fill();
-      schedule();
-    });
-    canvas.addEventListener("pointermove", (e) => {
-      if (!state.drawing) return;
-      const events = e.getCoalescedEvents ? e.getCoalescedEvents() : [e];
-      for (const ev of events.length ? events : [e]) {
-        const p = point(ev);
-        ctx.beginPath(); ctx.moveTo(...state.last); ctx.lineTo(...p); ctx.stroke();
-        state.last = p;
-      }
-      schedule();
-    });
     // Pen-up is read at once, not at the next frame: it is the answer the visitor waits for.
-    const penUp = (e) => {
-      if (!state.drawing) return;
-      state.drawing = false; state.penUpAt = e.timeStamp || performance.now();
+    const stroke = pen(canvas, cfg.brush_radius, schedule, (timeStamp) => {
+      state.penUpAt = timeStamp;
       if (state.frame) { cancelAnimationFrame(state.frame); state.frame = 0; }
       readNow();
-    };
-    canvas.addEventListener("pointerup", penUp);
-    canvas.addEventListener("pointercancel", penUp);
+    });
+    const ctx = stroke.ctx;
     $("#clear").addEventListener("click", clear);
 
     // The temperature control lives outside the panel: follow every move, not only the release.
@@ -337,9 +351,9 @@
 
     async function readNow() {
       if (state.busy) { state.again = true; return; }
-      if (!hasWasm && state.drawing) return;  // the server is asked once per stroke, at pen-up
+      if (!hasWasm && stroke.drawing()) return;  // the server is asked once per stroke, at pen-up
       state.busy = true;
-      const generation = state.generation, penUpAt = state.drawing ? null : state.penUpAt;
+      const generation = state.generation, penUpAt = stroke.drawing() ? null : state.penUpAt;
       state.penUpAt = null;
       try {
         const t0 = performance.now();
@@ -364,7 +378,7 @@
         state.busy = false;
         if (state.again) {  // asked for while this one ran: now, or at the next frame while the pen moves
           state.again = false;
-          if (state.drawing) schedule(); else readNow();
+          if (stroke.drawing()) schedule(); else readNow();
         }
       }
     }
@@ -536,5 +550,6 @@
     return api;
   }
 
-  window.kdappDrawing = { mount, setModels, setTemperature, preprocess, compare, roundHalfEven, scriptUrl: SCRIPT_URL };
+  window.kdappDrawing = { mount, pen, setModels, setTemperature, preprocess, compare, roundHalfEven,
+                          scriptUrl: SCRIPT_URL };
 })();
