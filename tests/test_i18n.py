@@ -178,4 +178,25 @@ def test_figures_have_their_titles_and_axes_in_the_language():
 def test_lessons_speak_the_language():
     runs = [{"state": s} for s in ("finished", "running")]
     text = both(lambda: told.progress("alpha", runs))
-    assert text["zh"].startswith("**该多信任教师模型（α）：**") and numbers(text["en"]) == numbers(text["zh"])
+    assert text["zh"].startswith("**该多信任教师模型（α）**：") and numbers(text["en"]) == numbers(text["zh"])
+
+
+def test_bold_in_the_catalogs_renders_in_markdown():
+    """CommonMark closes ** only when it is right-flanking: "**状态：**空闲" stays literal, because the
+    closing ** follows punctuation and precedes a letter. Keep CJK punctuation outside the bold."""
+    import unicodedata
+
+    def kind(ch):
+        if ch is None or ch.isspace():
+            return "space"
+        return "punct" if unicodedata.category(ch)[0] in "PS" and ch not in "{}" else "letter"
+
+    for lang, catalog in CATALOGS.items():
+        for key, text in catalog.items():
+            runs = [m.start() for m in re.finditer(r"\*\*", text)]
+            for i, at in enumerate(runs):
+                before = kind(text[at - 1] if at else None)
+                after = kind(text[at + 2] if at + 2 < len(text) else None)
+                left = after != "space" and (after != "punct" or before != "letter")
+                right = before != "space" and (before != "punct" or after != "letter")
+                assert (left if i % 2 == 0 else right), (lang, key, text[max(0, at - 8):at + 10])
