@@ -438,7 +438,9 @@ def lesson_tick(lesson, last, lang=None):
     chosen = lessons_lib.LESSONS[lesson["key"]]
     ended = all(r["state"] not in ("queued", "running") for r in runs)
     with i18n.speaking(lang):
-        text = lesson_text.summary(lesson["key"], chosen, runs) if ended else lesson_text.progress(lesson["key"], runs)
+        text = lesson_text.summary(lesson["key"], chosen, lessons_lib.cells(chosen, runs),
+                                   lessons_lib.measured_metrics(chosen, runs)) if ended \
+            else lesson_text.progress(lesson["key"], runs)
     return {ui.lesson_md: text, ui.lesson_last: key}
 
 

@@ -8,7 +8,8 @@ from kdapp.ui import lessons as told
 
 
 def summary(key, runs):
-    return told.summary(key, lessons.LESSONS[key], runs)
+    lesson = lessons.LESSONS[key]
+    return told.summary(key, lesson, lessons.cells(lesson, runs), lessons.measured_metrics(lesson, runs))
 
 
 def finished(config, **metrics):

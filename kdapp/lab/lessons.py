@@ -7,7 +7,6 @@ settings into the runs to queue (every value on every seed); `cells` turns the f
 the numbers the Lessons tab tells (kdapp.ui.lessons, in the visitor's language). The texts here are
 the English source of the catalogs' lesson entries (a test holds them equal).
 """
-import math
 from dataclasses import dataclass, field
 
 from kdapp import stats
@@ -94,9 +93,7 @@ def cells(lesson, runs):
     return {value: (*stats.mean_interval(by_seed.values()), len(by_seed)) for value, by_seed in groups.items()}
 
 
-def apart(a, b):
-    """Whether two (mean, half) differ beyond the noise: the difference's interval, taken as
-    sqrt(h1² + h2²) for independent means, excludes 0."""
-    if a[1] is None or b[1] is None:
-        return False
-    return abs(a[0] - b[0]) > math.hypot(a[1], b[1])
+def measured_metrics(lesson, runs):
+    """The metrics of the distinct finished runs the lesson can measure (the held-out class's rows)."""
+    return [r["metrics"] for r in distinct([r for r in runs if r.get("state") == "finished"])
+            if measured(lesson, r) is not None]

@@ -1,12 +1,11 @@
 """The Lessons tab's words: a lesson's progress, and its answer from the visitor's own runs
-beside what the literature reports (kdapp.lab.lessons holds the lessons and their numbers).
+beside what the literature reports (kdapp.lab.lessons holds the lessons and computes their
+numbers: `cells`, `measured_metrics`; the app hands them here).
 
 Says plainly when an effect is inside the noise (kdapp.stats). Words come from the catalog of the
 language spoken now (kdapp.ui.i18n); numbers are formatted here.
 """
 from kdapp import stats
-from kdapp.aggregate import distinct
-from kdapp.lab.lessons import apart, cells, measured
 from kdapp.ui.i18n import _, ngettext
 
 
@@ -28,14 +27,15 @@ def _label(lesson, value):
     return _("lessons.your_runs_plain")
 
 
-def summary(key, lesson, runs):
-    """Markdown: the lesson's answer from the visitor's own finished runs, then the literature."""
-    found = cells(lesson, runs)
+def summary(key, lesson, found, rows=()):
+    """Markdown: the lesson's answer from the visitor's own finished runs, then the literature.
+    `found` is kdapp.lab.lessons.cells of the runs; `rows`, their measured_metrics (for a lesson
+    that measures the held-out class)."""
     head = f"### {title(key)}\n"
     if not found:
         return head + _("lessons.none_finished")
     if lesson.measure == "omitted":
-        return head + _omitted_summary(key, lesson, runs, found)
+        return head + _omitted_summary(key, found, rows)
     shown = [(v, found[v]) for v in lesson.values if v in found]
     n = min(c[2] for _v, c in shown)
     seeds = ngettext("lessons.seed_each", "lessons.seeds_each", n).format(n=n)
@@ -49,7 +49,7 @@ def summary(key, lesson, runs):
         clear = [v for v, c in shown if stats.clears(c[0], c[1])]
         verdict = (_("lessons.beyond_at").format(labels=_("list.sep").join(_label(lesson, v) for v in clear)) if clear
                    else _("lessons.none_beyond"))
-        if others and all(apart(best, c) for c in others):
+        if others and all(stats.apart(best, c) for c in others):
             lines.append(_("lessons.largest").format(verdict=verdict, label=_label(lesson, best_value)))
         elif others:
             lines.append(_("lessons.overlap").format(verdict=verdict))
@@ -59,10 +59,8 @@ def summary(key, lesson, runs):
     return head + "\n\n".join(lines)
 
 
-def _omitted_summary(key, lesson, runs, found):
+def _omitted_summary(key, found, rows):
     mean, half, n = found[None]
-    rows = [r["metrics"] for r in distinct([r for r in runs if r.get("state") == "finished"])
-            if measured(lesson, r) is not None]
     avg = lambda k: f"{100 * sum(m[k] for m in rows) / len(rows):.1f}%"
     c = rows[0]["omitted_class"]
     lines = [_("lessons.omitted").format(
