@@ -483,7 +483,8 @@
       for (const n of result.notes) note.append(line(t("note.note", { note: n })));
     }
     // The lab describes the models in English; the shipped ones are named in the page's language.
-    const models = (text) => text.replace(/^shipped checkpoints/, t("choice.models.shipped"));
+    const models = (text) => text.replace(/^shipped checkpoints/, t("choice.models.shipped"))
+      .replace(/trained on (.+)$/, (m, data) => t("draw.trained_on", { data }));
     const fmt = (T) => String(Math.round(T * 1000) / 1000);  // Python's :g for the slider's values
 
     // Two panels of grouped bars: T = 1 (linear) and T (log scale, so the small probabilities
