@@ -44,3 +44,11 @@ def mean_interval(values):
 def clears(mean, half_width):
     """True when the interval mean ± half_width excludes 0: the effect is beyond the noise."""
     return half_width is not None and abs(mean) > half_width
+
+
+def apart(a, b):
+    """Whether two (mean, half) differ beyond the noise: the difference's interval, taken as
+    sqrt(h1² + h2²) for independent means, excludes 0."""
+    if a[1] is None or b[1] is None:
+        return False
+    return abs(a[0] - b[0]) > math.hypot(a[1], b[1])

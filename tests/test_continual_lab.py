@@ -175,10 +175,10 @@ def test_the_runs_tab_lists_and_compares_continual_runs(app_lab):
 
 def test_a_link_or_the_runs_tab_opens_a_continual_run_in_its_tab(app_lab):
     app, ui = app_lab.app, app_lab.app.ui
-    out = app.on_load("alice-token", SimpleNamespace(query_params={"run": app_lab.continual}))
+    out = app.on_load("alice-token", SimpleNamespace(query_params={"run": app_lab.continual}, headers={}))
     assert out[ui.continual_shown] == app_lab.continual and out[ui.view] is None
     assert out[ui.tabs].selected == "continual-tab" and out[ui.notice] == ""
-    out = app.on_load("alice-token", SimpleNamespace(query_params={"run": app_lab.distill}))
+    out = app.on_load("alice-token", SimpleNamespace(query_params={"run": app_lab.distill}, headers={}))
     assert out[ui.view] == app_lab.distill and ui.continual_shown not in out and ui.tabs not in out
     opened = app.open_run([app_lab.continual, app_lab.distill])
     assert opened[ui.continual_shown] == app_lab.continual and opened[ui.tabs].selected == "continual-tab"

@@ -1,8 +1,15 @@
-"""Guided lessons: which runs each queues, and how their results are told (kdapp.lab.lessons)."""
+"""Guided lessons: which runs each queues (kdapp.lab.lessons), and how their results are told
+(kdapp.ui.lessons, in English here)."""
 import pytest
 
 from kdapp.config import DEFAULTS, RunConfig
 from kdapp.lab import lessons
+from kdapp.ui import lessons as told
+
+
+def summary(key, runs):
+    lesson = lessons.LESSONS[key]
+    return told.summary(key, lesson, lessons.cells(lesson, runs), lessons.measured_metrics(lesson, runs))
 
 
 def finished(config, **metrics):
@@ -41,7 +48,7 @@ def test_each_lesson_changes_only_what_it_studies():
 
 def test_a_clear_best_temperature_is_named_with_the_numbers():
     lesson = lessons.LESSONS["temperature"]
-    text = lessons.summary(lesson, gain_runs(lesson, {1.0: [0.1, 0.2, 0.0], 4.0: [3.5, 4.0, 3.6],
+    text = summary("temperature", gain_runs(lesson, {1.0: [0.1, 0.2, 0.0], 4.0: [3.5, 4.0, 3.6],
                                                        16.0: [1.0, 1.2, 0.9]}))
     assert "3 seeds each" in text and "+3.70 ± 0.66 at T = 4" in text
     assert "the gain is largest at T = 4, beyond the noise" in text and "Hinton" in text and "146 test errors" in text
@@ -49,7 +56,7 @@ def test_a_clear_best_temperature_is_named_with_the_numbers():
 
 def test_an_effect_inside_the_noise_is_called_so():
     lesson = lessons.LESSONS["alpha"]
-    text = lessons.summary(lesson, gain_runs(lesson, {0.1: [0.5, -0.4, 0.2], 0.5: [0.3, 0.9, -0.5],
+    text = summary("alpha", gain_runs(lesson, {0.1: [0.5, -0.4, 0.2], 0.5: [0.3, 0.9, -0.5],
                                                        0.9: [1.0, -0.2, 0.4]}))
     assert "No setting's gain is beyond the noise" in text and "inside the noise" in text
 
@@ -57,7 +64,7 @@ def test_an_effect_inside_the_noise_is_called_so():
 def test_identical_runs_count_once_in_a_lesson():
     lesson = lessons.LESSONS["alpha"]
     run = gain_runs(lesson, {a: [1.0, 1.0, 1.0] for a in lesson.values})[0]
-    text = lessons.summary(lesson, [run, dict(run)])
+    text = summary("alpha", [run, dict(run)])
     assert "1 seed each" in text and "no interval over seeds" in text
 
 
@@ -66,12 +73,11 @@ def test_the_missing_three_lesson_reports_the_held_out_digits():
     runs = [finished(c, student_acc=0.95, baseline_acc=0.88, omitted_class=3, student_omitted_acc=s,
                      baseline_omitted_acc=0.0, student_omitted_acc_adjusted=0.96, baseline_omitted_acc_adjusted=0.36)
             for c, s in zip(lessons.configs(lesson, DEFAULTS), (0.83, 0.80, 0.86))]
-    text = lessons.summary(lesson, runs)
+    text = summary("missing-3", runs)
     assert "83.0% of the test 3s and the baselines 0.0%" in text and "beyond the noise" in text
     assert "996 (98.6%)" in text
 
 
 def test_progress_counts_the_runs():
-    lesson = lessons.LESSONS["alpha"]
     runs = [{"state": s} for s in ("finished", "running", "queued", "failed")]
-    assert "1 of 4 runs finished, 1 ended without a result" in lessons.progress(lesson, runs)
+    assert "1 of 4 runs finished, 1 ended without a result" in told.progress("alpha", runs)

@@ -172,7 +172,7 @@ def test_report_says_plainly_where_int8_pays():
     assert "at batch 1 it is 2.00× slower, at batch 256 2.00× slower" in slower
     faster = reports.quantize_report({"method": "qat", "rows": [row("fp32", 1000, 0.02, 6.0), row("int8", 260, 0.02, 2.0)]})
     assert "at batch 1 it is no faster, at batch 256 3.00× as fast" in faster
-    assert "| student | int8 | 0.3 kB (26%) |" in faster  # 260 bytes; the fraction of the fp32 file beside it
+    assert "| KD student | int8 | 0.3 kB (26%) |" in faster  # 260 bytes; the fraction of the fp32 file beside it
 
 
 @pytest.mark.slow

@@ -123,10 +123,11 @@ class Lab:
 
     def settings_from_url(self, params):
         """URL query parameters -> (settings that are valid, names of those ignored). Each value
-        is checked alone against the config's ranges and choices; `run` is handled by the caller."""
+        is checked alone against the config's ranges and choices; `run` and `lang` (the page's
+        language) are handled by the caller."""
         settings, ignored = {}, []
         for key, raw in params.items():
-            if key == "run":
+            if key in ("run", "lang"):
                 continue
             name = URL_ALIASES.get(key, key)
             try:

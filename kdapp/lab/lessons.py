@@ -3,10 +3,10 @@ and answer it in a few sentences with the visitor's own numbers beside what the 
 
 A lesson is plain data: the setting it varies and its values, the settings it fixes, and what it
 measures (the KD gain, or the held-out class read right). `configs` turns a lesson and the form's
-settings into the runs to queue (every value on every seed); `summary` turns the finished runs into
-Markdown, and says plainly when an effect is inside the noise (kdapp.stats).
+settings into the runs to queue (every value on every seed); `cells` turns the finished runs into
+the numbers the Lessons tab tells (kdapp.ui.lessons, in the visitor's language). The texts here are
+the English source of the catalogs' lesson entries (a test holds them equal).
 """
-import math
 from dataclasses import dataclass, field
 
 from kdapp import stats
@@ -71,10 +71,6 @@ def configs(lesson, base, seeds=SEEDS):
     return out
 
 
-def _pts(value, half=None):
-    return f"{value:+.2f}" + ("" if half is None else f" ± {half:.2f}")
-
-
 def measured(lesson, run):
     """The lesson's measure for one finished run, in points (or % of the held-out digits), or None."""
     m = run.get("metrics") or {}
@@ -97,80 +93,7 @@ def cells(lesson, runs):
     return {value: (*stats.mean_interval(by_seed.values()), len(by_seed)) for value, by_seed in groups.items()}
 
 
-def _label(lesson, value):
-    if lesson.vary == "temperature":
-        return f"T = {value:g}"
-    if lesson.vary == "alpha":
-        return f"α = {value:g}"
-    if lesson.vary == "train_fraction":
-        return f"{value:.0%} of the labels"
-    return "your runs"
-
-
-def _apart(a, b):
-    """Whether two (mean, half) differ beyond the noise: the difference's interval, taken as
-    sqrt(h1² + h2²) for independent means, excludes 0."""
-    if a[1] is None or b[1] is None:
-        return False
-    return abs(a[0] - b[0]) > math.hypot(a[1], b[1])
-
-
-def summary(lesson, runs):
-    """Markdown: the lesson's answer from the visitor's own finished runs, then the literature."""
-    found = cells(lesson, runs)
-    if not found:
-        return f"### {lesson.title}\nNo finished run yet."
-    if lesson.measure == "omitted":
-        return _omitted_summary(lesson, runs, found)
-    shown = [(v, found[v]) for v in lesson.values if v in found]
-    n = min(c[2] for _, c in shown)
-    seeds = f"{n} seed{'s' if n != 1 else ''} each"
-    parts = "; ".join(f"{_pts(c[0], c[1])} at {_label(lesson, v)}" for v, c in shown)
-    lines = [f"**Your runs ({seeds}):** KD gain {parts} (points, 95% intervals over seeds)."]
-    if n < 2:
-        lines.append("With one seed per setting there is no interval over seeds: nothing here is beyond the noise "
-                     "yet.")
-    else:
-        best_value, best = max(shown, key=lambda vc: vc[1][0])
-        others = [c for v, c in shown if v != best_value]
-        clear = [v for v, c in shown if stats.clears(c[0], c[1])]
-        verdict = (f"KD's gain is beyond the noise at {', '.join(_label(lesson, v) for v in clear)}" if clear
-                   else "No setting's gain is beyond the noise: every interval includes 0")
-        if others and all(_apart(best, c) for c in others):
-            lines.append(f"{verdict}; the gain is largest at {_label(lesson, best_value)}, beyond the noise.")
-        elif others:
-            lines.append(f"{verdict}; the differences between the settings are inside the noise (their intervals "
-                         "overlap), so these runs cannot rank them. More seeds would narrow the intervals.")
-        else:
-            lines.append(verdict + ".")
-    lines.append(f"**The literature:** {lesson.literature}")
-    return f"### {lesson.title}\n" + "\n\n".join(lines)
-
-
-def _omitted_summary(lesson, runs, found):
-    mean, half, n = found[None]
-    rows = [r["metrics"] for r in distinct([r for r in runs if r.get("state") == "finished"])
+def measured_metrics(lesson, runs):
+    """The metrics of the distinct finished runs the lesson can measure (the held-out class's rows)."""
+    return [r["metrics"] for r in distinct([r for r in runs if r.get("state") == "finished"])
             if measured(lesson, r) is not None]
-    avg = lambda key: 100 * sum(m[key] for m in rows) / len(rows)
-    c = rows[0]["omitted_class"]
-    lines = [f"**Your runs ({n} seed{'s' if n != 1 else ''}):** with no {c} in their data, the KD students read "
-             f"{avg('student_omitted_acc'):.1f}% of the test {c}s and the baselines {avg('baseline_omitted_acc'):.1f}%"
-             f" (KD's edge {_pts(mean, half)} points); after raising the {c}'s output bias, "
-             f"{avg('student_omitted_acc_adjusted'):.1f}% and {avg('baseline_omitted_acc_adjusted'):.1f}%."]
-    if half is None:
-        lines.append("With one seed there is no interval over seeds: nothing here is beyond the noise yet.")
-    elif stats.clears(mean, half):
-        lines.append(f"The KD student reads {c}s it never saw, beyond the noise: the teacher's soft targets on the "
-                     f"other digits said how {c}-like each of them was.")
-    else:
-        lines.append(f"The KD student's edge on the {c}s is inside the noise here: its interval includes 0.")
-    lines.append(f"**The literature:** {lesson.literature}")
-    return f"### {lesson.title}\n" + "\n\n".join(lines)
-
-
-def progress(lesson, runs):
-    """One line while the lesson's runs are under way."""
-    done = sum(r["state"] == "finished" for r in runs)
-    ended = sum(r["state"] in ("failed", "cancelled", "interrupted") for r in runs)
-    return (f"**{lesson.title}:** {done} of {len(runs)} runs finished"
-            + (f", {ended} ended without a result" if ended else "") + ". The answer appears here when all have.")

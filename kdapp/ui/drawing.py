@@ -21,16 +21,16 @@ from starlette.responses import JSONResponse, Response
 
 from kdapp.data import MNIST_MEAN, MNIST_STD
 from kdapp.evaluation import export, inference
-from kdapp.ui import plots
+from kdapp.ui import i18n, plots
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 PREFIX = "/kdapp-drawing"        # every file the panel fetches, answered by DrawingFiles
 CANVAS = 280                     # px; 10x MNIST, so a stroke of ~20 px matches MNIST's pen width after scaling
 BRUSH_RADIUS = 9                 # the Sketchpad's brush: a disc of radius 9 px, black, fully opaque
 MAX_UPLOAD = 5_000_000           # bytes of a fallback canvas (a 280x280 PNG is ~10 kB)
-TEACHER_LABEL, NO_TEACHER_LABEL = "Teacher", "Teacher: none (this run's student taught itself)"
-BASELINE_LABEL, NO_BASELINE_LABEL = "Baseline (no KD)", "Baseline: none for these models"
-HINT = "Draw a digit (0–9) on the canvas."
+LANGUAGE_SCRIPT = f"{PREFIX}/static/language.js"  # ?lang= over the browser's language (kdapp.ui.i18n)
+# The catalogs' entries drawing.js speaks, in every language: it picks one from navigator.language.
+CATALOG_PREFIXES = ("draw.", "note.", "plot.softmax.", "role.", "axis.digit", "choice.models.shipped")
 RUNTIME = "vendor/onnxruntime-web/ort.wasm.bundle.min.mjs"
 WASM = "vendor/onnxruntime-web/ort-wasm-simd-threaded.wasm"
 TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css", ".wasm": "application/wasm",
@@ -39,17 +39,18 @@ TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css"
 TEMPLATE = """
 <div class="kd-draw">
   <div class="kd-pad">
-    <div id="sketch"><canvas width="{canvas}" height="{canvas}" aria-label="Drawing canvas: draw a digit"></canvas></div>
-    <button id="clear" class="lg secondary" type="button">Clear</button>
+    <div id="sketch"><canvas width="{canvas}" height="{canvas}" aria-label="{canvas_label}"
+      data-t-aria="draw.canvas"></canvas></div>
+    <button id="clear" class="lg secondary" type="button" data-t="draw.clear">{clear}</button>
   </div>
   <div class="kd-answers">
     <div class="kd-boxes">
-      <div class="kd-box"><div class="kd-label" id="teacher-label">{teacher}</div><div id="teacher-pred"></div></div>
-      <div class="kd-box"><div class="kd-label" id="student-label">KD student</div><div id="student-pred"></div></div>
-      <div class="kd-box"><div class="kd-label" id="baseline-label">{baseline}</div><div id="baseline-pred"></div></div>
+      <div class="kd-box"><div class="kd-label" id="teacher-label" data-t="{teacher_key}">{teacher}</div><div id="teacher-pred"></div></div>
+      <div class="kd-box"><div class="kd-label" id="student-label" data-t="draw.student">{student}</div><div id="student-pred"></div></div>
+      <div class="kd-box"><div class="kd-label" id="baseline-label" data-t="{baseline_key}">{baseline}</div><div id="baseline-pred"></div></div>
     </div>
     <div class="kd-seen">
-      <figure id="digit-28"><canvas width="28" height="28"></canvas><figcaption>What the models see (28×28)</figcaption></figure>
+      <figure id="digit-28"><canvas width="28" height="28"></canvas><figcaption data-t="draw.seen">{seen}</figcaption></figure>
       <div id="draw-note" aria-live="polite"></div>
     </div>
     <div id="dist-plot"></div>
@@ -72,11 +73,16 @@ def config(temperature, models, force_server=False):
         "temperature_selector": "#control-temperature",
         "runtime_url": f"{PREFIX}/static/{RUNTIME}", "wasm_url": f"{PREFIX}/static/{WASM}",
         "models_url": f"{PREFIX}/models/", "input_name": export.INPUT_NAME, "output_name": export.OUTPUT_NAME,
-        "labels": {"teacher": TEACHER_LABEL, "no_teacher": NO_TEACHER_LABEL, "student": "KD student",
-                   "baseline": BASELINE_LABEL, "no_baseline": NO_BASELINE_LABEL},
-        "names": plots.NAMES, "colors": {r: plots.COLORS[r] for r in ("teacher", "student", "baseline")},
-        "hint": HINT,
+        "colors": {r: plots.COLORS[r] for r in ("teacher", "student", "baseline")},
+        "catalogs": {lang: {k: v for k, v in catalog.items() if k.startswith(CATALOG_PREFIXES)}
+                     for lang, catalog in i18n.CATALOGS.items()},
     }
+
+
+def label(role, roles):
+    """The markup's slots for a role's label: its catalog key, and its English words."""
+    key = f"draw.{role}" if role in roles else f"draw.no_{role}"
+    return {f"{role}_key": key, role: i18n._(key)}
 
 
 def panel(get_lab, temperature, models, roles=("teacher", "student", "baseline"), elem_id="drawing"):
@@ -86,8 +92,9 @@ def panel(get_lab, temperature, models, roles=("teacher", "student", "baseline")
         request = request if isinstance(request, dict) else {}
         return server_answer(get_lab(), request.get("image"), request.get("temperature"), request.get("models"))
 
-    markup = TEMPLATE.format(canvas=CANVAS, teacher=TEACHER_LABEL if "teacher" in roles else NO_TEACHER_LABEL,
-                             baseline=BASELINE_LABEL if "baseline" in roles else NO_BASELINE_LABEL)
+    _ = i18n._  # the markup in English; drawing.js puts it in the page's language as it mounts
+    markup = TEMPLATE.format(canvas=CANVAS, canvas_label=_("draw.canvas"), clear=_("draw.clear"), seen=_("draw.seen"),
+                             student=_("draw.student"), **label("teacher", roles), **label("baseline", roles))
     # `server` exists only inside js_on_load, so it travels to drawing.js in the config.
     mount = (f"const cfg = {json.dumps(config(temperature, models))};\n"
              "cfg.server = server;\nwindow.kdappDrawing.mount(element, cfg);")

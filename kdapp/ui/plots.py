@@ -3,7 +3,8 @@
 Figures are built as plain dicts and wrapped without plotly's validation: the validated
 path (make_subplots, add_bar, update_layout) costs ~26 ms per figure, pure Python under the
 GIL, 15x the prediction itself; this one costs ~2 ms. Every figure sets `uirevision`, so a
-refresh with new points keeps the visitor's zoom.
+refresh with new points keeps the visitor's zoom. Titles, axes and legends are in the language
+spoken now (kdapp.ui.i18n); numbers are formatted here, the same in every language.
 """
 import math
 
@@ -12,13 +13,26 @@ import plotly.io as pio
 
 from kdapp import aggregate
 from kdapp.losses import LOGIT_LOSSES
+from kdapp.ui.i18n import _
 
 COLORS = {"teacher": "#7f7f7f", "student": "#d62728", "baseline": "#1f77b4",
           "soft": "#ff9896", "hard": "#9467bd", "feature": "#2ca02c", "temperature": "#ff7f0e"}
 PART_COLORS = ("#e377c2", "#17becf")
-SOFT_LABELS = {name: entry.curve for name, entry in LOGIT_LOSSES.items()}
-PART_LABELS = {part: f"soft part: {label}" for entry in LOGIT_LOSSES.values() for part, label in entry.parts.items()}
-PART_LABELS.update(collapse="feature: ‖Cov(F_S) − I‖²", adversarial="feature: adversarial BCE")
+PARTS = {part: label for entry in LOGIT_LOSSES.values() for part, label in entry.parts.items()}
+
+
+def soft_label(loss):
+    """The soft term's curve: "soft: KL·T²" (the loss's own formula after the word)."""
+    curve = LOGIT_LOSSES[loss].curve if loss in LOGIT_LOSSES else "soft"
+    return _("curve.soft").format(formula=curve.removeprefix("soft: ")) if curve.startswith("soft: ") else curve
+
+
+def part_label(part):
+    if part == "collapse":
+        return _("curve.feature").format(formula="‖Cov(F_S) − I‖²")
+    if part == "adversarial":
+        return _("curve.feature").format(formula=_("curve.adversarial_bce"))
+    return _("curve.soft_part").format(part=PARTS[part]) if part in PARTS else part
 PALETTE = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd"]  # one colour per compared run
 TEMPLATE = pio.templates["plotly_white"].to_plotly_json()  # resolved once, not per figure
 LAYOUT = dict(template=TEMPLATE, height=320, margin=dict(l=50, r=10, t=40, b=40),
@@ -76,34 +90,34 @@ def _smoothing_toggle(raw, smoothed):
     n = raw + smoothed
     return [dict(type="buttons", direction="right", x=1, xanchor="right", y=1.12, yanchor="bottom",
                  showactive=True, active=0, pad=dict(r=0, t=0), font=dict(size=11), buttons=[
-                     dict(label=f"smoothed (EMA {EMA_WEIGHT:g})", method="restyle",
+                     dict(label=_("plot.smoothed").format(weight=f"{EMA_WEIGHT:g}"), method="restyle",
                           args=[{"visible": [True] * n, "opacity": [0.25] * raw + [1.0] * smoothed}]),
-                     dict(label="raw", method="restyle",
+                     dict(label=_("plot.raw"), method="restyle",
                           args=[{"visible": [True] * raw + [False] * smoothed, "opacity": [1.0] * n}])])]
 
 
 def loss_figure(snapshot):
     """Step losses: KD total, soft (KL*T^2) and hard (CE) parts, and the baseline's CE."""
     if not snapshot or not (snapshot["curves"].get("step") or snapshot["curves"].get("teacher_loss")):
-        return _empty("Training loss", "start a run to see its losses here")
+        return _empty(_("plot.loss.title_empty"), _("plot.loss.empty"))
     c = snapshot["curves"]
     if c["step"]:
         x = c["step"]
-        data = [_line(x, c["loss"], "KD total", COLORS["student"]),
-                _line(x, c["soft"], SOFT_LABELS.get(snapshot.get("config", {}).get("loss", "kd"), "soft"),
-                      COLORS["soft"], "dot", 1.5),
-                _line(x, c["hard"], "hard: CE", COLORS["hard"], "dot", 1.5)]
+        data = [_line(x, c["loss"], _("curve.total"), COLORS["student"]),
+                _line(x, c["soft"], soft_label(snapshot.get("config", {}).get("loss", "kd")), COLORS["soft"], "dot", 1.5),
+                _line(x, c["hard"], _("curve.hard"), COLORS["hard"], "dot", 1.5)]
         if any(v is not None for v in c["feature"]):
-            data.append(_line(x, c["feature"], "feature", COLORS["feature"], "dash", 1.5))
+            data.append(_line(x, c["feature"], _("curve.feature_total"), COLORS["feature"], "dash", 1.5))
         for i, name in enumerate(k for k in c if k.startswith("part:")):  # the soft loss's own terms
-            data.append(_line(x, c[name], PART_LABELS.get(name[5:], name[5:]), PART_COLORS[i % 2], "dashdot", 1.5))
+            data.append(_line(x, c[name], part_label(name[5:]), PART_COLORS[i % 2], "dashdot", 1.5))
         if any(v is not None for v in c["baseline"]):
-            data.append(_line(x, c["baseline"], "baseline CE", COLORS["baseline"]))
+            data.append(_line(x, c["baseline"], _("curve.baseline"), COLORS["baseline"]))
         data += _temperature_line(x, c.get("temperature", []))
-        xaxis = dict(title=dict(text="student step"))
+        xaxis = dict(title=dict(text=_("axis.student_step")))
     else:
-        data = [_line(list(range(1, len(c["teacher_loss"]) + 1)), c["teacher_loss"], "teacher CE", COLORS["teacher"])]
-        xaxis = dict(title=dict(text="teacher log point"))
+        data = [_line(list(range(1, len(c["teacher_loss"]) + 1)), c["teacher_loss"], _("curve.teacher"),
+                      COLORS["teacher"])]
+        xaxis = dict(title=dict(text=_("axis.teacher_log_point")))
     # Smoothed copies on top, raw ones faint beneath; the buttons switch to raw alone. T (its own
     # right-hand axis) is drawn as it was, never smoothed.
     t_lines = [d for d in data if d.get("yaxis") == "y2"]
@@ -113,12 +127,11 @@ def loss_figure(snapshot):
     smoothed = [dict(trace, y=ema(trace["y"]), showlegend=False, hoverinfo="skip", opacity=1.0) for trace in data]
     ticks = log_ticks([v for trace in data for v in trace["y"]]) or {}
     return _figure(data + smoothed + t_lines, dict(
-        title=dict(text="Training loss per step"), uirevision=snapshot["id"], xaxis=xaxis,
-        yaxis=dict(title=dict(text="loss"), type="log", **ticks), updatemenus=_smoothing_toggle(len(data), len(smoothed)),
-        **({"yaxis2": T_AXIS} if t_lines else {})))
-
-
-T_AXIS = dict(title=dict(text="temperature T"), overlaying="y", side="right", showgrid=False, rangemode="tozero")
+        title=dict(text=_("plot.loss.title")), uirevision=snapshot["id"], xaxis=xaxis,
+        yaxis=dict(title=dict(text=_("axis.loss")), type="log", **ticks),
+        updatemenus=_smoothing_toggle(len(data), len(smoothed)),
+        **({"yaxis2": dict(title=dict(text=_("axis.temperature")), overlaying="y", side="right", showgrid=False,
+                           rangemode="tozero")} if t_lines else {})))
 
 
 def _temperature_line(x, temperatures):
@@ -126,35 +139,40 @@ def _temperature_line(x, temperatures):
     values = [t for t in temperatures if t is not None]
     if len(temperatures) != len(x) or not values or max(values) - min(values) < 1e-6:
         return []
-    return [dict(_line(x, temperatures, "temperature T (right axis)", COLORS["temperature"], "longdash", 1.5),
+    return [dict(_line(x, temperatures, _("curve.temperature"), COLORS["temperature"], "longdash", 1.5),
                  yaxis="y2")]
 
 
 def accuracy_figure(snapshot):
     """Test accuracy per epoch for teacher, KD student and baseline."""
     if not snapshot or not snapshot["accuracy"].get("epoch"):
-        return _empty("Test accuracy", "accuracies appear after the first epoch")
+        return _empty(_("plot.accuracy.title_empty"), _("plot.accuracy.empty"))
     a = snapshot["accuracy"]
     pct = {role: [None if v is None else 100 * v for v in a[role]] for role in ("teacher", "student", "baseline")}
-    data = [_line(a["epoch"], pct["student"], "KD student", COLORS["student"], mode="lines+markers")]
+    data = [_line(a["epoch"], pct["student"], _("role.student"), COLORS["student"], mode="lines+markers")]
     if any(v is not None for v in pct["teacher"]):  # deep supervision has no teacher
-        data.insert(0, _line(a["epoch"], pct["teacher"], "teacher", COLORS["teacher"], "dash"))
+        data.insert(0, _line(a["epoch"], pct["teacher"], _("role.teacher"), COLORS["teacher"], "dash"))
     if any(v is not None for v in pct["baseline"]):
-        data.append(_line(a["epoch"], pct["baseline"], "baseline (no KD)", COLORS["baseline"], mode="lines+markers"))
-    return _figure(data, dict(title=dict(text="Test accuracy per epoch"), uirevision=snapshot["id"],
-                              xaxis=dict(title=dict(text="epoch"), dtick=1),
-                              yaxis=dict(title=dict(text="accuracy (%)"))))
+        data.append(_line(a["epoch"], pct["baseline"], _("role.baseline"), COLORS["baseline"], mode="lines+markers"))
+    return _figure(data, dict(title=dict(text=_("plot.accuracy.title")), uirevision=snapshot["id"],
+                              xaxis=dict(title=dict(text=_("axis.epoch")), dtick=1),
+                              yaxis=dict(title=dict(text=_("axis.accuracy")))))
 
 
-NAMES = {"teacher": "teacher", "student": "KD student", "baseline": "baseline (no KD)"}
+ROLE_KEYS = {"teacher": "role.teacher", "student": "role.student", "baseline": "role.baseline"}
+
+
+def names():
+    """The three models' names in the language spoken now."""
+    return {role: _(key) for role, key in ROLE_KEYS.items()}
 
 
 def distribution_figure(prediction):
     """Teacher, KD student and (when there is one) baseline softmaxes side by side, at T=1 and at
     the chosen T (dark knowledge)."""
     if not prediction:
-        return _empty("Softmax distributions", "draw a digit to compare the models")
-    T = prediction["temperature"]
+        return _empty(_("plot.softmax.title_empty"), _("plot.softmax.empty"))
+    T, NAMES = prediction["temperature"], names()
     digits = [str(d) for d in range(10)]
     data = []
     for axis, key in (("", "p1"), ("2", "pT")):
@@ -166,19 +184,21 @@ def distribution_figure(prediction):
     subtitle = dict(showarrow=False, xref="paper", yref="paper", y=1.02, yanchor="bottom", font=dict(size=13))
     return _figure(data, dict(
         barmode="group", uirevision="distribution", margin=dict(l=50, r=10, t=80, b=40),
-        title=dict(text=f"Softmax · KL at T={T:g}: {prediction['kl_T']:.4f}" if prediction["kl_T"] is not None
-                   else "Softmax (this run has no teacher)", y=0.97),
-        xaxis=dict(domain=[0, 0.46], title=dict(text="digit")), xaxis2=dict(domain=[0.54, 1], title=dict(text="digit")),
-        yaxis=dict(range=[0, 1], title=dict(text="probability")), yaxis2=dict(range=[0, 1], anchor="x2"),
-        annotations=[dict(subtitle, text="T = 1: the answer", x=0.23, xanchor="center"),
-                     dict(subtitle, text=f"T = {T:g}: KD's targets", x=0.77, xanchor="center")]))
+        title=dict(text=_("plot.softmax.title").format(T=f"{T:g}", kl=f"{prediction['kl_T']:.4f}")
+                   if prediction["kl_T"] is not None else _("plot.softmax.no_teacher"), y=0.97),
+        xaxis=dict(domain=[0, 0.46], title=dict(text=_("axis.digit"))),
+        xaxis2=dict(domain=[0.54, 1], title=dict(text=_("axis.digit"))),
+        yaxis=dict(range=[0, 1], title=dict(text=_("axis.probability"))), yaxis2=dict(range=[0, 1], anchor="x2"),
+        annotations=[dict(subtitle, text=_("plot.softmax.t1"), x=0.23, xanchor="center"),
+                     dict(subtitle, text=_("plot.softmax.t").format(T=f"{T:g}"), x=0.77, xanchor="center")]))
 
 
 def confusion_figure(fidelity):
     """The teacher's, KD student's and baseline's confusion matrices side by side (rows = true
     class), off-diagonal counts only in colour so the mistakes stand out."""
     if not fidelity:
-        return _empty("Confusion matrices", "a finished run shows where each model errs")
+        return _empty(_("plot.confusion.title_empty"), _("plot.confusion.empty"))
+    NAMES = names()
     roles = [r for r in ("teacher", "student", "baseline") if r in fidelity["confusion"]]
     width = 1.0 / len(roles)
     digits = [str(d) for d in range(10)]
@@ -193,14 +213,14 @@ def confusion_figure(fidelity):
         data.append(dict(type="heatmap", x=digits, y=digits, z=z, text=text, texttemplate="%{text}",
                          textfont=dict(size=9), colorscale="Reds", zmin=0, zmax=peak, showscale=False,
                          xaxis="x" + suffix, yaxis="y" + suffix,
-                         hovertemplate=f"{NAMES[role]}: true %{{y}}, said %{{x}}: %{{text}}<extra></extra>"))
+                         hovertemplate=_("plot.confusion.hover").format(model=NAMES[role])))
         errors = sum(v for i, row in enumerate(counts) for j, v in enumerate(row) if i != j)
         layout["xaxis" + suffix] = dict(domain=[k * width + 0.02, (k + 1) * width - 0.02], type="category",
-                                        title=dict(text=f"{NAMES[role]}: predicted ({errors} wrong)"))
+                                        title=dict(text=_("axis.predicted").format(model=NAMES[role], errors=errors)))
         layout["yaxis" + suffix] = dict(type="category", autorange="reversed", anchor="x" + suffix,
-                                        title=dict(text="true digit") if k == 0 else None, scaleanchor="x" + suffix)
-    return _figure(data, dict(title=dict(text="Confusion matrices on the test digits (rows = true class; "
-                                              "the diagonal, right answers, is counted but not coloured)"),
+                                        title=dict(text=_("axis.true_digit")) if k == 0 else None,
+                                        scaleanchor="x" + suffix)
+    return _figure(data, dict(title=dict(text=_("plot.confusion.title")),
                               height=340, uirevision="confusion", margin=dict(l=50, r=10, t=50, b=50), **layout))
 
 
@@ -208,17 +228,19 @@ def example_figure(fidelity, kind, index):
     """The three models' softmaxes (T=1) for one digit of a "where KD changed the answer" gallery."""
     group = (fidelity or {}).get(kind)
     if not group or index is None or not 0 <= index < len(group["index"]):
-        return _empty("One digit, three models", "click a digit above to see what each model said")
+        return _empty(_("plot.example.title_empty"), _("plot.example.empty"))
+    NAMES = names()
     digits = [str(d) for d in range(10)]
     data = [dict(type="bar", x=digits, y=group["probs"][role][index], name=NAMES[role],
                  marker=dict(color=COLORS[role])) for role in ("teacher", "student", "baseline")
             if role in group["probs"]]
-    said = ", ".join(f"{NAMES[r]} {group['predicted'][r][index]}" for r in ("teacher", "student", "baseline")
-                     if r in group["predicted"])
+    said = _("list.sep").join(f"{NAMES[r]} {group['predicted'][r][index]}" for r in ("teacher", "student", "baseline")
+                              if r in group["predicted"])
     return _figure(data, dict(barmode="group", uirevision=f"example-{kind}-{index}",
-                              title=dict(text=f"Test digit #{group['index'][index]}, a {group['label'][index]}: {said}"),
-                              xaxis=dict(title=dict(text="digit")),
-                              yaxis=dict(range=[0, 1], title=dict(text="probability (T = 1)"))))
+                              title=dict(text=_("plot.example.title").format(index=group["index"][index],
+                                                                            label=group["label"][index], said=said)),
+                              xaxis=dict(title=dict(text=_("axis.digit"))),
+                              yaxis=dict(range=[0, 1], title=dict(text=_("axis.probability_t1")))))
 
 
 def _run_name(run):
@@ -230,7 +252,7 @@ def compare_figure(runs):
     """Up to 4 runs overlaid: test accuracy per epoch (KD solid, baseline dotted) on the left, the
     KD student's soft and hard losses per step on the right. One colour per run."""
     if not runs:
-        return _empty("Compare runs", "select up to 4 runs above")
+        return _empty(_("plot.compare.title_empty"), _("plot.compare.empty"))
     data = []
     for run, color in zip(runs, PALETTE):
         name, a, c = _run_name(run), run["accuracy"], run["curves"]
@@ -239,18 +261,19 @@ def compare_figure(runs):
                                mode="lines+markers"), **group))
         if any(v is not None for v in a.get("baseline", [])):
             data.append(dict(_line(a["epoch"], [None if v is None else 100 * v for v in a["baseline"]],
-                                   f"{run['id']} baseline", color, "dot", 1.5, mode="lines+markers"),
+                                   _("curve.run_baseline").format(id=run["id"]), color, "dot", 1.5,
+                                   mode="lines+markers"),
                              showlegend=False, **group))
         for key, dash in (("soft", "dash"), ("hard", "dot")):
             if c.get(key):
-                data.append(dict(_line(c["step"], c[key], f"{run['id']} {key}", color, dash, 1.5),
+                data.append(dict(_line(c["step"], c[key], _(f"curve.run_{key}").format(id=run["id"]), color, dash, 1.5),
                                  xaxis="x2", yaxis="y2", showlegend=False, **group))
     return _figure(data, dict(
-        title=dict(text="Test accuracy (KD solid, baseline dotted) · soft (dashed) and hard (dotted) loss"),
+        title=dict(text=_("plot.compare.title")),
         height=380, uirevision="compare", legend=dict(orientation="h", y=-0.25),
-        xaxis=dict(domain=[0, 0.46], title=dict(text="epoch")), yaxis=dict(title=dict(text="accuracy (%)")),
-        xaxis2=dict(domain=[0.56, 1], title=dict(text="student step")),
-        yaxis2=dict(anchor="x2", type="log", title=dict(text="loss"))))
+        xaxis=dict(domain=[0, 0.46], title=dict(text=_("axis.epoch"))), yaxis=dict(title=dict(text=_("axis.accuracy"))),
+        xaxis2=dict(domain=[0.56, 1], title=dict(text=_("axis.student_step"))),
+        yaxis2=dict(anchor="x2", type="log", title=dict(text=_("axis.loss")))))
 
 
 def gain_map(runs):
@@ -260,7 +283,7 @@ def gain_map(runs):
     excludes 0. Hinton's temperature question, answered by the lab's own runs."""
     runs = [r for r in runs if aggregate.gain(r) is not None]
     if not runs:
-        return _empty("KD gain over T and α", "finished runs of the selected pair fill this map (try a sweep)")
+        return _empty(_("plot.gain.title_empty"), _("plot.gain.empty"))
     cells = aggregate.cells(runs, ("temperature", "alpha"))
     ts = sorted({t for t, _ in cells})
     alphas = sorted({a for _, a in cells})
@@ -268,17 +291,18 @@ def gain_map(runs):
     text = [[""] * len(ts) for _ in alphas]
     for (t, a), c in cells.items():
         z[alphas.index(a)][ts.index(t)] = c.mean
-        label = f"{c.mean:+.2f} ± {c.half_width:.2f}<br>n={c.n}" + (" seed" if c.n == 1 else " seeds")
+        label = f"{c.mean:+.2f} ± {c.half_width:.2f}<br>n={c.n}" + (_("plot.gain.seed") if c.n == 1
+                                                                    else _("plot.gain.seeds"))
         text[alphas.index(a)][ts.index(t)] = f"<b>{label}</b>" if c.clears else label
     c = runs[0]["config"]
     limit = max(abs(v) for row in z for v in row if v is not None) or 1.0
     heat = dict(type="heatmap", x=[f"T={t:g}" for t in ts], y=[f"α={a:g}" for a in alphas], z=z, text=text,
                 texttemplate="%{text}", colorscale="RdBu", zmid=0, zmin=-limit, zmax=limit,
-                colorbar=dict(title=dict(text="gain (pts)")), hovertemplate="%{x} %{y}: %{text} pts<extra></extra>")
+                colorbar=dict(title=dict(text=_("plot.gain.colorbar"))), hovertemplate=_("plot.gain.hover"))
     seeds = len({r["config"]["seed"] for r in runs})
     return _figure([heat], dict(
-        title=dict(text=f"KD gain (pts) ± 95% interval: {c['teacher']} → {c['student']}, {c['data']}, "
-                        f"{c['train_fraction']:.0%} of the data · {len(aggregate.distinct(runs))} distinct runs, "
-                        f"{seeds} seed{'s' if seeds > 1 else ''} · bold: beyond the noise"),
-        height=360, uirevision="gain", xaxis=dict(type="category", title=dict(text="temperature")),
-        yaxis=dict(type="category", title=dict(text="α (soft-target weight)"))))
+        title=dict(text=_("plot.gain.title" if seeds > 1 else "plot.gain.title_one_seed").format(
+            pair=f"{c['teacher']} → {c['student']}", data=c["data"], fraction=f"{c['train_fraction']:.0%}",
+            runs=len(aggregate.distinct(runs)), seeds=seeds)),
+        height=360, uirevision="gain", xaxis=dict(type="category", title=dict(text=_("axis.temperature_plain"))),
+        yaxis=dict(type="category", title=dict(text=_("axis.alpha")))))

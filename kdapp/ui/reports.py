@@ -1,9 +1,14 @@
-"""Plain-text and Markdown views of runs, predictions and tables (strings only; no gradio)."""
+"""Plain-text and Markdown views of runs, predictions and tables (strings only; no gradio).
+
+Every word comes from the catalog of the language spoken now (kdapp.ui.i18n: `_("key")`), and
+every number is formatted here, the same in both languages.
+"""
 import html
 from pathlib import Path
 
 from kdapp.stats import gain_interval
 from kdapp.losses import LOGIT_LOSSES
+from kdapp.ui.i18n import _, known, ngettext, with_lang
 
 RESULTS_PATH = Path(__file__).resolve().parents[2] / "results" / "reproduce.md"
 RESULTS_MNIST_PATH = RESULTS_PATH.with_name("reproduce-mnist.md")
@@ -30,9 +35,9 @@ def url_notice(missing_run, ignored):
     """What a link asked for that the lab could not do."""
     notes = []
     if missing_run is not None:
-        notes.append(f"There is no run {code(missing_run)}; showing the lab as it is.")
+        notes.append(_("link.no_run").format(id=code(missing_run)))
     if ignored:
-        notes.append(f"Ignored from the link (unknown or out of range): {', '.join(code(k) for k in ignored)}.")
+        notes.append(_("link.ignored").format(names=", ".join(code(k) for k in ignored)))
     return " ".join(notes)
 
 
@@ -45,42 +50,43 @@ def _duration(seconds):
         return "…"
     seconds = max(0, seconds)
     seconds = int(round(seconds))
-    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"  # units, as numbers
 
 
 def settings_line(config):
     """A run's settings in one line, extras included only when they are on."""
     c = config
     if c.get("kind") == "continual":  # a continual run shares the queue with distillation runs
-        epochs = f"{c['epochs']} epoch{'s' * (c['epochs'] != 1)} per task"
-        return html.escape(f"continual learning: {c['tasks']} tasks, {c['scenario']}-incremental, "
-                           f"{', '.join(c['strategies'])}, memory {c['memory']}, {epochs}")
+        return html.escape(_("settings.continual").format(tasks=c["tasks"], scenario=c["scenario"],
+                                                           strategies=", ".join(c["strategies"]),
+                                                           memory=c["memory"], epochs=c["epochs"]))
     parts = [f"{c['teacher']}{''.join(' + ' + t for t in c.get('extra_teachers', []))} → {c['student']}",
              f"T={c['temperature']:g}", f"α={c['alpha']:g}" + (f"→{c['alpha_end']:g}" if c.get("alpha_end") is not None
                                                             else ""),
-             f"{c['epochs']} epochs"]
+             _("settings.epochs").format(n=c["epochs"])]
     if c.get("loss", "kd") != "kd":
         entry = LOGIT_LOSSES[c["loss"]]
         weights = ", ".join(f"{symbol}={c[name]:g}" for name, symbol in entry.settings.items())
         parts.insert(1, entry.short + (f" ({weights})" if weights else ""))
     if c.get("train_fraction", 1.0) != 1.0:
-        parts.append(f"{c['train_fraction']:.0%} of the data")
+        parts.append(_("settings.fraction").format(fraction=f"{c['train_fraction']:.0%}"))
     if c.get("omit_class") is not None:
-        parts.append(f"no {c['omit_class']}s in the students' data")
+        parts.append(_("settings.omit").format(digit=c["omit_class"]))
     if c.get("teacher") == "self" and c.get("self_distill") == "deep":
-        parts.append("deep supervision (no teacher)")
+        parts.append(_("settings.deep"))
     elif c.get("teacher") == "self":
-        parts.append(f"born-again, {c.get('generations', 1)} generation{'s' if c.get('generations', 1) > 1 else ''}")
+        n = c.get("generations", 1)
+        parts.append(ngettext("settings.born_again", "settings.born_again_n", n).format(n=n))
     if c.get("feature_loss", "none") != "none":
-        parts.append(f"{c['feature_loss']} feature loss ×{c['feature_weight']:g}")
+        parts.append(_("settings.feature").format(loss=c["feature_loss"], weight=f"{c['feature_weight']:g}"))
     parts += technique_words(c)
     if c.get("clip_grad_norm"):
-        parts.append(f"clip {c['clip_grad_norm']:g}")
+        parts.append(_("settings.clip").format(clip=f"{c['clip_grad_norm']:g}"))
     if c.get("consistent"):
-        parts.append("consistent teaching")
+        parts.append(_("settings.consistent"))
     elif c.get("augment"):
-        parts.append("±2 px shifts")
-    return html.escape(", ".join(parts))
+        parts.append(_("settings.shifts"))
+    return html.escape(_("list.sep").join(parts))
 
 
 def gain_text(metrics):
@@ -88,47 +94,65 @@ def gain_text(metrics):
         return ""
     gain = metrics["student_acc"] - metrics["baseline_acc"]
     ci = gain_interval(metrics["student_acc"], metrics["baseline_acc"], metrics["test_samples"])
-    return f"{100 * gain:+.2f} ± {100 * ci:.2f} pts"
+    return _("gain.pts").format(gain=f"{100 * gain:+.2f}", ci=f"{100 * ci:.2f}")
 
 
 def status(run, mine, newest_finished=None):
     """The run on show: its progress, its place in the queue, or how it ended."""
     if run is None:
-        return "**Status:** idle. No finished run yet: the drawing below uses the shipped checkpoints."
-    who = "your run" if mine else "a run started by another visitor"
+        return _("status.idle")
+    who = _("status.yours") if mine else _("status.another")
     rid = html.escape(run["id"])
     what = settings_line(run["config"])
-    where = f" on {html.escape(run['device'])}, {html.escape(run['data'])} data" if run.get("device") else ""
+    where = _("status.where").format(device=html.escape(run["device"]), data=html.escape(run["data"])) \
+        if run.get("device") else ""
     if run.get("resumed_from_epoch") is not None:  # a server restart (or a worker's death) in between
-        where += f" · resumed from epoch {run['resumed_from_epoch']} after a restart"
+        where += _("status.resumed").format(epoch=run["resumed_from_epoch"])
     state = run["state"]
     if state == "queued":
-        eta = f" · starts in about {_duration(run.get('starts_in_s'))}" if run.get("starts_in_s") is not None else ""
-        position = f", position {run['position']}" if run.get("position") else ""
-        return f"**Run {rid}** ({who}) is queued{position}{eta}  \n{what}"
+        eta = _("status.starts_in").format(eta=_duration(run.get("starts_in_s"))) \
+            if run.get("starts_in_s") is not None else ""
+        position = _("status.position").format(position=run["position"]) if run.get("position") else ""
+        return _("status.queued").format(id=rid, who=who, position=position, eta=eta, what=what)
     if state == "running":
         p = run["progress"]
         progress = ""
         if p["steps"]:
-            progress = f" · epoch {p['epoch']}/{p['epochs']} · step {p['step']}/{p['steps']} · ETA {_duration(p['eta_s'])}"
-        return (f"**Running: run {rid}** ({who}): {html.escape(p['phase'])}{progress}  \n"
-                f"{html.escape(run['message'] or '')} · {what}{where} · {_duration(run.get('elapsed_s'))} elapsed")
+            progress = _("status.progress").format(epoch=p["epoch"], epochs=p["epochs"], step=p["step"],
+                                                   steps=p["steps"], eta=_duration(p["eta_s"]))
+        return _("status.running").format(id=rid, who=who, phase=html.escape(phase_name(p["phase"])),
+                                          progress=progress, message=html.escape(known(run["message"] or "")),
+                                          what=what, where=where, elapsed=_duration(run.get("elapsed_s")))
     if state == "finished":
         m = run["metrics"]
         base = m["baseline_acc"]
-        gain = f" · KD gain **{gain_text(m)}**" if base is not None else ""
-        warn = "".join(f"  \nWarning: {html.escape(w)}" for w in run["warnings"])
-        files = "" if run["has_checkpoints"] else " Its model files were pruned (only the newest runs keep them)."
-        teacher = "no teacher" if m["teacher_acc"] is None else f"teacher {m['teacher_acc']:.2%}"
-        return (f"**Finished: run {rid}** in {_duration(m['seconds'])}: {teacher}, KD student "
-                f"**{m['student_acc']:.2%}**, baseline {'-' if base is None else format(base, '.2%')}{gain}  \n"
-                f"{what}{where}.{files}{warn}{method_results(m)}")
-    label = {"failed": "Failed", "cancelled": "Stopped", "interrupted": "Interrupted"}.get(state, state)
+        gain = _("status.gain").format(gain=gain_text(m)) if base is not None else ""
+        warn = "".join("  \n" + _("status.warning").format(warning=html.escape(w)) for w in run["warnings"])
+        files = "" if run["has_checkpoints"] else _("status.pruned")
+        teacher = _("status.no_teacher") if m["teacher_acc"] is None \
+            else _("status.teacher_acc").format(acc=f"{m['teacher_acc']:.2%}")
+        return _("status.finished").format(
+            id=rid, time=_duration(m["seconds"]), teacher=teacher, student=f"{m['student_acc']:.2%}",
+            baseline="-" if base is None else format(base, ".2%"), gain=gain, what=what, where=where,
+            files=files) + warn + method_results(m)
+    label = {"failed": _("state.failed"), "cancelled": _("state.stopped"),
+             "interrupted": _("state.interrupted")}.get(state, state)
     newest = ""
     if newest_finished is not None:
-        newest = (f"  \nThe newest finished run is run {html.escape(newest_finished['id'])} "
-                  f"({settings_line(newest_finished['config'])}, student {newest_finished['metrics']['student_acc']:.2%}).")
-    return f"**{label}: run {rid}** ({who}): {html.escape(run['message'] or '')}  \n{what}.{newest}"
+        newest = "  \n" + _("status.newest").format(id=html.escape(newest_finished["id"]),
+                                                    what=settings_line(newest_finished["config"]),
+                                                    student=f"{newest_finished['metrics']['student_acc']:.2%}")
+    return _("status.ended").format(label=label, id=rid, who=who, message=html.escape(known(run["message"] or "")),
+                                    what=what) + newest
+
+
+PHASES = ("starting", "loading data", "teacher", "training teacher", "teacher logits", "distilling", "generation 0",
+          "fidelity", "saving", "quantizing", "quantization-aware training", "continual")
+
+
+def phase_name(phase):
+    """A training phase (kdapp.events.phase's name) in words."""
+    return _(f"phase.{phase}") if phase in PHASES else phase
 
 
 def method_results(m):
@@ -137,17 +161,16 @@ def method_results(m):
     lines = []
     if m.get("omitted_class") is not None:
         c, n = m["omitted_class"], m["omitted_test_digits"]
-        for role, name in (("student", "KD student"), ("baseline", "baseline")):
+        for role, name in (("student", _("role.student")), ("baseline", _("role.baseline_short"))):
             if f"{role}_omitted_errors" in m:
-                lines.append(f"{name}: {n - m[f'{role}_omitted_errors']} of {n} test {c}s right "
-                             f"({m[f'{role}_omitted_acc']:.1%}; {m[f'{role}_errors']} errors in all); after raising "
-                             f"the {c}'s bias by {m[f'{role}_bias_shift']:.2f}: {m[f'{role}_omitted_acc_adjusted']:.1%} "
-                             f"({m[f'{role}_errors_adjusted']} errors in all)")
-        lines.insert(0, f"**Neither student saw a {c}.** Hinton et al. (2015), full MNIST, T=20: 133 of 1,010 3s "
-                        "wrong, 14 after the bias correction.")
+                lines.append(_("missing.result").format(
+                    model=name, right=n - m[f"{role}_omitted_errors"], n=n, digit=c,
+                    acc=f"{m[f'{role}_omitted_acc']:.1%}", errors=m[f"{role}_errors"],
+                    shift=f"{m[f'{role}_bias_shift']:.2f}", acc_adjusted=f"{m[f'{role}_omitted_acc_adjusted']:.1%}",
+                    errors_adjusted=m[f"{role}_errors_adjusted"]))
+        lines.insert(0, _("missing.neither").format(digit=c))
     if m.get("generations"):
-        lines.append("Born-again generations (0 = labels only): " +
-                     " → ".join(f"{acc:.2%}" for acc in m["generations"]))
+        lines.append(_("generations.line").format(accs=" → ".join(f"{acc:.2%}" for acc in m["generations"])))
     return "".join(f"  \n{line}" for line in lines)
 
 
@@ -155,59 +178,66 @@ def queue(active):
     """Everyone's queued and running runs, in order, with whose they are and when they should end."""
     if not active:
         return ""
-    lines = ["| # | run | whose | settings | done in |", "|---:|---|---|---|---:|"]
+    lines = [_("queue.header"), "|---:|---|---|---|---:|"]
     for r in active:
-        place = "training" if r["position"] == 0 else str(r["position"])
-        lines.append(f"| {place} | {html.escape(r['id'])} | {'yours' if r['mine'] else 'another visitor'} | "
+        place = _("queue.training") if r["position"] == 0 else str(r["position"])
+        lines.append(f"| {place} | {html.escape(r['id'])} | {_('queue.yours') if r['mine'] else _('queue.another')} | "
                      f"{settings_line(r['config'])} | ~{_duration(r['eta_s'])} |")
-    return "**Queue**\n\n" + "\n".join(lines)
+    return _("queue.title") + "\n\n" + "\n".join(lines)
 
 
 def comparison_table(table):
     """The seed article's results table, measured live for a finished run."""
     if not table:
         return ""
-    lines = ["| model | architecture | parameters | size on disk | test accuracy | latency, one digit |",
-             "|---|---|---:|---:|---:|---:|"]
+    lines = [_("comparison.header"), "|---|---|---:|---:|---:|---:|"]
     for r in table["rows"]:
         size = "-" if r["size_mb"] is None else f"{r['size_mb']:.2f} MB"
         latency = "-" if r["latency_ms"] is None else f"{r['latency_ms']:.2f} ms"
-        lines.append(f"| {r['model']} | {r['arch']} | {r['params']:,} | {size} | {r['test_acc']:.2%} | {latency} |")
+        lines.append(f"| {model_name(r['model'])} | {r['arch']} | {r['params']:,} | {size} | {r['test_acc']:.2%} "
+                     f"| {latency} |")
     m = table["metrics"]
-    lines.append(f"\nSettings: {settings_line(table['config'])}.")
+    lines.append("\n" + _("comparison.settings").format(what=settings_line(table["config"])))
     if m.get("baseline_acc") is not None:
-        lines.append(f"\n**KD gain (student − baseline): {gain_text(m)}** on {m['test_samples']:,} held-out "
-                     f"{m['data']} digits (one run; ± is the 95% sampling interval of the difference, "
-                     "binomial on the test size).")
+        lines.append("\n" + _("comparison.gain").format(gain=gain_text(m), n=f"{m['test_samples']:,}", data=m["data"]))
     if m.get("quantized"):  # measured by the worker on the int8 files themselves
         lines.append("\n" + quantize_report(m["quantized"]))
     return "\n".join(lines)
 
 
-QUANTIZE_NAMES = {"ptq": "post-training int8", "qat": "quantization-aware int8 (KD student with its teacher)"}
+MODEL_NAMES = {"teacher": "role.teacher", "KD student": "role.student", "student": "role.student",
+               "baseline student": "role.baseline_student", "baseline": "role.baseline_short"}
+
+
+def model_name(name):
+    """A model's row name from the lab's tables ("teacher", "KD student", ...) in words."""
+    return _(MODEL_NAMES[name]) if name in MODEL_NAMES else name
 
 
 def quantize_report(quantized):
     """The deployment table of a run with int8 students (kdapp.evaluation.quantize.compare's rows),
     and the sentence that says where int8 pays on this CPU and where it does not."""
-    lines = [f"**int8 students: {QUANTIZE_NAMES.get(quantized['method'], quantized['method'])}** (ONNX, "
-             "measured in onnxruntime on one CPU thread)", "",
-             "| model | precision | size on disk | batch 1 | batch 256 | test accuracy | agrees with teacher "
-             "| agrees with fp32 |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    method = quantized["method"]
+    lines = [_("int8.title").format(method=_(f"int8.method.{method}") if method in ("ptq", "qat") else method), "",
+             _("int8.header"), "|---|---|---:|---:|---:|---:|---:|---:|"]
     rows = quantized["rows"]
     for r in rows:
         size = f"{r['bytes'] / 1e3:.1f} kB" + (f" ({r['size_vs_fp32']:.0%})" if "size_vs_fp32" in r else "")
-        lines.append(f"| {r['model']} | {r['precision']} | {size} | {_ms(r.get('latency_ms_b1'))} | "
+        lines.append(f"| {model_name(r['model'])} | {r['precision']} | {size} | {_ms(r.get('latency_ms_b1'))} | "
                      f"{_ms(r.get('latency_ms_b256'))} | {r['test_acc']:.2%} | {_pct(r['agreement_with_teacher'])} "
                      f"| {_pct(r['agreement_with_fp32'])} |")
     pairs = [(a, b) for a, b in zip(rows[::2], rows[1::2]) if "latency_ms_b1" in a]
     if pairs:
         fp32, int8 = pairs[0]
         speed = {n: fp32[f"latency_ms_b{n}"] / int8[f"latency_ms_b{n}"] for n in (1, 256)}
-        verdict = lambda x: f"{x:.2f}× as fast" if x >= 1.05 else ("no faster" if x > 0.95 else f"{1 / x:.2f}× slower")
-        lines.append(f"\nThe int8 {fp32['model']} is {int8['bytes'] / fp32['bytes']:.0%} of the fp32 file's bytes; "
-                     f"at batch 1 it is {verdict(speed[1])}, at batch 256 {verdict(speed[256])} "
-                     f"({int8['digits_per_s_b256']:,.0f} digits/s against {fp32['digits_per_s_b256']:,.0f}).")
+
+        def verdict(x):
+            if x >= 1.05:
+                return _("int8.faster").format(x=f"{x:.2f}")
+            return _("int8.same") if x > 0.95 else _("int8.slower").format(x=f"{1 / x:.2f}")
+        lines.append("\n" + _("int8.verdict").format(
+            model=model_name(fp32["model"]), share=f"{int8['bytes'] / fp32['bytes']:.0%}", b1=verdict(speed[1]),
+            b256=verdict(speed[256]), int8=f"{int8['digits_per_s_b256']:,.0f}", fp32=f"{fp32['digits_per_s_b256']:,.0f}"))
     return "\n".join(lines)
 
 
@@ -223,21 +253,20 @@ def technique_words(c, short=False):
         words.append(f"CTKD T in [{c['temperature']:g}, {c['temperature_end']:g}]" if c.get("temperature_end")
                      is not None else "CTKD T")
     elif schedule != "constant":
-        words.append(f"T {c['temperature']:g}→{c['temperature_end']:g} ({schedule})")
+        words.append(f"T {c['temperature']:g}→{c['temperature_end']:g} ({_('schedule.' + schedule)})")
     if c.get("teacher") == "mutual":
-        words.append("DML" if short else "deep mutual learning (no pretrained teacher)")
+        words.append("DML" if short else _("technique.dml"))
     if c.get("joint_epochs"):
-        words.append(f"+{c['joint_epochs']} joint" if short else f"then {c['joint_epochs']} joint epochs")
+        words.append((_("technique.joint_short") if short else _("technique.joint")).format(n=c["joint_epochs"]))
     if c.get("collapse_weight"):
-        words.append(f"collapse λ={c['collapse_weight']:g}")
+        words.append(_("technique.collapse").format(weight=f"{c['collapse_weight']:g}"))
     if c.get("adversarial_weight"):
-        words.append(f"adversarial μ={c['adversarial_weight']:g}")
+        words.append(_("technique.adversarial").format(weight=f"{c['adversarial_weight']:g}"))
     return words
 
 
 # The gain beside the id: on a phone it shows without scrolling the table sideways.
-RUN_COLUMNS = ["id", "KD gain (95%)", "state", "teacher → student", "T", "α", "epochs", "fraction", "extras",
-               "student", "baseline", "time"]
+RUN_COLUMNS = ["id", "gain", "state", "pair", "T", "α", "epochs", "fraction", "extras", "student", "baseline", "time"]
 
 
 def runs_rows(records):
@@ -251,11 +280,20 @@ def runs_rows(records):
         extras += [c.get("self_distill", "born-again")] if c["teacher"] == "self" else []
         extras += [f"α→{c['alpha_end']:g}"] if c.get("alpha_end") is not None else []
         extras += technique_words(c, short=True)
-        extras += [f"clip {c['clip_grad_norm']:g}"] if c.get("clip_grad_norm") else []
-        rows.append([r["id"], gain_text(m), r["state"], f"{c['teacher']} → {c['student']}", c["temperature"],
-                     c["alpha"], c["epochs"], c["train_fraction"], " ".join(extras), _pct(m.get("student_acc")),
-                     _pct(m.get("baseline_acc")), _duration(m["seconds"]) if m.get("seconds") else ""])
-    return {"headers": RUN_COLUMNS, "data": rows or [[""] * len(RUN_COLUMNS)]}
+        extras += [_("settings.clip").format(clip=f"{c['clip_grad_norm']:g}")] if c.get("clip_grad_norm") else []
+        rows.append([r["id"], gain_text(m), state_name(r["state"]), f"{c['teacher']} → {c['student']}",
+                     c["temperature"], c["alpha"], c["epochs"], c["train_fraction"], " ".join(extras),
+                     _pct(m.get("student_acc")), _pct(m.get("baseline_acc")),
+                     _duration(m["seconds"]) if m.get("seconds") else ""])
+    headers = [_(f"runs.column.{name}") if name not in ("T", "α") else name for name in RUN_COLUMNS]
+    return {"headers": headers, "data": rows or [[""] * len(RUN_COLUMNS)]}
+
+
+STATES = ("queued", "running", "finished", "failed", "cancelled", "interrupted")
+
+
+def state_name(state):
+    return _(f"state.name.{state}") if state in STATES else state
 
 
 def _pct(value):
@@ -265,25 +303,27 @@ def _pct(value):
 def config_diff(records):
     """What differs between the selected runs' settings, as a small table."""
     if len(records) < 2:
-        return "Select two or more runs to see what differs between them." if records else ""
+        return _("diff.select_two") if records else ""
     keys = [k for k in records[0]["config"] if len({repr(r["config"].get(k)) for r in records}) > 1]
     if not keys:
-        return "These runs have the same settings (they differ only by chance, or by seed)."
-    lines = ["| setting | " + " | ".join(html.escape(r["id"]) for r in records) + " |",
+        return _("diff.same")
+    lines = [f"| {_('diff.setting')} | " + " | ".join(html.escape(r["id"]) for r in records) + " |",
              "|---|" + "---:|" * len(records)]
-    for k in keys:
+    for k in keys:  # the settings' own names: they are what links and the CLI take
         lines.append(f"| {k} | " + " | ".join(html.escape(str(r["config"].get(k))) for r in records) + " |")
     return "\n".join(lines)
 
 
 def link(label, url):
     """A relative link (it works wherever the app is served), shown as its own text to copy. `url`
-    is ours (urlencoded, validated values), so it needs no escaping; a code span would show &amp;."""
+    is ours (urlencoded, validated values), so it needs no escaping; a code span would show &amp;.
+    The link keeps the page's language (?lang=)."""
+    url = with_lang(url)
     return f"{html.escape(label)}: [`{url}`]({url})"
 
 
 def run_link(run_id):
-    return link(f"Link to run {run_id}", f"/?run={run_id}")
+    return link(_("link.run").format(id=run_id), f"/?run={run_id}")
 
 
 def top_labels(probs):
@@ -293,29 +333,32 @@ def top_labels(probs):
 
 def prediction_note(result):
     top = {role: max(range(10), key=result[role]["p1"].__getitem__) for role in ROLES if role in result}
-    T = result["temperature"]
+    T = f"{result['temperature']:g}"
     if "teacher" in result:
-        agree = "agree" if top["teacher"] == top["student"] else "**disagree**"
-        lines = [f"Teacher says **{top['teacher']}**, student says **{top['student']}**: they {agree}. "
-                 f"KL(teacher‖student) at T={T:g} is {result['kl_T']:.4f}."]
+        agree = _("note.agree") if top["teacher"] == top["student"] else f"**{_('note.disagree')}**"
+        lines = [_("note.says").format(teacher=top["teacher"], student=top["student"], agree=agree, T=T,
+                                       kl=f"{result['kl_T']:.4f}")]
     else:
-        lines = [f"The student says **{top['student']}**. This run has no teacher: the student taught itself "
-                 "(deep supervision), so there is no teacher to agree with."]
-    lines.append(f"Models: {html.escape(result['models'])}.")
+        lines = [_("note.no_teacher").format(student=top["student"])]
+    lines.append(_("note.models").format(models=html.escape(known(result["models"]))))
     if "baseline" in result:
-        kl = f"; its KL to the teacher at T={T:g} is {result['baseline']['kl_T']:.4f}" if "teacher" in result else ""
-        lines.append(f"The baseline (no KD) says **{top['baseline']}**{kl}.")
-    lines += [f"**Note:** {html.escape(n)}" for n in result["notes"]]
+        kl = _("note.baseline_kl").format(T=T, kl=f"{result['baseline']['kl_T']:.4f}") if "teacher" in result else ""
+        lines.append(_("note.baseline").format(baseline=top["baseline"], kl=kl))
+    lines += [_("note.note").format(note=html.escape(n)) for n in result["notes"]]
     return "  \n".join(lines)
 
 
 def reproduction_markdown(path=RESULTS_PATH):
+    """A results file of `python -m kdapp reproduce`, its headings in the page's language (the
+    tables and their prose are the tool's, in English)."""
     if not Path(path).is_file():
         methods = " --methods" if Path(path) in METHODS_PATHS.values() else ""
         mnist = " --data mnist" if Path(path) in (RESULTS_MNIST_PATH, METHODS_PATHS["mnist"]) else ""
-        return (f"No reproduction results yet at `{Path(path).name}`. Run "
-                f"`python -m kdapp reproduce{methods}{mnist}` to regenerate them.")
-    return Path(path).read_text(encoding="utf-8")
+        return _("repro.missing").format(name=Path(path).name, command=f"python -m kdapp reproduce{methods}{mnist}")
+    lines = [known(line) if line.startswith("#") else line for line in Path(path).read_text(encoding="utf-8").split("\n")]
+    if _("repro.note"):
+        lines.insert(1, "\n" + _("repro.note") + "\n")
+    return "\n".join(lines)
 
 
 def fidelity_markdown(fidelity):
@@ -323,33 +366,31 @@ def fidelity_markdown(fidelity):
     if not fidelity:
         return ""
     roles = [r for r in ("student", "baseline") if r in fidelity["accuracy"]]
-    names = {"teacher": "teacher", "student": "KD student", "baseline": "baseline (no KD)"}
+    names = {"teacher": _("role.teacher"), "student": _("role.student"), "baseline": _("role.baseline")}
     T, n = fidelity["temperature"], fidelity["test_samples"]
     acc = fidelity["accuracy"]
-    rows = [f"| on {n:,} test digits | " + " | ".join(names[r] for r in roles) + " |",
+    rows = [f"| {_('fidelity.on').format(n=f'{n:,}')} | " + " | ".join(names[r] for r in roles) + " |",
             "|---|" + "---:|" * len(roles),
-            "| accuracy | " + " | ".join(f"{acc[r]:.2%}" for r in roles) + " |"]
+            f"| {_('fidelity.accuracy')} | " + " | ".join(f"{acc[r]:.2%}" for r in roles) + " |"]
     if fidelity["agreement"]:
-        rows += ["| **agrees with the teacher** (top-1) | " + " | ".join(f"**{fidelity['agreement'][r]:.2%}**"
-                                                                        for r in roles) + " |",
-                 "| KL(teacher ‖ model) at T=1 | " + " | ".join(f"{fidelity['kl'][r]['T1']:.4f}" for r in roles) + " |",
-                 f"| KL(teacher ‖ model) at T={T:g} | " + " | ".join(f"{fidelity['kl'][r]['T']:.4f}" for r in roles)
-                 + " |"]
+        rows += [f"| **{_('fidelity.agrees')}** | " + " | ".join(f"**{fidelity['agreement'][r]:.2%}**"
+                                                               for r in roles) + " |",
+                 f"| {_('fidelity.kl').format(T='1')} | " + " | ".join(f"{fidelity['kl'][r]['T1']:.4f}" for r in roles)
+                 + " |",
+                 f"| {_('fidelity.kl').format(T=f'{T:g}')} | " + " | ".join(f"{fidelity['kl'][r]['T']:.4f}"
+                                                                         for r in roles) + " |"]
     lines = ["\n".join(rows)]
     if not fidelity["agreement"]:
-        lines.append("This run has no teacher (deep supervision: the student's deepest layer taught its shallower "
-                     "ones), so there is no agreement with a teacher to measure.")
+        lines.append(_("fidelity.no_teacher"))
     if "fixed" in fidelity:
         fixed, broken = fidelity["fixed"]["count"], fidelity["broken"]["count"]
-        net = fixed - broken
-        lines.append(f"**Where KD changed the answer:** the KD student is right and the baseline wrong on "
-                     f"**{fixed}** digits, and the other way round on **{broken}**: net **{net:+d}** digits, "
-                     f"which is the KD gain ({acc['student']:.2%} − {acc['baseline']:.2%}) × {n:,}. "
-                     "Click a digit below to see the three models' answers.")
+        lines.append(_("fidelity.changed").format(fixed=fixed, broken=broken, net=f"{fixed - broken:+d}",
+                                                  student=f"{acc['student']:.2%}", baseline=f"{acc['baseline']:.2%}",
+                                                  n=f"{n:,}"))
     else:
-        lines.append("This run trained no baseline, so there is nothing to say where KD changed the answer.")
+        lines.append(_("fidelity.no_baseline"))
     per_class = [r for r in ("teacher", "student", "baseline") if r in fidelity["per_class"]]
-    table = ["| accuracy per class | " + " | ".join(str(d) for d in range(10)) + " |",
+    table = [f"| {_('fidelity.per_class')} | " + " | ".join(str(d) for d in range(10)) + " |",
              "|---|" + "---:|" * 10]
     for role in per_class:
         table.append(f"| {names[role]} | " + " | ".join(f"{100 * v:.1f}" for v in fidelity["per_class"][role]) + " |")

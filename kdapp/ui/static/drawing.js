@@ -291,8 +291,28 @@
     else pending.temperature = T;
   }
 
+  // The page's language: the first of the browser's languages with a catalog (?lang= sets them,
+  // static/language.js), else English, as Gradio chooses. Words come from cfg.catalogs (the app's
+  // kdapp/ui/locales); numbers are formatted here, the same in every language.
+  function pickLanguage(catalogs, languages) {
+    for (const tag of languages) {
+      const base = String(tag || "").toLowerCase().split(/[-_]/)[0];
+      if (catalogs[base]) return base;
+    }
+    return "en";
+  }
+
   function mount(element, cfg) {
     const C = cfg.constants;
+    const lang = pickLanguage(cfg.catalogs, [...(navigator.languages || []), navigator.language]);
+    const words = cfg.catalogs[lang];
+    // t("key", {slot: value}): the catalog's text with its {slots} filled.
+    const t = (key, slots = {}) => (words[key] ?? cfg.catalogs.en[key] ?? key)
+      .replace(/\{(\w+)\}/g, (m, name) => (name in slots ? String(slots[name]) : m));
+    const names = { teacher: t("role.teacher"), student: t("role.student"), baseline: t("role.baseline") };
+    element.dataset.lang = lang;
+    for (const node of element.querySelectorAll("[data-t]")) node.textContent = t(node.dataset.t);
+    for (const node of element.querySelectorAll("[data-t-aria]")) node.setAttribute("aria-label", t(node.dataset.tAria));
     const pct = (p) => (p >= 0.001 ? (100 * p).toFixed(1) + "%" : (100 * p).toExponential(0) + "%");
     const $ = (sel) => element.querySelector(sel);
     const canvas = $("#sketch canvas");
@@ -412,10 +432,10 @@
       const box = $("#" + role + "-pred"), label = $("#" + role + "-label");
       const present = !result || result[role];
       const p = result && result[role] ? result[role].p1 : null;
-      if (result) label.textContent = present ? cfg.labels[role] : cfg.labels["no_" + role];
+      if (result) label.textContent = present ? t("draw." + role) : t("draw.no_" + role);
       box.replaceChildren();
       if (!result) return;
-      if (!p) { box.textContent = "none"; return; }
+      if (!p) { box.textContent = t("draw.none"); return; }
       const order = p.map((v, i) => i).sort((a, b) => p[b] - p[a]).slice(0, 3);
       const top = document.createElement("div");
       top.className = "kd-top"; top.textContent = String(order[0]);
@@ -440,45 +460,45 @@
       c.putImageData(pixels, 0, 0);
     }
 
-    function line(parts) {  // [text, bold?] pieces as one line of the note
+    function line(text) {  // one line of the note: a catalog sentence, **bold** as in its Markdown
       const div = document.createElement("div");
-      for (const [text, bold] of parts) {
-        const node = bold ? document.createElement("b") : document.createTextNode(text);
-        if (bold) node.textContent = text;
-        div.append(node);
-      }
+      text.split("**").forEach((piece, i) => {
+        const node = i % 2 ? document.createElement("b") : document.createTextNode(piece);
+        if (i % 2) node.textContent = piece;
+        if (piece) div.append(node);
+      });
       return div;
     }
 
     // reports.prediction_note, plus the teacher's runner-ups at T: the dark knowledge KD passes on.
     function renderNote(result) {
       note.replaceChildren();
-      if (!result) { note.append(line([[cfg.hint, false]])); note.classList.add("kd-hint"); return; }
+      if (!result) { note.append(line(t("draw.hint"))); note.classList.add("kd-hint"); return; }
       note.classList.remove("kd-hint");
-      const T = result.temperature, t = fmt(T);
+      const T = result.temperature, Tg = fmt(T);
       const top = {};
       for (const role of ROLES) if (result[role]) top[role] = argmax(result[role].p1);
       if (result.teacher) {
         const agree = top.teacher === top.student;
-        note.append(line([["Teacher says ", false], [String(top.teacher), true], [", student says ", false],
-                          [String(top.student), true], [": they ", false], [agree ? "agree" : "disagree", !agree],
-                          [`. KL(teacher‖student) at T=${t} is ${result.kl_T.toFixed(4)}.`, false]]));
+        note.append(line(t("note.says", { teacher: top.teacher, student: top.student, T: Tg,
+                                          agree: agree ? t("note.agree") : `**${t("note.disagree")}**`,
+                                          kl: result.kl_T.toFixed(4) })));
         const pT = result.teacher.pT, order = pT.map((v, i) => i).sort((a, b) => pT[b] - pT[a]);
-        note.append(line([[`The teacher's next choices at T=${t}: `, false],
-                          [`${order[1]} (${pct(pT[order[1]])}) and ${order[2]} (${pct(pT[order[2]])})`, true],
-                          [": what a label alone never tells the student.", false]]));
+        note.append(line(t("draw.next", { T: Tg, second: order[1], p2: pct(pT[order[1]]), third: order[2],
+                                          p3: pct(pT[order[2]]) })));
       } else {
-        note.append(line([["The student says ", false], [String(top.student), true],
-                          [". This run has no teacher: the student taught itself (deep supervision), so there " +
-                           "is no teacher to agree with.", false]]));
+        note.append(line(t("note.no_teacher", { student: top.student })));
       }
-      note.append(line([[`Models: ${result.models}.`, false]]));
+      note.append(line(t("note.models", { models: models(result.models) })));
       if (result.baseline) {
-        const kl = result.teacher ? `; its KL to the teacher at T=${t} is ${result.baseline.kl_T.toFixed(4)}` : "";
-        note.append(line([["The baseline (no KD) says ", false], [String(top.baseline), true], [kl + ".", false]]));
+        const kl = result.teacher ? t("note.baseline_kl", { T: Tg, kl: result.baseline.kl_T.toFixed(4) }) : "";
+        note.append(line(t("note.baseline", { baseline: top.baseline, kl })));
       }
-      for (const n of result.notes) note.append(line([["Note: ", true], [n, false]]));
+      for (const n of result.notes) note.append(line(t("note.note", { note: n })));
     }
+    // The lab describes the models in English; the shipped ones are named in the page's language.
+    const models = (text) => text.replace(/^shipped checkpoints/, t("choice.models.shipped"))
+      .replace(/trained on (.+)$/, (m, data) => t("draw.trained_on", { data }));
     const fmt = (T) => String(Math.round(T * 1000) / 1000);  // Python's :g for the slider's values
 
     // Two panels of grouped bars: T = 1 (linear) and T (log scale, so the small probabilities
@@ -499,13 +519,14 @@
       const svg = el("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", class: "kd-chart" });
       const roles = result ? ROLES.filter((r) => result[r]) : [];
       const T = result ? result.temperature : state.temperature;
-      svg.append(el("text", { x: W / 2, y: 16, class: "kd-title" }, !result ? "Softmax distributions: draw a digit"
-        : result.kl_T !== null ? `Softmax · KL at T=${fmt(T)}: ${result.kl_T.toFixed(4)}` : "Softmax (this run has no teacher)"));
+      svg.append(el("text", { x: W / 2, y: 16, class: "kd-title" }, !result ? t("draw.chart_empty")
+        : result.kl_T !== null ? t("plot.softmax.title", { T: fmt(T), kl: result.kl_T.toFixed(4) })
+          : t("plot.softmax.no_teacher")));
       const second = narrow ? { x0: left, top: head + plotH + foot + 28 } : { x0: left + panelW + gap, top: head };
       const panels = [
-        { key: "p1", title: "T = 1: the answer", x0: left, top: head, y: (p) => p, ticks: [0, 0.5, 1],
+        { key: "p1", title: t("plot.softmax.t1"), x0: left, top: head, y: (p) => p, ticks: [0, 0.5, 1],
           tick: (v) => String(v) },
-        { key: "pT", title: `T = ${fmt(T)}: KD's targets (log scale)`, ...second,
+        { key: "pT", title: t("draw.chart_t", { T: fmt(T) }), ...second,
           y: (p) => Math.max(0, (Math.log10(Math.max(p, 1e-6)) + 6) / 6), ticks: [1e-6, 1e-4, 1e-2, 1],
           tick: (v) => (v === 1 ? "1" : "1e" + Math.log10(v)) },
       ];
@@ -524,11 +545,11 @@
             const p = result[role][panel.key][d], hgt = plotH * panel.y(p);
             const bar = el("rect", { x: panel.x0 + slot * (d + 0.1) + k * barW, y: top + plotH - hgt, width: barW,
                                      height: hgt, fill: cfg.colors[role], class: "kd-bar-" + role });
-            bar.append(el("title", {}, `${cfg.names[role]}: P(${d}) = ${pct(p)}`));
+            bar.append(el("title", {}, `${names[role]}: P(${d}) = ${pct(p)}`));
             g.append(bar);
           });
         }
-        g.append(el("text", { x: panel.x0 + panelW / 2, y: top + plotH + 30, class: "kd-tick" }, "digit"));
+        g.append(el("text", { x: panel.x0 + panelW / 2, y: top + plotH + 30, class: "kd-tick" }, t("axis.digit")));
         svg.append(g);
       }
       const step = narrow ? 125 : 150;
@@ -536,14 +557,14 @@
         const x = W / 2 - (roles.length * step) / 2 + k * step;
         const legend = el("g", { class: "kd-legend" });
         legend.append(el("rect", { x, y: 30, width: 10, height: 10, fill: cfg.colors[role] }));
-        legend.append(el("text", { x: x + 14, y: 39 }, cfg.names[role]));
+        legend.append(el("text", { x: x + 14, y: 39 }, names[role]));
         svg.append(legend);
       });
       chart.replaceChildren(svg);
     }
 
     function showError(error) {
-      note.replaceChildren(line([["Could not read the drawing: ", true], [String(error.message || error), false]]));
+      note.replaceChildren(line(t("draw.error", { reason: String(error.message || error) })));
     }
 
     render(null);

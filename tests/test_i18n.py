@@ -1,0 +1,202 @@
+"""English and 简体中文 (kdapp.ui.i18n): the catalogs agree, every key the code uses is in them,
+the language is chosen as the browser and ?lang= say, and numbers read the same in both."""
+import re
+import string
+from pathlib import Path
+
+import pytest
+
+from kdapp.lab.lessons import LESSONS
+from kdapp.ui import i18n, lessons as told, plots, reports
+from kdapp.ui.i18n import CATALOGS
+
+ROOT = Path(__file__).resolve().parents[1]
+# Every place a key is written: _("key"), I18N("key"), ngettext("key", ...), drawing.js's t("key"),
+# and the panel markup's data-t="key". As xgettext does, but for our markers.
+SOURCES = [ROOT / "app.py", *sorted((ROOT / "kdapp" / "ui").glob("*.py")), ROOT / "kdapp" / "ui" / "static" / "drawing.js"]
+MARKERS = re.compile(r"""\b(?:_|I18N|t|ngettext)\(\s*f?["']([a-z][\w.\-]*)["']|data-t(?:-aria)?=["']([\w.\-]+)["']""")
+
+
+def keys_in_code():
+    found = {}
+    for path in SOURCES:
+        for match in MARKERS.finditer(path.read_text(encoding="utf-8")):
+            key = match.group(1) or match.group(2)
+            if not key.endswith((".", "_")) and "." in key:  # "schedule." + name: a family, checked below
+                found.setdefault(key, path.name)
+    return found
+
+
+def slots(text):
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+
+
+def test_both_catalogs_have_the_same_keys_and_the_same_slots():
+    assert set(CATALOGS["en"]) == set(CATALOGS["zh"])
+    for key, english in CATALOGS["en"].items():
+        assert slots(CATALOGS["zh"][key]) == slots(english), key
+
+
+def test_every_key_the_code_uses_is_in_both_catalogs():
+    used = keys_in_code()
+    assert len(used) > 150  # the scan finds the markers (a broken regex would find none and pass)
+    for lang, catalog in CATALOGS.items():
+        assert not {k: f for k, f in used.items() if k not in catalog}, lang
+
+
+def test_every_key_a_family_builds_is_in_the_catalogs():
+    """Keys made from names: controls, choices, lessons, phases, states, losses."""
+    import app
+    families = [f"control.{name}" for name in app.CONTROL_TABLE] + [f"lesson.{k}.{part}" for k in LESSONS
+                                                                    for part in ("title", "question", "literature")]
+    families += [f"phase.{p}" for p in reports.PHASES] + [f"state.name.{s}" for s in reports.STATES]
+    families += [f"runs.column.{c}" for c in reports.RUN_COLUMNS if c not in ("T", "α")]
+    families += [key for _, key in i18n.KNOWN] + list(reports.MODEL_NAMES.values())
+    families += [label for name in app.CHOICE_CONTROLS for label, _ in
+                 ((c, c) if isinstance(c, str) else c for c in (lambda e: e() if callable(e) else e)(
+                     app.CONTROL_TABLE[name][1])["choices"]) if "." in label and not label[0].isdigit()
+                 and " " not in label]
+    for lang, catalog in CATALOGS.items():
+        assert [k for k in families if k not in catalog] == [], lang
+
+
+def test_the_english_catalog_tells_the_lessons_as_the_lab_does():
+    for key, lesson in LESSONS.items():
+        assert CATALOGS["en"][f"lesson.{key}.title"] == lesson.title
+        assert CATALOGS["en"][f"lesson.{key}.question"] == lesson.question
+        assert CATALOGS["en"][f"lesson.{key}.literature"] == lesson.literature
+
+
+def test_the_chinese_catalog_is_chinese_and_uses_the_articles_terms():
+    zh = CATALOGS["zh"]
+    allowed = re.compile(r"\{\w+\}|`[^`]*`|<[^>]*>|%\{\w+\}|https?://\S+")
+    for key, text in zh.items():
+        words = re.findall(r"[A-Za-z]{4,}", allowed.sub("", text))
+        # method and model names, file names and formulas may stay Latin; a sentence may not
+        names = {"Hinton", "Vinyals", "Dean", "Caruana", "Romero", "Zagoruyko", "Zhao", "Huang", "Beyer", "FitNets",
+                 "MNIST", "softmax", "logit", "logits", "Adam", "DIST", "TCKD", "NCKD", "CTKD", "ONNX", "onnxruntime",
+                 "hint", "gram", "attention", "self", "mutual", "born", "again", "fp32", "int8", "tensorboard",
+                 "logdir", "Distilling", "knowledge", "neural", "network", "TensorBoard", "docs", "deployment",
+                 "score", "extra", "text", "python", "kdapp", "reproduce", "Gram", "onnx"}
+        assert set(words) <= names, (key, words)
+    text = " ".join(zh.values())
+    for term in ("知识蒸馏", "教师模型", "学生模型", "温度", "软目标", "特征蒸馏", "基线"):
+        assert term in text, term
+
+
+@pytest.mark.parametrize("query, accept, expected", [
+    (None, "zh-CN,zh;q=0.9,en;q=0.8", "zh"), (None, "en-US,en;q=0.9", "en"), ("en", "zh-CN,zh;q=0.9", "en"),
+    ("zh", "en-US", "zh"), (None, "fr-FR,zh-TW;q=0.8,en;q=0.5", "zh"), (None, "fr,en;q=0.1,zh;q=0.5", "zh"),
+    (None, None, "en"), ("xx", "de", "en"), ("ZH_cn", None, "zh")])
+def test_the_language_is_the_query_s_else_the_browser_s(query, accept, expected):
+    assert i18n.language(query, accept) == expected
+
+
+def test_gettext_speaks_the_language_of_the_block_and_falls_back_to_english():
+    assert isinstance(i18n.translation("zh"), i18n.gettext.NullTranslations)
+    with i18n.speaking("zh"):
+        assert i18n._("button.start") == "开始蒸馏" and i18n.current() == "zh"
+        assert i18n._("no.such.key") == "no.such.key"
+    assert i18n._("button.start") == "Start distillation"
+
+
+def test_the_lab_s_sentences_are_translated_at_the_edge():
+    with i18n.speaking("zh"):
+        assert i18n.known("Run 0a1b2c3d queued, position 2.") == "实验 0a1b2c3d 已排队，位置 2。"
+        assert i18n.known("Sweep queued: 15 runs at temperature = 1, 2, 4, 8, 16, each on seeds 0, 1, 2.") == \
+            "扫描已排队：15 次实验，temperature = 1, 2, 4, 8, 16，每个值分别用随机种子 0, 1, 2。"
+        assert i18n.known("Not started: the queue is full (5 runs waiting, at most 5); try again later") == \
+            "未开始：队列已满（5 个实验在等待，上限 5）；请等部分实验完成后再试"
+        assert i18n.known("lenet5 · 61,706 params · pretrained") == "lenet5 · 61,706 个参数 · 已预训练"
+        assert i18n.known("something the engine said") == "something the engine said"  # left as it is
+
+
+def test_links_keep_the_language():
+    with i18n.speaking("zh"):
+        assert "(/?run=0a1b2c3d&lang=zh)" in reports.run_link("0a1b2c3d")
+    assert "(/?t=4)" in reports.link("x", "/?t=4")  # English, the fallback: the reader's own language
+
+
+NUMBER = re.compile(r"[-+±−]?\d(?:[\d,]*\d)?(?:\.\d+)?(?:e[-+]?\d+)?%?")
+
+
+def numbers(text):
+    """The numbers of a text as written ("98.25%", "+1.24", "2,000"), in any order: a sentence
+    may put them in another order in another language, never format them otherwise."""
+    return sorted(NUMBER.findall(text))
+
+
+def finished_run():
+    config = dict(teacher="lenet5_wide", student="lenet5", temperature=4.0, alpha=0.7, epochs=5, train_fraction=0.1,
+                  loss="kd", feature_loss="none", feature_weight=0.0, seed=0, data="sample")
+    metrics = dict(teacher_acc=0.9912, student_acc=0.9825, baseline_acc=0.9701, test_samples=2000, seconds=83.4,
+                   data="sample")
+    return dict(id="0a1b2c3d", state="finished", config=config, metrics=metrics, warnings=[], has_checkpoints=True,
+                device="cpu", data="sample")
+
+
+def both(build):
+    out = {}
+    for lang in ("en", "zh"):
+        with i18n.speaking(lang):
+            out[lang] = build()
+    return out
+
+
+def test_numbers_and_units_read_the_same_in_both_languages():
+    run = finished_run()
+    fidelity = {"temperature": 4.0, "test_samples": 2000, "accuracy": {"student": 0.9825, "baseline": 0.9701},
+                "agreement": {"student": 0.9871, "baseline": 0.9763},
+                "kl": {r: {"T1": 0.0123, "T": 0.0456} for r in ("student", "baseline")},
+                "fixed": {"count": 40}, "broken": {"count": 15},
+                "per_class": {r: [0.99] * 10 for r in ("teacher", "student", "baseline")}}
+    table = {"rows": [{"model": "KD student", "arch": "lenet5", "params": 61706, "size_mb": 0.25, "test_acc": 0.9825,
+                       "latency_ms": 0.31}], "metrics": run["metrics"], "config": run["config"]}
+    for build in (lambda: reports.status(run, True), lambda: reports.fidelity_markdown(fidelity),
+                  lambda: reports.comparison_table(table), lambda: reports.gain_text(run["metrics"]),
+                  lambda: reports.runs_rows([run])["data"][0]):
+        texts = both(build)
+        assert numbers(str(texts["en"])) == numbers(str(texts["zh"])), texts
+        assert texts["en"] != texts["zh"]  # and the words did change
+    gain = both(lambda: reports.gain_text(run["metrics"]))
+    assert gain["en"].startswith("+1.24 ± ") and gain["zh"].startswith("+1.24 ± ")
+    assert "98.25%" in both(lambda: reports.status(run, True))["zh"]
+
+
+def test_figures_have_their_titles_and_axes_in_the_language():
+    snapshot = {"id": "x", "config": {"loss": "kd"}, "accuracy": {"epoch": [1, 2], "teacher": [0.99, 0.99],
+                                                                 "student": [0.97, 0.98], "baseline": [0.96, 0.97]}}
+    figures = both(lambda: plots.accuracy_figure(snapshot))
+    assert figures["en"].layout.title.text == "Test accuracy per epoch"
+    assert figures["zh"].layout.title.text == "每轮的测试准确率"
+    assert [d.name for d in figures["zh"].data] == ["教师模型", "蒸馏学生模型", "基线模型（无蒸馏）"]
+    assert [d.y for d in figures["zh"].data] == [d.y for d in figures["en"].data]
+    empty = both(lambda: plots.loss_figure(None))
+    assert empty["zh"].layout.title.text == "训练损失"
+
+
+def test_lessons_speak_the_language():
+    runs = [{"state": s} for s in ("finished", "running")]
+    text = both(lambda: told.progress("alpha", runs))
+    assert text["zh"].startswith("**该多信任教师模型（α）**：") and numbers(text["en"]) == numbers(text["zh"])
+
+
+def test_bold_in_the_catalogs_renders_in_markdown():
+    """CommonMark closes ** only when it is right-flanking: "**状态：**空闲" stays literal, because the
+    closing ** follows punctuation and precedes a letter. Keep CJK punctuation outside the bold."""
+    import unicodedata
+
+    def kind(ch):
+        if ch is None or ch.isspace():
+            return "space"
+        return "punct" if unicodedata.category(ch)[0] in "PS" and ch not in "{}" else "letter"
+
+    for lang, catalog in CATALOGS.items():
+        for key, text in catalog.items():
+            runs = [m.start() for m in re.finditer(r"\*\*", text)]
+            for i, at in enumerate(runs):
+                before = kind(text[at - 1] if at else None)
+                after = kind(text[at + 2] if at + 2 < len(text) else None)
+                left = after != "space" and (after != "punct" or before != "letter")
+                right = before != "space" and (before != "punct" or after != "letter")
+                assert (left if i % 2 == 0 else right), (lang, key, text[max(0, at - 8):at + 10])

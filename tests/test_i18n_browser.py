@@ -1,0 +1,91 @@
+"""English and 简体中文 in a real browser (Debian's chromium, playwright) against `python app.py`:
+a Chinese browser gets a Chinese page, ?lang= overrides the browser, and links keep the language.
+
+Without chromium these skip with the reason; under CI=true a missing browser is a failure.
+"""
+import re
+
+import pytest
+
+from tests.test_browser import ARTIFACTS, browser, new_context, open_page, server  # noqa: F401 (the same fixtures)
+
+pytestmark = pytest.mark.browser
+
+# What may stay Latin on the Chinese page: model and method names, units, symbols, file types,
+# the names of the tools the page points to, and Gradio's own footer brand.
+ALLOWED = re.compile(
+    r"^(?:lenet5\w*|mlp_\d+|seed_\w+|cnn\w*|resnet\w*|self|mutual|T|KD|MNIST|softmax|logit|logits|CE|EMA|Adam|"
+    r"KL|DKD|DIST|LS|MSE|CTKD|TCKD|NCKD|PTQ|QAT|ONNX|onnx|pt|zip|int8|fp32|hint|gram|attention|FitNets|Hinton|"
+    r"Vinyals|Dean|Zhao|Huang|Sun|Li|Ba|Caruana|Romero|Zagoruyko|Beyer|Cov|F_S|cpu|cuda|mps|auto|TensorBoard|"
+    r"Gradio|API|MCP|px|ms|MB|kB|ETA|min|s|e|top|sample|mnist|docs|deployment|md|born|again|pts|CNN|Gram|I|k|z|score)$")
+WORD = re.compile(r"[A-Za-z][A-Za-z_]*\d*\w*")
+
+
+def english_words(text):
+    return sorted({w for w in WORD.findall(text) if not ALLOWED.match(w)})
+
+
+def chinese_page(browser, url, width=1400, height=1000, locale="zh-CN"):  # noqa: F811
+    context = new_context(browser, locale=locale, viewport={"width": width, "height": height})
+    page = open_page(browser, url, height=height, context=context)
+    # on_load has decided the language and the timer has written the status line in it
+    page.wait_for_function("() => /状态|Status/.test(document.querySelector('#status')?.innerText || '')",
+                           timeout=30_000)
+    return page
+
+
+def distill_tab_text(page):
+    """Everything the Distill tab shows, its two folded panels opened, and the footer."""
+    for name in ("训练：", "更多方法"):
+        page.get_by_text(re.compile(name)).first.click()
+    page.wait_for_timeout(500)
+    return page.evaluate("() => document.querySelector('gradio-app').innerText")
+
+
+def test_a_chinese_browser_gets_the_lab_in_chinese(browser, server):  # noqa: F811
+    from playwright.sync_api import expect
+    page = chinese_page(browser, server)
+    expect(page.locator("#start")).to_have_text("开始蒸馏")
+    expect(page.locator("#status")).to_contain_text("状态", timeout=10_000)
+    assert english_words(page.locator("#status").inner_text()) == []
+    for selector, words in (("#teacher-label", "教师模型"), ("#student-label", "蒸馏学生模型"),
+                            ("#baseline-label", "基线模型"), ("#clear", "清除"), ("#digit-28 figcaption", "模型看到"),
+                            ("#draw-note", "写一个数字")):
+        expect(page.locator(selector)).to_contain_text(words)
+    assert page.locator("#drawing [data-lang]").get_attribute("data-lang") == "zh"
+    assert page.evaluate("() => document.documentElement.lang").startswith("zh")  # Gradio's own words, too
+    page.screenshot(path=str(ARTIFACTS / "i18n-zh-1400.png"), full_page=True)  # needs a CJK font (.ci/run)
+    text = distill_tab_text(page)
+    assert "温度 T" in text and "α：软目标的权重" in text and "特征蒸馏损失" in text
+    assert english_words(text) == [], english_words(text)
+
+    # the settings link keeps the language
+    page.click("#settings-link")
+    expect(page.locator("#notice")).to_contain_text("lang=zh", timeout=10_000)
+    expect(page.locator("#notice")).to_contain_text("当前设置的链接")
+
+
+def test_lang_en_gives_english_on_a_chinese_browser(browser, server):  # noqa: F811
+    from playwright.sync_api import expect
+    page = chinese_page(browser, server + "?lang=en")
+    expect(page.locator("#start")).to_have_text("Start distillation")
+    expect(page.locator("#status")).to_contain_text("Status", timeout=10_000)
+    expect(page.locator("#student-label")).to_have_text("KD student")
+    expect(page.locator("#clear")).to_have_text("Clear")
+    expect(page.locator("#control-temperature")).to_contain_text("Temperature T")
+
+
+def test_lang_zh_gives_chinese_on_an_english_browser(browser, server):  # noqa: F811
+    from playwright.sync_api import expect
+    page = chinese_page(browser, server + "?lang=zh", locale="en-US")
+    expect(page.locator("#start")).to_have_text("开始蒸馏")
+    expect(page.locator("#status")).to_contain_text("状态", timeout=10_000)
+    expect(page.locator("#clear")).to_have_text("清除")
+
+
+@pytest.mark.slow
+def test_the_chinese_page_on_a_phone(browser, server):  # noqa: F811
+    """The screenshot a reviewer looks at: 390 px wide, the first screens."""
+    page = chinese_page(browser, server, width=390, height=844)
+    page.screenshot(path=str(ARTIFACTS / "i18n-zh-390.png"), full_page=True)
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390 + 1  # no sideways scrolling
