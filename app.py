@@ -392,13 +392,24 @@ def clear():
 # ---- what a finished run's student learned ----
 
 
+def confusion_plot(role):
+    return getattr(ui, f"confusion_{role}")
+
+
+def confusion_outputs(fidelity):
+    """One confusion matrix per model the run has (none yet: the first plot says what will come)."""
+    roles = [r for r in plots.CONFUSION_ROLES if fidelity and r in fidelity["confusion"]] or plots.CONFUSION_ROLES[:1]
+    return {confusion_plot(role): gr.update(value=plots.confusion_figure(fidelity, role), visible=role in roles)
+            for role in plots.CONFUSION_ROLES}
+
+
 def fidelity_outputs(run):
     """The fidelity panel for the run on show: markdown, confusions, both galleries, the example
     chart, and the id whose galleries are shown (for clicks)."""
     fidelity = lab.fidelity(run["id"]) if run and run["state"] == "finished" else None
     text = reports.fidelity_markdown(fidelity) if fidelity else reports.hint(_("fidelity.old")) \
         if run and run["state"] == "finished" else reports.hint(_("fidelity.wait"))
-    return {ui.fidelity_md: text, ui.confusion_plot: plots.confusion_figure(fidelity),
+    return {ui.fidelity_md: text, **confusion_outputs(fidelity),
             ui.fixed_gallery: lab.gallery(fidelity, "fixed"), ui.broken_gallery: lab.gallery(fidelity, "broken"),
             ui.example_plot: plots.example_figure(None, None, None), ui.fidelity_shown: run["id"] if fidelity else None}
 
@@ -619,7 +630,12 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
             ui.table = gr.Markdown(reports.comparison_table(None), elem_id="comparison")
             gr.Markdown(I18N("heading.learned"))
             ui.fidelity_md = gr.Markdown(reports.hint(_("fidelity.wait")), elem_id="fidelity")
-            ui.confusion_plot = gr.Plot(plots.confusion_figure(None), elem_id="confusion-plot", show_label=False)
+            gr.Markdown(I18N("plot.confusion.title"), elem_id="confusion-caption")
+            with gr.Row(elem_id="confusion-plot"):  # one per model; min_width stacks them on a phone
+                for role in plots.CONFUSION_ROLES:
+                    setattr(ui, f"confusion_{role}", gr.Plot(plots.confusion_figure(None, role), show_label=False,
+                                                             elem_id=f"confusion-{role}", min_width=300,
+                                                             visible=role == plots.CONFUSION_ROLES[0]))
             with gr.Row():
                 ui.fixed_gallery = gr.Gallery(label=I18N("gallery.fixed"), elem_id="fixed-gallery",
                                               columns=6, height=260, allow_preview=False, object_fit="contain")
@@ -699,8 +715,8 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     timer = gr.Timer(1.0)
     timer.tick(refresh, [ui.last, ui.view, ui.owner, ui.drawing_models, ui.follow, ui.notice_for, ui.lang],
                [ui.status, ui.queue, ui.loss_plot, ui.acc_plot, ui.table, ui.stop, ui.models, ui.drawing_models,
-                ui.link, ui.notice, ui.notice_for, ui.fidelity_md, ui.confusion_plot, ui.fixed_gallery,
-                ui.broken_gallery, ui.example_plot, ui.fidelity_shown, ui.last],
+                ui.link, ui.notice, ui.notice_for, ui.fidelity_md, *map(confusion_plot, plots.CONFUSION_ROLES),
+                ui.fixed_gallery, ui.broken_gallery, ui.example_plot, ui.fidelity_shown, ui.last],
                concurrency_limit=None, queue=False, **private)
     predict_outputs = [ui.teacher_pred, ui.student_pred, ui.baseline_pred, ui.dist_plot, ui.digit28, ui.draw_note]
     predict_inputs = [ui.sketch, CONTROLS["temperature"], ui.drawing_models]

@@ -38,6 +38,11 @@ def refresh(*args):
     out = app.refresh(*args)
     if out == gr.skip():  # nothing changed: no output is sent
         return {}
+    return by_name(out)
+
+
+def by_name(out):
+    """{component: value} -> {its name in app.ui: value}."""
     names = {component: name for name, component in vars(app.ui).items()}
     return {names[component]: value for component, value in out.items()}
 
@@ -118,8 +123,7 @@ def test_a_run_from_the_ui_handlers_finishes_and_the_owner_sees_it():
     out = refresh(None, view, "owner", app.lab_lib.SHIPPED, True, view)
     status, loss_fig, acc_fig, table, models, chosen = (out[k] for k in ("status", "loss_plot", "acc_plot", "table",
                                                                          "models", "drawing_models"))
-    notice, notice_for, fidelity_md, confusion_fig = (out[k] for k in ("notice", "notice_for", "fidelity_md",
-                                                                       "confusion_plot"))
+    notice, notice_for, fidelity_md = (out[k] for k in ("notice", "notice_for", "fidelity_md"))
     fixed, broken, fidelity_shown = out["fixed_gallery"], out["broken_gallery"], out["fidelity_shown"]
     assert "Finished: run " + view in status and "KD gain" in status
     assert "| KD student | seed_student | 173,930 |" in table and "10% of the data" in table
@@ -130,7 +134,7 @@ def test_a_run_from_the_ui_handlers_finishes_and_the_owner_sees_it():
     fidelity = app.lab.fidelity(view)
     run = app.lab.run(view)
     assert fidelity_shown == view and "agrees with the teacher" in fidelity_md
-    assert len(confusion_fig.data) == 3
+    assert shown_confusions(out) == ["teacher", "student", "baseline"]  # one figure each
     assert fidelity["fixed"]["count"] - fidelity["broken"]["count"] == round(
         (run["metrics"]["student_acc"] - run["metrics"]["baseline_acc"]) * run["metrics"]["test_samples"])
     assert len(fixed) == min(32, fidelity["fixed"]["count"]) and len(broken) == min(32, fidelity["broken"]["count"])
@@ -238,14 +242,13 @@ def test_a_deep_supervision_run_has_no_teacher_and_says_so():
     message, view, _ = start("deep-owner", teacher="self", self_distill="deep", epochs=1, train_fraction=0.1)
     assert app.lab.queue.wait(view, timeout=180)
     out = refresh(None, view, "deep-owner", app.lab_lib.SHIPPED, True, view)
-    status, acc_fig, fidelity_md, confusion_fig = (out[k] for k in ("status", "acc_plot", "fidelity_md",
-                                                                    "confusion_plot"))
+    status, acc_fig, fidelity_md = (out[k] for k in ("status", "acc_plot", "fidelity_md"))
     run = app.lab.run(view)
     assert run["state"] == "finished" and run["metrics"]["teacher_acc"] is None, run["message"]
     assert "no teacher" in status and "deep supervision (no teacher)" in status
     assert [line.name for line in acc_fig.data] == ["KD student", "baseline (no KD)"]
     assert "has no teacher" in fidelity_md and "agrees with the teacher" not in fidelity_md
-    assert len(confusion_fig.data) == 2  # KD student and baseline
+    assert shown_confusions(out) == ["student", "baseline"]  # no teacher's
     p = predict(digit_canvas()[0], 4.0, view)
     assert p.teacher is None and "taught itself" in p.note
     assert set(p.student) == set(p.baseline) == {str(d) for d in range(10)}
@@ -408,12 +411,28 @@ def test_born_again_is_live_only_with_teacher_self():
         assert out[app.CONTROLS["generations"]]["interactive"] is live
 
 
-def test_the_confusion_title_says_what_the_diagonal_shows():
-    from kdapp.ui import plots
-    fidelity = {"confusion": {r: [[5 if i == j else 1 for j in range(10)] for i in range(10)]
-                              for r in ("teacher", "student", "baseline")}}
-    title = plots.confusion_figure(fidelity).to_plotly_json()["layout"]["title"]["text"]
-    assert "blank" not in title and "counted but not coloured" in title
+def shown_confusions(out):
+    """The models whose confusion matrix a refresh shows, each one figure of one heatmap."""
+    shown = [role for role in ("teacher", "student", "baseline") if out[f"confusion_{role}"]["visible"]]
+    assert all(len(out[f"confusion_{role}"]["value"].data) == 1 for role in shown)
+    return shown
+
+
+def test_the_confusion_caption_says_what_the_diagonal_shows_and_each_model_has_its_figure():
+    from kdapp.ui import i18n, plots
+    assert "counted but not coloured" in i18n.translation("en").gettext("plot.confusion.title")
+    counts = lambda wrong: [[5 if i == j else wrong for j in range(10)] for i in range(10)]
+    fidelity = {"confusion": {"teacher": counts(1), "student": counts(2), "baseline": counts(3)}}
+    figures = {role: plots.confusion_figure(fidelity, role).to_plotly_json() for role in plots.CONFUSION_ROLES}
+    assert figures["student"]["layout"]["title"]["text"] == "KD student: 180 wrong"  # 90 cells × 2, by hand
+    assert {f["data"][0]["zmax"] for f in figures.values()} == {3}  # one colour scale for the three
+    assert figures["baseline"]["data"][0]["z"][4][4] is None  # the diagonal is not coloured ...
+    assert figures["baseline"]["data"][0]["text"][4][4] == "5"  # ... but counted
+    for wrong, expected in ((0, ["teacher"]), (1, ["teacher", "student", "baseline"])):
+        fid = {"confusion": {"teacher": counts(wrong), "student": counts(wrong), "baseline": counts(wrong)}} \
+            if wrong else None
+        out = by_name(app.confusion_outputs(fid))
+        assert [r for r in plots.CONFUSION_ROLES if out[f"confusion_{r}"]["visible"]] == expected
 
 
 def test_gallery_captions_fit_a_thumbnail_and_name_the_other_answer():

@@ -81,3 +81,23 @@ def test_on_a_phone_every_table_cell_holds_its_words(server, browser):
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 392
     page.locator("#fidelity table").first.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "tables-390.png"))
+    # The confusion matrices: one per row, each as wide as the column, every cell a readable size.
+    boxes = confusion_boxes(page)
+    assert len(boxes) == 3 and all(b["width"] >= 300 for b in boxes), boxes
+    assert boxes[0]["y"] + boxes[0]["height"] <= boxes[1]["y"] and boxes[1]["y"] + boxes[1]["height"] <= boxes[2]["y"]
+    page.locator("#confusion-student").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "confusion-390.png"))
+    # On a wide screen, the same three side by side.
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.wait_for_timeout(500)
+    boxes = confusion_boxes(page)
+    assert len({round(b["y"]) for b in boxes}) == 1 and boxes[0]["x"] < boxes[1]["x"] < boxes[2]["x"], boxes
+
+
+def confusion_boxes(page):
+    """The bounding boxes of the confusion matrices' plotting areas (their heatmaps drawn)."""
+    from playwright.sync_api import expect
+    plots = [page.locator(f"#confusion-{role} .main-svg").first for role in ("teacher", "student", "baseline")]
+    for plot in plots:
+        expect(plot).to_be_visible(timeout=15_000)
+    return [plot.bounding_box() for plot in plots]

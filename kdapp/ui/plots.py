@@ -193,35 +193,30 @@ def distribution_figure(prediction):
                      dict(subtitle, text=_("plot.softmax.t").format(T=f"{T:g}"), x=0.77, xanchor="center")]))
 
 
-def confusion_figure(fidelity):
-    """The teacher's, KD student's and baseline's confusion matrices side by side (rows = true
-    class), off-diagonal counts only in colour so the mistakes stand out."""
-    if not fidelity:
+CONFUSION_ROLES = ("teacher", "student", "baseline")
+
+
+def confusion_figure(fidelity, role):
+    """One model's confusion matrix on the test digits (rows = true class), its mistakes in colour
+    on a scale shared by the three models so that they compare; the diagonal, right answers, is
+    counted but not coloured. One figure per model, so that a phone shows them one per row."""
+    if not fidelity or role not in fidelity["confusion"]:
         return _empty(_("plot.confusion.title_empty"), _("plot.confusion.empty"))
-    NAMES = names()
-    roles = [r for r in ("teacher", "student", "baseline") if r in fidelity["confusion"]]
-    width = 1.0 / len(roles)
-    digits = [str(d) for d in range(10)]
-    peak = max(max(v for i, row in enumerate(fidelity["confusion"][r]) for j, v in enumerate(row) if i != j)
-               for r in roles) or 1
-    data, layout = [], {}
-    for k, role in enumerate(roles):
-        counts = fidelity["confusion"][role]
-        z = [[None if i == j else v for j, v in enumerate(row)] for i, row in enumerate(counts)]
-        text = [[str(v) if v else "" for v in row] for row in counts]
-        suffix = "" if k == 0 else str(k + 1)
-        data.append(dict(type="heatmap", x=digits, y=digits, z=z, text=text, texttemplate="%{text}",
-                         textfont=dict(size=9), colorscale="Reds", zmin=0, zmax=peak, showscale=False,
-                         xaxis="x" + suffix, yaxis="y" + suffix,
-                         hovertemplate=_("plot.confusion.hover").format(model=NAMES[role])))
-        errors = sum(v for i, row in enumerate(counts) for j, v in enumerate(row) if i != j)
-        layout["xaxis" + suffix] = dict(domain=[k * width + 0.02, (k + 1) * width - 0.02], type="category",
-                                        title=dict(text=_("axis.predicted").format(model=NAMES[role], errors=errors)))
-        layout["yaxis" + suffix] = dict(type="category", autorange="reversed", anchor="x" + suffix,
-                                        title=dict(text=_("axis.true_digit")) if k == 0 else None,
-                                        scaleanchor="x" + suffix)
-    return _figure(data, dict(title=dict(text=_("plot.confusion.title")),
-                              height=340, uirevision="confusion", margin=dict(l=50, r=10, t=50, b=50), **layout))
+    confusion, digits = fidelity["confusion"], [str(d) for d in range(10)]
+    peak = max(v for r in confusion for i, row in enumerate(confusion[r]) for j, v in enumerate(row) if i != j) or 1
+    counts = confusion[role]
+    z = [[None if i == j else v for j, v in enumerate(row)] for i, row in enumerate(counts)]
+    text = [[str(v) if v else "" for v in row] for row in counts]
+    errors = sum(v for i, row in enumerate(counts) for j, v in enumerate(row) if i != j)
+    model = names()[role]
+    data = [dict(type="heatmap", x=digits, y=digits, z=z, text=text, texttemplate="%{text}", textfont=dict(size=9),
+                 colorscale="Reds", zmin=0, zmax=peak, showscale=False,
+                 hovertemplate=_("plot.confusion.hover").format(model=model))]
+    return _figure(data, dict(title=dict(text=_("plot.confusion.one").format(model=model, errors=errors)),
+                              xaxis=dict(type="category", title=dict(text=_("axis.predicted_digit"))),
+                              yaxis=dict(type="category", autorange="reversed", scaleanchor="x",
+                                         title=dict(text=_("axis.true_digit"))),
+                              height=340, uirevision=f"confusion-{role}", margin=dict(l=50, r=10, t=50, b=50)))
 
 
 def example_figure(fidelity, kind, index):
