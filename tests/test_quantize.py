@@ -2,6 +2,7 @@
 onnxruntime writes, the int8 files' size and agreement checked by onnxruntime itself, and the
 CLI's `quantized` object and files."""
 import json
+import re
 import os
 
 import numpy as np
@@ -206,3 +207,8 @@ def test_the_recorded_reproduction_meets_the_issue_bar_and_is_the_documented_one
     doc = (quantization.RESULTS.parents[1] / "docs" / "deployment.md").read_text()
     rows = [line for line in quantization.RESULTS.read_text().splitlines() if line.startswith("| ")]
     assert rows and all(line in doc for line in rows)
+    # The README's summary copies its numbers from the same file: each one is there.
+    readme = (quantization.RESULTS.parents[1] / "README.md").read_text()
+    summary = [line for line in readme.splitlines() if line.startswith(("| lenet5 |", "| seed_student |"))]
+    numbers = [n for line in summary for n in re.findall(r"\d+\.\d+(?: ± \d+\.\d+)?", line)]
+    assert len(numbers) == 8 and all(n in quantization.RESULTS.read_text() for n in numbers), numbers
