@@ -188,10 +188,25 @@ def test_a_run_with_int8_students_shows_their_rows_and_downloads_the_file():
     assert run["state"] == "finished", run["message"]
     assert run["metrics"]["quantized"]["method"] == "ptq"
     table = reports.comparison_table(app.lab.comparison(view))
-    assert "int8 students: post-training int8" in table and "| student | int8 |" in table
+    assert "int8 students: post-training int8" in table and "| KD student | int8 |" in table
     files = app.downloads([view])[app.ui.files]
     int8 = next(f for f in files if f.endswith("-int8.onnx"))
     assert len(files) == 3 and run_file(int8, np.zeros((2, 1, 28, 28), np.float32)).shape == (2, 10)
+    # The drawing offers the int8 students: the browser gets the very file the table measured, and
+    # the server's reading (scripts, no WebAssembly) is onnxruntime's on that file.
+    choice = view + app.lab_lib.INT8
+    assert choice in [value for _, value in app.lab.drawing_choices()]
+    onnx, description = app.lab.drawing_onnx(choice)
+    written = run["extra"]["paths"]
+    assert str(onnx["student"]) == written["student_int8"] and str(onnx["baseline"]) == written["baseline_int8"]
+    assert onnx["teacher"] == app.lab.drawing_onnx(view)[0]["teacher"] and description.endswith("int8 students")
+    from kdapp.evaluation import inference
+    from kdapp.tools.serving import redrawn_canvases
+    canvas = redrawn_canvases(1)[0][0]
+    answer = app.lab.predict(canvas, 4.0, choice)
+    x = inference.preprocess(canvas).tensor.numpy()
+    by_hand = torch.softmax(torch.from_numpy(run_file(written["student_int8"], x)), 1)[0]
+    np.testing.assert_allclose(answer["student"]["p1"], by_hand.numpy(), atol=1e-6)
 
 
 def test_the_recorded_reproduction_meets_the_issue_bar_and_is_the_documented_one():

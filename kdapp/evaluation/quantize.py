@@ -124,6 +124,17 @@ def onnx_logits(path_or_session, x, batch_size=EVAL_BATCH):
                            for i in range(0, len(x), batch_size)])
 
 
+class OnnxModel:
+    """An ONNX file (an int8 student) called as the drawing calls a torch model: x (N,1,28,28) ->
+    logits as a tensor, computed by onnxruntime, the runtime its table was measured with."""
+
+    def __init__(self, path):
+        self.session = session(path)
+
+    def __call__(self, x):
+        return torch.from_numpy(onnx_logits(self.session, x))
+
+
 def latency_ms(sess, batch, repeats=30, warmup=5):
     """Median wall time (ms) of one call at this batch size, on test-like zeros."""
     x = np.zeros((batch, 1, 28, 28), dtype=np.float32)

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from kdapp import checkpoints, data as data_lib
-from kdapp.evaluation import export, fidelity as fidelity_lib, inference
+from kdapp.evaluation import export, fidelity as fidelity_lib, inference, quantize
 from kdapp.training import teachers, train
 from kdapp.config import (CHOICES, DEFAULTS, HOSTED_CAPS, HOSTED_IMPOSED, MUTUAL, NO_PRETRAINED, RANGES, SELF,
                           RunConfig, convert, is_deep_supervision)
@@ -38,6 +38,7 @@ TECHNIQUE_SETTINGS = ("temperature_schedule", "temperature_end", "joint_epochs",
 URL_SETTINGS = ("teacher", "student", "temperature", "alpha", "epochs", "lr", "batch_size", "train_fraction",
                 "loss", "feature_loss", "feature_weight", "alpha_end", "clip_grad_norm", "data", "seed",
                 "augment", "consistent", "omit_class", "self_distill", "generations", *TECHNIQUE_SETTINGS)
+INT8 = "-int8"  # a drawing choice "<run id>-int8": that run's int8 students
 AGAIN = ("finished", "failed", "cancelled", "interrupted")  # the states a run can be run again from
 MODEL_CACHE_SIZE = 4  # (teacher, student, baseline) triples in memory; ~6 MB each
 
@@ -265,14 +266,18 @@ class Lab:
         `include` when it is such a run (a linked or picked older run stays selectable)."""
         choices = [("shipped checkpoints", SHIPPED)]
         records = self.store.list(limit=limit, states=(FINISHED,), curves=False)
+        include = include[:-len(INT8)] if include and include.endswith(INT8) else include
         if include not in (None, SHIPPED) and all(r["id"] != include for r in records):
             extra = self.run(include)
             records += [extra] if extra and extra["state"] == FINISHED else []
         for r in records:
             if r["has_checkpoints"]:
                 c = r["config"]
-                choices.append((f"run {r['id']}: {c['teacher']} → {c['student']}, T={c['temperature']:g}, "
-                                f"α={c['alpha']:g} ({r['metrics']['student_acc']:.2%})", r["id"]))
+                label = (f"run {r['id']}: {c['teacher']} → {c['student']}, T={c['temperature']:g}, "
+                         f"α={c['alpha']:g} ({r['metrics']['student_acc']:.2%})")
+                choices.append((label, r["id"]))
+                if c.get("quantize", "none") != "none":  # its int8 students too, the files its table measured
+                    choices.append((f"{label}, int8 students", r["id"] + INT8))
         return choices
 
     def default_models(self, owner):
@@ -299,6 +304,13 @@ class Lab:
         return models
 
     def _load_models(self, choice):
+        if choice.endswith(INT8):  # the run's int8 students (ONNX Runtime) beside its fp32 teacher
+            run_id = choice[:-len(INT8)]
+            teacher, _, _, description = self.models(run_id)
+            files = self._int8_files(run_id)
+            return (teacher, quantize.OnnxModel(files["student"]),
+                    quantize.OnnxModel(files["baseline"]) if "baseline" in files else None,
+                    f"{description}, int8 students")
         if choice == SHIPPED:
             paths = checkpoints.drawing_paths(self.drawing_dir)
             teacher = checkpoints.load(paths["teacher"])[0] if "teacher" in paths else None
@@ -328,10 +340,22 @@ class Lab:
         return (teacher, student, baseline, f"run {choice}: {c['teacher']} → {c['student']}, T={c['temperature']:g}, "
                                             f"α={c['alpha']:g} (student {record['metrics']['student_acc']:.2%})")
 
+    def _int8_files(self, run_id):
+        """{"student", "baseline"?: int8 ONNX path} of a finished run with int8 students."""
+        paths = ((self.run(run_id) or {}).get("extra") or {}).get("paths") or {}
+        files = {role: Path(paths[f"{role}_int8"]) for role in ("student", "baseline") if paths.get(f"{role}_int8")}
+        if "student" not in files or not all(path.is_file() for path in files.values()):
+            raise LookupError(f"run {run_id} has no int8 students to draw with")
+        return files
+
     def drawing_onnx(self, choice):
         """({role: ONNX path}, description) of the drawing's models for the visitor's browser:
-        "shipped" or a finished run's id, exported once. Raises LookupError with a sentence."""
+        "shipped", a finished run's id, exported once, or the id + "-int8" (its int8 students, the
+        very files its table measured). Raises LookupError with a sentence."""
         description = self.models(choice)[3]  # the same checks, and the same words, as the server's drawing
+        if choice.endswith(INT8):
+            files, _ = self.drawing_onnx(choice[:-len(INT8)])
+            return {**files, **self._int8_files(choice[:-len(INT8)])}, description
         try:
             if choice == SHIPPED:
                 return drawing_models.shipped(self.store.root, self.drawing_dir), description

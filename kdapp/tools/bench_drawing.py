@@ -145,7 +145,7 @@ def drawing(count=30, epochs=40):
             out["idle"] = strokes(page, log, count)
             # A run training on every core, started by another visitor, then the same strokes.
             trainer = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-            trainer.goto(url + f"?epochs={epochs}")
+            trainer.goto(url + f"?epochs={epochs}&fraction=1")  # all 8,000 digits: it trains for every stroke
             trainer.wait_for_function(READY, timeout=60_000)
             for _ in range(10):  # Start is refused until the page has its owner token (on load)
                 trainer.click("#start")

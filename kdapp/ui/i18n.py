@@ -145,9 +145,10 @@ KNOWN = [(re.compile(pattern), key) for pattern, key in (
     (r"^full MNIST · .*$", "choice.data.mnist"),
     (r"^shipped checkpoints$", "choice.models.shipped"),
     (r"^shipped checkpoints: (?P<rest>.+)$", "choice.models.shipped_desc"),
+    (r"^run (?P<id>\w+): (?P<pair>.+ → [^,]+), (?P<settings>T=.+), int8 students$", "choice.models.run_int8"),
     (r"^run (?P<id>\w+): (?P<pair>.+ → [^,]+), (?P<settings>T=.+)$", "choice.models.run"),
     # the reproduction files' headings
-    (r"^# Reproduction: our numbers beside the published ones$", "repro.title"),
+    (r"^# Our numbers beside the published ones$", "repro.title"),
     (r"^## (?P<n>\d+)\. The MNIST seed article's table$", "repro.seed_table"),
     (r"^## (?P<n>\d+)\. Small data: 10% of the training set$", "repro.small_data"),
     (r"^## (?P<n>\d+)\. Hinton, Vinyals & Dean \(2015\), MNIST$", "repro.hinton"),
