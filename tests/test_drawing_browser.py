@@ -4,6 +4,7 @@ the digit is read in the page, with the server out of the loop, and reads the sa
 Without chromium these skip with the reason; under CI=true a missing browser is a failure.
 """
 import base64
+import io
 import json
 import re
 import urllib.request
@@ -243,3 +244,49 @@ def test_a_links_t_is_the_panels_t(server, contexts):
     draw(page, ONE)
     expect(page.locator("#dist-plot")).to_contain_text("T = 8", timeout=15_000)
     expect(page.locator("#draw-note")).to_contain_text("at T=8")
+
+
+@pytest.mark.slow
+def test_a_runs_int8_students_are_read_in_the_browser_as_onnxruntime_reads_them(server, contexts, tmp_path):
+    """A run with int8 students: its "-int8" choice makes the page load the int8 ONNX files (QDQ
+    ops in ONNX Runtime Web) and read the digit as onnxruntime on the server reads those files."""
+    import httpx
+    from kdapp.tools.loadtest import _last_event_data
+    from kdapp.tools.serving import start_event_data, wait_until
+    owner = "int8-drawer"
+    data = start_event_data(server, owner, quantize="ptq", epochs=1, train_fraction=0.1)
+    with httpx.Client(base_url=server, timeout=60) as http:
+        r = http.post("gradio_api/call/start", json={"data": data})
+        r.raise_for_status()
+        notice = _last_event_data(http.get(f"gradio_api/call/start/{r.json()['event_id']}").text)[0]
+        run_id = re.search(r"Run ([0-9a-f]{8})", notice).group(1)
+
+        def state():
+            runs = http.post("gradio_api/run/runs", json={"data": [], "session_hash": owner}).json()["data"][0]
+            return next((run["state"] for run in runs if run["id"] == run_id), None)
+        assert wait_until(lambda: state() not in ("queued", "running", None), timeout=300) and state() == "finished"
+    choice = run_id + "-int8"
+    page = open_panel(contexts(), server)
+    page.evaluate(f"() => window.kdappDrawing.panel.setModels({json.dumps(choice)})")
+    before = page.evaluate("() => window.kdappDrawing.panel.stats.penUpToPaint.length")
+    draw(page, ZERO)
+    page.wait_for_function(f"() => {{ const p = window.kdappDrawing.panel, r = p.result();"  # the pen-up reading
+                           f" return p.stats.penUpToPaint.length > {before} && r && r.models"
+                           f" && r.models.endsWith('int8 students'); }}", timeout=30_000)
+    result = page.evaluate("() => window.kdappDrawing.panel.result()")
+    # By hand: the files the page was served, run by onnxruntime on the canvas as Python prepares it.
+    from PIL import Image
+    from kdapp.evaluation import quantize
+    from kdapp.ui.drawing import PREFIX
+    manifest = json.loads(urllib.request.urlopen(f"{server.rstrip('/')}{PREFIX}/models/{choice}.json").read())
+    canvas = np.array(Image.open(io.BytesIO(base64.b64decode(page.evaluate(
+        "() => document.querySelector('#sketch canvas').toDataURL('image/png').split(',')[1]")))).convert("RGBA"))
+    x = inference.preprocess(canvas).tensor.numpy()
+    for role, url in manifest["roles"].items():
+        path = tmp_path / f"{role}.onnx"
+        path.write_bytes(urllib.request.urlopen(server.rstrip("/") + url).read())
+        assert (b"QuantizeLinear" in path.read_bytes()) == (role != "teacher"), role  # int8 students, fp32 teacher
+        logits = quantize.onnx_logits(str(path), x)[0]
+        by_hand = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+        np.testing.assert_allclose(result[role]["p1"], by_hand, atol=1e-4, err_msg=role)
+    assert manifest["roles"]["student"].split("?")[0].endswith(f"/{choice}/student.onnx")
