@@ -85,10 +85,11 @@ def figure(run):
                              line=dict(color=TASK_COLORS[j % len(TASK_COLORS)], width=2)))
         domain = [k * width + (gap / 2 if k else 0), (k + 1) * width - (gap / 2 if k < len(strategies) - 1 else 0)]
         layout[f"xaxis{axis}"] = dict(domain=domain, range=[0.7, len(tasks) + 0.3], dtick=1, anchor=f"y{axis}",
-                                      title=dict(text=_("continual.chart.after")))
+                                      title=dict(text=_("continual.chart.after")) if k == 0 else None)
         layout[f"yaxis{axis}"] = dict(range=[-3, 103], anchor=f"x{axis}", showticklabels=k == 0,
                                       title=dict(text=_("continual.chart.accuracy")) if k == 0 else None)
-        # The short name: four panels side by side are ~65 px each on a phone (the table says the bounds).
+        # The short name, and the axes' titles on the first panel only: four panels side by side are
+        # ~65 px each on a phone (the table says the bounds).
         layout["annotations"].append(dict(text=short(name), x=sum(domain) / 2, xanchor="center", y=1.02,
                                           yanchor="bottom", xref="paper", yref="paper", showarrow=False,
                                           font=dict(size=12)))
