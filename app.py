@@ -100,6 +100,7 @@ MORE_ROWS = [["loss"], ["omit_class"], ["self_distill", "generations"], ["featur
              ["joint_epochs"], ["collapse_weight", "adversarial_weight"], ["clip_grad_norm"], ["augment"], ["consistent"],
              ["quantize"], ["data"], ["device"]]
 CONTROLS = {}  # name -> component, in CONTROL_TABLE's order once the layout has run
+CONTINUAL_CHOICES = {}  # the Continual tab's choice controls by name: on_load sends their words
 
 
 def choices_for(name):
@@ -333,6 +334,8 @@ def loaded(owner, params):
     for name in CHOICE_CONTROLS:
         out[CONTROLS[name]] = gr.update(choices=choices_for(name), **({"info": info_for(name)} if name in INFO_SLOTS
                                                                        else {}))
+    out.update({CONTINUAL_CHOICES[name]: gr.update(choices=words)
+                for name, words in continual_ui.choices().items()})
     for name, value in settings.items():
         if name in CONTROLS:
             out[CONTROLS[name]] = dict(out.get(CONTROLS[name], gr.update()), value=value)
@@ -468,8 +471,9 @@ def runs_table(pair, chosen, lang=None):
                                                     for r in lab.runs()})
         rows = reports.runs_rows(records)
         continual_rows = continual_ui.runs_rows(continual)
+        choices = [r["id"] for r in records] + [(_("runs.continual_choice").format(id=r["id"]), r["id"])
+                                                for r in continual]
     ids = [r["id"] for r in records] + [r["id"] for r in continual]
-    choices = [r["id"] for r in records] + [(f"{r['id']} (continual)", r["id"]) for r in continual]
     return {ui.runs_df: rows, ui.continual_runs_df: continual_rows, ui.pair: gr.update(choices=pairs),
             ui.selected: gr.update(choices=choices, value=[i for i in chosen or [] if i in ids])}
 
@@ -676,7 +680,9 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
             ui.diff = gr.Markdown(elem_id="runs-diff")
             ui.gain_plot = gr.Plot(plots.gain_map([]), elem_id="gain-map", show_label=False)
         with gr.Tab(I18N("tab.continual"), id="continual-tab", elem_id="continual-tab"):  # issue 26: kdapp.ui.continual builds it
-            ui.continual_shown = continual_ui.build(lambda: lab, ui.owner).shown  # the run the tab shows
+            continual_tab = continual_ui.build(lambda: lab, ui.owner, ui.lang, I18N)
+            ui.continual_shown = continual_tab.shown  # the run the tab shows
+            CONTINUAL_CHOICES.update(continual_tab.choice_controls)
         with gr.Tab(I18N("tab.reproduction"), id="reproduction-tab"):
             # The results files, their headings in the page's language (on_load sends them again).
             def reproduction(elem_id):
@@ -736,7 +742,8 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     ui.broken_gallery.select(show_example("broken"), [ui.fidelity_shown, ui.lang], ui.example_plot, **private)
     loaded_page = demo.load(on_load, [ui.owner], [ui.owner, ui.view, ui.notice, ui.models, ui.drawing_models,
                                                   ui.follow, ui.lang, ui.tabs, ui.continual_shown,
-                                                  *REPRODUCTION_VIEWS.values(), *CONTROLS.values()], **private)
+                                                  *REPRODUCTION_VIEWS.values(), *CONTROLS.values(),
+                                                  *CONTINUAL_CHOICES.values()], **private)
 
     runs_outputs = [ui.runs_df, ui.continual_runs_df, ui.pair, ui.selected]
     compare_outputs = [ui.compare_plot, ui.diff, ui.gain_plot, ui.run_link]

@@ -164,7 +164,7 @@ def test_the_runs_tab_lists_and_compares_continual_runs(app_lab):
     assert out[ui.selected]["value"] == [app_lab.continual]
     compared = app.compare([app_lab.continual], "all")
     fig = compared[ui.compare_plot]
-    assert [t.name for t in fig.data] == [f"{app_lab.continual} (class, 2 tasks)"] * 2
+    assert [t.name for t in fig.data] == [f"{app_lab.continual} (class-incremental, 2 tasks)"] * 2
     assert list(fig.data[0].y) == pytest.approx([49.0, 87.5]) and list(fig.data[1].y) == pytest.approx([99.0, 14.0])
     assert f"/?run={app_lab.continual}" in compared[ui.run_link]
     mixed = app.compare([app_lab.distill, app_lab.continual], "all")  # each kind with its own: distillation first

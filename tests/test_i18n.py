@@ -4,16 +4,19 @@ import re
 import string
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from kdapp.lab.lessons import LESSONS
-from kdapp.ui import i18n, lessons as told, plots, reports
+from kdapp.training.continual import STRATEGIES
+from kdapp.ui import continual, i18n, lessons as told, plots, reports
 from kdapp.ui.i18n import CATALOGS
 
 ROOT = Path(__file__).resolve().parents[1]
 # Every place a key is written: _("key"), I18N("key"), ngettext("key", ...), drawing.js's t("key"),
 # and the panel markup's data-t="key". As xgettext does, but for our markers.
-SOURCES = [ROOT / "app.py", *sorted((ROOT / "kdapp" / "ui").glob("*.py")), ROOT / "kdapp" / "ui" / "static" / "drawing.js"]
+SOURCES = [ROOT / "app.py", *sorted((ROOT / "kdapp" / "ui").glob("*.py")),
+           *(ROOT / "kdapp" / "ui" / "static" / name for name in ("drawing.js", "continual.js"))]
 MARKERS = re.compile(r"""\b(?:_|I18N|t|ngettext)\(\s*f?["']([a-z][\w.\-]*)["']|data-t(?:-aria)?=["']([\w.\-]+)["']""")
 
 
@@ -52,6 +55,10 @@ def test_every_key_a_family_builds_is_in_the_catalogs():
     families += [f"phase.{p}" for p in reports.PHASES] + [f"state.name.{s}" for s in reports.STATES]
     families += [f"runs.column.{c}" for c in reports.RUN_COLUMNS if c not in ("T", "α")]
     families += [key for _, key in i18n.KNOWN] + list(reports.MODEL_NAMES.values())
+    families += [f"continual.{kind}.{name}" for name in STRATEGIES for kind in ("strategy", "short")]
+    families += [f"continual.scenario.{s}" for s in continual.SCENARIOS]
+    families += [f"continual.data.{value}" for _, value in continual.choices()["data"]]
+    families += [f"continual.column.{c}" for c in continual.RUN_COLUMNS if c not in STRATEGIES and c != "T"]
     families += [label for name in app.CHOICE_CONTROLS for label, _ in
                  ((c, c) if isinstance(c, str) else c for c in (lambda e: e() if callable(e) else e)(
                      app.CONTROL_TABLE[name][1])["choices"]) if "." in label and not label[0].isdigit()
@@ -77,7 +84,7 @@ def test_the_chinese_catalog_is_chinese_and_uses_the_articles_terms():
                  "MNIST", "softmax", "logit", "logits", "Adam", "DIST", "TCKD", "NCKD", "CTKD", "ONNX", "onnxruntime",
                  "hint", "gram", "attention", "self", "mutual", "born", "again", "fp32", "int8", "tensorboard",
                  "logdir", "Distilling", "knowledge", "neural", "network", "TensorBoard", "docs", "deployment",
-                 "score", "extra", "text", "python", "kdapp", "reproduce", "Gram", "onnx"}
+                 "score", "extra", "text", "python", "kdapp", "reproduce", "Gram", "onnx", "Hoiem", "iCaRL"}
         assert set(words) <= names, (key, words)
     text = " ".join(zh.values())
     for term in ("知识蒸馏", "教师模型", "学生模型", "温度", "软目标", "特征蒸馏", "基线"):
@@ -200,3 +207,117 @@ def test_bold_in_the_catalogs_renders_in_markdown():
                 left = after != "space" and (after != "punct" or before != "letter")
                 right = before != "space" and (before != "punct" or after != "letter")
                 assert (left if i % 2 == 0 else right), (lang, key, text[max(0, at - 8):at + 10])
+
+
+# ---- the engine's and the lab's sentences, made by their own code, in Chinese at the UI's edge ----
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+class Enough(Exception):
+    """Raised by a test's emit once it has the sentences it came for: no training beyond them."""
+
+
+def run_until(job, last):
+    """The phase, data and step events of `job(emit)` up to the first whose type or phase is `last`."""
+    events = []
+
+    def emit(event):
+        events.append(event)
+        if last in (event["type"], event.get("phase")):
+            raise Enough
+
+    with pytest.raises(Enough):
+        job(emit)
+    return events
+
+
+def engine_sentences(tmp_path):
+    """A run's live messages, validation errors and the drawing's errors, as the engine and the lab
+    write them: a distillation run and a continual run on the sample, each stopped at its training."""
+    from types import SimpleNamespace
+
+    from kdapp import data as data_lib
+    from kdapp.config import RunConfig
+    from kdapp.evaluation import inference
+    from kdapp.lab import continual as lab_continual, jobs, store
+    from kdapp.training import continual as engine_continual, teachers, train
+
+    sentences = []
+    distill = run_until(lambda emit: train.run(RunConfig(data="sample", epochs=1, train_fraction=0.1), emit=emit,
+                                               runs_dir=tmp_path, data_dir="data"), "distilling")
+    continual = run_until(lambda emit: engine_continual.run_job(
+        engine_continual.ContinualConfig(tasks=2, epochs=1, data="sample"), emit, lambda: False, "data"),
+        "continual_step")
+    dataset = data_lib.load("sample", "data")
+    trained = run_until(lambda emit: train.train_teacher("lenet5", dataset, 2, emit=emit), "phase")
+    live = jobs.LiveRun({"id": "0a1b2c3d", "config": {"epochs": 1}, "warnings": []})
+    sentences.append(live.record["message"])  # "starting"
+    for event in distill + continual + trained + [events_teacher_epoch()]:
+        if event["type"] in ("phase", "data", "continual_step", "teacher_epoch"):
+            live.apply(event)
+            sentences.append(live.record["message"])
+    try:
+        teachers.with_deadline(lambda: False, 0)()
+    except teachers.Cancelled as e:
+        sentences.append(f"cancelled: {e}")  # the worker's end message (kdapp.lab.worker)
+    sentences += ["cancelled: stopped", store.REQUEUED, store.GAVE_UP.format(n=2), jobs.WORKER_DIED_REQUEUED]
+    for bad in ({"temperature": 100}, {"alpha": "x"}, {"epochs": 1.5}, {"loss": "nope"},
+                {"feature_loss": "attention", "feature_weight": 0.0}):
+        with pytest.raises(ValueError) as e:
+            RunConfig.from_dict(bad).validate()
+        sentences.append(f"Not started: {e.value}")
+    sentences.append(lab_continual.start(None, {"strategies": ()}, "owner")[1])
+    runs = {"a": None, "b": {"config": {"kind": "continual"}, "state": "running"},
+            "c": {"config": {"kind": "continual"}, "state": "finished", "has_checkpoints": False}}
+    for run_id in runs:
+        with pytest.raises(LookupError) as e:
+            lab_continual.models(SimpleNamespace(run=runs.get), run_id)
+        sentences.append(str(e.value).strip("'\""))
+    with pytest.raises(inference.CanvasError) as e:
+        inference.prepared_digit([0, 1])
+    sentences.append(str(e.value))
+    small = np.zeros((280, 280), dtype=np.uint8)
+    small[100:104, 100:104] = 255
+    sentences += inference.preprocess(small).notes
+    return sentences
+
+
+def events_teacher_epoch():
+    from kdapp import events
+    return events.teacher_epoch(3, 10, 0.9871)
+
+
+def test_the_engine_s_sentences_are_chinese_on_a_chinese_page(tmp_path):
+    sentences = engine_sentences(tmp_path)
+    assert len(sentences) > 20
+    with i18n.speaking("zh"):
+        for sentence in sentences:
+            text = i18n.known(sentence)
+            assert CJK.search(text), sentence  # a KNOWN pattern matched it: a change of wording fails here
+            assert numbers(text) == numbers(sentence), (sentence, text)
+            assert not re.search(r"\b(?:the|is|of|to|from|and|must|run|task)\b", text), (sentence, text)
+    with i18n.speaking("en"):
+        assert not any(CJK.search(i18n.known(s)) for s in sentences)
+
+
+def test_phase_sentences_written_after_training_are_in_known():
+    """Sentences the engine writes only after training (or in a mode a short test does not reach):
+    each must stand in its code as KNOWN knows it."""
+    import inspect
+
+    from kdapp.lab import continual as lab_continual
+    from kdapp.training import qat, train
+    sources = {"comparing the students with the teacher on the test digits": train.run,
+               "saving the students": train.run, "generation 0: {config.student} on the labels alone": train.born_again,
+               "generation {k} of {config.generations} distils from generation {k - 1}": train.born_again,
+               "int8: calibrating on training digits and measuring size and speed": qat,
+               "these models were trained task-incrementally": lab_continual._read}
+    examples = {"generation 0: {config.student} on the labels alone": "generation 0: lenet5 on the labels alone",
+                "generation {k} of {config.generations} distils from generation {k - 1}":
+                "generation 2 of 3 distils from generation 1",
+                "these models were trained task-incrementally": "these models were trained task-incrementally: "
+                "they expect to be told the task"}
+    with i18n.speaking("zh"):
+        for sentence, code in sources.items():
+            assert sentence in inspect.getsource(code), sentence
+            assert CJK.search(i18n.known(examples.get(sentence, sentence))), sentence

@@ -17,12 +17,17 @@ ALLOWED = re.compile(
     r"^(?:lenet5\w*|mlp_\d+|seed_\w+|cnn\w*|resnet\w*|self|mutual|T|KD|MNIST|softmax|logit|logits|CE|EMA|Adam|"
     r"KL|DKD|DIST|LS|MSE|CTKD|TCKD|NCKD|PTQ|QAT|ONNX|onnx|pt|zip|int8|fp32|hint|gram|attention|FitNets|Hinton|"
     r"Vinyals|Dean|Zhao|Huang|Sun|Li|Ba|Caruana|Romero|Zagoruyko|Beyer|Cov|F_S|cpu|cuda|mps|auto|TensorBoard|"
-    r"Gradio|API|MCP|px|ms|MB|kB|ETA|min|s|e|top|sample|mnist|docs|deployment|md|born|again|pts|CNN|Gram|I|k|z|score)$")
+    r"Gradio|API|MCP|px|ms|MB|kB|ETA|min|s|e|top|sample|mnist|docs|deployment|md|born|again|pts|CNN|Gram|I|k|z|score|"
+    r"LwF|Hoiem|iCaRL|continual)$")  # continual: docs/continual.md, a file's name
 WORD = re.compile(r"[A-Za-z][A-Za-z_]*\d*\w*")
 
 
+# A permalink ("/?run=0a1b2c3d&lang=zh") is an address and a run's id a name, not words.
+LINK = re.compile(r"(?:https?://\S+)?/\?\S+|(?<![\w-])[0-9a-f]{8}(?![\w-])")
+
+
 def english_words(text):
-    return sorted({w for w in WORD.findall(text) if not ALLOWED.match(w)})
+    return sorted({w for w in WORD.findall(LINK.sub(" ", text)) if not ALLOWED.match(w)})
 
 
 def chinese_page(browser, url, width=1400, height=1000, locale="zh-CN"):  # noqa: F811
@@ -89,3 +94,66 @@ def test_the_chinese_page_on_a_phone(browser, server):  # noqa: F811
     page = chinese_page(browser, server, width=390, height=844)
     page.screenshot(path=str(ARTIFACTS / "i18n-zh-390.png"), full_page=True)
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 390 + 1  # no sideways scrolling
+
+
+def chinese_continual_tab(browser, url, width, height=1000):  # noqa: F811
+    page = chinese_page(browser, url, width=width, height=height)
+    # Gradio's status overlay (the Distill tab's timer) can cover the tab bar: click in the page's own script.
+    page.evaluate("document.querySelector('#continual-tab-button').click()")
+    page.wait_for_function("() => window.kdappContinual && window.kdappContinual.panel", timeout=30_000)
+    return page
+
+
+def continual_tab_text(page):
+    """Everything the Continual tab shows, the chart's SVG words included."""
+    return page.evaluate("""() => [document.querySelector('#continual-tab').innerText,
+        ...[...document.querySelectorAll('#continual-chart text')].map((t) => t.textContent)].join(' ')""")
+
+
+@pytest.mark.slow
+def test_a_chinese_browser_gets_the_continual_tab_in_chinese(browser, server):  # noqa: F811
+    """A short continual run (2 tasks, 1 epoch, on the sample) started and read on a zh-CN page: the
+    tab, its finished run, the drawing's answer and the Runs tab's table hold no English beyond ALLOWED."""
+    from playwright.sync_api import expect
+
+    from tests.test_continual_browser import draw_and_read
+    page = chinese_continual_tab(browser, server, 1400)
+    expect(page.locator("#continual-start")).to_have_text("开始持续学习实验")
+    expect(page.locator("#continual-scenario")).to_contain_text("类增量")
+    assert page.locator("#continual-drawing [data-lang]").get_attribute("data-lang") == "zh"
+    expect(page.locator("#continual-chart")).to_contain_text("各任务的准确率", timeout=10_000)  # the timer's first words
+    assert english_words(continual_tab_text(page)) == [], english_words(continual_tab_text(page))
+
+    page.locator("#continual-tasks input[value='2']").check()
+    epochs = page.locator("#continual-epochs input[type=number]")
+    epochs.fill("1")
+    epochs.press("Enter")
+    page.locator("#continual-start").click()
+    expect(page.locator("#continual-notice")).to_contain_text(re.compile("已开始|已排队"), timeout=10_000)
+    run_id = re.search(r"[0-9a-f]{8}", page.locator("#continual-notice").inner_text()).group(0)
+    expect(page.locator("#continual-status")).to_contain_text(f"实验 {run_id}：已完成", timeout=180_000)
+    answer = draw_and_read(page, run_id)
+    assert "学完最后一个任务" in answer["description"]
+    expect(page.locator("#continual-draw-note")).to_contain_text(f"实验 {run_id} 学完最后一个任务")
+    expect(page.locator("#continual-chart")).to_contain_text("类增量")
+    text = continual_tab_text(page)
+    assert "平均准确率" in text and "记忆库（回放 + 知识蒸馏）" in text and "任务 1：0/1/2/3/4" in text
+    assert english_words(text) == [], english_words(text)
+    page.locator("#continual-tab").screenshot(path=str(ARTIFACTS / "continual-zh-1400.png"))
+
+    # A phone opens the run's link on the tab, in Chinese too, and nothing scrolls sideways.
+    phone = chinese_page(browser, f"{server}?run={run_id}", width=390, height=844)
+    expect(phone.locator("#continual-status")).to_contain_text(f"实验 {run_id}：已完成", timeout=30_000)
+    phone.wait_for_function("() => window.kdappContinual && window.kdappContinual.panel", timeout=30_000)
+    draw_and_read(phone, run_id)
+    assert english_words(continual_tab_text(phone)) == [], english_words(continual_tab_text(phone))
+    assert phone.evaluate("() => document.documentElement.scrollWidth") <= 390 + 1
+    phone.locator("#continual-tab").screenshot(path=str(ARTIFACTS / "continual-zh-390.png"))
+
+    # The Runs tab's table of continual runs.
+    page.evaluate("[...document.querySelectorAll('[role=tab]')].find((b) => b.innerText.trim() === '实验记录').click()")
+    page.get_by_role("button", name="刷新").click()
+    expect(page.locator("#continual-runs-table")).to_contain_text(run_id, timeout=30_000)
+    table = page.locator("#continual-runs-table").inner_text()
+    assert "记忆库：平均准确率 / 遗忘" in table and "已完成" in table
+    assert english_words(table) == [], english_words(table)

@@ -147,6 +147,92 @@ KNOWN = [(re.compile(pattern), key) for pattern, key in (
     (r"^shipped checkpoints: (?P<rest>.+)$", "choice.models.shipped_desc"),
     (r"^run (?P<id>\w+): (?P<pair>.+ → [^,]+), (?P<settings>T=.+), int8 students$", "choice.models.run_int8"),
     (r"^run (?P<id>\w+): (?P<pair>.+ → [^,]+), (?P<settings>T=.+)$", "choice.models.run"),
+    # a run's live message, how it ended, settings that do not validate, the Continual tab's drawing:
+    # the engine's and the lab's English (tests/test_i18n.py builds each with their code)
+    (r"^finetune$", "continual.short.finetune"),
+    (r"^lwf$", "continual.short.lwf"),
+    (r"^replay$", "continual.short.replay"),
+    (r"^joint$", "continual.short.joint"),
+    (r"^class-incremental$", "continual.scenario.class"),
+    (r"^task-incremental$", "continual.scenario.task"),
+    (r"^queued$", "state.name.queued"),
+    (r"^running$", "state.name.running"),
+    (r"^finished$", "state.name.finished"),
+    (r"^failed$", "state.name.failed"),
+    (r"^cancelled$", "state.name.cancelled"),
+    (r"^interrupted$", "state.name.interrupted"),
+    (r"^full MNIST$", "continual.data.mnist"),
+    (r"^bundled MNIST sample$", "continual.data.sample"),
+    (r"^starting$", "phase.starting"),
+    (r"^loading data$", "phase.loading data"),
+    (r"^(?P<dataset>full MNIST|bundled MNIST sample) \((?P<train>[\d,]+) train / (?P<test>[\d,]+) test\)$",
+     "engine.data"),
+    (r"^computing the teacher's soft targets over (?P<n>[\d,]+) training digits, once$", "engine.soft_targets"),
+    (r"^teacher (?P<arch>[\w.]+) from (?P<file>\S+)$", "engine.teacher_from"),
+    (r"^training (?P<arch>[\w.]+) for (?P<epochs>\d+) epochs$", "engine.training"),
+    (r"^teacher epoch (?P<epoch>\d+)/(?P<epochs>\d+): (?P<acc>[\d.]+%)$", "engine.teacher_epoch"),
+    (r"^saved teacher to (?P<path>.+)$", "engine.saved_teacher"),
+    (r"^its own deepest layer \(deep supervision\)$", "engine.deep_source"),
+    (r"^distilling (?P<student>[\w.]+) from (?P<source>.+) on (?P<n>[\d,]+) digits, (?P<processes>\d+) processes$",
+     "engine.distilling_processes"),
+    (r"^distilling (?P<student>[\w.]+) from (?P<source>.+) on (?P<n>[\d,]+) digits$", "engine.distilling"),
+    (r"^generation 0: (?P<student>[\w.]+) on the labels alone$", "engine.generation_0"),
+    (r"^generation (?P<k>\d+) of (?P<n>\d+) distils from generation (?P<previous>\d+)$", "engine.generation"),
+    (r"^comparing the students with the teacher on the test digits$", "engine.fidelity"),
+    (r"^saving the students$", "engine.saving"),
+    (r"^int8: calibrating on training digits and measuring size and speed$", "engine.quantizing"),
+    (r"^(?P<n>\d+) strategies, (?P<tasks>\d+) tasks, (?P<scenario>\w+-incremental)$", "engine.continual"),
+    (r"^(?P<strategy>finetune|lwf|replay|joint): task (?P<task>\d+) of (?P<tasks>\d+)$", "engine.continual_task"),
+    (r"^stopping$", "engine.stopping"),
+    (r"^cancelled before it started$", "engine.cancelled_early"),
+    (r"^cancelled: stopped$", "engine.cancelled_stopped"),
+    (r"^cancelled: the (?:continual )?run reached its time limit of (?P<seconds>\d+) s$", "engine.time_limit"),
+    (r"^cancelled: (?P<reason>.+)$", "engine.cancelled"),
+    (r"^failed: the server restarted (?P<n>\d+) times while this run trained, so it was not resumed again; "
+     r"press Run again to start it afresh$", "engine.gave_up"),
+    (r"^failed: (?P<reason>.+)$", "engine.failed"),
+    (r"^queued again after a server restart; it resumes from its last finished epoch$", "engine.requeued"),
+    (r"^its worker process died; queued again to resume from its last finished epoch$", "engine.worker_died"),
+    (r"^(?P<name>[\w ]+) must be from (?P<low>[\d.,e+-]+) to (?P<high>[\d.,e+-]+), got (?P<value>.+)$",
+     "engine.range"),
+    (r"^(?P<name>[\w ]+) must be above (?P<low>[\d.,e+-]+) to (?P<high>[\d.,e+-]+), got (?P<value>.+)$",
+     "engine.range_open"),
+    (r"^(?P<name>[\w ]+) must be one of (?P<choices>.+); got (?P<value>.+)$", "engine.choice"),
+    (r"^(?P<name>\w+) must be a finite number, got (?P<value>.+)$", "engine.finite"),
+    (r"^(?P<name>\w+) must be an integer, got (?P<value>.+)$", "engine.integer"),
+    (r"^(?P<name>\w+) must be a float, got (?P<value>.+)$", "engine.float"),
+    (r"^strategies must be distinct names among (?P<names>[\w, ]+), got none$", "engine.no_strategy"),
+    (r"^teacher '(?P<teacher>\w+)' \(no pretrained teacher\) is the only teacher of its run$", "engine.only_teacher"),
+    (r"^(?P<what>.+) needs conv feature maps: pick a CNN student and teacher \((?P<cnns>.+)\), or use the hint loss$",
+     "engine.needs_maps"),
+    (r"^deep supervision \(self_distill=deep\) needs teacher=self: the student is its own teacher$",
+     "engine.deep_needs_self"),
+    (r"^deep supervision is its own feature loss \(each stage hints at the deepest\); set the feature loss to none$",
+     "engine.deep_feature"),
+    (r"^consistent teaching needs a teacher to ask; deep supervision has none$", "engine.deep_consistent"),
+    (r"^quantization-aware distillation needs a teacher; deep supervision has none: use quantize=ptq$",
+     "engine.deep_qat"),
+    (r"^the (?P<loss>.+) feature loss needs a feature weight above 0$", "engine.feature_weight"),
+    (r"^a (?P<schedule>\w+) temperature schedule needs temperature_end$", "engine.schedule_end"),
+    (r"^joint epochs fine-tune one pretrained teacher with logits alone: pick an architecture as the only "
+     r"teacher and no feature loss$", "engine.joint"),
+    (r"^mutual learning here is logits only: set the feature loss to none$", "engine.mutual_feature"),
+    (r"^the collapse and adversarial terms act on the student's features: pick a feature loss$",
+     "engine.needs_feature"),
+    (r"^the adversarial term compares adapted features: use the hint or gram feature loss$", "engine.adversarial"),
+    (r"^there is no continual run (?P<id>\w+)$", "engine.no_continual_run"),
+    (r"^run (?P<id>\w+) is (?P<state>queued|running): its models read the drawing once it has finished$",
+     "engine.not_finished"),
+    (r"^run (?P<id>\w+) has no models to draw with \((?P<state>\w+), its checkpoints were pruned\)$",
+     "engine.pruned"),
+    (r"^run (?P<id>\w+) has no models to draw with \((?P<state>\w+)\)$", "engine.no_models"),
+    (r"^these models were trained task-incrementally: .*$", "engine.task_note"),
+    (r"^most of the canvas is inked, so no digit can be read from it$", "engine.inked"),
+    (r"^the drawing is very small; it was scaled up to MNIST's size$", "engine.small"),
+    (r"^send the prepared digit as (?P<n>\d+) integers from 0 to 255$", "engine.prepared"),
+    (r"^run (?P<id>\w+) is a continual run: it has no distilled student to download; .*$",
+     "engine.no_student_continual"),
+    (r"^run (?P<id>\w+) has no student to download$", "engine.no_student"),
     # the reproduction files' headings
     (r"^# Our numbers beside the published ones$", "repro.title"),
     (r"^## (?P<n>\d+)\. The MNIST seed article's table$", "repro.seed_table"),
@@ -159,13 +245,17 @@ KNOWN = [(re.compile(pattern), key) for pattern, key in (
 )]
 
 
+# Slots that hold words of their own (a reason, a strategy, a state): KNOWN translates them too.
+SENTENCE_SLOTS = ("reason", "title", "source", "strategy", "scenario", "state", "dataset")
+
+
 def known(text):
     """An English sentence from below the UI in the language spoken now, when KNOWN has it;
     else the sentence as it is (a reason from the engine stays English)."""
     for pattern, key in KNOWN:
         match = pattern.match(text)
         if match:
-            slots = {k: known(v) if k in ("reason", "title") else (v or "") for k, v in match.groupdict().items()}
+            slots = {k: known(v) if k in SENTENCE_SLOTS else (v or "") for k, v in match.groupdict().items()}
             return _(key).format(**slots)
     return text
 

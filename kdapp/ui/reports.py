@@ -57,8 +57,10 @@ def settings_line(config):
     """A run's settings in one line, extras included only when they are on."""
     c = config
     if c.get("kind") == "continual":  # a continual run shares the queue with distillation runs
-        return html.escape(_("settings.continual").format(tasks=c["tasks"], scenario=c["scenario"],
-                                                           strategies=", ".join(c["strategies"]),
+        return html.escape(_("settings.continual").format(tasks=c["tasks"],
+                                                           scenario=_(f"continual.scenario.{c['scenario']}"),
+                                                           strategies=_("list.sep").join(
+                                                               _(f"continual.short.{s}") for s in c["strategies"]),
                                                            memory=c["memory"], epochs=c["epochs"]))
     parts = [f"{c['teacher']}{''.join(' + ' + t for t in c.get('extra_teachers', []))} → {c['student']}",
              f"T={c['temperature']:g}", f"α={c['alpha']:g}" + (f"→{c['alpha_end']:g}" if c.get("alpha_end") is not None

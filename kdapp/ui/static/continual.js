@@ -3,6 +3,8 @@
 // last task reads it (kdapp/ui/continual.py's `read_digit`, kdapp.lab.continual.read). A digit
 // costs the server one request of 784 numbers and four small forward passes; running the models
 // here would first download four of them per run (docs/continual.md says why we chose this).
+// Words come from cfg.catalogs in the page's language, picked as drawing.js picks it; the server
+// answers in that language too.
 (function () {
   "use strict";
 
@@ -16,6 +18,11 @@
 
   function mount(element, cfg) {
     const D = window.kdappDrawing, C = cfg.constants;
+    const lang = D.pickLanguage(cfg.catalogs, [...(navigator.languages || []), navigator.language]);
+    const t = (key) => cfg.catalogs[lang][key] ?? cfg.catalogs.en[key] ?? key;
+    element.dataset.lang = lang;
+    for (const node of element.querySelectorAll("[data-t]")) node.textContent = t(node.dataset.t);
+    for (const node of element.querySelectorAll("[data-t-aria]")) node.setAttribute("aria-label", t(node.dataset.tAria));
     const $ = (sel) => element.querySelector(sel);
     const canvas = $("#continual-sketch canvas"), view28 = $(".kd-seen28 canvas"), note = $("#continual-draw-note");
     const state = { run: null, generation: 0, busy: false, again: false, result: null };
@@ -48,7 +55,8 @@
       const generation = state.generation;
       try {
         api.stats.requests++;
-        const answer = await cfg.server.read_digit({ run: state.run, image: Array.from(prepared.image28) });
+        const answer = await cfg.server.read_digit({ run: state.run, image: Array.from(prepared.image28),
+                                                    lang });
         if (generation === state.generation) render(answer, prepared);
       } catch (error) {
         if (generation === state.generation) render({ error: String(error.message || error) }, prepared);
@@ -67,7 +75,8 @@
       render28(prepared ? prepared.image28 : null);
       note.replaceChildren();
       note.classList.toggle("kd-hint", !answer || !!answer.error);
-      const lines = !answer ? [cfg.hint] : answer.error ? [answer.error] : [answer.description, ...answer.notes];
+      const lines = !answer ? [t("continual.draw.hint")]
+        : answer.error ? [answer.error] : [answer.description, ...answer.notes];
       for (const text of lines) {
         const div = document.createElement("div");
         div.textContent = text;
@@ -82,7 +91,7 @@
       const box = element.querySelector(`[data-strategy="${name}"] .kd-pred`);
       box.replaceChildren();
       if (!answer || answer.error) return;
-      if (!p) { box.textContent = "not in this run"; return; }
+      if (!p) { box.textContent = t("continual.draw.missing"); return; }
       const order = p.map((v, i) => i).sort((a, b) => p[b] - p[a]).slice(0, 3);
       const top = document.createElement("div");
       top.className = "kd-top"; top.textContent = String(order[0]);

@@ -571,6 +571,6 @@
     return api;
   }
 
-  window.kdappDrawing = { mount, pen, setModels, setTemperature, preprocess, compare, roundHalfEven,
+  window.kdappDrawing = { mount, pen, setModels, setTemperature, preprocess, compare, roundHalfEven, pickLanguage,
                           scriptUrl: SCRIPT_URL };
 })();
