@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kdapp.evaluation import robustness
 from kdapp.lab.lessons import LESSONS
+from kdapp.tools import reproduce
 from kdapp.training.continual import STRATEGIES
 from kdapp.ui import continual, i18n, lessons as told, plots, reports
 from kdapp.ui.i18n import CATALOGS
@@ -16,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # Every place a key is written: _("key"), I18N("key"), ngettext("key", ...), drawing.js's t("key"),
 # and the panel markup's data-t="key". As xgettext does, but for our markers.
 SOURCES = [ROOT / "app.py", *sorted((ROOT / "kdapp" / "ui").glob("*.py")),
-           *(ROOT / "kdapp" / "ui" / "static" / name for name in ("drawing.js", "continual.js"))]
+           *(ROOT / "kdapp" / "ui" / "static" / name for name in ("drawing.js", "continual.js")),
+           ROOT / "kdapp" / "tools" / "reproduce.py"]  # the results files the Reproduction tab shows
 MARKERS = re.compile(r"""\b(?:_|I18N|t|ngettext)\(\s*f?["']([a-z][\w.\-]*)["']|data-t(?:-aria)?=["']([\w.\-]+)["']""")
 
 
@@ -59,6 +62,12 @@ def test_every_key_a_family_builds_is_in_the_catalogs():
     families += [f"continual.scenario.{s}" for s in continual.SCENARIOS]
     families += [f"continual.data.{value}" for _, value in continual.choices()["data"]]
     families += [f"continual.column.{c}" for c in continual.RUN_COLUMNS if c not in STRATEGIES and c != "T"]
+    families += [f"repro.seed.row.{role}" for role in (*reproduce.SEED_CLAIMS, "latency")]
+    families += [f"repro.hinton.row.{role}" for role in reproduce.HINTON_ERRORS]
+    families += [f"repro.method.{reproduce.method_slug(name)}.{part}" for name, _ in reproduce.METHODS
+                 for part in ("name", "what")]
+    families += [f"repro.robust.table.{name}" for name in robustness.TABLE_WORDS]
+    families += [f"repro.robust.{label}" for label in ("shipped", "articles")]
     families += [label for name in app.CHOICE_CONTROLS for label, _ in
                  ((c, c) if isinstance(c, str) else c for c in (lambda e: e() if callable(e) else e)(
                      app.CONTROL_TABLE[name][1])["choices"]) if "." in label and not label[0].isdigit()
@@ -76,7 +85,8 @@ def test_the_english_catalog_tells_the_lessons_as_the_lab_does():
 
 def test_the_chinese_catalog_is_chinese_and_uses_the_articles_terms():
     zh = CATALOGS["zh"]
-    allowed = re.compile(r"\{\w+\}|`[^`]*`|<[^>]*>|%\{\w+\}|https?://\S+")
+    # ... and model names (seed_teacher) and file names (results/default-run.json, a link to reproduce-mnist.zh.md)
+    allowed = re.compile(r"\{\w+\}|`[^`]*`|<[^>]*>|%\{\w+\}|https?://\S+|\b(?:seed|mlp|lenet5)_\w+|[\w/.-]+\.(?:md|json)\b")
     for key, text in zh.items():
         words = re.findall(r"[A-Za-z]{4,}", allowed.sub("", text))
         # method and model names, file names and formulas may stay Latin; a sentence may not
@@ -84,10 +94,11 @@ def test_the_chinese_catalog_is_chinese_and_uses_the_articles_terms():
                  "MNIST", "softmax", "logit", "logits", "Adam", "DIST", "TCKD", "NCKD", "CTKD", "ONNX", "onnxruntime",
                  "hint", "gram", "attention", "self", "mutual", "born", "again", "fp32", "int8", "tensorboard",
                  "logdir", "Distilling", "knowledge", "neural", "network", "TensorBoard", "docs", "deployment",
-                 "score", "extra", "text", "python", "kdapp", "reproduce", "Gram", "onnx", "Hoiem", "iCaRL"}
+                 "score", "extra", "text", "python", "kdapp", "reproduce", "Gram", "onnx", "Hoiem", "iCaRL",
+                 "dropout", "Pearson", "Furlanello", "Zhang", "torch"}
         assert set(words) <= names, (key, words)
     text = " ".join(zh.values())
-    for term in ("知识蒸馏", "教师模型", "学生模型", "温度", "软目标", "特征蒸馏", "基线"):
+    for term in ("知识蒸馏", "教师模型", "学生模型", "温度", "软目标", "特征蒸馏", "基线", "随机种子", "采样区间"):
         assert term in text, term
 
 

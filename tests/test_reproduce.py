@@ -1,5 +1,6 @@
 """The reproduction's tables from cells with known numbers: the methods table's means, spreads and
-gains against a hand computation, its missing-3 counts, and the robustness section's sentences."""
+gains against a hand computation, its missing-3 counts, and the robustness section's sentences; and
+each table in Chinese, with the English one's numbers in the same order and no English sentence."""
 import json
 import re
 import statistics
@@ -8,9 +9,11 @@ import pytest
 
 from kdapp import checkpoints
 from kdapp.tools import reproduce
+from kdapp.ui.i18n import CATALOGS, translated_file
 
 
-def test_methods_table_from_known_cells(tmp_path):
+def methods_cells(tmp_path):
+    """A methods cells file (quick, 3 seeds) with known accuracies; DIST and the rest are not run."""
     cells = tmp_path / "methods.cells.json"
     accs = {"KD": ([0.980, 0.978, 0.982], [0.968, 0.967, 0.969]),
             "DKD": ([0.990, 0.991, 0.992], [0.968, 0.967, 0.969]),   # clearly ahead of KD's +1.2
@@ -26,7 +29,13 @@ def test_methods_table_from_known_cells(tmp_path):
         done[f"sample/quick/e6/methods/missing-3/s{seed}"] = {
             "student": dict(missing, omitted_errors=30 + seed), "baseline": dict(missing, omitted_errors=200)}
     cells.write_text(json.dumps(done))
-    markdown, raw = reproduce.run_methods(quick=True, seeds=3, cells_path=cells, cached_only=True)
+    return cells, accs
+
+
+def test_methods_table_from_known_cells(tmp_path):
+    cells, accs = methods_cells(tmp_path)
+    pages, raw = reproduce.run_methods(quick=True, seeds=3, cells_path=cells, cached_only=True)
+    markdown = pages["en"]
     kd_gain = [100 * (a - b) for a, b in zip(*accs["KD"])]
     row = next(line for line in markdown.splitlines() if line.startswith("| KD |"))
     assert f"{statistics.mean(kd_gain):.2f} ± {statistics.stdev(kd_gain):.2f}" in row
@@ -59,8 +68,11 @@ def test_robustness_section_from_known_cells(tmp_path, mnist_dir):
         done[f"mnist/robustness/{trio}/000000000000"] = _robustness_report(0.5, 0.5, 0.5)  # older checkpoints
     cells = tmp_path / "reproduce-mnist.cells.json"
     cells.write_text(json.dumps(done))
-    markdown, raw = reproduce.run_reproduce(data="mnist", data_dir=mnist_dir, seeds=1, cells_path=cells,
-                                            cached_only=True)
+    pages, raw = reproduce.run_reproduce(data="mnist", data_dir=mnist_dir, seeds=1, cells_path=cells,
+                                         cached_only=True)
+    assert_the_same_table_in_chinese(pages, reproduce.machine()["name"])
+    assert "在 UCI 的书写者上，蒸馏学生模型的准确率比基线低 1.00 个百分点" in pages["zh"]
+    markdown = pages["en"]
     section = markdown[markdown.index("## 5."):]
     assert "the KD student reads 1.00 points less than its baseline and trails its teacher by 2.00." in section
     assert "the KD student reads 5.00 points more than its baseline and trails its teacher by 5.00." in section
@@ -72,18 +84,114 @@ def test_robustness_section_from_known_cells(tmp_path, mnist_dir):
     assert raw["robustness"]["lenet5_wide-lenet5"]["uci"]["accuracy"]["student"] == 0.95
 
 
-@pytest.mark.parametrize("name", ["reproduce.md", "reproduce-mnist.md", "methods.md", "methods-mnist.md",
-                                  "techniques.md"])
+TABLES = ["reproduce.md", "reproduce-mnist.md", "methods.md", "methods-mnist.md"]  # the Reproduction tab's
+
+
+@pytest.mark.parametrize("name", [*TABLES, "techniques.md", *(translated_file(name, "zh").name for name in TABLES)])
 def test_the_committed_tables_read_like_a_results_section(name):
     """What the Reproduction tab shows: no bookkeeping (how long this pass took, cells reused, targets
-    met or missed), a header true to its number of seeds, and the machine named where a time is given."""
+    met or missed), a header true to its number of seeds, and the machine named where a time is given;
+    in Chinese, the English file's numbers in the same order and no English sentence."""
     text = (reproduce.RESULTS_DIR / name).read_text(encoding="utf-8")
+    lang = "zh" if name.endswith(".zh.md") else "en"
+    said = CATALOGS[lang]
     assert "this pass" not in text.lower() and "came from an earlier" not in text
     assert not re.search(r"targets? (missed|are met)|\(target \d", text, re.I)
-    assert "one training seed (seed 0)" in text or re.search(r"over \d+ training seeds", text)
+    many = re.escape(said["repro.seeds_many"]).replace(r"\{n\}", r"\d+").replace(r"\{last\}", r"\d+")
+    assert said["repro.seeds_one"] in text or re.search(many, text)
     assert "over seeds" not in text and "this CPU" not in text
-    if "latency" in text.lower():
-        assert "the computer that made this table" in text
+    if said["repro.seed.row.latency"] in text.lower():
+        assert re.sub(r".*\{machine\}", "", said["repro.seed.setup"]) in text  # "..., the computer that made this table."
+    if lang == "zh":
+        english = (reproduce.RESULTS_DIR / name.replace(".zh.md", ".md")).read_text(encoding="utf-8")
+        machine = re.search(r"测于 (.+?)（\d+ 核", text)
+        assert_the_same_table_in_chinese({"en": english, "zh": text}, machine.group(1) if machine else "")
+
+
+# ---- the same tables in Chinese ----
+NUMBER = re.compile(r"(?<![A-Za-z_\d.,])[-+±−]?\d(?:[\d,]*\d)?(?:\.\d+)?")
+WORD = re.compile(r"[A-Za-z][A-Za-z_]*\d*\w*")
+# What may stay Latin in a Chinese table: model, method and author names, units, symbols, formulas.
+LATIN = re.compile(r"^(?:seed_\w+|mlp_\d+|lenet5\w*|KD|DKD|DIST|LS|Gram|TCKD|NCKD|FitNets|MSE|Adam|KL|T²?|M|z|ms|"
+                   r"softmax|logits|dropout|torch|MNIST|mnist|UCI|Hinton|Vinyals|Dean|Zhao|Huang|Sun|Zhang|"
+                   r"Furlanello|Pearson|born|again)$")
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def numbers(text):
+    """The numbers of a text as written ("98.25", "+1.24", "2,000", "±0.14"), in their order."""
+    return NUMBER.findall(text)
+
+
+def english_words(markdown, machine=""):
+    """Latin words of a Chinese table beyond LATIN: code spans (commands, files, settings' values),
+    a link to a file and the computer's name are names, not sentences."""
+    text = markdown.replace(machine, " ") if machine else markdown
+    text = re.sub(r"\[[^\]]*\]\([^)]*\)", " ", re.sub(r"`[^`]*`", " ", text))
+    return sorted({w for w in WORD.findall(text) if not LATIN.match(w)})
+
+
+def assert_the_same_table_in_chinese(pages, machine=""):
+    english, chinese = pages["en"], pages["zh"]
+    assert numbers(chinese) == numbers(english)
+    assert english_words(chinese, machine) == []
+    assert not CJK.search(english) and CJK.search(chinese)
+    columns = [[line.count("|") for line in text.splitlines() if line.startswith("|")] for text in (english, chinese)]
+    assert columns[0] == columns[1]  # every table keeps its rows and columns
+
+
+def sample_cells(tmp_path, seeds=2):
+    """The sample reproduction's quick cells with known accuracies; the T=20 sweep's last seed is not run."""
+    done = {}
+    for seed in range(seeds):
+        for name, kd, alone in (("seed-table", 0.981, 0.970), ("seed-table-hint", 0.983, 0.970),
+                                ("small-data", 0.915, 0.910), ("hinton", 0.972, 0.962), ("sweep-T1", 0.975, 0.970),
+                                ("sweep-T20", 0.979, 0.970)):
+            if (name, seed) != ("sweep-T20", seeds - 1):
+                done[f"sample/quick/e6/{name}/s{seed}"] = {"student_acc": kd + seed / 1000,
+                                                           "baseline_acc": alone - seed / 1000, "train_samples": 8000}
+    cells = tmp_path / "reproduce.cells.json"
+    cells.write_text(json.dumps(done))
+    return cells
+
+
+def test_each_table_is_written_in_chinese_with_the_same_numbers(tmp_path, monkeypatch):
+    """One pass writes the English and the Chinese table: the numbers (computed once) are the same,
+    in the same order; every sentence, header and comment is Chinese."""
+    machine = {"name": "Intel(R) Xeon(R) Processor", "cores": 2, "threads": 2, "load": "1.5"}
+    monkeypatch.setattr(reproduce, "machine", lambda: machine)
+    monkeypatch.setattr(reproduce.inference, "latency_ms",
+                        lambda model, *a, **k: (sum(p.numel() for p in model.parameters()) / 1e6, 0.0))
+    pages, raw = reproduce.run_reproduce(quick=True, seeds=2, cells_path=sample_cells(tmp_path), cached_only=True)
+    assert set(pages) == {"en", "zh"}
+    assert_the_same_table_in_chinese(pages, machine["name"])
+    english, chinese = pages["en"], pages["zh"]
+    assert "mean ± standard deviation over 2 training seeds (0–1)" in english
+    assert "2 个训练随机种子（0–1）上的均值 ± 标准差" in chinese
+    assert "our gain is 2.60 points below the article's." in english and "我们的增益比原文低 2.60 个百分点。" in chinese
+    assert "| 20 | 97.90 | 97.00 | 0.90 |" in english and "| 20 | 97.90 | 97.00 | 0.90 |" in chinese
+    assert "**1 cells are not run yet**" in english and "**还有 1 项训练尚未运行**" in chinese
+    for heading in ("# 我们的结果与已发表结果对照", "## 1. MNIST 知识蒸馏原文中的表格", "## 4. 温度扫描"):
+        assert heading in chinese
+    assert raw["sweep"]["20"] == [0.979]
+
+    pages, _ = reproduce.run_methods(quick=True, seeds=3, cells_path=methods_cells(tmp_path)[0], cached_only=True)
+    assert_the_same_table_in_chinese(pages)
+    assert "在同等条件下明显更好（领先超过跨随机种子的一个标准差）：DKD。" in pages["zh"]
+    assert "| 深度监督 | 特征蒸馏文章中的自蒸馏" in pages["zh"] and "| 再生网络（born-again） |" in pages["zh"]
+
+
+def test_the_generator_writes_a_file_per_language(tmp_path, monkeypatch):
+    """`python -m kdapp reproduce --methods --out X.md` writes X.md and X.zh.md (and X.json once)."""
+    import argparse
+    cells, _ = methods_cells(tmp_path)
+    out = tmp_path / "methods.md"  # its cells file is methods.cells.json, the one methods_cells wrote
+    args = argparse.Namespace(methods=True, techniques=False, quick=True, seeds=3, data="sample", data_dir="data",
+                              fresh=False, cached_only=True, out=str(out))
+    reproduce.cmd_reproduce(args)
+    assert out.read_text(encoding="utf-8").startswith("# The methods since 2015, side by side")
+    assert (tmp_path / "methods.zh.md").read_text(encoding="utf-8").startswith("# 2015 年以来的各种方法对比")
+    assert json.loads((tmp_path / "methods.json").read_text())["methods"]["KD"]["student"] == [0.980, 0.978, 0.982]
 
 
 def test_the_published_recipes_train_on_every_digit_as_it_is(monkeypatch):

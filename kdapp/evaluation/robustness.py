@@ -120,13 +120,19 @@ def check_targets(report):
     return failures
 
 
-def table(report):
+# The table's words; a caller that writes another language passes its own (kdapp.tools.reproduce).
+TABLE_WORDS = {"set": "redrawn set", "digits": "digits", "teacher": "teacher", "student": "student",
+               "baseline": "baseline", "agrees": "{role} agrees with teacher", "mnist": "MNIST test ({source})",
+               "uci": "UCI, 43 other writers"}
+
+
+def table(report, words=TABLE_WORDS):
     """The report as a markdown table: accuracy per model, and agreement with the teacher."""
     roles = list(report["mnist"]["accuracy"])
-    lines = ["| redrawn set | digits | " + " | ".join(roles) + " | " +
-             " | ".join(f"{r} agrees with teacher" for r in roles if r != "teacher") + " |",
+    lines = [f"| {words['set']} | {words['digits']} | " + " | ".join(words.get(r, r) for r in roles) + " | " +
+             " | ".join(words["agrees"].format(role=words.get(r, r)) for r in roles if r != "teacher") + " |",
              "|---|---:|" + "---:|" * (2 * len(roles) - 1)]
-    for key, name in (("mnist", f"MNIST test ({report['mnist']['source']})"), ("uci", "UCI, 43 other writers")):
+    for key, name in (("mnist", words["mnist"].format(source=report["mnist"]["source"])), ("uci", words["uci"])):
         r = report[key]
         lines.append(f"| {name} | {r['n']:,} | " + " | ".join(f"{r['accuracy'][m]:.2%}" for m in roles) + " | " +
                      " | ".join(f"{r['agreement'][m]:.2%}" for m in roles if m != "teacher") + " |")

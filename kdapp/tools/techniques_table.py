@@ -11,7 +11,8 @@ import time
 
 from kdapp import data as data_lib
 from kdapp.config import RunConfig
-from kdapp.tools.reproduce import NOT_RUN, RESULTS_DIR, Cells, mean_std, reproduction_teacher, seeds_phrase
+from kdapp.tools.reproduce import (NOT_RUN, RESULTS_DIR, Cells, mean_std, reproduction_teacher, seeds_phrase,
+                                    teacher_note)
 from kdapp.training import train
 
 RECIPE = dict(epochs=4, lr=0.005, batch_size=128, train_fraction=0.25, augment=False)
@@ -54,7 +55,8 @@ def run_techniques(quick=False, seeds=None, data="sample", data_dir="data", cell
     started = time.monotonic()
     dataset = data_lib.load(data, data_dir)
     cells = Cells(cells_path or techniques_out(data).with_suffix(".cells.json"), fresh, cached_only)
-    teacher, teacher_note = reproduction_teacher("seed_teacher", dataset, {}, quick=True)
+    teacher, teacher_how = reproduction_teacher("seed_teacher", dataset, {}, quick=True)
+    note = teacher_note(teacher_how)  # techniques.md is English only
     key = ("reproduce", "seed_teacher", id(teacher))
     command = "python -m kdapp reproduce --techniques" + (" --data mnist" if data == "mnist" else "")
     cell = lambda name, settings, seed: cells(f"{dataset.source}/techniques/{name}/s{seed}",
@@ -75,7 +77,7 @@ def run_techniques(quick=False, seeds=None, data="sample", data_dir="data", cell
                        "|---|---|---:|---:|---:|---:|", *rows])
     header = (f"# The articles' remaining techniques, side by side\n\n"
               f"Data: **{dataset.describe()}**, {RECIPE['train_fraction']:.0%} of its training digits. Teacher: "
-              f"seed_teacher, {teacher_note}. Student: seed_student, {RECIPE['epochs']} epochs, Adam "
+              f"seed_teacher, {note}. Student: seed_student, {RECIPE['epochs']} epochs, Adam "
               f"{RECIPE['lr']} cosine, batch 128, no shifts. "
               f"Test accuracy in %, {seeds_phrase(len(seeds))}; each baseline is the same student "
               f"from the same initial weights on the labels alone, for the same number of epochs. 'Teacher after' "

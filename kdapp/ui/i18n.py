@@ -108,6 +108,14 @@ def with_lang(url):
     return f"{url}{'&' if '?' in url else '?'}lang={current()}"
 
 
+def translated_file(path, lang):
+    """A file written in one language: results/reproduce.md -> results/reproduce.zh.md. English, the
+    fallback, keeps the plain name, so a link to the file opens the English one."""
+    path = Path(path)
+    lang = normalize(lang) or LANGUAGES[0]
+    return path if lang == LANGUAGES[0] else path.with_name(f"{path.stem}.{lang}{path.suffix}")
+
+
 # English sentences made below the UI -> their key; named groups fill the key's slots.
 KNOWN = [(re.compile(pattern), key) for pattern, key in (
     (r"^Run (?P<id>\w+) started\. The curves update every second\.$", "lab.started"),
