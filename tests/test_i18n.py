@@ -135,6 +135,24 @@ def test_links_keep_the_language():
     assert "(/?t=4)" in reports.link("x", "/?t=4")  # English, the fallback: the reader's own language
 
 
+def test_the_reproduction_files_are_shown_in_the_page_s_language(tmp_path):
+    """The Reproduction tab shows reproduce.zh.md on a Chinese page and reproduce.md otherwise; without
+    the Chinese file (an older run), the English one, its headings translated under a note, no error."""
+    english = tmp_path / "reproduce.md"
+    english.write_text("# Our numbers beside the published ones\n\nData: **full MNIST**.\n", encoding="utf-8")
+    assert reports.reproduction_markdown(english) == english.read_text(encoding="utf-8")
+    with i18n.speaking("zh"):
+        shown = reports.reproduction_markdown(english)
+        assert shown.startswith("# 我们的结果与已发表结果对照") and "Data: **full MNIST**." in shown
+        assert CATALOGS["zh"]["repro.note"] in shown
+        chinese = i18n.translated_file(english, "zh")
+        assert chinese == tmp_path / "reproduce.zh.md"
+        chinese.write_text("# 我们的结果与已发表结果对照\n\n数据：**完整 MNIST**。\n", encoding="utf-8")
+        assert reports.reproduction_markdown(english) == chinese.read_text(encoding="utf-8")
+    assert reports.reproduction_markdown(english) == english.read_text(encoding="utf-8")
+    assert i18n.translated_file(english, "en-GB") == english
+
+
 NUMBER = re.compile(r"[-+±−]?\d(?:[\d,]*\d)?(?:\.\d+)?(?:e[-+]?\d+)?%?")
 
 

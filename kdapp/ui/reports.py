@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kdapp.stats import gain_interval
 from kdapp.losses import LOGIT_LOSSES
-from kdapp.ui.i18n import _, known, ngettext, with_lang
+from kdapp.ui.i18n import _, current, known, ngettext, translated_file, with_lang
 
 RESULTS_PATH = Path(__file__).resolve().parents[2] / "results" / "reproduce.md"
 RESULTS_MNIST_PATH = RESULTS_PATH.with_name("reproduce-mnist.md")
@@ -351,8 +351,12 @@ def prediction_note(result):
 
 
 def reproduction_markdown(path=RESULTS_PATH):
-    """A results file of `python -m kdapp reproduce`, its headings in the page's language (the
-    tables and their prose are the tool's, in English)."""
+    """A results file of `python -m kdapp reproduce` in the page's language: the tool writes each
+    one in every language (reproduce.md, reproduce.zh.md). Where the language's file is missing (an
+    older run), the English one is shown, its headings translated, under a note that says so."""
+    spoken = translated_file(path, current())
+    if spoken != Path(path) and spoken.is_file():
+        return spoken.read_text(encoding="utf-8")
     if not Path(path).is_file():
         methods = " --methods" if Path(path) in METHODS_PATHS.values() else ""
         mnist = " --data mnist" if Path(path) in (RESULTS_MNIST_PATH, METHODS_PATHS["mnist"]) else ""
