@@ -543,6 +543,9 @@ CSS = """
 .prose table, .md table { display: block; max-width: 100%; overflow-x: auto; }
 .prose th, .prose td, .md th, .md td { word-break: normal !important; overflow-wrap: normal !important;
   hyphens: none; }
+/* a number of the results tables ("98.70 ± 0.14") stays on one line, right-aligned as its column asks;
+   a Chinese "what" column, which may break anywhere, would squeeze it otherwise */
+#reproduction-tab td[align="right"], #reproduction-tab th[align="right"] { white-space: nowrap; text-align: right; }
 #lessons .lesson-question p { margin: 0.3em 0; }
 .control-choice input { padding-right: 2.2em !important; text-overflow: ellipsis; }
 """
@@ -683,8 +686,9 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
             continual_tab = continual_ui.build(lambda: lab, ui.owner, ui.lang, I18N)
             ui.continual_shown = continual_tab.shown  # the run the tab shows
             CONTINUAL_CHOICES.update(continual_tab.choice_controls)
-        with gr.Tab(I18N("tab.reproduction"), id="reproduction-tab"):
-            # The results files, their headings in the page's language (on_load sends them again).
+        with gr.Tab(I18N("tab.reproduction"), id="reproduction-tab", elem_id="reproduction-tab"):
+            # The results files in the page's language: on_load sends them again, reproduce.zh.md on a
+            # Chinese page (reports.reproduction_markdown), English here and wherever a language's file is missing.
             def reproduction(elem_id):
                 REPRODUCTION_VIEWS[elem_id] = gr.Markdown(reports.reproduction_markdown(REPRODUCTIONS[elem_id]),
                                                         elem_id=elem_id)

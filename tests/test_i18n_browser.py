@@ -18,7 +18,8 @@ ALLOWED = re.compile(
     r"KL|DKD|DIST|LS|MSE|CTKD|TCKD|NCKD|PTQ|QAT|ONNX|onnx|pt|zip|int8|fp32|hint|gram|attention|FitNets|Hinton|"
     r"Vinyals|Dean|Zhao|Huang|Sun|Li|Ba|Caruana|Romero|Zagoruyko|Beyer|Cov|F_S|cpu|cuda|mps|auto|TensorBoard|"
     r"Gradio|API|MCP|px|ms|MB|kB|ETA|min|s|e|top|sample|mnist|docs|deployment|md|born|again|pts|CNN|Gram|I|k|z|score|"
-    r"LwF|Hoiem|iCaRL|continual)$")  # continual: docs/continual.md, a file's name
+    r"LwF|Hoiem|iCaRL|continual|"  # continual: docs/continual.md, a file's name
+    r"T²|M|UCI|dropout|torch|Pearson|Furlanello|Zhang)$")  # the reproduction's tables: T²·KL, 1.2M, authors
 WORD = re.compile(r"[A-Za-z][A-Za-z_]*\d*\w*")
 
 
@@ -157,3 +158,33 @@ def test_a_chinese_browser_gets_the_continual_tab_in_chinese(browser, server):  
     table = page.locator("#continual-runs-table").inner_text()
     assert "记忆库：平均准确率 / 遗忘" in table and "已完成" in table
     assert english_words(table) == [], english_words(table)
+
+
+def reproduction_tab_text(page):
+    """What the Reproduction tab shows as prose, its two folded panels opened: code spans (commands,
+    files, settings' values), links to a file and the computer's name are names, not sentences."""
+    for name in ("在随附的", "2015 年以来"):
+        page.locator("#reproduction-tab").get_by_text(re.compile(name)).first.click()
+    page.wait_for_timeout(500)
+    return page.evaluate("""() => {
+        const tab = document.querySelector('#reproduction-tab').cloneNode(true);
+        tab.querySelectorAll('code, a').forEach((e) => e.remove());
+        return tab.innerText.replace(/测于 .+?（/g, '测于（');
+    }""")
+
+
+def test_a_chinese_browser_gets_the_reproduction_tab_in_chinese(browser, server):  # noqa: F811
+    """A zh-CN page's Reproduction tab shows the .zh.md files the generator writes: Chinese prose,
+    table headers and comments, no English beyond ALLOWED (python -m pytest -k reproduction_tab)."""
+    from playwright.sync_api import expect
+    page = chinese_page(browser, server)
+    page.evaluate("[...document.querySelectorAll('[role=tab]')].find((b) => b.innerText.trim() === '复现结果').click()")
+    expect(page.locator("#reproduce-mnist")).to_contain_text("知识蒸馏相对单独训练的学生模型的增益", timeout=10_000)
+    mnist = page.locator("#reproduce-mnist").inner_text()
+    assert "我们的结果与已发表结果对照" in mnist and "| 模型 |" not in mnist  # a table, not its source
+    assert "我们的结果与已发表结果不同之处" in mnist and "在 UCI 的书写者上" in mnist
+    text = reproduction_tab_text(page)
+    assert "2015 年以来的各种方法对比" in text and "再生网络" in text and "尚未运行" not in text
+    assert english_words(text) == [], english_words(text)
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.locator("#reproduction-tab").screenshot(path=str(ARTIFACTS / "repro-zh-1400.png"))

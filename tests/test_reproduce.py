@@ -178,7 +178,7 @@ def test_each_table_is_written_in_chinese_with_the_same_numbers(tmp_path, monkey
     pages, _ = reproduce.run_methods(quick=True, seeds=3, cells_path=methods_cells(tmp_path)[0], cached_only=True)
     assert_the_same_table_in_chinese(pages)
     assert "在同等条件下明显更好（领先超过跨随机种子的一个标准差）：DKD。" in pages["zh"]
-    assert "| 深度监督 | 特征蒸馏文章中的自蒸馏" in pages["zh"] and "| 再生网络（born-again） |" in pages["zh"]
+    assert "| 深度监督 | 特征蒸馏文章中的自蒸馏" in pages["zh"] and "| 再生网络 | Furlanello 等 2018（born-again）：" in pages["zh"]
 
 
 def test_the_generator_writes_a_file_per_language(tmp_path, monkeypatch):
