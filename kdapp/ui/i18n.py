@@ -9,8 +9,10 @@ key -> text), read through Python's gettext API on the server and gr.I18n in the
   request (a ContextVar, as Django's `translation.activate`), decided once per page by `language`.
 - Numbers are formatted by the code, never by the catalog: a catalog entry has `{name}` slots
   filled with already formatted values, so 98.25% and ±1.2 read the same in both languages.
-- Sentences that come from below the UI (the lab's messages, choice labels, the reproduction
-  files' headings) are English; `known` maps those it recognises (KNOWN) to their key.
+- Sentences that come from below the UI (the lab's messages, choice labels) are English; `known`
+  maps those it recognises (KNOWN) to their key. The reproduction's results files are written in
+  each language by their generator (kdapp.tools.reproduce, `translated_file`); KNOWN keeps their
+  headings for an English file shown on a page with no file in its language.
 
 No gradio here: reports and plots import this module and stay strings-only.
 """
@@ -241,7 +243,7 @@ KNOWN = [(re.compile(pattern), key) for pattern, key in (
     (r"^run (?P<id>\w+) is a continual run: it has no distilled student to download; .*$",
      "engine.no_student_continual"),
     (r"^run (?P<id>\w+) has no student to download$", "engine.no_student"),
-    # the reproduction files' headings
+    # the reproduction files' headings, for an English file shown where its language's file is missing
     (r"^# Our numbers beside the published ones$", "repro.title"),
     (r"^## (?P<n>\d+)\. The MNIST seed article's table$", "repro.seed_table"),
     (r"^## (?P<n>\d+)\. Small data: 10% of the training set$", "repro.small_data"),
