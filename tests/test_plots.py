@@ -28,3 +28,18 @@ def test_the_loss_figure_has_smoothed_curves_and_a_raw_switch():
     labels = [b["label"] for b in fig["layout"]["updatemenus"][0]["buttons"]]
     assert labels == ["smoothed (EMA 0.9)", "raw"]
     assert fig["layout"]["yaxis"]["type"] == "log" and fig["layout"]["yaxis"]["tickvals"]
+
+
+def test_a_long_run_is_drawn_with_few_points_and_smoothed_on_all_of_them():
+    """The page redraws the live loss chart every second: a 1,000-step run is drawn with at most
+    MAX_POINTS + 1 points per curve, the last step always among them, its EMA taken over every step."""
+    steps = list(range(1, 1001))
+    noisy = [1.0 / s + (0.2 if s % 2 else 0.0) for s in steps]
+    snapshot = {"id": "r1", "config": {"loss": "kd"},
+                "curves": {"step": steps, "loss": noisy, "soft": noisy, "hard": noisy, "feature": [None] * 1000,
+                           "baseline": noisy}}
+    fig = plots.loss_figure(snapshot).to_plotly_json()
+    assert all(len(t["x"]) <= plots.MAX_POINTS + 1 and list(t["x"])[-1] == 1000 for t in fig["data"])
+    smooth = fig["data"][4]
+    full = plots.ema(noisy)
+    assert list(smooth["y"]) == [full[x - 1] for x in smooth["x"]]  # thinned after smoothing, not before

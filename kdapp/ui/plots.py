@@ -126,12 +126,29 @@ def loss_figure(snapshot):
         trace.update(opacity=0.25, legendgroup=trace["name"])  # one legend entry toggles both copies
     smoothed = [dict(trace, y=ema(trace["y"]), showlegend=False, hoverinfo="skip", opacity=1.0) for trace in data]
     ticks = log_ticks([v for trace in data for v in trace["y"]]) or {}
+    # Smoothed on every point, drawn with at most MAX_POINTS each: the page redraws this figure every
+    # second while a run trains, and a long redraw delays the drawing panel's answer (docs/drawing.md).
+    data, smoothed, t_lines = ([_thin(trace) for trace in group] for group in (data, smoothed, t_lines))
     return _figure(data + smoothed + t_lines, dict(
         title=dict(text=_("plot.loss.title")), uirevision=snapshot["id"], xaxis=xaxis,
         yaxis=dict(title=dict(text=_("axis.loss")), type="log", **ticks),
         updatemenus=_smoothing_toggle(len(data), len(smoothed)),
         **({"yaxis2": dict(title=dict(text=_("axis.temperature")), overlaying="y", side="right", showgrid=False,
                            rangemode="tozero")} if t_lines else {})))
+
+
+MAX_POINTS = 250  # per curve of the live loss chart
+
+
+def _thin(trace, limit=MAX_POINTS):
+    """The trace with every k-th point (the last one always) so that it has at most about `limit`."""
+    n = len(trace["x"])
+    if n <= limit:
+        return trace
+    keep = list(range(0, n, -(-n // limit)))
+    if keep[-1] != n - 1:
+        keep.append(n - 1)
+    return dict(trace, x=[trace["x"][i] for i in keep], y=[trace["y"][i] for i in keep])
 
 
 def _temperature_line(x, temperatures):
