@@ -466,3 +466,21 @@ def test_the_engine_s_rarer_sentences_are_chinese_on_a_chinese_page(tmp_path, mo
             assert not english.search(frame), (sentence, text)
     with i18n.speaking("en"):
         assert not any(CJK.search(i18n.known(s)) for s in sentences)
+
+
+def test_the_status_line_speaks_of_warnings_and_data_in_the_language(tmp_path):
+    """A finished run's warnings (here a damaged teacher replaced, as kdapp.training.teachers warns)
+    and its data ("sample") read in Chinese on a Chinese page."""
+    from kdapp import checkpoints, data as data_lib
+    from kdapp.training import teachers
+    warnings = []
+    path = checkpoints.teacher_path(tmp_path / "teachers", "mlp_400", "sample")
+    path.parent.mkdir()
+    path.write_bytes(b"not a checkpoint")
+    teachers.get_teacher("mlp_400", data_lib.load("sample", "data"), tmp_path,
+                         lambda event: warnings.append(event["message"]))
+    run = dict(finished_run(), warnings=warnings, data="sample")
+    text = both(lambda: reports.status(run, True))
+    assert "training a new mlp_400 teacher instead" in text["en"] and " on cpu, sample data" in text["en"]
+    assert "改为训练一个新的 mlp_400 教师模型" in text["zh"] and "数据：MNIST 样本" in text["zh"]
+    assert not re.search(r"\b(?:training|sample|unreadable)\b", re.sub(r"/\S+", "", text["zh"])), text["zh"]
