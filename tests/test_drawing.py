@@ -107,6 +107,20 @@ def test_the_fallback_says_what_is_wrong(lab, image, says):
     assert says in drawing.server_answer(lab, image, 4.0, facade.SHIPPED)["error"]
 
 
+def test_the_manifest_and_the_fallback_speak_the_page_s_language(client, lab):
+    """drawing.js asks with ?lang= (and sends lang to the fallback): the models' description, an
+    error and the notes come back in the page's language; without it, in English."""
+    zh = client.get(drawing.PREFIX + "/models/shipped.json?lang=zh").json()["models"]
+    assert zh.startswith("随附的模型：") and "训练数据：完整 MNIST" in zh, zh
+    assert client.get(drawing.PREFIX + "/models/shipped.json").json()["models"].startswith("shipped checkpoints: ")
+    assert client.get(drawing.PREFIX + "/models/deadbeef.json?lang=zh").json()["error"] == "不存在实验 deadbeef"
+    small = np.zeros((280, 280, 4), np.uint8)
+    small[100:104, 100:104, 3] = 255  # black ink, opaque
+    answer = drawing.server_answer(lab, png_data_url(small), 4.0, facade.SHIPPED, "zh")
+    assert answer["notes"] == ["写得很小；已放大到 MNIST 的尺寸"] and answer["models"] == zh
+    assert "PNG" in drawing.server_answer(lab, None, 4.0, facade.SHIPPED, "zh")["error"]
+
+
 def test_a_blank_canvas_is_blank_not_an_error(lab):
     answer = drawing.server_answer(lab, png_data_url(np.zeros((280, 280, 4), np.uint8)), 4.0, facade.SHIPPED)
     assert answer == {"blank": True}

@@ -334,19 +334,182 @@ def test_phase_sentences_written_after_training_are_in_known():
     each must stand in its code as KNOWN knows it."""
     import inspect
 
-    from kdapp.lab import continual as lab_continual
+    from kdapp.lab import continual as lab_continual, jobs, notebook, worker
     from kdapp.training import qat, train
     sources = {"comparing the students with the teacher on the test digits": train.run,
                "saving the students": train.run, "generation 0: {config.student} on the labels alone": train.born_again,
                "generation {k} of {config.generations} distils from generation {k - 1}": train.born_again,
                "int8: calibrating on training digits and measuring size and speed": qat,
-               "these models were trained task-incrementally": lab_continual._read}
+               "these models were trained task-incrementally": lab_continual._read,
+               "finished (command line)": notebook, "failed: the run could not be started": jobs,
+               "failed: the run's process ended unexpectedly (exit code ": jobs, '"out of memory"': worker.main}
     examples = {"generation 0: {config.student} on the labels alone": "generation 0: lenet5 on the labels alone",
                 "generation {k} of {config.generations} distils from generation {k - 1}":
                 "generation 2 of 3 distils from generation 1",
                 "these models were trained task-incrementally": "these models were trained task-incrementally: "
-                "they expect to be told the task"}
+                "they expect to be told the task",
+                "failed: the run's process ended unexpectedly (exit code ": "failed: the run's process ended "
+                "unexpectedly (exit code -9)", '"out of memory"': "failed: out of memory"}
     with i18n.speaking("zh"):
         for sentence, code in sources.items():
             assert sentence in inspect.getsource(code), sentence
             assert CJK.search(i18n.known(examples.get(sentence, sentence))), sentence
+
+
+# ---- the engine's rarer sentences (README's "What is left"), each made by the engine's own code ----
+def rare_sentences(tmp_path, monkeypatch):
+    """The QAT phase, a replaced teacher's warnings, several continual problems at once, the drawing's
+    models and notes, and the common ways a run fails: memory, the data folder, a damaged
+    checkpoint or resume point, a full disk."""
+    import errno
+    import os
+    from types import SimpleNamespace
+
+    import torch
+
+    from kdapp import checkpoints, data as data_lib, models
+    from kdapp.config import RunConfig
+    from kdapp.lab import continual as lab_continual, facade
+    from kdapp.training import qat, resume, teachers
+
+    sentences = []
+    dataset = data_lib.load("sample", "data")
+    config = RunConfig(data="sample", teacher="lenet5_wide", student="lenet5")
+    for kind, teachers_, epochs in (("student", (models.build("lenet5_wide"),), qat.QAT_EPOCHS),
+                                    ("baseline", (), 1)):
+        sentences += [e["message"] for e in run_until(lambda emit: qat.fine_tune(
+            models.build("lenet5"), "lenet5", dataset, config, teachers_, epochs=epochs, emit=emit, label=kind),
+            "quantization-aware training")]
+    fp32 = SimpleNamespace(config=config, teacher=None, student=models.build("lenet5"), baseline=None)
+    with pytest.raises(ValueError) as e:
+        qat.deploy(fp32, dataset, "qat", tmp_path)
+    sentences.append(f"failed: {e.value}")
+
+    # a teacher replaced: damaged, then trained on other data
+    warnings = []
+    emit = lambda event: warnings.append(event["message"]) if event["type"] == "warning" else None  # noqa: E731
+    path = checkpoints.teacher_path(tmp_path / "teachers", "mlp_400", "sample")
+    path.parent.mkdir()
+    path.write_bytes(b"not a checkpoint")
+    assert teachers.get_teacher("mlp_400", dataset, tmp_path, emit) is None
+    checkpoints.save(path, models.build("mlp_400"), "mlp_400", data="mnist")
+    assert teachers.get_teacher("mlp_400", dataset, tmp_path, emit) is None
+    sentences += warnings
+
+    # checkpoints that cannot be read, a resume point that cannot be read or written
+    foreign, misfit = tmp_path / "foreign.pt", tmp_path / "misfit.pt"
+    torch.save({"weights": 1}, foreign)
+    torch.save({"arch": "lenet5", "model": models.build("mlp_30").state_dict()}, misfit)
+    for bad in (tmp_path / "missing.pt", path.with_name("damaged.pt"), foreign, misfit):
+        if bad.name == "damaged.pt":
+            bad.write_bytes(b"\x00" * 10)
+        with pytest.raises(checkpoints.CheckpointError) as e:
+            checkpoints.load(bad)
+        sentences.append(f"failed: {e.value}")
+    point = resume.ResumePoint(path.with_name("damaged.pt"))
+    with pytest.raises(resume.ResumeError) as e:
+        point.load(config)
+    sentences.append(f"failed: {e.value}")
+
+    def full(path, write):  # as tests/full_disk_worker.py: the disk fills up as the file is written
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(checkpoints, "atomic_write", full)
+    with pytest.raises(resume.ResumeError) as e:
+        resume.ResumePoint(tmp_path / "resume.pt").save({"epoch": 1})
+    sentences.append(f"failed: {e.value}")
+    with pytest.raises(OSError) as e:
+        checkpoints.atomic_save({}, tmp_path / "student.pt")
+    sentences.append(f"failed: {e.value}")
+    with pytest.raises(OSError) as e:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "student.pt"))  # as open() says it
+    sentences.append(f"failed: {e.value}")
+
+    # memory: torch's allocator, numpy's, and Python's own MemoryError (the worker words it)
+    with pytest.raises(RuntimeError) as e:
+        torch.empty(2 ** 50, dtype=torch.uint8)
+    sentences.append(f"failed: {e.value}")
+    with pytest.raises(MemoryError) as e:
+        np.empty(2 ** 50)
+    sentences.append(f"failed: {e.value}")
+    sentences.append("failed: out of memory")
+
+    # no full MNIST in the data folder, and no way to download it
+    with pytest.raises(RuntimeError) as e:
+        data_lib.load_mnist(str(tmp_path / "nowhere"), download=False)  # a str, as the worker gets it
+    sentences.append(f"failed: {e.value}")
+
+    def offline(*args, **kwargs):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+    import torchvision.datasets
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
+    with pytest.raises(RuntimeError) as e:
+        data_lib.load_mnist(str(tmp_path / "nowhere"))
+    sentences.append(f"failed: {e.value}")
+
+    # several continual problems at once, and settings nobody knows
+    sentences.append(lab_continual.start(None, {"tasks": 3, "scenario": "x", "strategies": ("lwf", "nope"),
+                                                "memory": 5, "epochs": 0, "temperature": 100, "lr": 2.0,
+                                                "time_limit_s": 0, "arch": "nope"}, "owner")[1])
+    sentences.append(lab_continual.start(None, {"nope": 1}, "owner")[1])
+    with pytest.raises(ValueError) as e:
+        RunConfig.from_dict({"nope": 1, "neither": 2})
+    sentences.append(f"Not started: {e.value}")
+
+    # the drawing's models: the shipped ones, a run's (its label and its description), and the notes
+    shipped = checkpoints.shipped_drawing_paths()
+    record = {"id": "0a1b2c3d", "state": "finished", "has_checkpoints": True,
+              "config": {"teacher": "lenet5_wide", "student": "lenet5", "temperature": 4.0, "alpha": 0.7,
+                         "quantize": "ptq"},
+              "metrics": {"student_acc": 0.9825}, "extra": {"paths": {k: str(v) for k, v in shipped.items()}}}
+    lab = SimpleNamespace(drawing_dir=None, run=lambda run_id: record if run_id == record["id"] else None,
+                          store=SimpleNamespace(list=lambda **kw: [record]))
+    sentences += [label for label, _ in facade.Lab.drawing_choices(lab)]
+    described = [facade.Lab._load_models(lab, choice)[3] for choice in ("shipped", record["id"])]
+    sentences += described + [f"{described[1]}, int8 students"]  # Lab._load_models's int8 description
+    trio = facade.Lab._load_models(lab, "shipped")
+
+    def models_(choice):
+        if choice != "shipped":
+            raise LookupError(f"there is no run {choice}")
+        return trio
+    lab.models = models_
+    lab.models_or_shipped = lambda choice, notes: facade.Lab.models_or_shipped(lab, choice, notes)
+    small = np.zeros((280, 280), dtype=np.uint8)
+    small[100:104, 100:104] = 255
+    sentences += facade.Lab.predict(lab, small, 100, "ffffffff")["notes"]
+    return sentences
+
+
+def test_the_engine_s_rarer_sentences_are_chinese_on_a_chinese_page(tmp_path, monkeypatch):
+    sentences = rare_sentences(tmp_path, monkeypatch)
+    assert len(sentences) > 25
+    english = re.compile(r"\b(?:the|is|of|to|from|and|must|run|trained|"
+                         r"checkpoint|only|got|unknown|failed|started|consistent|allocate|space|could|not)\b")
+    with i18n.speaking("zh"):
+        for sentence in sentences:
+            text = i18n.known(sentence)
+            assert CJK.search(text), sentence
+            # words that stay Latin are names and paths (lenet5, mnist, python -m kdapp ...), not sentences
+            # and torch's own account of a misfit, after the frame
+            frame = re.sub(r"'[^']*'|/\S+|python -m kdapp .*|\(\w+Error\)|Error\(s\) in loading[\s\S]*", "", text)
+            assert not english.search(frame), (sentence, text)
+    with i18n.speaking("en"):
+        assert not any(CJK.search(i18n.known(s)) for s in sentences)
+
+
+def test_the_status_line_speaks_of_warnings_and_data_in_the_language(tmp_path):
+    """A finished run's warnings (here a damaged teacher replaced, as kdapp.training.teachers warns)
+    and its data ("sample") read in Chinese on a Chinese page."""
+    from kdapp import checkpoints, data as data_lib
+    from kdapp.training import teachers
+    warnings = []
+    path = checkpoints.teacher_path(tmp_path / "teachers", "mlp_400", "sample")
+    path.parent.mkdir()
+    path.write_bytes(b"not a checkpoint")
+    teachers.get_teacher("mlp_400", data_lib.load("sample", "data"), tmp_path,
+                         lambda event: warnings.append(event["message"]))
+    run = dict(finished_run(), warnings=warnings, data="sample")
+    text = both(lambda: reports.status(run, True))
+    assert "training a new mlp_400 teacher instead" in text["en"] and " on cpu, sample data" in text["en"]
+    assert "改为训练一个新的 mlp_400 教师模型" in text["zh"] and "数据：MNIST 样本" in text["zh"]
+    assert not re.search(r"\b(?:training|sample|unreadable)\b", re.sub(r"/\S+", "", text["zh"])), text["zh"]

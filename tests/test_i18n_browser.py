@@ -71,6 +71,21 @@ def test_a_chinese_browser_gets_the_lab_in_chinese(browser, server):  # noqa: F8
     expect(page.locator("#notice")).to_contain_text("当前设置的链接")
 
 
+def test_the_drawing_s_note_is_chinese(browser, server):  # noqa: F811
+    """A tiny digit read in the browser: its note ("very small", drawing.js's) and the models' line
+    (the manifest's description: recipe, data) in Chinese."""
+    from playwright.sync_api import expect
+    page = chinese_page(browser, server)
+    page.wait_for_function("() => window.kdappDrawing && window.kdappDrawing.panel", timeout=60_000)
+    page.evaluate("() => window.kdappDrawing.panel.ready")
+    page.evaluate("""() => { document.querySelector('#sketch canvas').getContext('2d').fillRect(100, 100, 4, 4);
+                            window.kdappDrawing.panel.read(); }""")
+    expect(page.locator("#draw-note")).to_contain_text("写得很小", timeout=15_000)
+    note = page.locator("#draw-note").inner_text()
+    assert "随附的模型：" in note and "一致性教学" in note and "训练数据：完整 MNIST" in note, note
+    assert english_words(note) == [], english_words(note)
+
+
 def test_lang_en_gives_english_on_a_chinese_browser(browser, server):  # noqa: F811
     from playwright.sync_api import expect
     page = chinese_page(browser, server + "?lang=en")

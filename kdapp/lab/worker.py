@@ -63,7 +63,8 @@ def main():
     except Exception as e:
         traceback.print_exc(file=sys.stderr)
         # The message is for the visitor (no class names); the error and worker.log are for the operator.
-        emit(events.end("failed", f"failed: {e}", error=f"{type(e).__name__}: {e}"))
+        reason = e if str(e) or not isinstance(e, MemoryError) else "out of memory"  # Python's says nothing
+        emit(events.end("failed", f"failed: {reason}", error=f"{type(e).__name__}: {e}"))
     else:
         emit(events.end("finished", "finished", metrics=result.metrics, paths=result.paths,
                         fidelity=result.fidelity))

@@ -13,6 +13,7 @@ import collections
 import json
 import threading
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import brotli  # gradio's own dependency (its middleware compresses text with it)
 import gradio as gr
@@ -30,7 +31,7 @@ BRUSH_RADIUS = 9                 # the Sketchpad's brush: a disc of radius 9 px,
 MAX_UPLOAD = 5_000_000           # bytes of a fallback canvas (a 280x280 PNG is ~10 kB)
 LANGUAGE_SCRIPT = f"{PREFIX}/static/language.js"  # ?lang= over the browser's language (kdapp.ui.i18n)
 # The catalogs' entries drawing.js speaks, in every language: it picks one from navigator.language.
-CATALOG_PREFIXES = ("draw.", "note.", "plot.softmax.", "role.", "axis.digit", "choice.models.shipped")
+CATALOG_PREFIXES = ("draw.", "note.", "plot.softmax.", "role.", "axis.digit", "engine.inked", "engine.small")
 RUNTIME = "vendor/onnxruntime-web/ort.wasm.bundle.min.mjs"
 WASM = "vendor/onnxruntime-web/ort-wasm-simd-threaded.wasm"
 TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css", ".wasm": "application/wasm",
@@ -90,7 +91,8 @@ def panel(get_lab, temperature, models, roles=("teacher", "student", "baseline")
     `roles` are those the first models fill, for the labels shown before the first digit."""
     def predict_drawing(request):  # gradio hands a server function the page's one argument
         request = request if isinstance(request, dict) else {}
-        return server_answer(get_lab(), request.get("image"), request.get("temperature"), request.get("models"))
+        return server_answer(get_lab(), request.get("image"), request.get("temperature"), request.get("models"),
+                             request.get("lang"))
 
     _ = i18n._  # the markup in English; drawing.js puts it in the page's language as it mounts
     markup = TEMPLATE.format(canvas=CANVAS, canvas_label=_("draw.canvas"), clear=_("draw.clear"), seen=_("draw.seen"),
@@ -104,9 +106,20 @@ def panel(get_lab, temperature, models, roles=("teacher", "student", "baseline")
                    server_functions=[predict_drawing], apply_default_css=False)
 
 
-def server_answer(lab, image, temperature, models):
+def server_answer(lab, image, temperature, models, lang=None):
     """The fallback's reading of a canvas sent as a PNG data URL: the same dict the browser
-    computes (lists, not tensors), or {"error": sentence}."""
+    computes (lists, not tensors), or {"error": sentence}; its sentences in `lang`."""
+    with i18n.speaking(lang):
+        answer = _server_answer(lab, image, temperature, models)
+        for key in ("error", "models"):
+            if key in answer:
+                answer[key] = i18n.known(answer[key])
+        if "notes" in answer:
+            answer["notes"] = [i18n.known(n) for n in answer["notes"]]
+        return answer
+
+
+def _server_answer(lab, image, temperature, models):
     try:
         if not isinstance(image, str) or not image.startswith("data:image/png;base64,"):
             raise inference.CanvasError("send the canvas as a PNG data URL")
@@ -146,10 +159,15 @@ class DrawingFiles:
         if scope["type"] != "http" or not path.startswith(PREFIX + "/") or scope["method"] not in ("GET", "HEAD"):
             return await self.app(scope, receive, send)
         accept = dict(scope["headers"]).get(b"accept-encoding", b"").decode("latin-1")
-        response = await run_in_threadpool(self.respond, path[len(PREFIX) + 1:], "br" in accept)
+        lang = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("lang", [None])[0]
+        response = await run_in_threadpool(self.respond, path[len(PREFIX) + 1:], "br" in accept, lang)
         await response(scope, receive, send)
 
-    def respond(self, path, brotli_ok):
+    def respond(self, path, brotli_ok, lang=None):
+        with i18n.speaking(lang):  # a manifest's description and an error in the page's language
+            return self._respond(path, brotli_ok)
+
+    def _respond(self, path, brotli_ok):
         kind, _, rest = path.partition("/")
         if kind == "static":
             target = (STATIC_DIR / rest).resolve()
@@ -166,14 +184,14 @@ class DrawingFiles:
                     return Response(status_code=404)
                 return self.file(files[role[:-len(".onnx")]], brotli_ok, "public, max-age=31536000, immutable")
             except LookupError as e:
-                return JSONResponse({"error": str(e)}, status_code=404)
+                return JSONResponse({"error": i18n.known(str(e).strip("'\""))}, status_code=404)
         return Response(status_code=404)
 
     def manifest(self, choice):
         files, description = self.get_lab().drawing_onnx(choice)
         roles = {role: f"{PREFIX}/models/{choice}/{role}.onnx?v={path.stat().st_mtime_ns}"
                  for role, path in files.items()}
-        return JSONResponse({"choice": choice, "roles": roles, "models": description},
+        return JSONResponse({"choice": choice, "roles": roles, "models": i18n.known(description)},
                             headers={"Cache-Control": "no-cache"})
 
     def file(self, path, brotli_ok, cache):

@@ -119,7 +119,91 @@ def translated_file(path, lang):
 
 
 # English sentences made below the UI -> their key; named groups fill the key's slots.
-KNOWN = [(re.compile(pattern), key) for pattern, key in (
+# The engine's rarer sentences: the QAT phase, warnings, validation problems, descriptions of the
+# drawing's models, and the common ways a run fails (memory, data, checkpoints, disk). Tried before
+# KNOWN's others, whose broader patterns (a run's description, "failed: ...") would match them first.
+RARE = (
+    # int8: quantization-aware fine-tuning (kdapp.training.qat) and its refusal
+    (r"^int8 fine-tuning of the student \((?P<how>KD from [\w.+]+|labels only)\), (?P<length>\d+ epochs?)$",
+     "engine.qat_student"),
+    (r"^int8 fine-tuning of the baseline \((?P<how>KD from [\w.+]+|labels only)\), (?P<length>\d+ epochs?)$",
+     "engine.qat_baseline"),
+    (r"^KD from (?P<teachers>[\w.+]+)$", "engine.qat_kd"),
+    (r"^labels only$", "engine.qat_labels"),
+    (r"^(?P<n>1) epoch$", "engine.one_epoch"),
+    (r"^(?P<n>\d+) epochs$", "engine.epochs"),
+    (r"^quantization-aware distillation needs the run's teacher; a run without one \(deep supervision\) can use "
+     r"quantize=ptq$", "engine.qat_no_teacher"),
+    (r"^int8 quantization needs onnxruntime: (?P<command>.+)$", "engine.no_onnxruntime"),
+    # warnings: a teacher replaced (kdapp.training.teachers)
+    (r"^(?P<file>\S+) was trained on '(?P<theirs>\w+)' data, not '(?P<ours>\w+)': a teacher must never have seen "
+     r"the run's test digits; training a new (?P<arch>[\w.]+) teacher instead$", "engine.teacher_other_data"),
+    (r"^(?P<reason>.+); training a new (?P<arch>[\w.]+) teacher instead$", "engine.teacher_replaced"),
+    # damaged or missing checkpoints and resume points (kdapp.checkpoints, kdapp.training.resume)
+    (r"^checkpoint (?P<path>.+) does not exist$", "engine.checkpoint_missing"),
+    (r"^checkpoint (?P<path>.+) is unreadable \((?P<error>\w+)\); it may be truncated or corrupt: delete it or "
+     r"re-train$", "engine.checkpoint_damaged"),
+    (r"^(?P<path>[^:]+) is not a kdapp checkpoint \(no 'arch'/'model' entries\)$", "engine.checkpoint_foreign"),
+    (r"^checkpoint (?P<path>.+) does not fit architecture '(?P<arch>[\w.]+)': (?P<detail>.+)$",
+     "engine.checkpoint_misfit"),
+    (r"^the run's resume point could not be read \((?P<reason>[^)]+)\); press Run again to start it afresh$",
+     "engine.resume_unreadable"),
+    (r"^the run's resume point belongs to other settings or another kdapp version; press Run again to start it "
+     r"afresh$", "engine.resume_other"),
+    (r"^could not save the resume point after epoch (?P<epoch>\d+): (?P<reason>.+); free some disk space on the "
+     r"server, then press Run again$", "engine.resume_unsaved"),
+    (r"^the file is damaged$", "engine.file_damaged"),
+    # a full disk, memory, the data folder
+    (r"^no space left on device$", "engine.no_space"),
+    (r"^\[Errno (?P<errno>28)\] No space left on device: (?P<path>.+)$", "engine.disk_full_path"),
+    (r"^\[Errno (?P<errno>28)\] No space left on device$", "engine.disk_full"),
+    (r"^\[enforce fail at [^\]]+\] .*DefaultCPUAllocator: can't allocate memory: you tried to allocate "
+     r"(?P<bytes>\d+) bytes\..*$", "engine.out_of_memory_bytes"),
+    (r"^(?:CUDA|MPS|XPU) out of memory\. Tried to allocate (?P<size>[\d.]+ [KMGTP]?i?B)\b.*$", "engine.gpu_memory"),
+    (r"^Unable to allocate (?P<size>[\d.]+ [KMGTP]?i?B) for an array with shape .*$", "engine.out_of_memory_size"),
+    (r"^out of memory$", "engine.out_of_memory"),
+    (r"^full MNIST is not in '(?P<dir>.+)' and downloading is off; with the IDX files at hand, run: "
+     r"(?P<command>.+)$", "engine.no_mnist"),
+    (r"^could not download MNIST into '(?P<dir>.+)' \((?P<reason>.+)\); with the IDX files at hand, run: "
+     r"(?P<command>.+)$", "engine.no_download"),
+    # how a run ended, besides the usual
+    (r"^finished \(command line\)$", "engine.finished_cli"),
+    (r"^the run could not be started$", "engine.not_startable"),
+    (r"^the run's process ended unexpectedly \(exit code (?P<code>-?\d+)\)$", "engine.process_died"),
+    # ContinualConfig's problems, joined by "; " (known splits them)
+    (r"^(?P<name>\w+) must be one of (?P<choices>[^;]+), got (?P<value>[^;]+)$", "engine.choice_comma"),
+    (r"^strategies must be distinct names among (?P<names>[\w, ]+), got (?P<value>[^;]+)$", "engine.strategies"),
+    (r"^memory must be (?P<low>\d+) to (?P<high>\d+) digits \(at least one per class\), got (?P<value>[^;]+)$",
+     "engine.memory"),
+    (r"^(?P<name>\w+) must be (?P<low>[\d.]+) to (?P<high>[\d.]+), got (?P<value>[^;]+)$", "engine.range_to"),
+    (r"^lr must be in \((?P<lr_low>[\d.]+), (?P<lr_high>[\d.]+)\] and batch_size (?P<batch_low>\d+) to "
+     r"(?P<batch_high>\d+), got (?P<lr>[^,;]+), (?P<batch_size>[^;]+)$", "engine.lr_batch"),
+    (r"^(?P<name>\w+) must be above (?P<low>[\d.]+), got (?P<value>[^;]+)$", "engine.above"),
+    (r"^unknown architecture (?P<arch>'[^']*'); valid names: (?P<names>[\w, ]+)$", "engine.unknown_arch"),
+    (r"^unknown continual settings (?P<names>[\w, ]+); known: (?P<valid>[\w, ]+)$", "engine.unknown_continual"),
+    (r"^unknown settings: (?P<names>[\w, ]+)$", "engine.unknown_settings"),
+    # the drawing's models and notes (kdapp.lab.facade)
+    (r"^(?P<origin>shipped checkpoints|checkpoints from .+?): (?P<pair>[^,]+ → [^,]+), (?P<settings>T=[^,]+, "
+     r"α=[^,]+), consistent teaching, trained on (?P<dataset>full MNIST|the MNIST sample)$",
+     "engine.models_consistent"),
+    (r"^(?P<origin>shipped checkpoints|checkpoints from .+?): (?P<pair>[^,]+ → [^,]+), (?P<settings>T=[^,]+, "
+     r"α=[^,]+), trained on (?P<dataset>full MNIST|the MNIST sample)$", "engine.models_trained"),
+    (r"^checkpoints from (?P<dir>.+)$", "engine.models_from"),
+    (r"^the MNIST sample$", "engine.the_sample"),
+    (r"^run (?P<id>\w+): (?P<pair>[^,]+ → [^,]+), (?P<settings>T=[^,]+, α=[^ ,]+) \(student (?P<acc>[\d.]+%)\)$",
+     "engine.models_run"),
+    (r"^(?P<origin>.+), int8 students$", "engine.models_int8"),
+    (r"^run (?P<id>\w+) has no int8 students to draw with$", "engine.no_int8"),
+    (r"^run (?P<id>\w+)'s models could not be loaded: (?P<detail>.+)$", "engine.models_unloadable"),
+    (r"^the models of (?P<id>[\w-]+) could not be exported for the browser: (?P<detail>.+)$", "engine.not_exported"),
+    (r"^(?P<reason>.+); using the shipped checkpoints$", "engine.using_shipped"),
+    (r"^(?P<reason>.+); showing T=(?P<T>[\d.]+) instead$", "engine.showing_T"),
+    (r"^send the canvas as a PNG data URL$", "engine.not_png"),
+    (r"^the canvas is larger than (?P<mb>\d+) MB$", "engine.canvas_large"),
+)
+
+# DOTALL: an exception's text may run over lines (torch's account of a checkpoint that does not fit).
+KNOWN = [(re.compile(pattern, re.DOTALL), key) for pattern, key in (*RARE,
     (r"^Run (?P<id>\w+) started\. The curves update every second\.$", "lab.started"),
     (r"^Run (?P<id>\w+) queued, position (?P<position>\d+)\.$", "lab.queued"),
     (r"^Run (?P<id>\w+) submitted\.$", "lab.submitted"),
@@ -256,18 +340,40 @@ KNOWN = [(re.compile(pattern), key) for pattern, key in (
 
 
 # Slots that hold words of their own (a reason, a strategy, a state): KNOWN translates them too.
-SENTENCE_SLOTS = ("reason", "title", "source", "strategy", "scenario", "state", "dataset")
+SENTENCE_SLOTS = ("reason", "title", "source", "strategy", "scenario", "state", "dataset", "how", "length", "origin")
 
 
 def known(text):
     """An English sentence from below the UI in the language spoken now, when KNOWN has it;
-    else the sentence as it is (a reason from the engine stays English)."""
+    else the sentence as it is (a reason from the engine stays English). Sentences joined by "; "
+    (several validation problems at once) are translated part by part."""
+    said = _say(text)
+    if said is not None:
+        return said
+    parts = text.split("; ")
+    if len(parts) == 1:
+        return text
+    out, i = [], 0
+    while i < len(parts):  # the longest run of parts KNOWN has (a part may hold "; " itself), else one as it is
+        for j in range(len(parts), i, -1):
+            said = _say("; ".join(parts[i:j]))
+            if said is not None:
+                out.append(said)
+                i = j
+                break
+        else:
+            out.append(parts[i])
+            i += 1
+    return _("engine.separator").join(out)
+
+
+def _say(text):
     for pattern, key in KNOWN:
         match = pattern.match(text)
         if match:
-            slots = {k: known(v) if k in SENTENCE_SLOTS else (v or "") for k, v in match.groupdict().items()}
+            slots = {k: known(v) if k in SENTENCE_SLOTS and v else (v or "") for k, v in match.groupdict().items()}
             return _(key).format(**slots)
-    return text
+    return None
 
 
 class LanguageScript:

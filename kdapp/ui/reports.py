@@ -106,7 +106,7 @@ def status(run, mine, newest_finished=None):
     who = _("status.yours") if mine else _("status.another")
     rid = html.escape(run["id"])
     what = settings_line(run["config"])
-    where = _("status.where").format(device=html.escape(run["device"]), data=html.escape(run["data"])) \
+    where = _("status.where").format(device=html.escape(run["device"]), data=html.escape(data_name(run["data"]))) \
         if run.get("device") else ""
     if run.get("resumed_from_epoch") is not None:  # a server restart (or a worker's death) in between
         where += _("status.resumed").format(epoch=run["resumed_from_epoch"])
@@ -129,7 +129,7 @@ def status(run, mine, newest_finished=None):
         m = run["metrics"]
         base = m["baseline_acc"]
         gain = _("status.gain").format(gain=gain_text(m)) if base is not None else ""
-        warn = "".join("  \n" + _("status.warning").format(warning=html.escape(w)) for w in run["warnings"])
+        warn = "".join("  \n" + _("status.warning").format(warning=html.escape(known(w))) for w in run["warnings"])
         files = "" if run["has_checkpoints"] else _("status.pruned")
         teacher = _("status.no_teacher") if m["teacher_acc"] is None \
             else _("status.teacher_acc").format(acc=f"{m['teacher_acc']:.2%}")
@@ -201,7 +201,8 @@ def comparison_table(table):
     m = table["metrics"]
     lines.append("\n" + _("comparison.settings").format(what=settings_line(table["config"])))
     if m.get("baseline_acc") is not None:
-        lines.append("\n" + _("comparison.gain").format(gain=gain_text(m), n=f"{m['test_samples']:,}", data=m["data"]))
+        lines.append("\n" + _("comparison.gain").format(gain=gain_text(m), n=f"{m['test_samples']:,}",
+                                                         data=data_name(m["data"])))
     if m.get("quantized"):  # measured by the worker on the int8 files themselves
         lines.append("\n" + quantize_report(m["quantized"]))
     return "\n".join(lines)
@@ -294,6 +295,11 @@ def runs_rows(records):
 STATES = ("queued", "running", "finished", "failed", "cancelled", "interrupted")
 
 
+def data_name(source):
+    """A dataset ("sample", "mnist") in words: in English its name, as the CLI's --data says it."""
+    return _(f"data.name.{source}") if source in ("sample", "mnist") else source
+
+
 def state_name(state):
     return _(f"state.name.{state}") if state in STATES else state
 
@@ -346,7 +352,7 @@ def prediction_note(result):
     if "baseline" in result:
         kl = _("note.baseline_kl").format(T=T, kl=f"{result['baseline']['kl_T']:.4f}") if "teacher" in result else ""
         lines.append(_("note.baseline").format(baseline=top["baseline"], kl=kl))
-    lines += [_("note.note").format(note=html.escape(n)) for n in result["notes"]]
+    lines += [_("note.note").format(note=html.escape(known(n))) for n in result["notes"]]
     return "  \n".join(lines)
 
 

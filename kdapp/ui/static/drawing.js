@@ -126,11 +126,10 @@
     }
     if (!inked) return null;
     bottom += 1; right += 1;
+    // Notes are catalog keys (the page shows them in its language); Python's sentences are their English.
     const h = bottom - top, w = right - left, notes = [];
-    if (inked / (width * height) > 0.5) notes.push("most of the canvas is inked, so no digit can be read from it");
-    if (Math.max(h, w) < 0.05 * Math.max(width, height)) {
-      notes.push("the drawing is very small; it was scaled up to MNIST's size");
-    }
+    if (inked / (width * height) > 0.5) notes.push("engine.inked");
+    if (Math.max(h, w) < 0.05 * Math.max(width, height)) notes.push("engine.small");
 
     // Longest side -> BOX px, aspect kept; Pillow's LANCZOS to shrink, BILINEAR to enlarge.
     const scale = C.BOX / Math.max(h, w);
@@ -207,7 +206,8 @@
     if (!modelCache.has(choice)) {
       const loading = (async () => {
         const ort = await loadRuntime(cfg);
-        const response = await fetch(cfg.models_url + encodeURIComponent(choice) + ".json");
+        // ?lang=: the manifest describes the models (and says what went wrong) in the page's language
+        const response = await fetch(cfg.models_url + encodeURIComponent(choice) + ".json?lang=" + cfg.lang);
         const manifest = await response.json();
         if (!response.ok) throw new Error(manifest.error || response.statusText);
         const sessions = {};
@@ -306,6 +306,7 @@
     const C = cfg.constants;
     const lang = pickLanguage(cfg.catalogs, [...(navigator.languages || []), navigator.language]);
     const words = cfg.catalogs[lang];
+    cfg.lang = lang;
     // t("key", {slot: value}): the catalog's text with its {slots} filled.
     const t = (key, slots = {}) => (words[key] ?? cfg.catalogs.en[key] ?? key)
       .replace(/\{(\w+)\}/g, (m, name) => (name in slots ? String(slots[name]) : m));
@@ -406,7 +407,7 @@
     async function askServer() {
       api.stats.serverCalls++;
       const answer = await cfg.server.predict_drawing(
-        { image: canvas.toDataURL("image/png"), temperature: state.temperature, models: state.choice });
+        { image: canvas.toDataURL("image/png"), temperature: state.temperature, models: state.choice, lang });
       if (answer.error) throw new Error(answer.error);
       return answer.blank ? null : answer;
     }
@@ -489,16 +490,14 @@
       } else {
         note.append(line(t("note.no_teacher", { student: top.student })));
       }
-      note.append(line(t("note.models", { models: models(result.models) })));
+      note.append(line(t("note.models", { models: result.models })));
       if (result.baseline) {
         const kl = result.teacher ? t("note.baseline_kl", { T: Tg, kl: result.baseline.kl_T.toFixed(4) }) : "";
         note.append(line(t("note.baseline", { baseline: top.baseline, kl })));
       }
-      for (const n of result.notes) note.append(line(t("note.note", { note: n })));
+      for (const n of result.notes) note.append(line(t("note.note", { note: t(n) })));  // a key, or the server's words
     }
     // The lab describes the models in English; the shipped ones are named in the page's language.
-    const models = (text) => text.replace(/^shipped checkpoints/, t("choice.models.shipped"))
-      .replace(/trained on (.+)$/, (m, data) => t("draw.trained_on", { data }));
     const fmt = (T) => String(Math.round(T * 1000) / 1000);  // Python's :g for the slider's values
 
     // Two panels of grouped bars: T = 1 (linear) and T (log scale, so the small probabilities
