@@ -131,7 +131,7 @@ def test_a_script_cannot_stop_someone_elses_run(app_url):
     assert record is not None
     try:
         for data in (["another token", record["id"]], [None, record["id"]], ["", None]):
-            event, payload = call(app_url, "stop", data)
+            event, payload = call(app_url, "stop", data + ["en"])  # owner, run on show, the page's language
             assert event == "complete" and "no run" in payload, payload
             assert app.lab.run(record["id"])["state"] in ("queued", "running")
     finally:
