@@ -126,3 +126,17 @@ def test_a_blank_canvas_is_blank_not_an_error(lab):
     assert answer == {"blank": True}
     with pytest.raises(inference.BlankCanvas):
         inference.preprocess(np.zeros((280, 280, 4), np.uint8))
+
+
+def test_the_readme_quotes_the_drawing_bench_it_ships():
+    """The README's drawing numbers are results/bench-drawing.json's (python -m kdapp bench --drawing)."""
+    import json
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    bench = json.loads((root / "results" / "bench-drawing.json").read_text())
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    idle, training = (round(bench[k]["pen_up_to_painted_ms"]["p95"]) for k in ("idle", "training"))
+    assert f"p95 {idle} ms on an idle server and {training} ms" in readme
+    assert f"{bench['first_load']['panel_transferred_mb']:.1f} MB on a first" in readme
+    assert bench["training"]["strokes_while_training"] == bench["training"]["strokes"]  # trained for every stroke
+    assert max(bench["idle"]["pen_up_to_painted_ms"]["p95"], bench["training"]["pen_up_to_painted_ms"]["p95"]) <= 50
