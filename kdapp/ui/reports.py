@@ -65,7 +65,7 @@ def settings_line(config):
     parts = [f"{c['teacher']}{''.join(' + ' + t for t in c.get('extra_teachers', []))} → {c['student']}",
              f"T={c['temperature']:g}", f"α={c['alpha']:g}" + (f"→{c['alpha_end']:g}" if c.get("alpha_end") is not None
                                                             else ""),
-             _("settings.epochs").format(n=c["epochs"])]
+             ngettext("settings.epoch", "settings.epochs", c["epochs"]).format(n=c["epochs"])]
     if c.get("loss", "kd") != "kd":
         entry = LOGIT_LOSSES[c["loss"]]
         weights = ", ".join(f"{symbol}={c[name]:g}" for name, symbol in entry.settings.items())
