@@ -501,18 +501,18 @@ def downloads(selected, lang=None):
             except (LookupError, OSError, RuntimeError) as e:
                 if kind != "int8":  # only runs with int8 students have one; the others need no note
                     notes.append(str(e))
-    with i18n.speaking(lang):
-        note = " ".join(notes) or (_("notice.select_finished") if not files else "")
+    with i18n.speaking(lang):  # one note per reason (.pt and .onnx fail alike), in the page's language
+        note = " ".join(dict.fromkeys(known(n) for n in notes)) or (_("notice.select_finished") if not files else "")
     return {ui.files: files or None, ui.runs_note: reports.notice(note)}
 
 
 def tensorboard_download(selected, lang=None):
     """The selected runs (none selected: the newest 200) as TensorBoard event files, zipped."""
-    try:
-        zipped = str(tensorboard.zip_runs(lab, selected))
-    except ValueError as e:
-        return {ui.files: None, ui.runs_note: reports.notice(str(e), ok=False)}
     with i18n.speaking(lang):
+        try:
+            zipped = str(tensorboard.zip_runs(lab, selected))
+        except ValueError as e:
+            return {ui.files: None, ui.runs_note: reports.notice(known(str(e)), ok=False)}
         return {ui.files: [zipped], ui.runs_note: reports.notice(_("notice.tensorboard"))}
 
 

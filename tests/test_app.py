@@ -483,3 +483,12 @@ def test_a_run_with_the_techniques_from_the_ui():
     status = refresh(None, view, "techniques", app.lab_lib.SHIPPED, True, None)["status"]
     for words in ("T 4→1 (cosine)", "collapse λ=0.01", "adversarial μ=0.5"):
         assert words in status, (words, status)
+
+
+@pytest.mark.parametrize("choice", [None, 7, "", "nonexistent-int8"])
+def test_odd_drawing_models_fall_back_to_the_shipped_ones_with_a_note(choice):
+    """What a page's fallback sends as `models` is the browser's to choose: anything that is not a
+    run (or a run's int8 students) reads the digit with the shipped models and says why."""
+    notes = []
+    models = app.lab.models_or_shipped(choice, notes)
+    assert models[3] == app.lab.models(app.lab_lib.SHIPPED)[3] and len(notes) == 1 and "shipped" in notes[0]

@@ -304,7 +304,7 @@ class Lab:
         return models
 
     def _load_models(self, choice):
-        if choice.endswith(INT8):  # the run's int8 students (ONNX Runtime) beside its fp32 teacher
+        if isinstance(choice, str) and choice.endswith(INT8):  # the run's int8 students (ONNX Runtime) beside its fp32 teacher
             run_id = choice[:-len(INT8)]
             teacher, _, _, description = self.models(run_id)
             files = self._int8_files(run_id)

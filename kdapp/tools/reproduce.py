@@ -5,7 +5,7 @@ Regenerates markdown tables: the MNIST seed article's table, its small-data clai
 other writers (the shipped drawing models and the articles' pair, on redrawn UCI digits).
 
 - `--data sample` (results/reproduce.md): the bundled 8,000 / 2,000 sample, 3 seeds; --quick: 1 seed,
-  few epochs. Both use the shipped teachers (trained by the plan's recipe; one is trained here only
+  few epochs. Both use the shipped teachers (trained by the full recipe; one is trained here only
   if its checkpoint is missing).
 - `--data mnist` (results/reproduce-mnist.md): full MNIST, 60,000 / 10,000, the published numbers'
   own test set, with test errors as counts. The teachers are the shipped full-MNIST checkpoints
@@ -68,7 +68,7 @@ def _say(*args):
     print(*args, file=sys.stderr, flush=True)
 
 
-def reproduction_teacher(arch, dataset, plan, quick):
+def reproduction_teacher(arch, dataset, plan=FULL):
     """(model, how it came to be) for the shipped teacher of this data (its recipe is the plan's:
     results/README.md); one is trained from scratch only where none is shipped (the sample's full
     mode). `teacher_note(how)` says how in the language spoken then."""
@@ -83,7 +83,7 @@ def reproduction_teacher(arch, dataset, plan, quick):
     if dataset.source == "mnist":
         raise RuntimeError(f"no shipped full-MNIST {arch} teacher ({shipped}); train one with "
                            f"python -m kdapp train-teacher --teacher {arch} --data mnist --out checkpoints/")
-    epochs = plan["teacher_epochs"][arch]
+    epochs = plan.get("teacher_epochs", FULL["teacher_epochs"])[arch]  # full MNIST's plan names none
     _say(f"training teacher {arch} for {epochs} epochs ...")
     start = time.monotonic()
     model, acc = train.train_teacher(arch, dataset, epochs, batch_size=128)
@@ -338,7 +338,7 @@ def _default_run_gains():
 
 def section_hinton(r):
     """3. Hinton, Vinyals & Dean (2015)'s MNIST setup, in error counts as the paper gives them."""
-    big, big_how = reproduction_teacher("mlp_1200", r.dataset, r.plan, r.quick)
+    big, big_how = reproduction_teacher("mlp_1200", r.dataset, r.plan)
     big_errors = round((1 - teachers.evaluate(big, r.dataset.test_x, r.dataset.test_y)) * r.n_test)
     kd, alone, _n = r.students("hinton", big, ("reproduce", "mlp_1200", id(big)), student="mlp_800",
                                temperature=20.0, alpha=0.9, epochs=r.plan["hinton_epochs"], lr=0.001, batch_size=128)
@@ -466,7 +466,7 @@ def run_reproduce(quick=False, seeds=None, data="sample", data_dir="data", cells
         return _("repro.title") + "\n\n" + _("repro.intro_counts" if counts else "repro.intro").format(
             data=known(dataset.describe()), epochs=plan["epochs"], seeds=seeds_phrase(len(r.seeds)), command=command)
     sections = [introduction] + ([] if counts else [lambda: _("repro.sample_note")])
-    teacher, teacher_how = reproduction_teacher("seed_teacher", dataset, plan, quick)
+    teacher, teacher_how = reproduction_teacher("seed_teacher", dataset, plan)
     key = ("reproduce", "seed_teacher", id(teacher))
     raw = {}
     for text, numbers in (section_seed_table(r, teacher, teacher_how, key), section_small_data(r, teacher, key),
@@ -529,7 +529,7 @@ def run_methods(quick=False, seeds=None, data="sample", data_dir="data", cells_p
     prefix = f"{dataset.source}/{'quick' if quick else 'full'}/e{plan['epochs']}"
     n_test = len(dataset.test_y)
     recipe = dict(epochs=plan["epochs"], lr=0.005, batch_size=128)
-    teacher, teacher_how = reproduction_teacher("seed_teacher", dataset, plan, quick=True)
+    teacher, teacher_how = reproduction_teacher("seed_teacher", dataset, plan)
     key = ("reproduce", "seed_teacher", id(teacher))
     command = "python -m kdapp reproduce --methods" + (" --data mnist" if data == "mnist" else "") + \
         (" --quick" if quick else "")

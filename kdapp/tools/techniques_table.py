@@ -55,7 +55,7 @@ def run_techniques(quick=False, seeds=None, data="sample", data_dir="data", cell
     started = time.monotonic()
     dataset = data_lib.load(data, data_dir)
     cells = Cells(cells_path or techniques_out(data).with_suffix(".cells.json"), fresh, cached_only)
-    teacher, teacher_how = reproduction_teacher("seed_teacher", dataset, {}, quick=True)
+    teacher, teacher_how = reproduction_teacher("seed_teacher", dataset)
     note = teacher_note(teacher_how)  # techniques.md is English only
     key = ("reproduce", "seed_teacher", id(teacher))
     command = "python -m kdapp reproduce --techniques" + (" --data mnist" if data == "mnist" else "")

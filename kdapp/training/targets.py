@@ -39,6 +39,7 @@ class KDStudent(torch.nn.Module):
         feature_loss, terms = self.distiller.forward_terms(features, teacher_features)
         return logits, feature_loss, None, terms
 
+
 def teacher_learns(config):
     return config.teacher == MUTUAL or config.joint_epochs > 0
 

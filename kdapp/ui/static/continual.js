@@ -76,7 +76,7 @@
       note.replaceChildren();
       note.classList.toggle("kd-hint", !answer || !!answer.error);
       const lines = !answer ? [t("continual.draw.hint")]
-        : answer.error ? [answer.error] : [answer.description, ...answer.notes];
+        : answer.error ? [answer.error] : [answer.description, ...(answer.notes || [])];
       for (const text of lines) {
         const div = document.createElement("div");
         div.textContent = text;
