@@ -67,7 +67,6 @@
     }
 
     // ---- drawing the answers: one box per strategy, the 28x28, a note ----
-    const pct = (p) => (p >= 0.001 ? (100 * p).toFixed(1) + "%" : (100 * p).toExponential(0) + "%");
     function render(answer, prepared) {
       state.result = answer;
       const probs = answer && answer.probs ? answer.probs : {};
@@ -92,29 +91,10 @@
       box.replaceChildren();
       if (!answer || answer.error) return;
       if (!p) { box.textContent = t("continual.draw.missing"); return; }
-      const order = p.map((v, i) => i).sort((a, b) => p[b] - p[a]).slice(0, 3);
-      const top = document.createElement("div");
-      top.className = "kd-top"; top.textContent = String(order[0]);
-      box.append(top);
-      for (const d of order) {
-        const row = document.createElement("div");
-        row.className = "kd-row";
-        row.innerHTML = '<span class="kd-digit"></span><span class="kd-bar"><span></span></span><span class="kd-p"></span>';
-        row.children[0].textContent = String(d);
-        row.children[1].firstChild.style.width = (100 * p[d]).toFixed(1) + "%";
-        row.children[2].textContent = pct(p[d]);
-        box.append(row);
-      }
+      D.topThree(box, p);
     }
 
-    function render28(image) {
-      const c = view28.getContext("2d"), pixels = c.createImageData(C.SIZE, C.SIZE);
-      for (let i = 0; i < C.SIZE * C.SIZE; i++) {
-        const v = image ? image[i] : 0;
-        pixels.data.set([v, v, v, 255], 4 * i);
-      }
-      c.putImageData(pixels, 0, 0);
-    }
+    function render28(image) { D.paint28(view28, image, C.SIZE); }
 
     render(null, null);
     const box = document.querySelector(cfg.run_selector + " textarea, " + cfg.run_selector + " input");

@@ -294,6 +294,34 @@
   // The page's language: the first of the browser's languages with a catalog (?lang= sets them,
   // static/language.js), else English, as Gradio chooses. Words come from cfg.catalogs (the app's
   // kdapp/ui/locales); numbers are formatted here, the same in every language.
+  // ---- what both drawing panels show: a box's top digit and its three likeliest, the 28x28 view ----
+  const pct = (p) => (p >= 0.001 ? (100 * p).toFixed(1) + "%" : (100 * p).toExponential(0) + "%");
+
+  function topThree(box, p) {
+    const order = p.map((v, i) => i).sort((a, b) => p[b] - p[a]).slice(0, 3);
+    const top = document.createElement("div");
+    top.className = "kd-top"; top.textContent = String(order[0]);
+    box.append(top);
+    for (const d of order) {
+      const row = document.createElement("div");
+      row.className = "kd-row";
+      row.innerHTML = '<span class="kd-digit"></span><span class="kd-bar"><span></span></span><span class="kd-p"></span>';
+      row.children[0].textContent = String(d);
+      row.children[1].firstChild.style.width = (100 * p[d]).toFixed(1) + "%";
+      row.children[2].textContent = pct(p[d]);
+      box.append(row);
+    }
+  }
+
+  function paint28(canvas, image, size) {
+    const c = canvas.getContext("2d"), pixels = c.createImageData(size, size);
+    for (let i = 0; i < size * size; i++) {
+      const v = image ? image[i] : 0;
+      pixels.data.set([v, v, v, 255], 4 * i);
+    }
+    c.putImageData(pixels, 0, 0);
+  }
+
   function pickLanguage(catalogs, languages) {
     for (const tag of languages) {
       const base = String(tag || "").toLowerCase().split(/[-_]/)[0];
@@ -314,7 +342,6 @@
     element.dataset.lang = lang;
     for (const node of element.querySelectorAll("[data-t]")) node.textContent = t(node.dataset.t);
     for (const node of element.querySelectorAll("[data-t-aria]")) node.setAttribute("aria-label", t(node.dataset.tAria));
-    const pct = (p) => (p >= 0.001 ? (100 * p).toFixed(1) + "%" : (100 * p).toExponential(0) + "%");
     const $ = (sel) => element.querySelector(sel);
     const canvas = $("#sketch canvas");
     const view28 = $("#digit-28 canvas"), note = $("#draw-note"), chart = $("#dist-plot");
@@ -437,29 +464,10 @@
       box.replaceChildren();
       if (!result) return;
       if (!p) { box.textContent = t("draw.none"); return; }
-      const order = p.map((v, i) => i).sort((a, b) => p[b] - p[a]).slice(0, 3);
-      const top = document.createElement("div");
-      top.className = "kd-top"; top.textContent = String(order[0]);
-      box.append(top);
-      for (const d of order) {
-        const row = document.createElement("div");
-        row.className = "kd-row";
-        row.innerHTML = '<span class="kd-digit"></span><span class="kd-bar"><span></span></span><span class="kd-p"></span>';
-        row.children[0].textContent = String(d);
-        row.children[1].firstChild.style.width = (100 * p[d]).toFixed(1) + "%";
-        row.children[2].textContent = pct(p[d]);
-        box.append(row);
-      }
+      topThree(box, p);
     }
 
-    function render28(image) {
-      const c = view28.getContext("2d"), pixels = c.createImageData(C.SIZE, C.SIZE);
-      for (let i = 0; i < C.SIZE * C.SIZE; i++) {
-        const v = image ? image[i] : 0;
-        pixels.data.set([v, v, v, 255], 4 * i);
-      }
-      c.putImageData(pixels, 0, 0);
-    }
+    function render28(image) { paint28(view28, image, C.SIZE); }
 
     function line(text) {  // one line of the note: a catalog sentence, **bold** as in its Markdown
       const div = document.createElement("div");
@@ -571,5 +579,5 @@
   }
 
   window.kdappDrawing = { mount, pen, setModels, setTemperature, preprocess, compare, roundHalfEven, pickLanguage,
-                          scriptUrl: SCRIPT_URL };
+                          topThree, paint28, pct, scriptUrl: SCRIPT_URL };
 })();
