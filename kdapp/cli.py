@@ -11,9 +11,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from kdapp import checkpoints, data as data_lib
-from kdapp.training import distributed, qat, train
+from kdapp.training import distributed, qat, resume as resume_lib, train
 from kdapp.ui.reports import quantize_report
-from kdapp.config import CHOICES, DEFAULTS, FLAGS, HELP, RANGES, RunConfig
+from kdapp.config import CHOICES, DEFAULTS, FLAGS, HELP, RANGES, Range, RunConfig
 from kdapp.lab import notebook
 from kdapp.ui.reports import gain_text
 
@@ -41,6 +41,9 @@ class Bars:
             accs = {k: f"{v:.2%}" for k, v in event.items() if k.endswith("_acc") and v is not None}
             line = f"epoch {event['epoch']}/{event['epochs']} " + " ".join(f"{k}={v}" for k, v in accs.items())
             (self.bar.write if self.bar else print)(line, file=sys.stderr)
+        elif kind == "resumed":
+            self.close()
+            print(f"resumed after epoch {event['epoch']} from its resume point", file=sys.stderr)
         elif kind in ("phase", "warning", "data"):
             self.close()
             print(event.get("message") or event.get("description"), file=sys.stderr)
@@ -51,9 +54,11 @@ class Bars:
             self.bar = None
 
 
-def add_run_options(p, defaults=DEFAULTS):
+def add_run_options(p, defaults=DEFAULTS, ranges=None):
     """One option per RunConfig field, generated from the field itself (kdapp.config.setting): its
-    default, help, range and choices, which `--help` shows. Ranges are checked by RunConfig."""
+    default, help, range and choices, which `--help` shows. Ranges are checked by RunConfig;
+    `ranges` names the fields a command checks against other ranges itself."""
+    ranges = {**RANGES, **(ranges or {})}
     for f in fields(RunConfig):
         if f.name == "extra_teachers":  # one list of teachers on the command line: --teachers a,b
             p.add_argument("--teachers", default=None, help=f"several teachers, comma-separated; the first is "
@@ -61,8 +66,8 @@ def add_run_options(p, defaults=DEFAULTS):
             continue
         flags = [f"--{f.name.replace('_', '-')}", *([FLAGS[f.name]] if f.name in FLAGS else [])]
         default, help = getattr(defaults, f.name), HELP[f.name]
-        if f.name in RANGES:
-            help += f" ({RANGES[f.name].describe()})"
+        if f.name in ranges:
+            help += f" ({ranges[f.name].describe()})"
         if f.type is bool:
             p.add_argument(*flags, action=argparse.BooleanOptionalAction, default=default, help=help)
         else:
@@ -73,32 +78,47 @@ def add_run_options(p, defaults=DEFAULTS):
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def config_from_args(args):
-    """The parsed options -> a validated RunConfig (a ValueError names the first bad setting)."""
-    values = {f.name: getattr(args, f.name) for f in fields(RunConfig) if f.name != "extra_teachers"}
+def config_from_args(args, skip=()):
+    """The parsed options -> a validated RunConfig (a ValueError names the first bad setting);
+    fields in `skip` keep their defaults (a command that reads the option itself)."""
+    values = {f.name: getattr(args, f.name) for f in fields(RunConfig) if f.name not in ("extra_teachers", *skip)}
     if args.teachers:
         values["teacher"], *extra = [t.strip() for t in args.teachers.split(",") if t.strip()] or [args.teacher]
         values["extra_teachers"] = tuple(extra)
     return RunConfig.from_dict(values)
 
 
+TEACHER_EPOCHS = Range(1, 2000, 1)  # a teacher may train far longer than a run's students (Hinton's: hundreds)
+MAX_NORM = Range(0.0, 100.0, 0.5, low_open=True)
+
+
+def resume_point(path):
+    """--resume PATH: a resume point the command saves after each epoch and carries on from."""
+    return resume_lib.ResumePoint(path, f"delete {path}") if path else None
+
+
 def cmd_train_teacher(args):
-    config = config_from_args(args)
+    config = config_from_args(args, skip=("epochs",))  # a teacher's epochs have their own, longer range
+    TEACHER_EPOCHS.check("epochs", args.epochs)
+    if args.max_norm is not None:
+        MAX_NORM.check("max-norm", args.max_norm)
     bars = Bars(args.quiet)
     started = time.monotonic()
     device = train.pick_device(config.device)
     dataset = data_lib.load(config.data, args.data_dir).to(device)
     bars({"type": "data", "description": f"data: {dataset.describe()} on {device}"})
-    model, acc = train.train_teacher(config.teacher, dataset, config.epochs, lr=args.lr,
+    model, acc = train.train_teacher(config.teacher, dataset, args.epochs, lr=args.lr,
                                       batch_size=config.batch_size, seed=config.seed,
-                                      augment=args.teacher_augment, emit=bars)
+                                      augment=args.teacher_augment, max_norm=args.max_norm,
+                                      resume=resume_point(args.resume), emit=bars)
     bars.close()
     out = Path(args.out) if args.out else checkpoints.teacher_path("runs/teachers", config.teacher, dataset.source)
     if out.is_dir() or args.out and args.out.endswith("/"):
         out = checkpoints.teacher_path(out, config.teacher, dataset.source)
     seconds = round(time.monotonic() - started, 2)
-    checkpoints.save(out, model, config.teacher, config={"epochs": config.epochs, "lr": args.lr,
-                     "batch_size": config.batch_size, "seed": config.seed, "augment": args.teacher_augment},
+    checkpoints.save(out, model, config.teacher, config={"epochs": args.epochs, "lr": args.lr,
+                     "batch_size": config.batch_size, "seed": config.seed, "augment": args.teacher_augment,
+                     "max_norm": args.max_norm},
                      data=dataset.source, metrics={"test_acc": acc, "seconds": seconds})
     print(f"{config.teacher}: test accuracy {acc:.2%} on {dataset.describe()}; saved {out}", file=sys.stderr)
     if args.json:
@@ -119,7 +139,7 @@ def cmd_distill(args):
         recorder(event)
     try:
         result = train.run(config, emit=emit, runs_dir=args.runs_dir, data_dir=args.data_dir, world=world,
-                           device=device)
+                           device=device, resume_path=args.resume, resume_retry=f"delete {args.resume}")
     finally:
         bars.close()
     distributed.finish(world)
@@ -171,15 +191,23 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train-teacher", help="train a teacher on hard labels (with ±2 px shifts)",
                        formatter_class=formatter)
-    add_run_options(p, DEFAULTS.replace(epochs=20, lr=1e-3))
+    add_run_options(p, DEFAULTS.replace(epochs=20, lr=1e-3), ranges={"epochs": TEACHER_EPOCHS})
     p.add_argument("--teacher-augment", default="shift2", choices=list(train.TEACHER_AUGMENTATIONS),
                    help="shift2: ±2 px shifts; pen: also rotation, scale, slant and stroke width (as --consistent)")
+    p.add_argument("--max-norm", type=float, default=None,
+                   help="hold every hidden unit's incoming weights to this L2 norm (Hinton et al. 2012; off when "
+                        f"not given; {MAX_NORM.describe()})")
+    p.add_argument("--resume", default=None, metavar="PATH",
+                   help="save the training state here after each epoch, and carry on from it if it exists")
     p.add_argument("--out", default=None, help="checkpoint file or directory (default runs/teachers/)")
     p.set_defaults(func=cmd_train_teacher)
     p = sub.add_parser("distill", help="distill a student (and train its baseline) from a teacher",
                        formatter_class=formatter)
     add_run_options(p)
     p.add_argument("--out", default=None, help="also save the students into this directory")
+    p.add_argument("--resume", default=None, metavar="PATH",
+                   help="save the students' training state here after each epoch, and carry on from it if it "
+                        "exists (not under torchrun)")
     p.add_argument("--runs-dir", default=notebook.runs_dir(),
                    help="the app's run store (KDAPP_RUNS_DIR, else runs): the run is listed there, and trained "
                         "teachers, the logit cache and the latest run's students go there")

@@ -97,6 +97,23 @@ def test_bad_values_get_a_sentence_not_a_traceback(capsys):
     assert "temperature must be from 0.5 to 20" in capsys.readouterr().err
     assert cli.main(["distill", "--student", "mlp_30", "--feature-loss", "attention"]) == 2
     assert "attention transfer needs conv feature maps" in capsys.readouterr().err
+    # a teacher may train for up to 2,000 epochs, not a run's 100; max-norm must be positive
+    assert cli.main(["train-teacher", "--epochs", "3000"]) == 2
+    assert "epochs must be from 1 to 2000, got 3000" in capsys.readouterr().err
+    assert cli.main(["train-teacher", "--max-norm", "0"]) == 2
+    assert "max-norm must be above 0 to 100" in capsys.readouterr().err
+
+
+def test_distill_resume_carries_on_from_its_point(tmp_path, capsys):
+    """distill --resume PATH: a point saved after the last epoch finishes the run without training again."""
+    argv = ["distill", "--student", "mlp_30", "--epochs", "1", "--data", "sample", "--quiet", "--json",
+            "--runs-dir", str(tmp_path / "runs"), "--resume", str(tmp_path / "point.pt"), "--no-baseline"]
+    assert cli.main(argv) == 0
+    first = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert cli.main([a for a in argv if a != "--quiet"]) == 0
+    out = capsys.readouterr()
+    assert "resumed after epoch 1 from its resume point" in out.err
+    assert json.loads(out.out.splitlines()[-1])["student_acc"] == first["student_acc"]
 
 
 def test_a_failed_download_is_one_line(monkeypatch, tmp_path, caplog, capfd):

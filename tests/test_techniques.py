@@ -10,9 +10,11 @@ import torch
 from kdapp import cli
 from kdapp.config import RunConfig
 from kdapp.training import train
+from kdapp.models import build
 from kdapp.training.features import FeatureDistiller
 from kdapp.training.techniques import (CurriculumTemperature, Discriminator, TemperatureSchedule, adversarial_loss,
-                                       collapse_loss, difficulty, grad_reverse, mutual_loss, scheduled_temperature)
+                                       collapse_loss, difficulty, grad_reverse, max_norm_, mutual_loss,
+                                       scheduled_temperature)
 
 
 def np_log_softmax(z):
@@ -81,6 +83,33 @@ def test_mutual_loss_matches_hand_computation():
     assert got.item() == pytest.approx(alpha * T * T * kl + (1 - alpha) * ce, rel=1e-10)
     got.backward()
     assert peer.grad is None  # the peer's side is held fixed
+
+
+# ---- Hinton 2012's max-norm constraint (the Hinton 2015 teacher's recipe) ----
+def test_max_norm_projects_long_rows_onto_the_ball_and_leaves_short_ones_and_the_output_layer():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU(), torch.nn.Linear(2, 2))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[3.0, 4.0], [0.6, 0.8]]))   # norms 5 and 1
+        model[2].weight.copy_(torch.tensor([[30.0, 40.0], [0.0, 0.0]]))  # the output layer: free
+    max_norm_(model, 2.0)
+    # by hand: row 1 is scaled by 2/5 to (1.2, 1.6); row 2 (norm 1 <= 2) is untouched
+    assert torch.allclose(model[0].weight, torch.tensor([[1.2, 1.6], [0.6, 0.8]]))
+    assert torch.equal(model[2].weight, torch.tensor([[30.0, 40.0], [0.0, 0.0]]))
+    conv = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 2), torch.nn.Flatten(), torch.nn.Linear(2, 1))
+    with torch.no_grad():
+        conv[0].weight.fill_(2.0)  # each filter: 4 weights of 2, norm 4
+    max_norm_(conv.to(memory_format=torch.channels_last), 1.0)  # a channels_last conv is scaled in place too
+    assert torch.allclose(conv[0].weight, torch.full((2, 1, 2, 2), 0.5))
+
+
+def test_the_hinton_teacher_drops_pixels_and_hidden_units_in_training_only():
+    teacher = build("mlp_1200")
+    assert (teacher.input_dropout.p, teacher.dropout.p) == (0.2, 0.5)  # Hinton et al. 2012's rates
+    x = torch.randn(4, 1, 28, 28)
+    teacher.eval()
+    assert torch.equal(teacher(x), teacher(x))
+    teacher.train()
+    assert not torch.equal(teacher(x), teacher(x))
 
 
 # ---- the feature regularisers ----

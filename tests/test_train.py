@@ -36,6 +36,15 @@ def test_alpha_zero_makes_the_kd_student_identical_to_its_baseline(sample, shipp
     assert not torch.allclose(result.student.fc2.weight, result.baseline.fc2.weight)
 
 
+def test_the_kd_student_is_the_same_with_or_without_its_baseline(sample, shipped_teacher):
+    """The reproduction's temperature sweep trains the KD student alone and borrows the seed table's
+    baseline: that is honest only if training the baseline beside it changes nothing of the student."""
+    config = RunConfig(data="sample", epochs=1, train_fraction=0.05, batch_size=32, augment=True)
+    both = train.distill(config, [shipped_teacher], sample).student.state_dict()
+    alone = train.distill(config.replace(baseline=False), [shipped_teacher], sample).student.state_dict()
+    assert all(torch.equal(both[k], alone[k]) for k in both)
+
+
 def test_cached_teacher_logits_equal_a_direct_pass(sample, shipped_teacher):
     x = sample.train_x[:2000]
     cached = teachers.cached_logits(("test", "aligned"), shipped_teacher, x)

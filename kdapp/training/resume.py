@@ -23,11 +23,11 @@ class ResumeError(RuntimeError):
 
 
 class ResumePoint:
-    """Where one run keeps its resume point, for distill(): `load` at the start, `save` after
-    each epoch. `saves` counts the points written by this process."""
+    """Where one run keeps its resume point, for distill() and train_teacher(): `load` at the
+    start, `save` after each epoch. `saves` counts the points written by this process."""
 
-    def __init__(self, path):
-        self.path = path
+    def __init__(self, path, retry="press Run again"):
+        self.path, self.retry = path, retry  # retry: how a user starts afresh (the app's button, or a CLI's advice)
         self.saves = 0
 
     def load(self, config):
@@ -38,10 +38,10 @@ class ResumePoint:
             return None
         except Exception as e:  # truncated, random bytes, a pickle that is not weights
             raise ResumeError(f"the run's resume point could not be read ({_reason(e)}); "
-                              "press Run again to start it afresh") from None
-        if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("config") != config.to_dict():
+                              f"{self.retry} to start it afresh") from None
+        if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("config") != _settings(config):
             raise ResumeError("the run's resume point belongs to other settings or another kdapp version; "
-                              "press Run again to start it afresh")
+                              f"{self.retry} to start it afresh")
         return state
 
     def save(self, state):
@@ -50,8 +50,13 @@ class ResumePoint:
             checkpoints.atomic_save(state, self.path)
         except OSError as e:
             raise ResumeError(f"could not save the resume point after epoch {state['epoch']}: "
-                              f"{_reason(e)}; free some disk space on the server, then press Run again") from None
+                              f"{_reason(e)}; free some disk space on the server, then {self.retry}") from None
         self.saves += 1
+
+
+def _settings(config):
+    """A RunConfig as its dict; a teacher's training settings are a dict already."""
+    return config if isinstance(config, dict) else config.to_dict()
 
 
 def _reason(error):
@@ -67,7 +72,7 @@ def capture(config, epoch, kd_model, kd_optimizer, base_model, base_optimizer, g
     extra_models / extra_optimizers, by name: what else learns in the run (CTKD's temperature, a
     teacher that learns beside the student and its optimiser)."""
     cpu = lambda tree: _map(tree, lambda t: t.detach().cpu())
-    return {"format": FORMAT, "config": config.to_dict(), "epoch": epoch,
+    return {"format": FORMAT, "config": _settings(config), "epoch": epoch,
             "kd_model": cpu(kd_model.state_dict()), "kd_optimizer": cpu(_optimizer_state(kd_optimizer)),
             "base_model": cpu(base_model.state_dict()) if base_model is not None else None,
             "base_optimizer": cpu(_optimizer_state(base_optimizer)) if base_model is not None else None,

@@ -180,3 +180,21 @@ def adversarial_loss(discriminator, student_features, teacher_features):
     fake = discriminator(grad_reverse(student_features))
     return F.binary_cross_entropy_with_logits(real, torch.ones_like(real)) + \
         F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
+
+
+@torch.no_grad()
+def max_norm_(model, c):
+    """The max-norm constraint of Hinton et al., "Improving neural networks by preventing
+    co-adaptation of feature detectors" (2012), used with dropout for Hinton et al. 2015's MNIST
+    teacher: after each step, every hidden unit's incoming weight vector w is projected back onto
+    the ball ‖w‖₂ ≤ c,
+
+        w ← w · min(1, c / ‖w‖₂),
+
+    for every Linear and Conv layer but the last (the output layer is left free). Bounding the
+    weights, not penalising them, lets a large learning rate explore without blowing up. In place."""
+    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))][:-1]
+    for layer in layers:
+        norms = layer.weight.flatten(1).norm(dim=1)  # one per unit: its incoming weights
+        scale = c / norms.clamp(min=c)
+        layer.weight.mul_(scale.view(-1, *[1] * (layer.weight.dim() - 1)))

@@ -20,7 +20,7 @@ from kdapp.training import distributed, resume as resume_lib, targets
 from kdapp.evaluation import fidelity
 from kdapp.config import MUTUAL, NO_PRETRAINED, SELF, RunConfig
 from kdapp.training.optim import AdamCosine
-from kdapp.training.techniques import TemperatureSchedule
+from kdapp.training.techniques import TemperatureSchedule, max_norm_
 from kdapp.losses import LOGIT_LOSSES
 from kdapp.models import build
 from kdapp.training.teachers import (Cancelled, accuracy, cached_logits, channels_last, evaluate, get_teacher, never,
@@ -109,10 +109,13 @@ def _log_points(steps_per_epoch, per_epoch):
 TEACHER_AUGMENTATIONS = {"none": None, "shift2": data_lib.random_shift, "pen": data_lib.random_pen}
 
 
-def train_teacher(arch, dataset, epochs, lr=1e-3, batch_size=128, seed=0, augment="shift2",
-                  emit=_ignore, should_stop=never):
+def train_teacher(arch, dataset, epochs, lr=1e-3, batch_size=128, seed=0, augment="shift2", max_norm=None,
+                  resume=None, emit=_ignore, should_stop=never):
     """Train `arch` on hard labels, its batches augmented by TEACHER_AUGMENTATIONS[augment]: ±2 px
-    shifts (the default), or `pen` (kdapp.data.random_pen). Returns (model in eval mode, test accuracy)."""
+    shifts (the default), or `pen` (kdapp.data.random_pen). With `max_norm` every hidden unit's
+    incoming weights are held to that L2 norm after each step (techniques.max_norm_, Hinton et al.
+    2012). With `resume` (a kdapp.training.resume.ResumePoint) the state is saved after each epoch
+    and a training that finds one carries on after its epoch. Returns (model in eval mode, test accuracy)."""
     augmentation = TEACHER_AUGMENTATIONS[augment]
     device = dataset.train_x.device
     torch.manual_seed(seed)
@@ -122,9 +125,17 @@ def train_teacher(arch, dataset, epochs, lr=1e-3, batch_size=128, seed=0, augmen
     steps_per_epoch = math.ceil(n / batch_size)
     optimizer = AdamCosine(model.parameters(), lr, epochs * steps_per_epoch)
     clock, meter, log_now = _Clock(epochs * steps_per_epoch), _Meter(["ce"], device), _log_points(steps_per_epoch, 20)
+    settings = {"teacher": arch, "data": dataset.source, "epochs": epochs, "lr": lr, "batch_size": batch_size,
+                "seed": seed, "augment": augment, "max_norm": max_norm}
+    start, acc, seconds = 0, 0.0, 0.0
+    state = resume.load(settings) if resume is not None else None
+    if state is not None:
+        start, (acc,), seconds = resume_lib.restore(state, model, optimizer, None, None, [generator])
+        clock = _Clock((epochs - start) * steps_per_epoch)
+        emit(events.phase("resuming", f"resuming {arch} after epoch {start} of {epochs}"))
     emit(events.phase("training teacher", f"training {arch} for {epochs} epochs"))
-    acc = 0.0
-    for epoch in range(epochs):
+    for epoch in range(start, epochs):
+        began = time.monotonic()
         model.train()
         for i, idx in enumerate(_batches(n, batch_size, generator, device)):
             if should_stop():
@@ -134,12 +145,19 @@ def train_teacher(arch, dataset, epochs, lr=1e-3, batch_size=128, seed=0, augmen
                 x = augmentation(x, generator=generator)
             loss = F.cross_entropy(model(x), dataset.train_y[idx])
             optimizer.step(loss)
+            if max_norm is not None:
+                max_norm_(model, max_norm)
             meter.add(loss)
             if log_now(i):
                 step = epoch * steps_per_epoch + i + 1
-                emit(events.teacher_step(epoch + 1, epochs, step, clock.total, meter.read()["ce"], clock.eta(step)))
+                emit(events.teacher_step(epoch + 1, epochs, step, epochs * steps_per_epoch, meter.read()["ce"],
+                                         clock.eta(step - start * steps_per_epoch)))
         acc = evaluate(model, dataset.test_x, dataset.test_y)
+        seconds += time.monotonic() - began
         emit(events.teacher_epoch(epoch + 1, epochs, acc))
+        if resume is not None:
+            resume.save(resume_lib.capture(settings, epoch + 1, model, optimizer, None, None, [generator], [acc],
+                                           seconds))
     return model.eval(), acc
 
 
@@ -453,11 +471,12 @@ def _teacher(arch, dataset, config, runs_dir, emit, should_stop):
 
 
 def run(config, emit=_ignore, should_stop=never, runs_dir=None, data_dir="data", out_dir=None,
-        world=distributed.SINGLE, device=None, resume_path=None):
+        world=distributed.SINGLE, device=None, resume_path=None, resume_retry="press Run again"):
     """One whole run: data, teacher(s), KD + baseline, evaluation, and the students saved into
     `out_dir` (default runs_dir/latest). Trained teachers and the logit cache go under runs_dir.
     With `resume_path` the students' training saves a resume point there after each epoch, and
-    resumes from the one it finds (kdapp.training.resume; single-process runs only).
+    resumes from the one it finds (kdapp.training.resume; single-process runs only); `resume_retry`
+    tells a user of an unreadable point how to start afresh.
 
     Under torchrun, pass the World and device from kdapp.training.distributed.init: every rank trains, and
     only rank 0 computes the fidelity panel and saves (the others return without them)."""
@@ -482,7 +501,7 @@ def run(config, emit=_ignore, should_stop=never, runs_dir=None, data_dir="data",
     result = train_students(config, [f[0] for f in found], dataset, emit, check,
                             teacher_keys=[f[1] for f in found], world=world,
                             cache_dir=Path(runs_dir) / "cache" if runs_dir else None,
-                            resume=resume_lib.ResumePoint(resume_path) if resume_path and not world.distributed
+                            resume=resume_lib.ResumePoint(resume_path, resume_retry) if resume_path and not world.distributed
                             else None)
     if not world.main:
         return result
