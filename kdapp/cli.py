@@ -92,9 +92,14 @@ TEACHER_EPOCHS = Range(1, 2000, 1)  # a teacher may train far longer than a run'
 MAX_NORM = Range(0.0, 100.0, 0.5, low_open=True)
 
 
+def resume_advice(path):
+    """What a user of --resume PATH does when its point cannot be read, or cannot be saved."""
+    return f"delete {path}", "run the same command again (it carries on from the last saved epoch)"
+
+
 def resume_point(path):
     """--resume PATH: a resume point the command saves after each epoch and carries on from."""
-    return resume_lib.ResumePoint(path, f"delete {path}") if path else None
+    return resume_lib.ResumePoint(path, *resume_advice(path)) if path else None
 
 
 def cmd_train_teacher(args):
@@ -116,6 +121,8 @@ def cmd_train_teacher(args):
     if out.is_dir() or args.out and args.out.endswith("/"):
         out = checkpoints.teacher_path(out, config.teacher, dataset.source)
     seconds = round(time.monotonic() - started, 2)
+    if args.resume:  # the training's time over every process that took part, not this one's alone
+        seconds = round(resume_lib.trained_seconds(args.resume) or seconds, 2)
     checkpoints.save(out, model, config.teacher, config={"epochs": args.epochs, "lr": args.lr,
                      "batch_size": config.batch_size, "seed": config.seed, "augment": args.teacher_augment,
                      "max_norm": args.max_norm},
@@ -139,7 +146,7 @@ def cmd_distill(args):
         recorder(event)
     try:
         result = train.run(config, emit=emit, runs_dir=args.runs_dir, data_dir=args.data_dir, world=world,
-                           device=device, resume_path=args.resume, resume_retry=f"delete {args.resume}")
+                           device=device, resume_path=args.resume, resume_advice=resume_advice(args.resume))
     finally:
         bars.close()
     distributed.finish(world)

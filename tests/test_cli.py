@@ -114,6 +114,10 @@ def test_distill_resume_carries_on_from_its_point(tmp_path, capsys):
     out = capsys.readouterr()
     assert "resumed after epoch 1 from its resume point" in out.err
     assert json.loads(out.out.splitlines()[-1])["student_acc"] == first["student_acc"]
+    (tmp_path / "point.pt").write_bytes(b"not a point")  # a damaged point: start afresh by deleting it
+    assert cli.main(argv) == 2
+    assert f"could not be read (the file is damaged); delete {tmp_path / 'point.pt'} to start it afresh" in \
+        capsys.readouterr().err
 
 
 def test_a_failed_download_is_one_line(monkeypatch, tmp_path, caplog, capfd):

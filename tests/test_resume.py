@@ -91,18 +91,19 @@ def test_a_full_disk_fails_the_run_and_keeps_the_last_point(tmp_path, monkeypatc
 
 def test_a_resumed_teacher_ends_exactly_where_an_uninterrupted_one_does(sample, tmp_path):
     """train-teacher --resume: Hinton's teacher trains for hundreds of epochs, so an interrupted
-    training carries on from its last epoch (dropout, shifts and max-norm included)."""
+    training carries on from its last epoch (mlp_1200's dropout, shifts and max-norm included)."""
     kwargs = dict(epochs=2, lr=0.005, batch_size=256, augment="shift2", max_norm=2.0)
-    whole, whole_acc = train.train_teacher("mlp_30", sample, resume=resume_lib.ResumePoint(tmp_path / "whole.pt"),
+    whole, whole_acc = train.train_teacher("mlp_1200", sample, resume=resume_lib.ResumePoint(tmp_path / "whole.pt"),
                                            **kwargs)
     point = tmp_path / "cut.pt"
     with pytest.raises(train.Cancelled):  # stopped at the first step after epoch 1's point
-        train.train_teacher("mlp_30", sample, resume=resume_lib.ResumePoint(point), should_stop=point.exists, **kwargs)
+        train.train_teacher("mlp_1200", sample, resume=resume_lib.ResumePoint(point), should_stop=point.exists,
+                            **kwargs)
     events = []
-    resumed, acc = train.train_teacher("mlp_30", sample, resume=resume_lib.ResumePoint(point), emit=events.append,
+    resumed, acc = train.train_teacher("mlp_1200", sample, resume=resume_lib.ResumePoint(point), emit=events.append,
                                        **kwargs)
     assert [e["epoch"] for e in events if e["type"] == "teacher_epoch"] == [2]  # epoch 1 was not trained again
     a, b = whole.state_dict(), resumed.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a) and acc == whole_acc
     with pytest.raises(resume_lib.ResumeError, match="other settings"):  # a point from other settings
-        train.train_teacher("mlp_30", sample, resume=resume_lib.ResumePoint(point), **{**kwargs, "max_norm": 3.0})
+        train.train_teacher("mlp_1200", sample, resume=resume_lib.ResumePoint(point), **{**kwargs, "max_norm": 3.0})

@@ -83,8 +83,8 @@ def reproduction_teacher(arch, dataset, plan=FULL):
         return model, {"file": shipped.name, "epochs": recipe.get("epochs", "?"), "augment": recipe.get("augment", "?"),
                        "acc": f"{meta['metrics'].get('test_acc', 0):.2%}", "max_norm": recipe.get("max_norm")}
     if dataset.source == "mnist":
-        raise RuntimeError(f"no shipped full-MNIST {arch} teacher ({shipped}); train one with "
-                           f"python -m kdapp train-teacher --teacher {arch} --data mnist --out checkpoints/")
+        raise RuntimeError(f"no shipped full-MNIST {arch} teacher ({shipped}); scripts/train_checkpoints.sh "
+                           "trains it (its recipe is there)")
     epochs = plan.get("teacher_epochs", FULL["teacher_epochs"])[arch]  # full MNIST's plan names none
     _say(f"training teacher {arch} for {epochs} epochs ...")
     start = time.monotonic()
@@ -109,14 +109,22 @@ class Cells:
                 self.done = json.loads(self.path.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 _say(f"{self.path} is unreadable; starting over")
-        self.reused = self.missing = 0
+        self._reused, self._missing = set(), set()  # names: a cell two sections read counts once
+
+    @property
+    def reused(self):
+        return len(self._reused)
+
+    @property
+    def missing(self):
+        return len(self._missing)
 
     def __call__(self, name, compute):
         if name in self.done:
-            self.reused += 1
+            self._reused.add(name)
             return self.done[name]
         if self.cached_only:
-            self.missing += 1
+            self._missing.add(name)
             return None
         _say(f"{name} ...")
         self.done[name] = compute()
@@ -233,12 +241,16 @@ class Reproduction:
             errors = [round((1 - v) * self.n_test) for v in values]
             text = _("repro.acc_errors").format(
                 acc=text, errors=errors[0] if len(errors) == 1 else f"{statistics.mean(errors):.1f}")
-        return text + self.fewer_seeds(values)
+        return text
 
-    def fewer_seeds(self, values):
-        """' (1 of 3 seeds so far)' after a row's number when it has fewer seeds than the table says; else ''."""
-        return _("repro.fewer_seeds").format(n=len(values), total=len(self.seeds)) \
-            if 0 < len(values) < len(self.seeds) else ""
+    def seeded(self, values, expected=None):
+        """acc() of a row trained over the table's seeds (`expected` of them, default all), marked
+        ' (1 of 3 seeds so far)' while a pass cut short has left it fewer."""
+        return self.acc(values) + self.fewer_seeds(values, expected)
+
+    def fewer_seeds(self, values, expected=None):
+        expected = expected or len(self.seeds)
+        return _("repro.fewer_seeds").format(n=len(values), total=expected) if 0 < len(values) < expected else ""
 
     def students(self, name, teacher, key, **settings):
         """(KD students' accuracies, baselines' accuracies, training digits) over the seeds for one
@@ -284,8 +296,10 @@ def section_seed_table(r, teacher, teacher_how, key):
                      teacher=teacher_note(teacher_how), epochs=r.plan["epochs"], machine=machine_note(computer),
                      feature_seeds="" if len(feat) == len(r.seeds) else _("repro.seed.feature_one_seed")) + "\n",
                  _("repro.seed.header"), "|---|---|---:|---:|---:|---:|---:|"]
+        expected = {"teacher": 1, "features": min(r.plan["feature_seeds"], len(r.seeds))}  # the others: every seed
         for role, arch, accs, ms in rows:
-            lines.append(f"| {row[role]} | {arch} | {count_parameters(arch):,} | {r.acc(accs)} | {SEED_CLAIMS[role]} | "
+            shown = r.seeded(accs, expected.get(role))
+            lines.append(f"| {row[role]} | {arch} | {count_parameters(arch):,} | {shown} | {SEED_CLAIMS[role]} | "
                          f"{ms:.2f} ms | {SEED_LATENCY_MS[role]} ms |")
         lines.append("\n" + _("repro.seed.gain").format(gain=mean_std([a - b for a, b in zip(kd, alone)])))
         schedule = _("repro.seed.schedule")
@@ -317,7 +331,7 @@ def section_small_data(r, teacher, key):
             _("repro.small_data").format(n=2) + "\n",
             _("repro.small.setup").format(n=f"{n:,}", epochs=small_epochs) + "\n",
             _("repro.small.header"), "|---|---:|---:|---:|---:|",
-            f"| {_('repro.small.row')} | {r.acc(kd)} | {r.acc(alone)} | "
+            f"| {_('repro.small.row')} | {r.seeded(kd)} | {r.seeded(alone)} | "
             f"{mean_std([a - b for a, b in zip(kd, alone)])} | +{SEED_SMALL_DATA_GAIN} |",
             *comments([(_("repro.small.row"), _small_data_comment(kd, alone, r.n_test))])])
     return text, {"small_kd": kd, "small_alone": alone}
@@ -399,18 +413,21 @@ def section_sweep(r, teacher, key):
     (the same initial weights, the same batches, the labels only), so every row's is the seed
     table's and the sweep's own cells train the KD student alone."""
     sweep, rows = {}, []
-    _kd, alone, _n = r.students("seed-table", teacher, key, epochs=r.plan["epochs"], **SEED_RECIPE)
     for T in r.plan["sweep"]:
-        # T=4 is the seed table's setting: the same cells, trained once.
-        kd, _alone, _n = r.students("seed-table" if T == 4 else f"sweep-T{T}", teacher, key, temperature=float(T),
-                                    epochs=r.plan["epochs"], baseline=T == 4, **SEED_RECIPE)
+        # T=4 is the seed table's setting: the same cells, trained once (section 1 trained them).
+        name = "seed-table" if T == 4 else f"sweep-T{T}"
+        r.students(name, teacher, key, temperature=float(T), epochs=r.plan["epochs"], baseline=T == 4, **SEED_RECIPE)
+        pairs = [(cell["student_acc"], base["baseline_acc"]) for seed in r.seeds
+                 if (cell := r.cells.done.get(f"{r.prefix}/{name}/s{seed}"))
+                 and (base := r.cells.done.get(f"{r.prefix}/seed-table/s{seed}"))]  # seed by seed
+        kd, alone = [k for k, _b in pairs], [b for _k, b in pairs]
         sweep[str(T)] = kd
-        rows.append((T, kd, alone[:len(kd)]))
+        rows.append((T, kd, alone))
 
     def text():
         return "\n".join([_("repro.sweep").format(n=4, pair="seed_teacher → seed_student, α=0.7") + "\n",
                           _("repro.sweep.header"), "|---:|---:|---:|---:|",
-                          *(f"| {T} | {r.acc(kd)} | {r.acc(alone)} | {mean_std([a - b for a, b in zip(kd, alone)])} |"
+                          *(f"| {T} | {r.seeded(kd)} | {r.seeded(alone)} | {mean_std([a - b for a, b in zip(kd, alone)])} |"
                             for T, kd, alone in rows)])
     return text, {"sweep": sweep}
 

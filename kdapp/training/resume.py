@@ -3,7 +3,7 @@ its worker) carries on from its last finished epoch instead of starting over.
 
 A resume point holds everything the next epoch reads: both students (with any adapter or
 deep-supervision heads), both optimisers with their schedules, the batch-order and augmentation
-generators, torch's global RNG (dropout), and the accuracies so far. Restored into a distill()
+generators, torch's global RNG and any GPU's (dropout), and the accuracies so far. Restored into a distill()
 that set itself up from the same config, the remaining epochs run exactly as they would have:
 on the same machine and thread count the result is the same to the last bit
 (tests/test_resume.py). Across machines or thread counts float sums may be added in another
@@ -26,8 +26,10 @@ class ResumePoint:
     """Where one run keeps its resume point, for distill() and train_teacher(): `load` at the
     start, `save` after each epoch. `saves` counts the points written by this process."""
 
-    def __init__(self, path, retry="press Run again"):
-        self.path, self.retry = path, retry  # retry: how a user starts afresh (the app's button, or a CLI's advice)
+    def __init__(self, path, afresh="press Run again", again="press Run again"):
+        # How a user starts afresh from an unreadable point, and tries again after a failed save
+        # (which keeps the last point: never tell them to delete it then). The app's button, or a CLI's advice.
+        self.path, self.afresh, self.again = path, afresh, again
         self.saves = 0
 
     def load(self, config):
@@ -38,10 +40,10 @@ class ResumePoint:
             return None
         except Exception as e:  # truncated, random bytes, a pickle that is not weights
             raise ResumeError(f"the run's resume point could not be read ({_reason(e)}); "
-                              f"{self.retry} to start it afresh") from None
+                              f"{self.afresh} to start it afresh") from None
         if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("config") != _settings(config):
             raise ResumeError("the run's resume point belongs to other settings or another kdapp version; "
-                              f"{self.retry} to start it afresh")
+                              f"{self.afresh} to start it afresh")
         return state
 
     def save(self, state):
@@ -50,8 +52,16 @@ class ResumePoint:
             checkpoints.atomic_save(state, self.path)
         except OSError as e:
             raise ResumeError(f"could not save the resume point after epoch {state['epoch']}: "
-                              f"{_reason(e)}; free some disk space on the server, then {self.retry}") from None
+                              f"{_reason(e)}; free some disk space on the server, then {self.again}") from None
         self.saves += 1
+
+
+def trained_seconds(path):
+    """The training seconds a point has counted, over every process that resumed it (None if unreadable)."""
+    try:
+        return float(torch.load(path, map_location="cpu", weights_only=True)["train_seconds"])
+    except Exception:
+        return None
 
 
 def _settings(config):
@@ -79,6 +89,7 @@ def capture(config, epoch, kd_model, kd_optimizer, base_model, base_optimizer, g
             "extra_models": {name: cpu(m.state_dict()) for name, m in (extra_models or {}).items()},
             "extra_optimizers": {name: cpu(_optimizer_state(o)) for name, o in (extra_optimizers or {}).items()},
             "generators": [g.get_state() for g in generators], "torch_rng": torch.get_rng_state(),
+            "device_rng": _device_rng(),
             "accuracies": list(accuracies), "train_seconds": train_seconds}
 
 
@@ -98,7 +109,25 @@ def restore(state, kd_model, kd_optimizer, base_model, base_optimizer, generator
     for generator, saved in zip(generators, state["generators"]):
         generator.set_state(saved)
     torch.set_rng_state(state["torch_rng"])
+    _set_device_rng(state.get("device_rng") or {})  # absent from points written before it was kept
     return state["epoch"], tuple(state["accuracies"]), state["train_seconds"]
+
+
+def _device_rng():
+    """The accelerators' own random states: dropout on CUDA or MPS draws from them, not the CPU's."""
+    states = {}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        states["mps"] = torch.mps.get_rng_state()
+    return states
+
+
+def _set_device_rng(states):
+    if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    if "mps" in states and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        torch.mps.set_rng_state(states["mps"])
 
 
 def _load_optimizer(optimizer, saved):

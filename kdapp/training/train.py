@@ -471,12 +471,12 @@ def _teacher(arch, dataset, config, runs_dir, emit, should_stop):
 
 
 def run(config, emit=_ignore, should_stop=never, runs_dir=None, data_dir="data", out_dir=None,
-        world=distributed.SINGLE, device=None, resume_path=None, resume_retry="press Run again"):
+        world=distributed.SINGLE, device=None, resume_path=None, resume_advice=None):
     """One whole run: data, teacher(s), KD + baseline, evaluation, and the students saved into
     `out_dir` (default runs_dir/latest). Trained teachers and the logit cache go under runs_dir.
     With `resume_path` the students' training saves a resume point there after each epoch, and
-    resumes from the one it finds (kdapp.training.resume; single-process runs only); `resume_retry`
-    tells a user of an unreadable point how to start afresh.
+    resumes from the one it finds (kdapp.training.resume; single-process runs only); `resume_advice`,
+    ResumePoint's (afresh, again), tells a user what to do when a point cannot be read or saved.
 
     Under torchrun, pass the World and device from kdapp.training.distributed.init: every rank trains, and
     only rank 0 computes the fidelity panel and saves (the others return without them)."""
@@ -501,7 +501,7 @@ def run(config, emit=_ignore, should_stop=never, runs_dir=None, data_dir="data",
     result = train_students(config, [f[0] for f in found], dataset, emit, check,
                             teacher_keys=[f[1] for f in found], world=world,
                             cache_dir=Path(runs_dir) / "cache" if runs_dir else None,
-                            resume=resume_lib.ResumePoint(resume_path, resume_retry) if resume_path and not world.distributed
+                            resume=resume_lib.ResumePoint(resume_path, *(resume_advice or ())) if resume_path and not world.distributed
                             else None)
     if not world.main:
         return result
