@@ -87,7 +87,8 @@ def test_robustness_section_from_known_cells(tmp_path, mnist_dir):
 TABLES = ["reproduce.md", "reproduce-mnist.md", "methods.md", "methods-mnist.md"]  # the Reproduction tab's
 
 
-@pytest.mark.parametrize("name", [*TABLES, "techniques.md", *(translated_file(name, "zh").name for name in TABLES)])
+@pytest.mark.parametrize("name", [*TABLES, "techniques.md", "techniques-mnist.md",
+                                  *(translated_file(name, "zh").name for name in TABLES)])
 def test_the_committed_tables_read_like_a_results_section(name):
     """What the Reproduction tab shows: no bookkeeping (how long this pass took, cells reused, targets
     met or missed), a header true to its number of seeds, and the machine named where a time is given;
