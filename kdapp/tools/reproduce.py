@@ -253,12 +253,15 @@ class Reproduction:
         expected = expected or len(self.seeds)
         return _("repro.fewer_seeds").format(n=len(values), total=expected) if 0 < len(values) < expected else ""
 
+    def cell_name(self, family, seed):
+        return f"{self.prefix}/{family}/s{seed}"
+
     def students(self, name, teacher, key, **settings):
         """(KD students' accuracies, baselines' accuracies, training digits) over the seeds for one
         cell family; a cell not run yet (cached_only) is left out."""
         kd, alone, n = [], [], None
         for seed in self.seeds:
-            cell = self.cells(f"{self.prefix}/{name}/s{seed}", lambda: accuracies(teacher, key, self.dataset, seed,
+            cell = self.cells(self.cell_name(name, seed), lambda: accuracies(teacher, key, self.dataset, seed,
                                                                                 **settings))
             if cell is not None:
                 kd.append(cell["student_acc"])
@@ -275,7 +278,7 @@ def section_seed_table(r, teacher, teacher_how, key):
     kd, alone, _n = r.students("seed-table", teacher, key, epochs=r.plan["epochs"], **SEED_RECIPE)
     feat = []
     for seed in r.seeds[:r.plan["feature_seeds"]]:
-        cell = r.cells(f"{r.prefix}/seed-table-hint/s{seed}", lambda: accuracies(
+        cell = r.cells(r.cell_name("seed-table-hint", seed), lambda: accuracies(
             teacher, key, r.dataset, seed, epochs=r.plan["epochs"], feature_loss="hint", feature_weight=1.0,
             baseline=False, **SEED_RECIPE))
         if cell is not None:
@@ -419,8 +422,8 @@ def section_sweep(r, teacher, key):
         name = "seed-table" if T == 4 else f"sweep-T{T}"
         r.students(name, teacher, key, temperature=float(T), epochs=r.plan["epochs"], baseline=T == 4, **SEED_RECIPE)
         pairs = [(cell["student_acc"], base["baseline_acc"]) for seed in r.seeds
-                 if (cell := r.cells.done.get(f"{r.prefix}/{name}/s{seed}"))
-                 and (base := r.cells.done.get(f"{r.prefix}/seed-table/s{seed}"))]  # seed by seed
+                 if (cell := r.cells.done.get(r.cell_name(name, seed)))
+                 and (base := r.cells.done.get(r.cell_name("seed-table", seed)))]  # seed by seed
         kd, alone = [k for k, _b in pairs], [b for _k, b in pairs]
         sweep[str(T)] = kd
         rows.append((T, kd, alone))
