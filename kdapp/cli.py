@@ -107,6 +107,7 @@ def cmd_train_teacher(args):
     TEACHER_EPOCHS.check("epochs", args.epochs)
     if args.max_norm is not None:
         MAX_NORM.check("max-norm", args.max_norm)
+    init = checkpoints.load(args.init)[1] if args.init else None  # a missing or damaged file fails before training
     bars = Bars(args.quiet)
     started = time.monotonic()
     device = train.pick_device(config.device)
@@ -114,8 +115,8 @@ def cmd_train_teacher(args):
     bars({"type": "data", "description": f"data: {dataset.describe()} on {device}"})
     model, acc = train.train_teacher(config.teacher, dataset, args.epochs, lr=args.lr,
                                       batch_size=config.batch_size, seed=config.seed,
-                                      augment=args.teacher_augment, max_norm=args.max_norm,
-                                      resume=resume_point(args.resume), emit=bars)
+                                      augment=args.teacher_augment, max_norm=args.max_norm, init=args.init,
+                                      swa=args.swa, resume=resume_point(args.resume), emit=bars)
     bars.close()
     out = Path(args.out) if args.out else checkpoints.teacher_path("runs/teachers", config.teacher, dataset.source)
     if out.is_dir() or args.out and args.out.endswith("/"):
@@ -123,9 +124,11 @@ def cmd_train_teacher(args):
     seconds = round(time.monotonic() - started, 2)
     if args.resume:  # the training's time over every process that took part, not this one's alone
         seconds = round(resume_lib.trained_seconds(args.resume) or seconds, 2)
-    checkpoints.save(out, model, config.teacher, config={"epochs": args.epochs, "lr": args.lr,
-                     "batch_size": config.batch_size, "seed": config.seed, "augment": args.teacher_augment,
-                     "max_norm": args.max_norm},
+    recipe = {"epochs": args.epochs, "lr": args.lr, "batch_size": config.batch_size, "seed": config.seed,
+              "augment": args.teacher_augment, "max_norm": args.max_norm, "swa": args.swa}
+    if init is not None:  # the whole lineage in one file: the recipe of the model this training started from
+        recipe["init"] = {**init.get("config", {}), "data": init.get("data"), "metrics": init.get("metrics", {})}
+    checkpoints.save(out, model, config.teacher, config=recipe,
                      data=dataset.source, metrics={"test_acc": acc, "seconds": seconds})
     print(f"{config.teacher}: test accuracy {acc:.2%} on {dataset.describe()}; saved {out}", file=sys.stderr)
     if args.json:
@@ -204,6 +207,12 @@ def main(argv=None):
     p.add_argument("--max-norm", type=float, default=None,
                    help="hold every hidden unit's incoming weights to this L2 norm (Hinton et al. 2012; off when "
                         f"not given; {MAX_NORM.describe()})")
+    p.add_argument("--init", default=None, metavar="PATH",
+                   help="start from this checkpoint's weights (the same architecture) instead of a random "
+                        "initialisation")
+    p.add_argument("--swa", action="store_true",
+                   help="stochastic weight averaging (Izmailov et al. 2018): hold the learning rate at --lr and "
+                        "save the mean of the weights after each epoch; usually with --init")
     p.add_argument("--resume", default=None, metavar="PATH",
                    help="save the training state here after each epoch, and carry on from it if it exists")
     p.add_argument("--out", default=None, help="checkpoint file or directory (default runs/teachers/)")

@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from kdapp import cli, data
+from kdapp import checkpoints, cli, data
 from kdapp.config import DEFAULTS, RunConfig
 from kdapp.models import ARCHITECTURES
 
@@ -102,6 +102,20 @@ def test_bad_values_get_a_sentence_not_a_traceback(capsys):
     assert "epochs must be from 1 to 2000, got 3000" in capsys.readouterr().err
     assert cli.main(["train-teacher", "--max-norm", "0"]) == 2
     assert "max-norm must be above 0 to 100" in capsys.readouterr().err
+    assert cli.main(["train-teacher", "--init", "no/such.pt", "--swa"]) == 2
+    assert "checkpoint no/such.pt does not exist" in capsys.readouterr().err
+
+
+def test_a_teacher_started_from_another_records_its_whole_lineage(tmp_path):
+    """train-teacher --init A --swa: the saved file says it averaged, and carries A's own recipe and score."""
+    init = checkpoints.SHIPPED_DIR / "mlp_30-sample.pt"
+    out = tmp_path / "t.pt"
+    assert cli.main(["train-teacher", "--teacher", "mlp_30", "--epochs", "1", "--data", "sample", "--init", str(init),
+                     "--swa", "--lr", "0.001", "--quiet", "--out", str(out)]) == 0
+    _, meta = checkpoints.load(out)
+    _, before = checkpoints.load(init)
+    assert meta["config"]["swa"] and meta["config"]["epochs"] == 1
+    assert meta["config"]["init"] == {**before["config"], "data": "sample", "metrics": before["metrics"]}
 
 
 def test_distill_resume_carries_on_from_its_point(tmp_path, capsys):

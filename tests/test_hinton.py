@@ -47,7 +47,9 @@ def test_the_shipped_hinton_models_score_what_the_results_say(mnist_dir, shipped
 def test_they_were_trained_by_the_papers_recipe(shipped):
     teacher = shipped["teacher"][1]
     assert teacher["data"] == "mnist" and teacher["arch"] == "mlp_1200"
-    assert teacher["config"]["augment"] == "shift2" and teacher["config"]["max_norm"] == 3.5  # jitter, max-norm
+    for phase in (teacher["config"], teacher["config"]["init"]):  # 250 epochs, then 40 averaging the weights
+        assert phase["augment"] == "shift2" and phase["max_norm"] == 3.5  # jitter, max-norm
+    assert teacher["config"]["swa"] and teacher["config"]["init"]["epochs"] == 250
     for role in ("kd", "baseline"):
         config = shipped[role][1]["config"]
         assert (config["student"], config["temperature"], config["train_fraction"], config["augment"]) == \

@@ -212,3 +212,19 @@ def test_the_published_recipes_train_on_every_digit_as_it_is(monkeypatch):
     with pytest.raises(AttributeError):  # method_cell reads the result's metrics, which the stand-in lacks
         reproduce.method_cell(None, None, dataset, 0, epochs=3)
     assert [(c.train_fraction, c.augment, c.epochs) for c in seen] == [(1.0, False, 3), (1.0, False, 3)]
+
+
+def test_the_hinton_comments_call_a_teacher_weaker_only_beyond_the_sampling_interval():
+    """The paper's teacher made 67 errors; one of ours with 68 is within the 95% interval of a count on
+    10,000 digits (about 16 errors), one with 100 is not. An averaged teacher's recipe is said as such."""
+    from types import SimpleNamespace
+    r = SimpleNamespace(n_test=10_000, plan={"hinton_epochs": 40})
+    how = {"max_norm": 3.5, "epochs": 40, "trained": 250, "averaged": 40}
+
+    def said(teacher_errors):
+        return dict(reproduce._hinton_comments(r, teacher_errors, how, [135, 140, 144], [97, 100, 90]))
+    close, far = said(68), said(100)
+    assert "within the sampling interval" in close["distilled"] and "fewer errors" not in close["distilled"]
+    assert "made 33 fewer errors per 10,000" in far["distilled"]
+    assert "250 epochs" in far["teacher"] and "40 more at a constant rate" in far["teacher"]
+    assert "250 epochs" not in close["teacher"]  # within the interval: nothing to explain

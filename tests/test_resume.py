@@ -1,6 +1,7 @@
 """Resume points: a run stopped after an epoch and resumed ends exactly where an uninterrupted run
 with the same seed ends (on the sample, in this process); damaged points and full disks fail the
 run with a sentence, never a loop."""
+import copy
 import errno
 import os
 
@@ -89,10 +90,13 @@ def test_a_full_disk_fails_the_run_and_keeps_the_last_point(tmp_path, monkeypatc
     assert [p.name for p in point.parent.iterdir() if p.name.endswith(".tmp")] == []
 
 
-def test_a_resumed_teacher_ends_exactly_where_an_uninterrupted_one_does(sample, tmp_path):
+@pytest.mark.parametrize("averaging", [{}, {"swa": True, "init": checkpoints.SHIPPED_DIR / "mlp_1200-sample.pt"}],
+                         ids=["plain", "swa"])
+def test_a_resumed_teacher_ends_exactly_where_an_uninterrupted_one_does(sample, tmp_path, averaging):
     """train-teacher --resume: Hinton's teacher trains for hundreds of epochs, so an interrupted
-    training carries on from its last epoch (mlp_1200's dropout, shifts and max-norm included)."""
-    kwargs = dict(epochs=2, lr=0.005, batch_size=256, augment="shift2", max_norm=2.0)
+    training carries on from its last epoch (mlp_1200's dropout, shifts and max-norm included, and
+    with --swa the running mean of the weights)."""
+    kwargs = dict(epochs=2, lr=0.005, batch_size=256, augment="shift2", max_norm=2.0, **averaging)
     whole, whole_acc = train.train_teacher("mlp_1200", sample, resume=resume_lib.ResumePoint(tmp_path / "whole.pt"),
                                            **kwargs)
     point = tmp_path / "cut.pt"
@@ -107,3 +111,18 @@ def test_a_resumed_teacher_ends_exactly_where_an_uninterrupted_one_does(sample, 
     assert all(torch.equal(a[k], b[k]) for k in a) and acc == whole_acc
     with pytest.raises(resume_lib.ResumeError, match="other settings"):  # a point from other settings
         train.train_teacher("mlp_1200", sample, resume=resume_lib.ResumePoint(point), **{**kwargs, "max_norm": 3.0})
+
+
+def test_a_point_made_from_another_teacher_is_refused(tmp_path, sample, shipped_teacher):
+    """A retrained teacher checkpoint under the same settings must not resume the old teacher's students."""
+    config = RunConfig(epochs=1, train_fraction=0.05)
+    point = resume_lib.ResumePoint(tmp_path / "resume.pt")
+    first = train.distill(config, [shipped_teacher], sample, resume=point)
+    retrained = copy.deepcopy(shipped_teacher)
+    with torch.no_grad():
+        next(retrained.parameters()).add_(1e-3)
+    with pytest.raises(resume_lib.ResumeError, match="other settings"):
+        train.distill(config, [retrained], sample, resume=point)
+    events = []
+    again = train.distill(config, [shipped_teacher], sample, resume=point, emit=events.append)  # the same teacher
+    assert not [e for e in events if e["type"] == "step"] and again.metrics["student_acc"] == first.metrics["student_acc"]

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from kdapp import checkpoints
-from kdapp.training import teachers, train
+from kdapp.training import resume as resume_lib, teachers, train
 from kdapp.config import RunConfig
 from kdapp.losses import teacher_log_probs
 
@@ -102,6 +102,34 @@ def test_feature_losses_and_multi_teacher_train(sample, shipped_teacher):
 def test_teacher_training_learns(sample):
     model, acc = train.train_teacher("mlp_30", sample, epochs=3, lr=0.005, batch_size=128)
     assert acc > 0.8 and not model.training  # chance is 0.10
+
+
+def test_weight_averaging_returns_the_mean_of_the_weights_after_each_epoch(sample, tmp_path):
+    """train-teacher --swa: at a constant learning rate the first k epochs of a run are the same
+    whatever its length, so k-epoch runs' resume points hold the weights after each epoch of the
+    3-epoch run; what it returns must be their mean, computed here independently."""
+    init = checkpoints.SHIPPED_DIR / "mlp_30-sample.pt"
+    kwargs = dict(lr=0.003, batch_size=256, init=init, swa=True)
+    after = []
+    for k in (1, 2, 3):
+        point = resume_lib.ResumePoint(tmp_path / f"{k}.pt")
+        averaged, acc = train.train_teacher("mlp_30", sample, k, resume=point, **kwargs)
+        after.append(torch.load(point.path, weights_only=True)["kd_model"])  # the raw weights, not the mean
+    for name, value in averaged.state_dict().items():
+        torch.testing.assert_close(value, sum(w[name] for w in after) / 3, rtol=0, atol=1e-6)
+    assert not torch.equal(averaged.state_dict()["fc1.weight"], after[-1]["fc1.weight"])
+    assert acc == teachers.evaluate(averaged, sample.test_x, sample.test_y) and not averaged.training
+    # At a rate of 0 the weights never move: what comes back is --init's model, bit for bit.
+    still, _ = train.train_teacher("mlp_30", sample, 1, **{**kwargs, "lr": 0.0})
+    start = checkpoints.load(init)[0].state_dict()
+    assert all(torch.equal(still.state_dict()[k], start[k]) for k in start)
+
+
+def test_init_must_hold_the_same_architecture_and_data(sample):
+    with pytest.raises(ValueError, match="holds a mlp_30, not a mlp_800"):
+        train.train_teacher("mlp_800", sample, 1, init=checkpoints.SHIPPED_DIR / "mlp_30-sample.pt")
+    with pytest.raises(ValueError, match="trained on 'mnist' data, not 'sample'"):  # it has seen the sample's test digits
+        train.train_teacher("mlp_1200", sample, 1, init=checkpoints.SHIPPED_DIR / "mlp_1200-mnist.pt")
 
 
 @pytest.mark.slow

@@ -110,27 +110,48 @@ TEACHER_AUGMENTATIONS = {"none": None, "shift2": data_lib.random_shift, "pen": d
 
 
 def train_teacher(arch, dataset, epochs, lr=1e-3, batch_size=128, seed=0, augment="shift2", max_norm=None,
-                  resume=None, emit=_ignore, should_stop=never):
+                  init=None, swa=False, resume=None, emit=_ignore, should_stop=never):
     """Train `arch` on hard labels, its batches augmented by TEACHER_AUGMENTATIONS[augment]: ±2 px
     shifts (the default), or `pen` (kdapp.data.random_pen). With `max_norm` every hidden unit's
     incoming weights are held to that L2 norm after each step (techniques.max_norm_, Hinton et al.
-    2012). With `resume` (a kdapp.training.resume.ResumePoint) the state is saved after each epoch
-    and a training that finds one carries on after its epoch. Returns (model in eval mode, test accuracy)."""
+    2012). With `init` (a checkpoint's path) training starts from that model's weights instead of
+    a random initialisation.
+
+    With `swa` the learning rate stays at `lr` and the model returned is the mean of the weights
+    after each epoch: stochastic weight averaging (Izmailov et al. 2018, "Averaging weights leads
+    to wider optima and better generalization"), usually from a trained `init`. The mean of
+    max-norm-bounded weights is bounded too. The models here have no batch norm to re-estimate.
+
+    With `resume` (a kdapp.training.resume.ResumePoint) the state is saved after each epoch and a
+    training that finds one carries on after its epoch. Returns (model in eval mode, test accuracy)."""
     augmentation = TEACHER_AUGMENTATIONS[augment]
     device = dataset.train_x.device
     torch.manual_seed(seed)
     model = channels_last(build(arch).to(device))
+    if init is not None:
+        start_from, meta = checkpoints.load(init, device)
+        if meta["arch"] != arch:
+            raise ValueError(f"{init} holds a {meta['arch']}, not a {arch}: start from a {arch} checkpoint, "
+                             f"or train a {meta['arch']}")
+        if meta.get("data") != dataset.source:  # full MNIST's training digits hold the sample's test digits
+            raise ValueError(f"{init} was trained on {meta.get('data')!r} data, not {dataset.source!r}: a teacher "
+                             "must never have seen the run's test digits")
+        model.load_state_dict(start_from.state_dict())
+    average = torch.optim.swa_utils.AveragedModel(model, use_buffers=True) if swa else None
     generator = torch.Generator().manual_seed(seed)
     n = len(dataset.train_y)
     steps_per_epoch = math.ceil(n / batch_size)
-    optimizer = AdamCosine(model.parameters(), lr, epochs * steps_per_epoch)
+    optimizer = AdamCosine(model.parameters(), lr, epochs * steps_per_epoch, constant=swa)
     clock, meter, log_now = _Clock(epochs * steps_per_epoch), _Meter(["ce"], device), _log_points(steps_per_epoch, 20)
     settings = {"teacher": arch, "data": dataset.source, "epochs": epochs, "lr": lr, "batch_size": batch_size,
-                "seed": seed, "augment": augment, "max_norm": max_norm}
+                "seed": seed, "augment": augment, "max_norm": max_norm, "swa": swa,
+                "init": None if init is None else distributed.weights_hash(start_from)}  # weights, not file bytes
+    averaged = {"average": average} if swa else None
+    trained = average.module if swa else model  # what is evaluated and returned
     start, acc, seconds = 0, 0.0, 0.0
     state = resume.load(settings) if resume is not None else None
     if state is not None:
-        start, (acc,), seconds = resume_lib.restore(state, model, optimizer, None, None, [generator])
+        start, (acc,), seconds = resume_lib.restore(state, model, optimizer, None, None, [generator], averaged)
         clock = _Clock((epochs - start) * steps_per_epoch)
         emit(events.phase("resuming", f"resuming {arch} after epoch {start} of {epochs}"))
     emit(events.phase("training teacher", f"training {arch} for {epochs} epochs"))
@@ -152,13 +173,15 @@ def train_teacher(arch, dataset, epochs, lr=1e-3, batch_size=128, seed=0, augmen
                 step = epoch * steps_per_epoch + i + 1
                 emit(events.teacher_step(epoch + 1, epochs, step, epochs * steps_per_epoch, meter.read()["ce"],
                                          clock.eta(step - start * steps_per_epoch)))
-        acc = evaluate(model, dataset.test_x, dataset.test_y)
+        if swa:
+            average.update_parameters(model)
+        acc = evaluate(trained, dataset.test_x, dataset.test_y)
         seconds += time.monotonic() - began
         emit(events.teacher_epoch(epoch + 1, epochs, acc))
         if resume is not None:
             resume.save(resume_lib.capture(settings, epoch + 1, model, optimizer, None, None, [generator], [acc],
-                                           seconds))
-    return model.eval(), acc
+                                           seconds, averaged))
+    return trained.eval(), acc
 
 
 def evaluate_sharded(model, x, y, world):
@@ -223,7 +246,7 @@ class _Distillation:
             raise ValueError("ctkd, joint epochs and mutual learning run in one process: drop torchrun")
         if config.joint_epochs:  # the teacher will change: the caller's (and the cache's) stays as it was
             teachers = [copy.deepcopy(teachers[0])]
-        self.config, self.dataset, self.emit, self.world = config, dataset, emit, world
+        self.config, self.dataset, self.emit, self.world, self.teachers = config, dataset, emit, world, teachers
         device = dataset.train_x.device
         self.generator = torch.Generator().manual_seed(config.seed)
         self.train_x, self.train_y, subset = _training_subset(config, dataset, self.generator)
@@ -277,8 +300,13 @@ class _Distillation:
         return dict(extra_models=models, extra_optimizers=optimizers)
 
     def start_epoch(self, resume):
-        """0, or the epoch after the one a resume point holds (its state restored)."""
-        if resume is None or (state := resume.load(self.config)) is None:
+        """0, or the epoch after the one a resume point holds (its state restored). A point holds the
+        config and a hash of the teachers' weights: one made from a since-retrained teacher is refused."""
+        if resume is None:
+            return 0
+        self.resume_settings = {**self.config.to_dict(),
+                                "teacher_weights": [distributed.weights_hash(t) for t in self.teachers]}
+        if (state := resume.load(self.resume_settings)) is None:
             return 0
         start, accuracies, self.seconds_before = resume_lib.restore(state, *self._trainees(), **self._extras())
         self.student_acc, self.baseline_acc, self.teacher_acc = accuracies
@@ -334,7 +362,7 @@ class _Distillation:
         self.teacher_acc = self.learner.accuracy(epoch, self.dataset, self.teacher_acc)
         self.emit(events.epoch(epoch + 1, self.epochs, self.teacher_acc, self.student_acc, self.baseline_acc))
         if resume is not None:
-            resume.save(resume_lib.capture(self.config, epoch + 1, *self._trainees(),
+            resume.save(resume_lib.capture(self.resume_settings, epoch + 1, *self._trainees(),
                                            (self.student_acc, self.baseline_acc, self.teacher_acc), self._seconds(),
                                            **self._extras()))
 
