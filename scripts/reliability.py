@@ -55,6 +55,7 @@ TRIED = [
     ("test_a_point_saved_after_the_last_epoch", "A resume point from after the last epoch: the run finishes without training again"),
     ("test_a_damaged_point_fails", "Damaged resume points (empty, random bytes, a zip): 'failed' with a sentence, no path"),
     ("test_a_point_from_other_settings", "A resume point from other settings: refused"),
+    ("test_a_point_made_from_another_teacher", "A resume point made from a teacher that has since been retrained: refused"),
     ("test_a_run_is_queued_again_at_most", "A run whose server keeps dying: queued again at most twice, then 'failed' saying why"),
     ("test_a_sweep_is_created_all_or_none", "A sweep whose third row cannot be written: no row kept (one transaction)"),
     ("test_a_sweep_that_cannot_be_queued", "A sweep over the queue's cap: refused, no row kept"),
