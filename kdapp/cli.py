@@ -211,8 +211,8 @@ def main(argv=None):
                    help="start from this checkpoint's weights (the same architecture) instead of a random "
                         "initialisation")
     p.add_argument("--swa", action="store_true",
-                   help="stochastic weight averaging (Izmailov et al. 2018): hold the learning rate at --lr and "
-                        "save the mean of the weights after each epoch; usually with --init")
+                   help="stochastic weight averaging (Izmailov et al. 2018): hold the learning rate at --lr, average "
+                        "the weights reached at the end of each epoch and save that average; usually with --init")
     p.add_argument("--resume", default=None, metavar="PATH",
                    help="save the training state here after each epoch, and carry on from it if it exists")
     p.add_argument("--out", default=None, help="checkpoint file or directory (default runs/teachers/)")

@@ -22,7 +22,7 @@ $py -m kdapp train-teacher --teacher seed_teacher --epochs 15 --data mnist --tea
 $py -m kdapp distill --teacher seed_teacher --student seed_student --temperature 4 --alpha 0.9 \
   --epochs 20 --lr 0.005 --batch-size 128 --no-augment --data mnist --consistent --seed 0 --out checkpoints/
 
-# Hinton, Vinyals & Dean (2015) on full MNIST (about 55 + 7 + 5 minutes on 2 cores). The teacher follows
+# Hinton, Vinyals & Dean (2015) on full MNIST (about 56 + 7 + 6 minutes on 2 cores). The teacher follows
 # Hinton et al. 2012: dropout on the pixels (20%) and hidden units (50%), each unit's incoming weights
 # held to norm 3.5, ±2 px jitter, trained long (250 epochs, into runs/teachers/); then 40 more epochs at a
 # constant rate whose weights are averaged (SWA, Izmailov et al. 2018) give the shipped teacher: 77 test

@@ -410,6 +410,11 @@ def rare_sentences(tmp_path, monkeypatch):
     with pytest.raises(resume.ResumeError) as e:
         point.load(config)
     sentences.append(f"failed: {e.value}")
+    stale = path.with_name("stale.pt")  # a point made before its teacher was retrained
+    torch.save({"format": resume.FORMAT, "config": {**config.to_dict(), "teacher_weights": ["before"]}}, stale)
+    with pytest.raises(resume.ResumeError) as e:
+        resume.ResumePoint(stale).load({**config.to_dict(), "teacher_weights": ["after"]})
+    sentences.append(f"failed: {e.value}")
 
     def full(path, write):  # as tests/full_disk_worker.py: the disk fills up as the file is written
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

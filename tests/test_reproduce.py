@@ -223,8 +223,9 @@ def test_the_hinton_comments_call_a_teacher_weaker_only_beyond_the_sampling_inte
 
     def said(teacher_errors):
         return dict(reproduce._hinton_comments(r, teacher_errors, how, [135, 140, 144], [97, 100, 90]))
-    close, far = said(68), said(100)
+    close, far, better = said(68), said(100), said(40)
     assert "within the sampling interval" in close["distilled"] and "fewer errors" not in close["distilled"]
+    assert "made fewer errors than the paper's" in better["distilled"]
     assert "made 33 fewer errors per 10,000" in far["distilled"]
     assert "250 epochs" in far["teacher"] and "40 more at a constant rate" in far["teacher"]
     assert "250 epochs" not in close["teacher"]  # within the interval: nothing to explain

@@ -126,7 +126,7 @@ def test_weight_averaging_returns_the_mean_of_the_weights_after_each_epoch(sampl
 
 
 def test_init_must_hold_the_same_architecture_and_data(sample):
-    with pytest.raises(ValueError, match="holds a mlp_30, not a mlp_800"):
+    with pytest.raises(ValueError, match="holds architecture mlp_30, not mlp_800"):
         train.train_teacher("mlp_800", sample, 1, init=checkpoints.SHIPPED_DIR / "mlp_30-sample.pt")
     with pytest.raises(ValueError, match="trained on 'mnist' data, not 'sample'"):  # it has seen the sample's test digits
         train.train_teacher("mlp_1200", sample, 1, init=checkpoints.SHIPPED_DIR / "mlp_1200-mnist.pt")

@@ -416,10 +416,14 @@ def _hinton_comments(r, big_errors, big_how, alone_errors, kd_errors):
         teacher_why = _("repro.hinton.teacher_why_2012").format(epochs=big_how.get("epochs", "?"))
     else:
         teacher_why = _("repro.hinton.teacher_why").format(teacher=teacher_note(big_how))
-    # A teacher whose lead the paper's teacher beats by less than our count's 95% interval is not called weaker.
-    weaker = fewer > interval(acc([big_errors]) / 100, r.n_test) * 100
-    distilled_why = _("repro.hinton.distilled_why").format(taken=taken, fewer=f"{fewer:.0f}") if weaker \
-        else _("repro.hinton.distilled_why_as_good").format(taken=taken)
+    # Our teacher is called weaker (or better) than the paper's only beyond our count's 95% interval.
+    half = interval(acc([big_errors]) / 100, r.n_test) * 100  # in errors per 10,000, as `fewer`
+    if fewer > half:
+        distilled_why = _("repro.hinton.distilled_why").format(taken=taken, fewer=f"{fewer:.0f}")
+    elif fewer < -half:
+        distilled_why = _("repro.hinton.distilled_why_better").format(taken=taken)
+    else:
+        distilled_why = _("repro.hinton.distilled_why_as_good").format(taken=taken)
     return [
         ("teacher", versus(acc([big_errors]), paper["teacher"], r.n_test, teacher_why)),
         ("alone", versus(acc(alone_errors), paper["alone"], r.n_test,

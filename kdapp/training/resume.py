@@ -33,7 +33,8 @@ class ResumePoint:
         self.saves = 0
 
     def load(self, config):
-        """The saved state for this config, or None when there is none (a fresh run)."""
+        """The saved state for these settings (a RunConfig, or a dict: a teacher's training settings,
+        or a run's with the hash of its teachers' weights), or None when there is none (a fresh run)."""
         try:
             state = torch.load(self.path, map_location="cpu", weights_only=True)
         except FileNotFoundError:
@@ -41,7 +42,12 @@ class ResumePoint:
         except Exception as e:  # truncated, random bytes, a pickle that is not weights
             raise ResumeError(f"the run's resume point could not be read ({_reason(e)}); "
                               f"{self.afresh} to start it afresh") from None
-        if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("config") != _settings(config):
+        settings = _settings(config)
+        if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("config") != settings:
+            saved = state.get("config") if isinstance(state, dict) and state.get("format") == FORMAT else None
+            if isinstance(saved, dict) and _without_teachers(saved) == _without_teachers(settings):
+                raise ResumeError("the run's resume point was made from an earlier version of its teacher (the "
+                                  f"teacher has been retrained since); {self.afresh} to start it afresh")
             raise ResumeError("the run's resume point belongs to other settings or another kdapp version; "
                               f"{self.afresh} to start it afresh")
         return state
@@ -67,6 +73,11 @@ def trained_seconds(path):
 def _settings(config):
     """A RunConfig as its dict; a teacher's training settings are a dict already."""
     return config if isinstance(config, dict) else config.to_dict()
+
+
+def _without_teachers(settings):
+    """Settings less the hash of the teachers' weights (distill() adds it as teacher_weights)."""
+    return {k: v for k, v in settings.items() if k != "teacher_weights"}
 
 
 def _reason(error):

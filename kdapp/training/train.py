@@ -131,8 +131,8 @@ def train_teacher(arch, dataset, epochs, lr=1e-3, batch_size=128, seed=0, augmen
     if init is not None:
         start_from, meta = checkpoints.load(init, device)
         if meta["arch"] != arch:
-            raise ValueError(f"{init} holds a {meta['arch']}, not a {arch}: start from a {arch} checkpoint, "
-                             f"or train a {meta['arch']}")
+            raise ValueError(f"{init} holds architecture {meta['arch']}, not {arch}: start from a checkpoint of "
+                             f"{arch}, or train {meta['arch']}")
         if meta.get("data") != dataset.source:  # full MNIST's training digits hold the sample's test digits
             raise ValueError(f"{init} was trained on {meta.get('data')!r} data, not {dataset.source!r}: a teacher "
                              "must never have seen the run's test digits")

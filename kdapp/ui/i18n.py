@@ -150,6 +150,8 @@ RARE = (
      "engine.resume_unreadable"),
     (r"^the run's resume point belongs to other settings or another kdapp version; press Run again to start it "
      r"afresh$", "engine.resume_other"),
+    (r"^the run's resume point was made from an earlier version of its teacher \(the teacher has been retrained "
+     r"since\); press Run again to start it afresh$", "engine.resume_teacher"),
     (r"^could not save the resume point after epoch (?P<epoch>\d+): (?P<reason>.+); free some disk space on the "
      r"server, then press Run again$", "engine.resume_unsaved"),
     (r"^the file is damaged$", "engine.file_damaged"),
