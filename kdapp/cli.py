@@ -107,7 +107,7 @@ def cmd_train_teacher(args):
     TEACHER_EPOCHS.check("epochs", args.epochs)
     if args.max_norm is not None:
         MAX_NORM.check("max-norm", args.max_norm)
-    init = checkpoints.load(args.init)[1] if args.init else None  # a missing or damaged file fails before training
+    init = checkpoints.load(args.init) if args.init else None  # a missing or damaged file fails before training
     bars = Bars(args.quiet)
     started = time.monotonic()
     device = train.pick_device(config.device)
@@ -115,7 +115,7 @@ def cmd_train_teacher(args):
     bars({"type": "data", "description": f"data: {dataset.describe()} on {device}"})
     model, acc = train.train_teacher(config.teacher, dataset, args.epochs, lr=args.lr,
                                       batch_size=config.batch_size, seed=config.seed,
-                                      augment=args.teacher_augment, max_norm=args.max_norm, init=args.init,
+                                      augment=args.teacher_augment, max_norm=args.max_norm, init=init,
                                       swa=args.swa, resume=resume_point(args.resume), emit=bars)
     bars.close()
     out = Path(args.out) if args.out else checkpoints.teacher_path("runs/teachers", config.teacher, dataset.source)
@@ -127,7 +127,8 @@ def cmd_train_teacher(args):
     recipe = {"epochs": args.epochs, "lr": args.lr, "batch_size": config.batch_size, "seed": config.seed,
               "augment": args.teacher_augment, "max_norm": args.max_norm, "swa": args.swa}
     if init is not None:  # the whole lineage in one file: the recipe of the model this training started from
-        recipe["init"] = {**init.get("config", {}), "data": init.get("data"), "metrics": init.get("metrics", {})}
+        before = init[1]
+        recipe["init"] = {**before.get("config", {}), "data": before.get("data"), "metrics": before.get("metrics", {})}
     checkpoints.save(out, model, config.teacher, config=recipe,
                      data=dataset.source, metrics={"test_acc": acc, "seconds": seconds})
     print(f"{config.teacher}: test accuracy {acc:.2%} on {dataset.describe()}; saved {out}", file=sys.stderr)

@@ -96,6 +96,8 @@ def test_a_resumed_teacher_ends_exactly_where_an_uninterrupted_one_does(sample, 
     """train-teacher --resume: Hinton's teacher trains for hundreds of epochs, so an interrupted
     training carries on from its last epoch (mlp_1200's dropout, shifts and max-norm included, and
     with --swa the running mean of the weights)."""
+    if "init" in averaging:
+        averaging = {**averaging, "init": checkpoints.load(averaging["init"])}
     kwargs = dict(epochs=2, lr=0.005, batch_size=256, augment="shift2", max_norm=2.0, **averaging)
     whole, whole_acc = train.train_teacher("mlp_1200", sample, resume=resume_lib.ResumePoint(tmp_path / "whole.pt"),
                                            **kwargs)

@@ -109,7 +109,7 @@ def test_weight_averaging_returns_the_mean_of_the_weights_after_each_epoch(sampl
     whatever its length, so k-epoch runs' resume points hold the weights after each epoch of the
     3-epoch run; what it returns must be their mean, computed here independently."""
     init = checkpoints.SHIPPED_DIR / "mlp_30-sample.pt"
-    kwargs = dict(lr=0.003, batch_size=256, init=init, swa=True)
+    kwargs = dict(lr=0.003, batch_size=256, init=checkpoints.load(init), swa=True)
     after = []
     for k in (1, 2, 3):
         point = resume_lib.ResumePoint(tmp_path / f"{k}.pt")
@@ -127,9 +127,9 @@ def test_weight_averaging_returns_the_mean_of_the_weights_after_each_epoch(sampl
 
 def test_init_must_hold_the_same_architecture_and_data(sample):
     with pytest.raises(ValueError, match="holds architecture mlp_30, not mlp_800"):
-        train.train_teacher("mlp_800", sample, 1, init=checkpoints.SHIPPED_DIR / "mlp_30-sample.pt")
+        train.train_teacher("mlp_800", sample, 1, init=checkpoints.load(checkpoints.SHIPPED_DIR / "mlp_30-sample.pt"))
     with pytest.raises(ValueError, match="trained on 'mnist' data, not 'sample'"):  # it has seen the sample's test digits
-        train.train_teacher("mlp_1200", sample, 1, init=checkpoints.SHIPPED_DIR / "mlp_1200-mnist.pt")
+        train.train_teacher("mlp_1200", sample, 1, init=checkpoints.load(checkpoints.SHIPPED_DIR / "mlp_1200-mnist.pt"))
 
 
 @pytest.mark.slow

@@ -114,8 +114,8 @@ def train_teacher(arch, dataset, epochs, lr=1e-3, batch_size=128, seed=0, augmen
     """Train `arch` on hard labels, its batches augmented by TEACHER_AUGMENTATIONS[augment]: ±2 px
     shifts (the default), or `pen` (kdapp.data.random_pen). With `max_norm` every hidden unit's
     incoming weights are held to that L2 norm after each step (techniques.max_norm_, Hinton et al.
-    2012). With `init` (a checkpoint's path) training starts from that model's weights instead of
-    a random initialisation.
+    2012). With `init` (a checkpoint as kdapp.checkpoints.load returns it: model, metadata)
+    training starts from that model's weights instead of a random initialisation.
 
     With `swa` the learning rate stays at `lr` and the model returned is the mean of the weights
     after each epoch: stochastic weight averaging (Izmailov et al. 2018, "Averaging weights leads
@@ -129,13 +129,13 @@ def train_teacher(arch, dataset, epochs, lr=1e-3, batch_size=128, seed=0, augmen
     torch.manual_seed(seed)
     model = channels_last(build(arch).to(device))
     if init is not None:
-        start_from, meta = checkpoints.load(init, device)
+        start_from, meta = init
         if meta["arch"] != arch:
-            raise ValueError(f"{init} holds architecture {meta['arch']}, not {arch}: start from a checkpoint of "
-                             f"{arch}, or train {meta['arch']}")
+            raise ValueError(f"the checkpoint to start from holds architecture {meta['arch']}, not {arch}: start "
+                             f"from a checkpoint of {arch}, or train {meta['arch']}")
         if meta.get("data") != dataset.source:  # full MNIST's training digits hold the sample's test digits
-            raise ValueError(f"{init} was trained on {meta.get('data')!r} data, not {dataset.source!r}: a teacher "
-                             "must never have seen the run's test digits")
+            raise ValueError(f"the checkpoint to start from was trained on {meta.get('data')!r} data, not "
+                             f"{dataset.source!r}: a teacher must never have seen the run's test digits")
         model.load_state_dict(start_from.state_dict())
     average = torch.optim.swa_utils.AveragedModel(model, use_buffers=True) if swa else None
     generator = torch.Generator().manual_seed(seed)
