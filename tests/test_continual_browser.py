@@ -1,6 +1,7 @@
 """The Continual tab in a real browser (Debian's chromium, playwright) against `python app.py`:
 start a 2-task run (0-4, then 5-9), draw a 0 on the tab's canvas and read each strategy's answer;
-then the run's link opens the tab on it, and the Runs tab lists it.
+then the run's link opens the tab on it, Run again there queues its settings for that visitor,
+and the Runs tab lists it.
 
 Without chromium these skip with the reason; under CI=true a missing browser is a failure.
 Screenshots go to artifacts/continual-1400.png and artifacts/continual-390.png.
@@ -73,6 +74,14 @@ def test_draw_a_zero_after_the_5_to_9_task_and_read_every_strategy(browser, serv
     assert {name: max(range(10), key=p.__getitem__) for name, p in again["probs"].items()} == top
     assert phone.evaluate("() => document.documentElement.scrollWidth") <= 390  # nothing scrolls sideways
     phone.locator("#continual-tab").screenshot(path=str(ARTIFACTS / "continual-390.png"))
+
+    # Run again, from the phone (another visitor): the same settings, as a new run of theirs, on show.
+    phone.locator("#continual-run-again").click()
+    expect(phone.locator("#continual-notice")).to_contain_text(re.compile("started|queued"), timeout=10_000)
+    new_id = re.search(r"Run ([0-9a-f]{8})", phone.locator("#continual-notice").inner_text()).group(1)
+    assert new_id != run_id
+    expect(phone.locator("#continual-status")).to_contain_text(f"Run {new_id}", timeout=10_000)
+    expect(phone.locator("#continual-status")).to_contain_text("2 tasks")
 
     # The Runs tab lists it in its own table.
     page.get_by_role("tab", name="Runs").click()

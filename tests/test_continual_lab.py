@@ -3,6 +3,7 @@ allowance per visitor), the same store (kept across a restart), listed and compa
 tab, linked by `?run=<id>`, and drawn on with the lab's own canvas (the browser prepares the
 28x28, the server reads it with every strategy's model). The browser side is
 test_continual_browser.py."""
+import json
 import sys
 from types import SimpleNamespace
 
@@ -15,6 +16,7 @@ from kdapp.lab import continual as lab_continual
 from kdapp.lab.facade import Lab
 from kdapp.lab.jobs import QueueFull, RunQueue
 from kdapp.lab.store import RunStore
+from kdapp.ui import i18n
 from kdapp.tools.serving import wait_until
 from kdapp.training.continual import ContinualConfig
 
@@ -171,6 +173,42 @@ def test_the_runs_tab_lists_and_compares_continual_runs(app_lab):
     assert "KD solid" in mixed[ui.compare_plot].layout.title.text
     note = app.downloads([app_lab.continual])[ui.runs_note]
     assert "is a continual run: it has no distilled student" in note
+
+
+def test_run_again_queues_a_continual_runs_settings_for_this_visitor(app_lab):
+    from kdapp.ui import continual as ui
+    lab = app_lab.lab
+    notice, shown = ui.again(lab, "bob", app_lab.continual)
+    record = lab.run(shown)
+    assert shown != app_lab.continual and "started" in notice
+    assert record["config"] == lab.run(app_lab.continual)["config"] and lab_continual.is_continual(record)
+    assert lab.owns(shown, "bob") and not lab.owns(shown, "alice")
+    notice, _ = ui.again(lab, "bob", shown)  # still training: refused, and says why
+    assert "it can run again once it has ended" in notice
+    with i18n.speaking("zh"):
+        assert "当前没有可以重新运行的实验" in ui.again(lab, "bob", None)[0]
+    assert lab.run_again(app_lab.distill, "bob")[0]["config"].get("kind") is None  # a distillation run stays one
+
+
+def test_the_mcp_tools_list_and_explain_continual_runs(app_lab):
+    import gradio as gr
+    from PIL import Image
+
+    from kdapp.ui import mcp_tools
+    read_digit, list_runs, get_run = mcp_tools.tools(lambda: app_lab.lab, "shipped")
+    (listed,) = json.loads(list_runs(kind="continual"))
+    assert listed["id"] == app_lab.continual and listed["kind"] == "continual" and listed["state"] == "finished"
+    assert (listed["scenario"], listed["tasks"], listed["strategies"]) == ("class", 2, ["finetune", "replay"])
+    assert listed["results"] == {"finetune": {"average_acc": 0.49, "forgetting": 0.99},
+                                 "replay": {"average_acc": 0.875, "forgetting": 0.14}}
+    assert [r["id"] for r in json.loads(list_runs())] == [app_lab.distill]  # the default: distillation runs
+    assert [r["kind"] for r in json.loads(list_runs(kind="all"))] == ["distill", "continual"]  # newest first
+    with pytest.raises(gr.Error, match="kind must be one of distill, continual, all"):
+        list_runs(kind="everything")
+    run = json.loads(get_run(app_lab.continual))
+    assert run["settings"]["kind"] == "continual" and run["metrics"]["strategies"]["replay"]["forgetting"] == 0.14
+    with pytest.raises(gr.Error, match="is a continual run: its models read digits in the Continual tab"):
+        read_digit(Image.new("L", (28, 28)), models=app_lab.continual)
 
 
 def test_a_link_or_the_runs_tab_opens_a_continual_run_in_its_tab(app_lab):

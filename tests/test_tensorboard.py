@@ -8,6 +8,7 @@ from kdapp.config import RunConfig
 from kdapp.lab import tensorboard
 from kdapp.lab.jobs import RunQueue
 from kdapp.lab.store import RunStore
+from kdapp.training.continual import ContinualConfig
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 from tensorboard.plugins.hparams import plugin_data_pb2  # noqa: E402  (after the skip)
@@ -59,6 +60,35 @@ def test_a_hand_made_run_reads_back_with_its_settings(tmp_path):
     assert not any(tag.startswith("final/") for tag in scalars)  # a stopped run has no final accuracies
 
 
+def continual_record(**more):
+    """A finished two-task continual run as the store keeps it: each strategy's accuracy-matrix rows."""
+    config = ContinualConfig(tasks=2, epochs=1, data="sample", strategies=("finetune", "replay")).to_dict()
+    rows = {"finetune": [[0.99, 0.0], [0.0, 0.98]], "replay": [[0.99, 0.0], [0.85, 0.9]]}
+    return {"id": "c0ffee00", "state": "finished", "config": config, "created": 1.7e9, "started": 1.7e9 + 2,
+            "curves": {"step": []}, "metrics": {"strategies": {
+                "finetune": {"acc_matrix": rows["finetune"], "average_acc": 0.49, "forgetting": 0.99},
+                "replay": {"acc_matrix": rows["replay"], "average_acc": 0.875, "forgetting": 0.14}}},
+            "accuracy": {"continual": [{"strategy": name, "task": i, "accuracies": row}
+                                       for name, matrix in rows.items() for i, row in enumerate(matrix)]}, **more}
+
+
+def test_a_continual_run_reads_back_as_its_accuracy_matrix(tmp_path):
+    (folder,) = tensorboard.export_runs([continual_record()], tmp_path)
+    assert folder.name == "c0ffee00_continual_class_2tasks_T2"
+    scalars, hparams = read_events(folder)
+    assert_points_equal(scalars["continual/finetune/task1"], [(1, 0.99), (2, 0.0)])  # forgotten after task 2
+    assert_points_equal(scalars["continual/replay/task1"], [(1, 0.99), (2, 0.85)])
+    assert_points_equal(scalars["continual/replay/task2"], [(1, 0.0), (2, 0.9)])
+    # The mean over the tasks learned so far: task 1 alone, then (0.85 + 0.9) / 2.
+    assert_points_equal(scalars["continual/replay/seen_average"], [(1, 0.99), (2, 0.875)])
+    assert_points_equal(scalars["final/finetune_forgetting"], [(2, 0.99)])
+    assert_points_equal(scalars["final/replay_average_acc"], [(2, 0.875)])
+    assert hparams["kind"] == "continual" and hparams["strategies"] == "finetune,replay"
+    assert hparams["scenario"] == "class" and hparams["memory"] == 200.0
+    # Queued, nothing learnt yet: skipped like a distillation run with no curves.
+    assert tensorboard.export_runs([continual_record(accuracy={}, metrics=None)], tmp_path / "none") == []
+
+
 def test_export_zip_holds_one_folder_a_run_and_refuses_an_empty_one(tmp_path):
     path = tensorboard.export_zip([hand_record(), hand_record(id="0a1b2c3e")], tmp_path / "runs.zip")
     with zipfile.ZipFile(path) as archive:
@@ -81,6 +111,9 @@ def test_cli_exports_a_real_run_while_the_server_owns_the_store(tmp_path, capsys
         record = queue.store.get(run["id"])
         assert record["state"] == "finished", record["message"]
         queued = queue.submit(RunConfig(epochs=40), owner="b")[0]  # running or queued while we export
+        finished = continual_record()  # a continual run the store holds beside them is exported too
+        continual = queue.store.create(finished["config"], owner="c", state="finished")["id"]
+        queue.store.update(continual, accuracy=finished["accuracy"], metrics=finished["metrics"])
         out = tmp_path / "tb"
         assert cli.main(["runs", "export", "--tensorboard", str(out), "--runs-dir", str(tmp_path / "runs")]) == 0
         assert queue.store.get(queued["id"])["state"] in ("queued", "running")  # read-only: not "interrupted"
@@ -88,6 +121,8 @@ def test_cli_exports_a_real_run_while_the_server_owns_the_store(tmp_path, capsys
     finally:
         queue.close()
     assert f"--logdir {out}" in capsys.readouterr().err
+    continual_scalars, _ = read_events(out / tensorboard.run_name(dict(finished, id=continual)))
+    assert_points_equal(continual_scalars["continual/replay/seen_average"], [(1, 0.99), (2, 0.875)])
     scalars, hparams = read_events(out / tensorboard.run_name(record))
     curves, accuracy, m = record["curves"], record["accuracy"], record["metrics"]
     assert_points_equal(scalars["loss/kd_student"], list(zip(curves["step"], curves["loss"])))

@@ -19,7 +19,7 @@ from kdapp.training import teachers, train
 from kdapp.config import (CHOICES, DEFAULTS, HOSTED_CAPS, HOSTED_IMPOSED, MUTUAL, NO_PRETRAINED, RANGES, SELF,
                           RunConfig, convert, is_deep_supervision)
 from kdapp import aggregate
-from kdapp.lab import drawing_models, lessons
+from kdapp.lab import continual as lab_continual, drawing_models, lessons
 from kdapp.lab.jobs import FINISHED, QueueFull, RunQueue
 from kdapp.models import ARCHITECTURES, count_parameters
 from kdapp.lab.store import RunStore
@@ -213,6 +213,8 @@ class Lab:
             return None, f"Not started: there is no run {run_id}"
         if record["state"] not in AGAIN:
             return None, f"Not started: run {run_id} is {record['state']}; it can run again once it has ended"
+        if lab_continual.is_continual(record):  # its own settings, checked by ContinualConfig again
+            return lab_continual.start(self, record["config"], owner)
         settings = {k: v for k, v in record["config"].items() if k not in self.imposed}
         return self.start(settings, owner)
 
@@ -235,9 +237,10 @@ class Lab:
             return None
         return self.queue.get(run_id)
 
-    def runs(self, teacher=None, student=None, limit=200):
-        """Newest first, without curves (see `run` for one run whole)."""
-        return self.store.list(limit=limit, teacher=teacher, student=student, curves=False)
+    def runs(self, teacher=None, student=None, limit=200, kind="distill"):
+        """Newest first, without curves (see `run` for one run whole); `kind` as RunStore.list's
+        ("distill", "continual", or None for both)."""
+        return self.store.list(limit=limit, teacher=teacher, student=student, curves=False, kind=kind)
 
     def active(self, owner):
         return self.queue.active(owner)
@@ -326,6 +329,8 @@ class Lab:
         record = self.run(choice)
         if record is None:
             raise LookupError(f"there is no run {choice}")
+        if lab_continual.is_continual(record):
+            raise LookupError(f"run {choice} is a continual run: its models read digits in the Continual tab")
         if record["state"] != FINISHED or not record["has_checkpoints"]:
             raise LookupError(f"run {choice} has no models to draw with ({record['state']}"
                               f"{'' if record['state'] != FINISHED else ', its checkpoints were pruned'})")

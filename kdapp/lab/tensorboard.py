@@ -10,6 +10,12 @@ tab. What goes in, with the tags TensorBoard shows:
 - final/* once, at the last epoch: the run's final accuracies and the KD gain, which the HParams
   dashboard shows against the run's settings (its config, written as hparams).
 
+A continual run (kdapp.training.continual) has no loss curves; its folder holds, per strategy:
+- continual/<strategy>/task<j> after each task learned (step = tasks learned so far): the
+  accuracy on task j's test digits, a row of the accuracy matrix;
+- continual/<strategy>/seen_average: the mean over the tasks learned so far;
+- final/<strategy>_average_acc and final/<strategy>_forgetting once the run has finished.
+
 The event files are written by torch's SummaryWriter (tensorboard's own format), so the
 tensorboard package is needed; it is imported only when exporting.
 """
@@ -27,10 +33,17 @@ FINAL_TAGS = {"student_acc": "final/kd_student_acc", "baseline_acc": "final/base
 GAIN_TAG = "final/kd_gain"  # student_acc - baseline_acc, the number the lab exists to measure
 
 
+def is_continual(record):
+    return (record.get("config") or {}).get("kind") == "continual"
+
+
 def run_name(record):
     """The run's folder, and its name in TensorBoard: id, pair, T and α
-    (`0a1b2c3d_seed_teacher-seed_student_T4_a0.7`)."""
+    (`0a1b2c3d_seed_teacher-seed_student_T4_a0.7`); a continual run's id, scenario, tasks and T
+    (`0a1b2c3d_continual_class_5tasks_T2`)."""
     c = record["config"]
+    if is_continual(record):
+        return f"{record['id']}_continual_{c['scenario']}_{c['tasks']}tasks_T{c['temperature']:g}"
     return f"{record['id']}_{c['teacher']}-{c['student']}_T{c['temperature']:g}_a{c['alpha']:g}"
 
 
@@ -50,8 +63,25 @@ def hparams(config):
     return values
 
 
+def continual_scalars(record):
+    """scalars() of a continual run: each strategy's accuracy-matrix rows as they arrived."""
+    out = {}
+    for row in (record.get("accuracy") or {}).get("continual") or []:
+        name, learned, accuracies = row["strategy"], row["task"] + 1, row["accuracies"]
+        for j, value in enumerate(accuracies):
+            out.setdefault(f"continual/{name}/task{j + 1}", []).append((learned, value))
+        out.setdefault(f"continual/{name}/seen_average", []).append((learned, sum(accuracies[:learned]) / learned))
+    for name, result in ((record.get("metrics") or {}).get("strategies") or {}).items():
+        last = len(result["acc_matrix"])
+        out[f"final/{name}_average_acc"] = [(last, result["average_acc"])]
+        out[f"final/{name}_forgetting"] = [(last, result["forgetting"])]
+    return out
+
+
 def scalars(record):
     """{tag: [(step, value), ...]} for one run record: what export_run writes, in plain Python."""
+    if is_continual(record):
+        return continual_scalars(record)
     curves, accuracy = record.get("curves") or {}, record.get("accuracy") or {}
     out = {}
     steps = curves.get("step") or []
@@ -93,7 +123,7 @@ def export_run(record, out_dir):
         # settings beside the run's own scalars. The experiment summary is left out on purpose:
         # TensorBoard takes the first one it finds as every run's, so one run's settings would
         # define the HParams table; without it, TensorBoard builds the table from all the runs.
-        metric_tags = {tag: values[tag][-1][1] for tag in (*FINAL_TAGS.values(), GAIN_TAG) if tag in values}
+        metric_tags = {tag: points[-1][1] for tag, points in values.items() if tag.startswith("final/")}
         _, session_start, session_end = hparams_summary(hparams(record["config"]), metric_tags)
         for summary in (session_start, session_end):
             writer.file_writer.add_summary(summary, walltime=walltime)
@@ -101,8 +131,11 @@ def export_run(record, out_dir):
 
 
 def exportable(record):
-    """Runs that have something to plot: finished, or stopped after some steps."""
-    return bool(record and ((record.get("curves") or {}).get("step") or (record.get("accuracy") or {}).get("epoch")))
+    """Runs that have something to plot: finished, or stopped after some steps (a continual run:
+    after its first task)."""
+    accuracy = (record or {}).get("accuracy") or {}
+    return bool(record and ((record.get("curves") or {}).get("step") or accuracy.get("epoch")
+                            or accuracy.get("continual")))
 
 
 def export_runs(records, out_dir):
@@ -129,9 +162,10 @@ def export_zip(records, zip_path):
 
 
 def zip_runs(lab, run_ids=None):
-    """The Runs tab's download: these runs (default: the newest 200) from the lab, live ones as
+    """The Runs tab's download: these runs (default: the newest 200 of both kinds) from the lab, live ones as
     far as they got, zipped into a fresh temporary folder. Raises ValueError with a sentence."""
-    records = [lab.run(run_id) for run_id in run_ids] if run_ids else [lab.run(r["id"]) for r in lab.runs()]
+    listed = run_ids or [r["id"] for r in lab.runs(kind=None)]  # continual runs too
+    records = [lab.run(run_id) for run_id in listed]
     return export_zip(records, Path(tempfile.mkdtemp(prefix="kdapp-tensorboard-")) / "kdapp-runs-tensorboard.zip")
 
 
@@ -158,7 +192,7 @@ def cmd_export(args):
         if missing:
             raise ValueError(f"no run {', '.join(missing)} in {store.path}")
     else:
-        records = store.list(limit=-1)  # SQLite: no limit
+        records = store.list(limit=-1, kind=None)  # SQLite: no limit; distillation and continual runs
     folders = export_runs(records, args.tensorboard)
     skipped = len(records) - len(folders)
     print(f"wrote {len(folders)} runs to {args.tensorboard}" + (f" ({skipped} with no curves yet skipped)"

@@ -146,6 +146,15 @@ def answer(lab, run_id, pixels):
                                                                    scenario=scenario_name(c["scenario"]))}
 
 
+def again(lab, owner, run_id):
+    """The Run again button: the run on show's settings queued again as a new run of this
+    visitor's. Returns (notice, the new run's id or gr.skip())."""
+    if not run_id:
+        return reports.notice(_("notice.nothing_to_run_again"), ok=False), gr.skip()
+    record, message = lab.run_again(run_id, owner)
+    return reports.notice(known(message), ok=None if record else False), (record["id"] if record else gr.skip())
+
+
 def panel(get_lab):
     """The drawing: the canvas, one answer box per strategy, the 28x28 the models see."""
     def read_digit(request):  # gradio hands a server function the page's one argument
@@ -243,7 +252,9 @@ def build(get_lab, owner, lang, I18N):
                            elem_id="continual-epochs")
         temperature = gr.Slider(1, 10, value=2, step=0.5, label=I18N("continual.temperature"))
         data = gr.Dropdown(words["data"], value="sample", label=I18N("continual.data"), elem_id="continual-data")
-    start_btn = gr.Button(I18N("continual.start"), variant="primary", elem_id="continual-start")
+    with gr.Row():
+        start_btn = gr.Button(I18N("continual.start"), variant="primary", elem_id="continual-start", scale=3)
+        again_btn = gr.Button(I18N("button.run_again"), elem_id="continual-run-again", scale=1)
     notice = gr.Markdown(elem_id="continual-notice")
     shown = gr.State(None)  # the run on show: the visitor's last started, or one picked below
     status = gr.Markdown(I18N("continual.status.none"), elem_id="continual-status")
@@ -263,6 +274,10 @@ def build(get_lab, owner, lang, I18N):
         record, message = lab_continual.start(get_lab(), settings, owner_token)
         with i18n.speaking(lang):
             return reports.notice(known(message), ok=None if record else False), (record["id"] if record else gr.skip())
+
+    def run_again(owner_token, lang, run_id):
+        with i18n.speaking(lang):
+            return again(get_lab(), owner_token, run_id)
 
     def refresh(run_id, owner_token, previous, lang):
         lab = get_lab()
@@ -291,6 +306,8 @@ def build(get_lab, owner, lang, I18N):
     # `start` the name the Distill tab's Start has always had for scripts (/call/start).
     start_btn.click(start, [owner, lang, *controls], [notice, shown], concurrency_limit=None,
                     api_name="continual_start", **private)
+    again_btn.click(run_again, [owner, lang, picker], [notice, shown], concurrency_limit=None,
+                    api_name="continual_run_again", **private)
     picker.input(lambda run_id: run_id, picker, shown, api_name="continual_pick", **private)
     gr.Timer(1.0).tick(refresh, [shown, owner, last, lang], [status, chart, picker, drawing_run, last],
                        concurrency_limit=None, api_name="continual_refresh", queue=False, **private)

@@ -20,6 +20,8 @@ from kdapp.config import DEFAULTS
 
 ROLES = ("teacher", "student", "baseline")
 LISTED_SETTINGS = ("teacher", "student", "temperature", "alpha", "epochs", "train_fraction")
+CONTINUAL_SETTINGS = ("scenario", "tasks", "strategies", "memory", "epochs", "temperature")
+KINDS = {"distill": "distill", "continual": "continual", "all": None}  # list_runs' kind -> RunStore.list's
 MAX_RUNS = 200  # one listing; the store keeps more, newest first
 
 
@@ -32,6 +34,18 @@ def _gain(metrics):
     m = metrics or {}
     return None if m.get("student_acc") is None or m.get("baseline_acc") is None \
         else m["student_acc"] - m["baseline_acc"]
+
+
+def _listed(record):
+    """One run of list_runs: its kind's settings and outcome."""
+    c, m = record["config"], record["metrics"] or {}
+    out = {"id": record["id"], "kind": c.get("kind", "distill"), "state": record["state"],
+           "created": _time(record["created"]), "data": record["data"] or c.get("data")}
+    if out["kind"] == "continual":
+        results = {name: {k: r[k] for k in ("average_acc", "forgetting")} for name, r in m.get("strategies", {}).items()}
+        return {**out, **{k: c.get(k) for k in CONTINUAL_SETTINGS}, "results": results or None}
+    return {**out, **{k: c.get(k) for k in LISTED_SETTINGS}, "student_acc": m.get("student_acc"),
+            "baseline_acc": m.get("baseline_acc"), "kd_gain": _gain(m)}
 
 
 def tools(get_lab, shipped):
@@ -73,33 +87,35 @@ def tools(get_lab, shipped):
                              "kl_T": result[role]["kl_T"]}
         return json.dumps(out)
 
-    def list_runs(teacher: str = "", student: str = "", limit: int = 20) -> str:
-        """List the lab's knowledge-distillation runs, newest first: each run trains a KD student from a teacher
-        and, beside it, a baseline student on labels alone, so kd_gain = student_acc - baseline_acc is the gain
-        from distillation on the test set.
+    def list_runs(teacher: str = "", student: str = "", limit: int = 20, kind: str = "distill") -> str:
+        """List the lab's runs, newest first. A knowledge-distillation run trains a KD student from a teacher and,
+        beside it, a baseline student on labels alone, so kd_gain = student_acc - baseline_acc is the gain from
+        distillation on the test set. A continual run learns split MNIST task by task with several strategies
+        (fine-tuning, LwF, a memory bank, joint training) and measures how much each forgets.
 
         Args:
-            teacher: only runs with this teacher architecture (e.g. "seed_teacher", "lenet5_wide"); empty for all.
-            student: only runs with this student architecture (e.g. "seed_student", "lenet5"); empty for all.
+            teacher: only distillation runs with this teacher architecture (e.g. "seed_teacher"); empty for all.
+            student: only distillation runs with this student architecture (e.g. "seed_student"); empty for all.
             limit: at most this many runs, from 1 to 200 (default 20).
+            kind: "distill" (the default), "continual", or "all" for both kinds.
 
         Returns:
-            JSON: a list of {"id", "state" (queued, running, finished, failed, cancelled or interrupted), "created"
-            (ISO time, UTC), "teacher", "student", "temperature", "alpha", "epochs", "train_fraction", "data" ("sample"
-            or "mnist"), "student_acc", "baseline_acc", "kd_gain" (accuracies in [0, 1]; null until finished)}.
-            Pass an id to get_run for its settings and per-epoch accuracies, or to read_digit as models.
+            JSON: a list of {"id", "kind" ("distill" or "continual"), "state" (queued, running, finished, failed,
+            cancelled or interrupted), "created" (ISO time, UTC), "data" ("sample" or "mnist"), and for a distillation
+            run "teacher", "student", "temperature", "alpha", "epochs", "train_fraction", "student_acc",
+            "baseline_acc", "kd_gain" (accuracies in [0, 1]; null until finished); for a continual run "scenario"
+            ("class" or "task"), "tasks", "strategies", "memory", "epochs", "temperature" and "results" ({strategy:
+            {"average_acc", "forgetting"}} after the last task, in [0, 1]; null until finished)}. Pass an id to
+            get_run for its settings and accuracies, or a distillation run's id to read_digit as models.
         """
+        if kind not in KINDS:
+            raise gr.Error(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
         limit = max(1, min(int(limit or 20), MAX_RUNS))
-        runs = get_lab().runs(teacher=teacher or None, student=student or None, limit=limit)
-        return json.dumps([{"id": r["id"], "state": r["state"], "created": _time(r["created"]),
-                            **{k: r["config"].get(k) for k in LISTED_SETTINGS},
-                            "data": r["data"] or r["config"].get("data"),
-                            "student_acc": (r["metrics"] or {}).get("student_acc"),
-                            "baseline_acc": (r["metrics"] or {}).get("baseline_acc"), "kd_gain": _gain(r["metrics"])}
-                           for r in runs])
+        runs = get_lab().runs(teacher=teacher or None, student=student or None, limit=limit, kind=KINDS[kind])
+        return json.dumps([_listed(r) for r in runs])
 
     def get_run(run_id: str) -> str:
-        """Get one knowledge-distillation run: its settings, outcome, test accuracy per epoch and, once finished,
+        """Get one run: its settings, outcome, test accuracy per epoch and, once a distillation run has finished,
         what the students learned from the teacher.
 
         Args:
@@ -112,7 +128,10 @@ def tools(get_lab, shipped):
             train and test sample counts, ...; null until finished), "kd_gain", "accuracy_per_epoch" ({"epoch",
             "teacher", "student", "baseline"}: test accuracy after each epoch), "fidelity" (null, or agreement:
             how often each student's answer is the teacher's, and kl: mean KL(teacher || student) at T=1 and at
-            the run's T), "has_models" (whether read_digit can use its models)}.
+            the run's T), "has_models" (whether read_digit can use its models)}. For a continual run, "settings"
+            has "kind": "continual", "metrics" has "strategies" ({strategy: {"acc_matrix": row i = the accuracy on
+            every task after learning task i, "average_acc", "forgetting"}}) and "accuracy_per_epoch" has
+            "continual" (the matrix rows as they arrived); its models read digits in the app's Continual tab.
         """
         record = get_lab().run(run_id)
         if record is None:
