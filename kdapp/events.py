@@ -50,10 +50,11 @@ def epoch(epoch, epochs, teacher_acc, student_acc, baseline_acc):
             "student_acc": student_acc, "baseline_acc": baseline_acc}
 
 
-def resumed(epoch, step):
+def resumed(epoch, step, tasks_done=None):
     """The run resumed from the resume point saved after `epoch` epochs (`step` steps of
-    distillation): progress and curves beyond it are to be redone, so readers drop them."""
-    return {"type": "resumed", "epoch": epoch, "step": step}
+    distillation): progress and curves beyond it are to be redone, so readers drop them. A
+    continual run resumes after `tasks_done` = {strategy: tasks learnt} (epoch: their sum)."""
+    return {"type": "resumed", "epoch": epoch, "step": step, **({"tasks_done": tasks_done} if tasks_done else {})}
 
 
 def end(state, message, metrics=None, paths=None, warnings=(), error=None, fidelity=None):

@@ -167,6 +167,36 @@ def test_every_strategy_learns_the_first_task_identically(sample):
     assert set(models) == set(config.strategies)
 
 
+def test_a_stopped_run_resumes_after_its_last_task_and_ends_as_an_uninterrupted_one(sample, tmp_path):
+    from kdapp.training import resume as resume_lib
+    from kdapp.training.teachers import Cancelled
+    config = cl.ContinualConfig(tasks=2, epochs=1, data="sample")  # all four strategies
+    whole, whole_models = cl.run(config, sample, resume=resume_lib.ResumePoint(tmp_path / "whole.pt"))
+    point = resume_lib.ResumePoint(tmp_path / "point.pt")
+    with pytest.raises(Cancelled):  # stopped in replay's first task: finetune and lwf done, replay's bank empty
+        cl.run(config, sample, should_stop=lambda: point.saves >= 4, resume=point)
+    saved = torch.load(point.path, weights_only=True)
+    assert {name: len(s["matrix"]) for name, s in saved["strategies"].items()} == {"finetune": 2, "lwf": 2}
+    seen = []
+    point = resume_lib.ResumePoint(tmp_path / "point.pt")
+    with pytest.raises(Cancelled):  # stopped again after replay's first task: its bank holds task 0's digits
+        cl.run(config, sample, emit=seen.append, should_stop=lambda: point.saves >= 1, resume=point)
+    assert seen[0] == {"type": "resumed", "epoch": 4, "step": 0, "tasks_done": {"finetune": 2, "lwf": 2}}
+    assert len(torch.load(point.path, weights_only=True)["strategies"]["replay"]["bank"]["y"]) == config.memory
+    seen = []
+    resumed, models = cl.run(config, sample, emit=seen.append, resume=resume_lib.ResumePoint(point.path))
+    assert seen[0]["tasks_done"] == {"finetune": 2, "lwf": 2, "replay": 1}
+    # Only the tasks not learnt before the point are learnt again, and the run ends bit for bit as the whole one.
+    assert [(e["strategy"], e["task"]) for e in seen if e["type"] == "continual_task"] == \
+        [("replay", 1), ("joint", 0), ("joint", 1)]
+    assert resumed == whole
+    for name in config.strategies:
+        for key, value in whole_models[name].state_dict().items():
+            assert torch.equal(models[name].state_dict()[key], value), (name, key)
+    with pytest.raises(resume_lib.ResumeError, match="belongs to other settings"):  # another run's point
+        cl.run(config.__class__(tasks=2, epochs=2, data="sample"), sample, resume=resume_lib.ResumePoint(point.path))
+
+
 def test_cli_prints_the_accuracy_matrices(capsys):
     from kdapp import cli
     code = cli.main(["continual", "--data", "sample", "--tasks", "2", "--scenario", "task", "--epochs", "1",

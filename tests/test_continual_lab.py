@@ -101,6 +101,46 @@ def test_a_continual_run_left_running_by_a_killed_server_runs_again_and_reads_a_
         lab.close()
 
 
+@pytest.mark.slow
+def test_a_continual_run_killed_mid_way_resumes_after_its_last_saved_task(tmp_path, sample):
+    from kdapp.lab.jobs import RESUME_NAME
+    from kdapp.training import continual as cl, resume as resume_lib
+    from kdapp.training.teachers import Cancelled
+    root = tmp_path / "runs"
+    config = ContinualConfig(tasks=2, epochs=1, data="sample", strategies=("finetune", "replay"))
+    store = RunStore(root)
+    run_id = store.create(config.to_dict(), owner="alice", state="running")["id"]
+    # What a server killed during replay's second task leaves: the point after replay's first task, and
+    # the rows the worker had sent, one of them (replay, task 1) sent just before the kill, after the point.
+    point = resume_lib.ResumePoint(store.run_dir(run_id) / RESUME_NAME)
+    rows = []
+    emit = lambda e: rows.append({k: e[k] for k in ("strategy", "task", "accuracies")}) \
+        if e["type"] == "continual_task" else None
+    with pytest.raises(Cancelled):
+        cl.run(config, sample, emit=emit, should_stop=lambda: point.saves >= 3, resume=point)
+    stale = {"strategy": "replay", "task": 1, "accuracies": [0.5, 0.5]}
+    store.update(run_id, accuracy={"continual": [*rows, stale]})
+    lab = Lab(runs_dir=root, data_dir=tmp_path / "data").open()
+    try:
+        assert lab.queue.wait(run_id, timeout=300)
+        run = lab.run(run_id)
+        assert run["state"] == "finished", run["message"]
+        assert run["resumed_from_epoch"] == 3  # tasks learnt before the kill: finetune's two, replay's first
+        learnt = run["accuracy"]["continual"]  # each row once: the stale one dropped, replay's task 1 learnt again
+        assert [(r["strategy"], r["task"]) for r in learnt] == [("finetune", 0), ("finetune", 1), ("replay", 0),
+                                                                 ("replay", 1)]
+        assert learnt[:3] == rows and learnt[3] != stale
+        whole, _ = cl.run(config, sample)  # uninterrupted, in this process (another thread count: not bit for bit)
+        for name, result in whole["strategies"].items():
+            for got, expected in zip(run["metrics"]["strategies"][name]["acc_matrix"], result["acc_matrix"]):
+                assert got == pytest.approx(expected, abs=0.01), name
+        assert not (store.run_dir(run_id) / RESUME_NAME).exists()  # ended: its point is gone
+        from kdapp.ui import continual as ui
+        assert "resumed after a restart, with 3 tasks already learnt" in ui.summary(run)
+    finally:
+        lab.close()
+
+
 def test_the_drawing_answer_says_why_it_cannot_read(tmp_path):
     lab = Lab(runs_dir=tmp_path / "runs", data_dir=tmp_path / "data")
     from kdapp.ui import continual as ui

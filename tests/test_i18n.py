@@ -422,6 +422,9 @@ def rare_sentences(tmp_path, monkeypatch):
     with pytest.raises(resume.ResumeError) as e:
         resume.ResumePoint(tmp_path / "resume.pt").save({"epoch": 1})
     sentences.append(f"failed: {e.value}")
+    with pytest.raises(resume.ResumeError) as e:  # a continual run's point, saved after a task
+        resume.ResumePoint(tmp_path / "resume.pt").save({"epoch": 3, "after": "task 1 of replay"})
+    sentences.append(f"failed: {e.value}")
     with pytest.raises(OSError) as e:
         checkpoints.atomic_save({}, tmp_path / "student.pt")
     sentences.append(f"failed: {e.value}")

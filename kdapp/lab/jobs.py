@@ -61,9 +61,9 @@ class LiveRun:
                                                    "teacher_loss")},
                            accuracy={k: [] for k in ("epoch", "teacher", "student", "baseline")},
                            warnings=list(record["warnings"] or []) if resuming else [])
-        if resuming and record["curves"]:
-            self.record["curves"].update({k: list(v) for k, v in record["curves"].items()})
-            self.record["accuracy"].update({k: list(v) for k, v in record["accuracy"].items()})
+        if resuming:  # a continual run's accuracy rows too (accuracy["continual"])
+            self.record["curves"].update({k: list(v) for k, v in (record["curves"] or {}).items()})
+            self.record["accuracy"].update({k: list(v) for k, v in (record["accuracy"] or {}).items()})
         self.stop_requested = False
         self.progress = {"phase": "starting", "epoch": 0, "epochs": record["config"]["epochs"], "step": 0,
                          "steps": 0, "eta_s": None}
@@ -100,7 +100,11 @@ class LiveRun:
             steps = len(r["curves"]["step"])
             r["curves"] = {k: [v[i] for i in keep] if len(v) == steps else v for k, v in r["curves"].items()}
             keep = [i for i, e in enumerate(r["accuracy"]["epoch"]) if e <= event["epoch"]]
-            r["accuracy"] = {k: [v[i] for i in keep] for k, v in r["accuracy"].items()}
+            r["accuracy"] = {k: v if k == "continual" else [v[i] for i in keep] for k, v in r["accuracy"].items()}
+            if "tasks_done" in event:  # a continual run: the accuracy rows of the tasks it learns again go
+                done = event["tasks_done"]
+                r["accuracy"]["continual"] = [row for row in r["accuracy"].get("continual", [])
+                                              if row["task"] < done.get(row["strategy"], 0)]
             r["resumed_from_epoch"] = p["epoch"] = event["epoch"]
         elif kind == "epoch":
             if event["epoch"] == 0 and r["accuracy"]["epoch"]:

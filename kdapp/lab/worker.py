@@ -51,7 +51,7 @@ def main():
         if job["config"].get("kind") == "continual":  # split MNIST, task after task (kdapp.training.continual)
             from kdapp.training import continual
             metrics, paths = continual.run_job(continual.ContinualConfig.from_dict(job["config"]), emit, stop.is_set,
-                                               job["data_dir"], job.get("out_dir"))
+                                               job["data_dir"], job.get("out_dir"), job.get("resume_path"))
             emit(events.end("finished", "finished", metrics=metrics, paths=paths))
             return
         config = RunConfig.from_dict(job["config"])  # the worker's boundary: validated here, once

@@ -17,6 +17,12 @@ training and at test time (a multi-headed net in all but name).
 Every strategy starts from the same initial weights and sees the new task's digits in the same
 batch order. The loss terms are pure functions below, with their formulas; the loop is
 `train_strategy`. Progress goes out as events (kdapp.events.continual_step / continual_task).
+
+With a resume point (kdapp.training.resume.ResumePoint), `run` saves after every task of every
+strategy what the rest reads: each strategy's weights and accuracy rows so far, the memory bank
+with its generator, and the random states. A run killed with its server carries on after its last
+finished task, and ends as it would have, to the last bit on the same machine (each task has a
+fresh optimiser and a batch order seeded by (seed, task), so nothing else carries over).
 """
 import copy
 import time
@@ -28,6 +34,7 @@ import torch.nn.functional as F
 
 from kdapp import checkpoints, data as data_lib, events
 from kdapp.models import ARCHITECTURES, build
+from kdapp.training import resume as resume_lib
 from kdapp.training.teachers import Cancelled, predict_logits, with_deadline
 
 TASK_SPLITS = {5: ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9)), 2: ((0, 1, 2, 3, 4), (5, 6, 7, 8, 9))}
@@ -191,6 +198,16 @@ class MemoryBank:
         rows = torch.randint(len(self), (n,), generator=self.generator).to(self.y.device)
         return self.x[rows], self.y[rows], self.logits[rows]
 
+    def state(self):
+        """Its digits, their logits and its generator, on the CPU (for a resume point)."""
+        stored = {} if self.y is None else {k: getattr(self, k).cpu() for k in ("x", "y", "logits")}
+        return {**stored, "generator": self.generator.get_state()}
+
+    def load_state(self, state, device):
+        if "y" in state:
+            self.x, self.y, self.logits = (state[k].to(device) for k in ("x", "y", "logits"))
+        self.generator.set_state(state["generator"])
+
 
 # ---- the metrics ----
 
@@ -235,15 +252,30 @@ def evaluate_tasks(model, dataset, tasks, scenario):
     return row
 
 
-def train_strategy(name, config, dataset, emit=lambda event: None, should_stop=lambda: False):
+def train_strategy(name, config, dataset, emit=lambda event: None, should_stop=lambda: False, saved=None,
+                   after_task=None):
     """Train one strategy over the task sequence. Returns (the model after the last task, the
-    accuracy matrix: row i = every task's accuracy after task i)."""
+    accuracy matrix: row i = every task's accuracy after task i). `saved` (strategy_state's
+    dict, from a resume point) carries on after its last task; `after_task(strategy_state(...))`
+    is called after each task."""
     tasks = TASK_SPLITS[config.tasks]
+    device = dataset.train_x.device
     torch.manual_seed(config.seed)  # the same initial weights for every strategy
-    model = build(config.arch).to(dataset.train_x.device)
+    model = build(config.arch).to(device)
     bank = MemoryBank(config.memory, seed=config.seed) if name == "replay" else None
     previous, matrix = None, []
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        matrix = [list(row) for row in saved["matrix"]]
+        if bank is not None:
+            bank.load_state(saved["bank"], device)
+        if name == "lwf":
+            previous = copy.deepcopy(model).eval().requires_grad_(False)
+        torch.set_rng_state(saved["torch_rng"])  # dropout, for an architecture that has it
+        resume_lib.set_device_rng(saved["device_rng"])
     for t, classes in enumerate(tasks):
+        if t < len(matrix):  # learnt before the resume point
+            continue
         seen = [d for c in tasks[:t + 1] for d in c]
         rows = task_rows(dataset.train_y, seen if name == "joint" else classes)
         x, y = dataset.train_x[rows], dataset.train_y[rows]
@@ -259,7 +291,16 @@ def train_strategy(name, config, dataset, emit=lambda event: None, should_stop=l
             bank.add(model, x, y, classes)
         if name == "lwf":  # the teacher of the next task: this model, frozen
             previous = copy.deepcopy(model).eval().requires_grad_(False)
+        if after_task is not None:
+            after_task(strategy_state(model, matrix, bank))
     return model, matrix
+
+
+def strategy_state(model, matrix, bank):
+    """What a resume point keeps of one strategy after a task (everything on the CPU)."""
+    return {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "matrix": [list(row) for row in matrix], "bank": bank.state() if bank is not None else None,
+            "torch_rng": torch.get_rng_state(), "device_rng": resume_lib.device_rng()}
 
 
 def _step_fn(name, config, tasks, t, previous, bank, old_groups):
@@ -304,22 +345,46 @@ def _train_task(model, step, x, y, config, order, name, t, tasks, emit, should_s
                 running = []
 
 
-def run(config, dataset, emit=lambda event: None, should_stop=lambda: False):
+POINT_VERSION = 1  # in a resume point's settings: bump when its contents change, and an older point is refused
+
+
+def point_settings(config):
+    """The settings a continual resume point must have been saved with."""
+    return dict(config.to_dict(), continual_point=POINT_VERSION)
+
+
+def run(config, dataset, emit=lambda event: None, should_stop=lambda: False, resume=None):
     """Every strategy of `config` on `dataset`. Returns (the report: {"scenario", "tasks",
-    "strategies": {name: {"acc_matrix", "average_acc", "forgetting"}}}, {name: final model})."""
+    "strategies": {name: {"acc_matrix", "average_acc", "forgetting"}}}, {name: final model}).
+    With `resume` (a ResumePoint): carry on from the point it holds, and save one after each task."""
     report = {"scenario": config.scenario, "tasks": [list(c) for c in TASK_SPLITS[config.tasks]], "strategies": {}}
     models = {}
+    state = resume.load(point_settings(config)) if resume is not None else None
+    strategies = dict(state["strategies"]) if state is not None else {}  # name -> strategy_state after its last task
+    if state is not None:
+        done = {name: len(s["matrix"]) for name, s in strategies.items()}
+        emit(events.resumed(sum(done.values()), 0, tasks_done=done))
+
+    def save(name, learnt):
+        strategies[name] = learnt
+        tasks_done = sum(len(s["matrix"]) for s in strategies.values())
+        resume.save({"format": resume_lib.FORMAT, "config": point_settings(config), "epoch": tasks_done,
+                     "after": f"task {len(learnt['matrix'])} of {name}", "strategies": strategies})
+
     for name in config.strategies:
-        models[name], matrix = train_strategy(name, config, dataset, emit, should_stop)
+        after_task = (lambda learnt, name=name: save(name, learnt)) if resume is not None else None
+        models[name], matrix = train_strategy(name, config, dataset, emit, should_stop, strategies.get(name),
+                                              after_task)
         report["strategies"][name] = {"acc_matrix": matrix, "average_acc": average_accuracy(matrix),
                                       "forgetting": forgetting(matrix)}
     return report, models
 
 
-def run_job(config, emit, should_stop, data_dir="data", out_dir=None):
+def run_job(config, emit, should_stop, data_dir="data", out_dir=None, resume_path=None):
     """One continual run for the lab's worker: load the data, run every strategy, save each
-    strategy's model after the last task into out_dir (for the drawing panel). Returns
-    (metrics: the report plus data, seconds; paths: {strategy: checkpoint})."""
+    strategy's model after the last task into out_dir (for the drawing panel). With resume_path,
+    a resume point there after each task (and, when one is there at start, carry on from it).
+    Returns (metrics: the report plus data, seconds; paths: {strategy: checkpoint})."""
     started = time.monotonic()
     stop = with_deadline(should_stop, config.time_limit_s, "the continual run")
     emit(events.phase("loading data", "loading data"))
@@ -327,7 +392,7 @@ def run_job(config, emit, should_stop, data_dir="data", out_dir=None):
     emit(events.data(dataset.source, dataset.describe(), "cpu"))
     emit(events.phase("continual", f"{len(config.strategies)} strategies, {config.tasks} tasks, "
                                    f"{config.scenario}-incremental"))
-    report, models = run(config, dataset, emit, stop)
+    report, models = run(config, dataset, emit, stop, resume_lib.ResumePoint(resume_path) if resume_path else None)
     paths = {}
     if out_dir is not None:
         for name, model in models.items():

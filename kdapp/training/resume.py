@@ -57,7 +57,8 @@ class ResumePoint:
         try:
             checkpoints.atomic_save(state, self.path)
         except OSError as e:
-            raise ResumeError(f"could not save the resume point after epoch {state['epoch']}: "
+            after = state.get("after") or f"epoch {state['epoch']}"  # a continual run's point: after a task
+            raise ResumeError(f"could not save the resume point after {after}: "
                               f"{_reason(e)}; free some disk space on the server, then {self.again}") from None
         self.saves += 1
 
@@ -100,7 +101,7 @@ def capture(config, epoch, kd_model, kd_optimizer, base_model, base_optimizer, g
             "extra_models": {name: cpu(m.state_dict()) for name, m in (extra_models or {}).items()},
             "extra_optimizers": {name: cpu(_optimizer_state(o)) for name, o in (extra_optimizers or {}).items()},
             "generators": [g.get_state() for g in generators], "torch_rng": torch.get_rng_state(),
-            "device_rng": _device_rng(),
+            "device_rng": device_rng(),
             "accuracies": list(accuracies), "train_seconds": train_seconds}
 
 
@@ -120,11 +121,11 @@ def restore(state, kd_model, kd_optimizer, base_model, base_optimizer, generator
     for generator, saved in zip(generators, state["generators"]):
         generator.set_state(saved)
     torch.set_rng_state(state["torch_rng"])
-    _set_device_rng(state.get("device_rng") or {})  # absent from points written before it was kept
+    set_device_rng(state.get("device_rng") or {})  # absent from points written before it was kept
     return state["epoch"], tuple(state["accuracies"]), state["train_seconds"]
 
 
-def _device_rng():
+def device_rng():
     """The accelerators' own random states: dropout on CUDA or MPS draws from them, not the CPU's."""
     states = {}
     if torch.cuda.is_available():
@@ -134,7 +135,7 @@ def _device_rng():
     return states
 
 
-def _set_device_rng(states):
+def set_device_rng(states):
     if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(states["cuda"])
     if "mps" in states and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():

@@ -113,6 +113,8 @@ def summary(run):
         head += " · " + _("continual.status.position").format(position=run["position"])
     elif state != "finished":
         head += f" · {html.escape(known(run.get('message') or ''))}"
+    if run.get("resumed_from_epoch") is not None:  # a restart in between: the tasks learnt before it were kept
+        head += " · " + _("continual.status.resumed").format(n=run["resumed_from_epoch"])
     results = ((run.get("metrics") or {}).get("strategies")) or {}
     if not results:
         return head

@@ -154,6 +154,8 @@ RARE = (
      r"since\); press Run again to start it afresh$", "engine.resume_teacher"),
     (r"^could not save the resume point after epoch (?P<epoch>\d+): (?P<reason>.+); free some disk space on the "
      r"server, then press Run again$", "engine.resume_unsaved"),
+    (r"^could not save the resume point after task (?P<task>\d+) of (?P<strategy>finetune|lwf|replay|joint): "
+     r"(?P<reason>.+); free some disk space on the server, then press Run again$", "engine.resume_unsaved_task"),
     (r"^the file is damaged$", "engine.file_damaged"),
     # a full disk, memory, the data folder
     (r"^no space left on device$", "engine.no_space"),
