@@ -50,11 +50,13 @@ def epoch(epoch, epochs, teacher_acc, student_acc, baseline_acc):
             "student_acc": student_acc, "baseline_acc": baseline_acc}
 
 
-def resumed(epoch, step, tasks_done=None):
+def resumed(epoch, step, continual_rows=None):
     """The run resumed from the resume point saved after `epoch` epochs (`step` steps of
     distillation): progress and curves beyond it are to be redone, so readers drop them. A
-    continual run resumes after `tasks_done` = {strategy: tasks learnt} (epoch: their sum)."""
-    return {"type": "resumed", "epoch": epoch, "step": step, **({"tasks_done": tasks_done} if tasks_done else {})}
+    continual run resumes after the tasks of `continual_rows` (continual_task's rows, the ones its
+    point holds; epoch: how many): readers replace the rows they hold with these."""
+    return {"type": "resumed", "epoch": epoch, "step": step,
+            **({"continual_rows": continual_rows} if continual_rows is not None else {})}
 
 
 def end(state, message, metrics=None, paths=None, warnings=(), error=None, fidelity=None):

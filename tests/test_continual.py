@@ -173,19 +173,23 @@ def test_a_stopped_run_resumes_after_its_last_task_and_ends_as_an_uninterrupted_
     config = cl.ContinualConfig(tasks=2, epochs=1, data="sample")  # all four strategies
     whole, whole_models = cl.run(config, sample, resume=resume_lib.ResumePoint(tmp_path / "whole.pt"))
     point = resume_lib.ResumePoint(tmp_path / "point.pt")
-    with pytest.raises(Cancelled):  # stopped in replay's first task: finetune and lwf done, replay's bank empty
-        cl.run(config, sample, should_stop=lambda: point.saves >= 4, resume=point)
+    with pytest.raises(Cancelled):  # stopped in LwF's second task: its teacher is the model after its first
+        cl.run(config, sample, should_stop=lambda: point.saves >= 3, resume=point)
     saved = torch.load(point.path, weights_only=True)
-    assert {name: len(s["matrix"]) for name, s in saved["strategies"].items()} == {"finetune": 2, "lwf": 2}
+    assert {name: len(s["matrix"]) for name, s in saved["strategies"].items()} == {"finetune": 2, "lwf": 1}
     seen = []
     point = resume_lib.ResumePoint(tmp_path / "point.pt")
     with pytest.raises(Cancelled):  # stopped again after replay's first task: its bank holds task 0's digits
-        cl.run(config, sample, emit=seen.append, should_stop=lambda: point.saves >= 1, resume=point)
-    assert seen[0] == {"type": "resumed", "epoch": 4, "step": 0, "tasks_done": {"finetune": 2, "lwf": 2}}
+        cl.run(config, sample, emit=seen.append, should_stop=lambda: point.saves >= 2, resume=point)
+    rows = seen[0].pop("continual_rows")
+    assert seen[0] == {"type": "resumed", "epoch": 3, "step": 0}
+    assert [(r["strategy"], r["task"]) for r in rows] == [("finetune", 0), ("finetune", 1), ("lwf", 0)]
+    assert [r["accuracies"] for r in rows] == [*whole["strategies"]["finetune"]["acc_matrix"],
+                                               whole["strategies"]["lwf"]["acc_matrix"][0]]
     assert len(torch.load(point.path, weights_only=True)["strategies"]["replay"]["bank"]["y"]) == config.memory
     seen = []
     resumed, models = cl.run(config, sample, emit=seen.append, resume=resume_lib.ResumePoint(point.path))
-    assert seen[0]["tasks_done"] == {"finetune": 2, "lwf": 2, "replay": 1}
+    assert seen[0]["epoch"] == 5 and len(seen[0]["continual_rows"]) == 5
     # Only the tasks not learnt before the point are learnt again, and the run ends bit for bit as the whole one.
     assert [(e["strategy"], e["task"]) for e in seen if e["type"] == "continual_task"] == \
         [("replay", 1), ("joint", 0), ("joint", 1)]

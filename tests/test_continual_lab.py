@@ -64,6 +64,17 @@ def test_continual_runs_queue_fairly_with_distillation_runs_and_survive_a_restar
         queue.close()
 
 
+def test_a_restart_tells_a_continual_run_it_resumes_after_a_task_not_an_epoch(tmp_path):
+    store = RunStore(tmp_path / "runs")
+    continual = store.create(CONTINUAL.to_dict(), owner="alice", state="running")["id"]
+    distill = store.create(DISTILL.to_dict(), owner="alice", state="running")["id"]
+    assert sorted(store.recover()[0]) == sorted([continual, distill])
+    assert store.get(continual)["message"].endswith("it resumes after its last finished task")
+    assert store.get(distill)["message"].endswith("it resumes from its last finished epoch")
+    with i18n.speaking("zh"):
+        assert i18n.known(store.get(continual)["message"]) == "服务器重启后已重新排队；将从最后完成的任务之后继续"
+
+
 def digit_pixels(sample, digit):
     """A test digit of the sample as the browser sends it: 784 integers 0..255, white on black."""
     x = sample.test_x[sample.test_y == digit][0, 0] * 0.3081 + 0.1307
@@ -110,8 +121,9 @@ def test_a_continual_run_killed_mid_way_resumes_after_its_last_saved_task(tmp_pa
     config = ContinualConfig(tasks=2, epochs=1, data="sample", strategies=("finetune", "replay"))
     store = RunStore(root)
     run_id = store.create(config.to_dict(), owner="alice", state="running")["id"]
-    # What a server killed during replay's second task leaves: the point after replay's first task, and
-    # the rows the worker had sent, one of them (replay, task 1) sent just before the kill, after the point.
+    # What a server killed during replay's second task can leave: the point after replay's first task, the
+    # rows the server had stored, less the last one before the point (sent, not stored yet), and a row sent
+    # after the point (replay, task 1) just before the kill.
     point = resume_lib.ResumePoint(store.run_dir(run_id) / RESUME_NAME)
     rows = []
     emit = lambda e: rows.append({k: e[k] for k in ("strategy", "task", "accuracies")}) \
@@ -119,14 +131,14 @@ def test_a_continual_run_killed_mid_way_resumes_after_its_last_saved_task(tmp_pa
     with pytest.raises(Cancelled):
         cl.run(config, sample, emit=emit, should_stop=lambda: point.saves >= 3, resume=point)
     stale = {"strategy": "replay", "task": 1, "accuracies": [0.5, 0.5]}
-    store.update(run_id, accuracy={"continual": [*rows, stale]})
+    store.update(run_id, accuracy={"continual": [*rows[:2], stale]})
     lab = Lab(runs_dir=root, data_dir=tmp_path / "data").open()
     try:
         assert lab.queue.wait(run_id, timeout=300)
         run = lab.run(run_id)
         assert run["state"] == "finished", run["message"]
         assert run["resumed_from_epoch"] == 3  # tasks learnt before the kill: finetune's two, replay's first
-        learnt = run["accuracy"]["continual"]  # each row once: the stale one dropped, replay's task 1 learnt again
+        learnt = run["accuracy"]["continual"]  # each row once: the point's three, then replay's task 1 learnt again
         assert [(r["strategy"], r["task"]) for r in learnt] == [("finetune", 0), ("finetune", 1), ("replay", 0),
                                                                  ("replay", 1)]
         assert learnt[:3] == rows and learnt[3] != stale

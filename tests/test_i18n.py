@@ -334,7 +334,7 @@ def test_phase_sentences_written_after_training_are_in_known():
     each must stand in its code as KNOWN knows it."""
     import inspect
 
-    from kdapp.lab import continual as lab_continual, jobs, notebook, worker
+    from kdapp.lab import continual as lab_continual, facade, jobs, notebook, worker
     from kdapp.training import qat, train
     sources = {"comparing the students with the teacher on the test digits": train.run,
                "saving the students": train.run, "generation 0: {config.student} on the labels alone": train.born_again,
@@ -342,14 +342,19 @@ def test_phase_sentences_written_after_training_are_in_known():
                "int8: calibrating on training digits and measuring size and speed": qat,
                "these models were trained task-incrementally": lab_continual._read,
                "finished (command line)": notebook, "failed: the run could not be started": jobs,
-               "failed: the run's process ended unexpectedly (exit code ": jobs, '"out of memory"': worker.main}
+               "failed: the run's process ended unexpectedly (exit code ": jobs, '"out of memory"': worker.main,
+               "its worker process died; queued again to resume after its last finished task": jobs,
+               "its worker process died; queued again to resume from its last finished epoch": jobs,
+               "is a continual run: its models read digits in the Continual tab": facade}
     examples = {"generation 0: {config.student} on the labels alone": "generation 0: lenet5 on the labels alone",
                 "generation {k} of {config.generations} distils from generation {k - 1}":
                 "generation 2 of 3 distils from generation 1",
                 "these models were trained task-incrementally": "these models were trained task-incrementally: "
                 "they expect to be told the task",
                 "failed: the run's process ended unexpectedly (exit code ": "failed: the run's process ended "
-                "unexpectedly (exit code -9)", '"out of memory"': "failed: out of memory"}
+                "unexpectedly (exit code -9)", '"out of memory"': "failed: out of memory",
+                "is a continual run: its models read digits in the Continual tab":
+                "run 0a1b2c3d is a continual run: its models read digits in the Continual tab"}
     with i18n.speaking("zh"):
         for sentence, code in sources.items():
             assert sentence in inspect.getsource(code), sentence

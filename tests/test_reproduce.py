@@ -9,7 +9,7 @@ import pytest
 
 from kdapp import checkpoints
 from kdapp.tools import reproduce
-from kdapp.ui.i18n import CATALOGS, translated_file
+from kdapp.ui.i18n import CATALOGS, speaking, translated_file
 
 
 def methods_cells(tmp_path):
@@ -229,3 +229,32 @@ def test_the_hinton_comments_call_a_teacher_weaker_only_beyond_the_sampling_inte
     assert "made 33 fewer errors per 10,000" in far["distilled"]
     assert "250 epochs" in far["teacher"] and "40 more at a constant rate" in far["teacher"]
     assert "250 epochs" not in close["teacher"]  # within the interval: nothing to explain
+
+
+def test_the_hinton_temperature_rows_say_a_low_t_helps_only_beyond_the_seeds_spread():
+    """Hand-made error counts: T=2 better than T=20 by more than both spreads is said as such, with its
+    mean; a difference within the spreads reads as the paper's "about as good"; a T better or worse
+    otherwise is named; a row cut short, or one seed, gives no verdict."""
+    from types import SimpleNamespace
+    r = SimpleNamespace(n_test=10_000, plan={"hinton_epochs": 40}, seeds=[0, 1, 2])
+    r.fewer_seeds = lambda values: reproduce.Reproduction.fewer_seeds(r, values)
+    low = "\n".join(reproduce._hinton_temperatures(r, {2: [89, 90, 91], 8: [102, 100, 104], 20: [100, 100, 102]}))
+    assert "| 2 | 90.0 ± 1.0 |" in low and "| 20 | 100.7 ± 1.2 |" in low
+    assert "T=2 does best: 90.0 errors against 100.7 at T=20" in low
+    alike = "\n".join(reproduce._hinton_temperatures(r, {2: [95, 101, 99], 20: [100, 100, 102]}))
+    assert "better or worse than T=20 by more than the seeds' spread" in alike and "does best" not in alike
+    cut = "\n".join(reproduce._hinton_temperatures(r, {2: [89], 20: [100, 100, 102]}))
+    assert "| 2 | 89 (1 of 3 seeds so far) |" in cut and "does best" not in cut and "spread" not in cut
+    worse = "\n".join(reproduce._hinton_temperatures(r, {2: [120, 121, 119], 20: [100, 100, 102]}))
+    assert "T = –; worse: T = 2." in worse and "matters little" not in worse
+    eight = "\n".join(reproduce._hinton_temperatures(r, {2: [99, 101, 100], 8: [90, 91, 89], 20: [100, 100, 102]}))
+    assert "by more than the seeds' spread: T = 8; worse: T = –." in eight and "does best" not in eight
+    one = SimpleNamespace(n_test=10_000, plan={"hinton_epochs": 40}, seeds=[0])
+    one.fewer_seeds = lambda values: ""
+    assert "does best" not in "\n".join(reproduce._hinton_temperatures(one, {2: [80], 20: [100]}))
+    assert reproduce._hinton_temperatures(r, {}) == []
+    for case in ({2: [89, 90, 91], 20: [100, 100, 102]}, {2: [95, 101, 99], 20: [100, 100, 102]},
+                 {2: [120, 121, 119], 20: [100, 100, 102]}):  # the Chinese says the same numbers in the same order
+        english = "\n".join(reproduce._hinton_temperatures(r, case))
+        with speaking("zh"):
+            assert numbers("\n".join(reproduce._hinton_temperatures(r, case))) == numbers(english)

@@ -41,6 +41,7 @@ RESUME_NAME = "resume.pt"  # in a run's folder: where its worker saves a resume 
 REQUEUE = {"type": "requeue"}  # what _run returns for a run queued again instead of ended
 SHUTDOWN = {"type": "shutdown"}  # ... for a run the server's stop interrupted: its row stays as it is
 WORKER_DIED_REQUEUED = "its worker process died; queued again to resume from its last finished epoch"
+WORKER_DIED_REQUEUED_TASK = "its worker process died; queued again to resume after its last finished task"
 
 
 class RunsFolderBusy(RuntimeError):
@@ -101,11 +102,11 @@ class LiveRun:
             r["curves"] = {k: [v[i] for i in keep] if len(v) == steps else v for k, v in r["curves"].items()}
             keep = [i for i, e in enumerate(r["accuracy"]["epoch"]) if e <= event["epoch"]]
             r["accuracy"] = {k: v if k == "continual" else [v[i] for i in keep] for k, v in r["accuracy"].items()}
-            if "tasks_done" in event:  # a continual run: the accuracy rows of the tasks it learns again go
-                done = event["tasks_done"]
-                r["accuracy"]["continual"] = [row for row in r["accuracy"].get("continual", [])
-                                              if row["task"] < done.get(row["strategy"], 0)]
-            r["resumed_from_epoch"] = p["epoch"] = event["epoch"]
+            if "continual_rows" in event:  # a continual run: exactly the rows its point holds (epoch: their count)
+                r["accuracy"]["continual"] = event["continual_rows"]
+                r["resumed_from_epoch"] = event["epoch"]
+            else:
+                r["resumed_from_epoch"] = p["epoch"] = event["epoch"]
         elif kind == "epoch":
             if event["epoch"] == 0 and r["accuracy"]["epoch"]:
                 return  # a resumed run announces its teacher again; its curves already start there
@@ -370,7 +371,8 @@ class RunQueue:
         if self._closed and not live.stop_requested and (end is None or end["state"] == CANCELLED):
             return SHUTDOWN  # stopped by the server's stop, not by a visitor: the next server resumes it
         if end is None and (run_dir / RESUME_NAME).is_file() and not live.stop_requested \
-                and not self._closed and self.store.requeue(run_id, WORKER_DIED_REQUEUED, max_restarts=1):
+                and not self._closed and self.store.requeue(run_id, WORKER_DIED_REQUEUED_TASK if config.get("kind") == "continual"
+                                                   else WORKER_DIED_REQUEUED, max_restarts=1):
             return REQUEUE  # first in line again (see _end)
         if end is None:
             end = events_lib.end(FAILED, f"failed: the run's process ended unexpectedly (exit code "

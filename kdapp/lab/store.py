@@ -28,6 +28,7 @@ DB_NAME = "kdapp.sqlite3"
 # that takes its server down every time must not take it down forever.
 MAX_RESTARTS = 2
 REQUEUED = "queued again after a server restart; it resumes from its last finished epoch"
+REQUEUED_TASK = "queued again after a server restart; it resumes after its last finished task"  # a continual run
 GAVE_UP = ("failed: the server restarted {n} times while this run trained, so it was not resumed again; "
            "press Run again to start it afresh")
 
@@ -300,11 +301,13 @@ class RunStore:
         order; running runs are queued again, ahead of them, unless restarts already requeued
         them `max_restarts` times (then they fail, saying so). Returns (requeued, failed) ids."""
         with self._write() as db:
-            running = db.execute("SELECT id, restarts FROM runs WHERE state = 'running' ORDER BY seq").fetchall()
+            running = db.execute("SELECT id, restarts, json_extract(config, '$.kind') AS kind FROM runs "
+                                 "WHERE state = 'running' ORDER BY seq").fetchall()
             requeued = [r["id"] for r in running if r["restarts"] < max_restarts]
             failed = [r["id"] for r in running if r["restarts"] >= max_restarts]
             db.executemany("UPDATE runs SET state = 'queued', restarts = restarts + 1, message = ? WHERE id = ?",
-                           [(REQUEUED, i) for i in requeued])
+                           [(REQUEUED_TASK if r["kind"] == "continual" else REQUEUED, r["id"])
+                            for r in running if r["restarts"] < max_restarts])
             db.executemany("UPDATE runs SET state = 'failed', ended = ?, message = ?, error = ? WHERE id = ?",
                            [(time.time(), GAVE_UP.format(n=max_restarts), "too many restarts", i) for i in failed])
         return requeued, failed

@@ -62,7 +62,10 @@ QUICK = dict(seeds=1, epochs=6, teacher_epochs={"seed_teacher": 6, "mlp_1200": 6
 # feature_seeds < seeds would give it fewer, and the table would say so.
 # Hinton's student gets the shipped mlp_800 pair's 40 epochs (scripts/train_checkpoints.sh): seed 0's
 # cell is that run again.
-MNIST = dict(seeds=3, epochs=10, sweep=(1, 2, 4, 8, 20), hinton_epochs=40, feature_seeds=3)
+# hinton_temperatures: the distilled student again at these T (KD only: the student alone does not
+# depend on T), beside the paper's T=20.
+MNIST = dict(seeds=3, epochs=10, sweep=(1, 2, 4, 8, 20), hinton_epochs=40, feature_seeds=3,
+             hinton_temperatures=(2, 4, 8, 20))
 SMALL_FRACTION = 0.1
 NOT_RUN = "not run yet"  # the English of repro.not_run, for the techniques table (English only)
 
@@ -381,6 +384,15 @@ def section_hinton(r):
     kd, alone, _n = r.students(family, big, ("reproduce", "mlp_1200", id(big)), student="mlp_800",
                                temperature=20.0, alpha=0.9, epochs=r.plan["hinton_epochs"], lr=0.001, batch_size=128)
     kd_errors, alone_errors = ([round((1 - a) * r.n_test) for a in accs] for accs in (kd, alone))
+    by_temperature = {}  # T -> the distilled student's errors over the seeds
+    for T in r.plan.get("hinton_temperatures", ()):
+        if T == 20:  # the table's own cells
+            by_temperature[T] = kd_errors
+            continue
+        cells = [r.cells(r.cell_name(f"{family}-T{T:g}", seed), lambda: accuracies(
+            big, ("reproduce", "mlp_1200", id(big)), r.dataset, seed, student="mlp_800", temperature=float(T),
+            alpha=0.9, epochs=r.plan["hinton_epochs"], lr=0.001, batch_size=128, baseline=False)) for seed in r.seeds]
+        by_temperature[T] = [round((1 - c["student_acc"]) * r.n_test) for c in cells if c is not None]
 
     def rate(values):
         return f"{100 * statistics.mean(values) / r.n_test:.2f}%" if values else _("repro.not_run")
@@ -399,9 +411,37 @@ def section_hinton(r):
             _("repro.hinton.header").format(n=f"{r.n_test:,}"), "|---|---:|---:|---:|",
             *(f"| {row[role]} | {ours[role][0]} | {ours[role][1]} | {paper} |" for role, paper in HINTON_ERRORS.items()),
             *comments((row[role], said) for role, said in
-                      _hinton_comments(r, big_errors, big_how, alone_errors, kd_errors))])
+                      _hinton_comments(r, big_errors, big_how, alone_errors, kd_errors)),
+            *_hinton_temperatures(r, by_temperature)])
     return text, {"hinton_teacher_errors": big_errors, "hinton_kd_errors": kd_errors,
-                  "hinton_alone_errors": alone_errors}
+                  "hinton_alone_errors": alone_errors,
+                  **({"hinton_kd_errors_by_T": {str(T): e for T, e in by_temperature.items()}} if by_temperature else {})}
+
+
+def _hinton_temperatures(r, by_temperature):
+    """The distilled student's errors at each T, and what they say against the paper's claim that
+    every T above 8 did about as well for students of 300 or more units."""
+    if not by_temperature:
+        return []
+    lines = ["", _("repro.hinton.temperatures").format(epochs=r.plan["hinton_epochs"], n=len(r.seeds)), "",
+             _("repro.hinton.temperatures.header").format(n=f"{r.n_test:,}"), "|---:|---:|",
+             *(f"| {T:g} | {errors(e) + r.fewer_seeds(e)} |" for T, e in by_temperature.items())]
+    done = {T: statistics.mean(e) for T, e in by_temperature.items() if len(e) == len(r.seeds)}
+    if 20 not in done or len(done) < 2 or len(r.seeds) < 2:  # a verdict needs every row, each over seeds
+        return lines
+    # A T differs from T=20 when their means are further apart than both spreads together.
+    spread = {T: statistics.stdev(by_temperature[T]) for T in done}
+    better = sorted((T for T in done if done[20] - done[T] > spread[20] + spread[T]), key=done.get)
+    worse = [T for T in done if done[T] - done[20] > spread[20] + spread[T]]
+    if not better and not worse:
+        lines += ["", _("repro.hinton.temperatures_alike")]
+    elif better and better[0] < 8:
+        lines += ["", _("repro.hinton.temperatures_low").format(
+            best=f"{better[0]:g}", errors=f"{done[better[0]]:.1f}", at20=f"{done[20]:.1f}")]
+    else:
+        lines += ["", _("repro.hinton.temperatures_differ").format(
+            better=", ".join(f"{T:g}" for T in better) or "–", worse=", ".join(f"{T:g}" for T in worse) or "–")]
+    return lines
 
 
 def _hinton_comments(r, big_errors, big_how, alone_errors, kd_errors):

@@ -359,17 +359,21 @@ def run(config, dataset, emit=lambda event: None, should_stop=lambda: False, res
     With `resume` (a ResumePoint): carry on from the point it holds, and save one after each task."""
     report = {"scenario": config.scenario, "tasks": [list(c) for c in TASK_SPLITS[config.tasks]], "strategies": {}}
     models = {}
+    started = time.monotonic()
     state = resume.load(point_settings(config)) if resume is not None else None
     strategies = dict(state["strategies"]) if state is not None else {}  # name -> strategy_state after its last task
+    earlier = state["train_seconds"] if state is not None else 0.0  # counted by the processes before this one
     if state is not None:
-        done = {name: len(s["matrix"]) for name, s in strategies.items()}
-        emit(events.resumed(sum(done.values()), 0, tasks_done=done))
+        rows = [{"strategy": name, "task": t, "accuracies": row}
+                for name, s in strategies.items() for t, row in enumerate(s["matrix"])]
+        emit(events.resumed(len(rows), 0, continual_rows=rows))
 
     def save(name, learnt):
         strategies[name] = learnt
         tasks_done = sum(len(s["matrix"]) for s in strategies.values())
         resume.save({"format": resume_lib.FORMAT, "config": point_settings(config), "epoch": tasks_done,
-                     "after": f"task {len(learnt['matrix'])} of {name}", "strategies": strategies})
+                     "after": f"task {len(learnt['matrix'])} of {name}", "strategies": strategies,
+                     "train_seconds": earlier + time.monotonic() - started})
 
     for name in config.strategies:
         after_task = (lambda learnt, name=name: save(name, learnt)) if resume is not None else None
@@ -386,6 +390,7 @@ def run_job(config, emit, should_stop, data_dir="data", out_dir=None, resume_pat
     a resume point there after each task (and, when one is there at start, carry on from it).
     Returns (metrics: the report plus data, seconds; paths: {strategy: checkpoint})."""
     started = time.monotonic()
+    earlier = (resume_lib.trained_seconds(resume_path) or 0.0) if resume_path else 0.0  # before a restart
     stop = with_deadline(should_stop, config.time_limit_s, "the continual run")
     emit(events.phase("loading data", "loading data"))
     dataset = data_lib.load(config.data, data_dir)
@@ -400,7 +405,7 @@ def run_job(config, emit, should_stop, data_dir="data", out_dir=None, resume_pat
             checkpoints.save(path, model, config.arch, config=config.to_dict(), data=dataset.source,
                              metrics=report["strategies"][name])
             paths[name] = str(path)
-    return dict(report, data=dataset.source, seconds=round(time.monotonic() - started, 1)), paths
+    return dict(report, data=dataset.source, seconds=round(earlier + time.monotonic() - started, 1)), paths
 
 
 def equivalent_epochs(config):

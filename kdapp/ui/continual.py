@@ -22,7 +22,7 @@ from kdapp.evaluation.inference import BlankCanvas, CanvasError
 from kdapp.lab import continual as lab_continual
 from kdapp.training.continual import STRATEGIES, TASK_SPLITS
 from kdapp.ui import drawing, i18n, plots, reports
-from kdapp.ui.i18n import _, known
+from kdapp.ui.i18n import _, known, ngettext
 
 TASK_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
 SCENARIOS = ("class", "task")
@@ -114,7 +114,8 @@ def summary(run):
     elif state != "finished":
         head += f" · {html.escape(known(run.get('message') or ''))}"
     if run.get("resumed_from_epoch") is not None:  # a restart in between: the tasks learnt before it were kept
-        head += " · " + _("continual.status.resumed").format(n=run["resumed_from_epoch"])
+        n = run["resumed_from_epoch"]
+        head += " · " + ngettext("continual.status.resumed_1", "continual.status.resumed", n).format(n=n)
     results = ((run.get("metrics") or {}).get("strategies")) or {}
     if not results:
         return head
@@ -277,9 +278,9 @@ def build(get_lab, owner, lang, I18N):
         with i18n.speaking(lang):
             return reports.notice(known(message), ok=None if record else False), (record["id"] if record else gr.skip())
 
-    def run_again(owner_token, lang, run_id):
-        with i18n.speaking(lang):
-            return again(get_lab(), owner_token, run_id)
+    def run_again(owner_token, lang, shown_id, picked):
+        with i18n.speaking(lang):  # the run on show: the one started or picked here, else the picker's (the newest)
+            return again(get_lab(), owner_token, shown_id or picked)
 
     def refresh(run_id, owner_token, previous, lang):
         lab = get_lab()
@@ -308,7 +309,7 @@ def build(get_lab, owner, lang, I18N):
     # `start` the name the Distill tab's Start has always had for scripts (/call/start).
     start_btn.click(start, [owner, lang, *controls], [notice, shown], concurrency_limit=None,
                     api_name="continual_start", **private)
-    again_btn.click(run_again, [owner, lang, picker], [notice, shown], concurrency_limit=None,
+    again_btn.click(run_again, [owner, lang, shown, picker], [notice, shown], concurrency_limit=None,
                     api_name="continual_run_again", **private)
     picker.input(lambda run_id: run_id, picker, shown, api_name="continual_pick", **private)
     gr.Timer(1.0).tick(refresh, [shown, owner, last, lang], [status, chart, picker, drawing_run, last],

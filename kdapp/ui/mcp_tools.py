@@ -94,8 +94,8 @@ def tools(get_lab, shipped):
         (fine-tuning, LwF, a memory bank, joint training) and measures how much each forgets.
 
         Args:
-            teacher: only distillation runs with this teacher architecture (e.g. "seed_teacher"); empty for all.
-            student: only distillation runs with this student architecture (e.g. "seed_student"); empty for all.
+            teacher: only distillation runs with this teacher architecture (e.g. "seed_teacher"), no continual run; empty for all.
+            student: only distillation runs with this student architecture (e.g. "seed_student"), no continual run; empty for all.
             limit: at most this many runs, from 1 to 200 (default 20).
             kind: "distill" (the default), "continual", or "all" for both kinds.
 
