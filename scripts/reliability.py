@@ -62,6 +62,8 @@ TRIED = [
     ("test_queue_kill_restart_and_everything_finishes", "Browser: three visitors (one run training, two waiting), SIGKILL, restart: every page's run finishes, the one training resumed, Run again on a permalink queues a new run"),
     ("test_a_server_that_stops_cleanly", "A server stopped cleanly (SIGTERM): its run stays 'running' with its resume point and the next server resumes it"),
     ("test_run_again_queues", "Run again: same settings, a new run of this visitor's; refused while the run is active"),
+    ("test_a_stopped_run_resumes_after_its_last_task", "A continual run stopped twice (in LwF's second task, then in replay's) and resumed: the same accuracy matrices and weights as an uninterrupted run, to the bit"),
+    ("test_a_continual_run_killed_mid_way", "A continual run whose server died mid-task, one row unstored and one sent after the point: resumed after its last task, each row once"),
     ("test_bad_uploads_name_the_problem", "Bad uploads to /predict (not an image, empty, truncated PNG/JPEG, a bomb, 5000 px wide, a zip): the problem and the fix, no path, stack or class name"),
     ("test_malformed_predict_payloads", "Malformed /predict payloads (a string, a number, a missing file, a URL): no path, stack or class name"),
     ("test_a_corrupt_database", "A corrupt run database: moved aside with a log line, the app serves and runs"),
@@ -73,12 +75,15 @@ TRIED = [
 ]
 FILES = ["tests/test_security.py", "tests/test_jobs.py", "tests/test_checkpoints.py", "tests/test_browser.py",
          "tests/test_inference.py", "tests/test_app.py", "tests/test_restart.py", "tests/test_store.py",
-         "tests/test_durable.py", "tests/test_resume.py"]
+         "tests/test_durable.py", "tests/test_resume.py", "tests/test_continual_lab.py",
+         "tests/test_continual.py::test_a_stopped_run_resumes_after_its_last_task_and_ends_as_an_uninterrupted_one"]
 # --durable: only the tests of issue 29's faults, when two busy cores cannot run everything.
 DURABLE = ["tests/test_durable.py", "tests/test_resume.py", "tests/test_restart.py", "tests/test_store.py",
            "tests/test_security.py::test_bad_uploads_name_the_problem_and_no_server_path",
            "tests/test_security.py::test_malformed_predict_payloads_leak_nothing",
-           "tests/test_browser.py::test_queue_kill_restart_and_everything_finishes"]
+           "tests/test_browser.py::test_queue_kill_restart_and_everything_finishes",
+           "tests/test_continual_lab.py::test_a_continual_run_killed_mid_way_resumes_after_its_last_saved_task",
+           "tests/test_continual.py::test_a_stopped_run_resumes_after_its_last_task_and_ends_as_an_uninterrupted_one"]
 ARTIFACTS = ROOT / "artifacts"
 
 
