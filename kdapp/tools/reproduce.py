@@ -381,8 +381,9 @@ def section_hinton(r):
     # reshipped: its cells are named by both (cells from an earlier full-MNIST teacher are not read).
     family = "hinton" if r.plan["hinton_epochs"] == r.plan["epochs"] else \
         f"hinton-e{r.plan['hinton_epochs']}-{big_how.get('fingerprint', 'trained')}"
-    kd, alone, _n = r.students(family, big, ("reproduce", "mlp_1200", id(big)), student="mlp_800",
-                               temperature=20.0, alpha=0.9, epochs=r.plan["hinton_epochs"], lr=0.001, batch_size=128)
+    key = ("reproduce", "mlp_1200", id(big))
+    recipe = dict(student="mlp_800", alpha=0.9, epochs=r.plan["hinton_epochs"], lr=0.001, batch_size=128)
+    kd, alone, _n = r.students(family, big, key, temperature=20.0, **recipe)
     kd_errors, alone_errors = ([round((1 - a) * r.n_test) for a in accs] for accs in (kd, alone))
     by_temperature = {}  # T -> the distilled student's errors over the seeds
     for T in r.plan.get("hinton_temperatures", ()):
@@ -390,8 +391,7 @@ def section_hinton(r):
             by_temperature[T] = kd_errors
             continue
         cells = [r.cells(r.cell_name(f"{family}-T{T:g}", seed), lambda: accuracies(
-            big, ("reproduce", "mlp_1200", id(big)), r.dataset, seed, student="mlp_800", temperature=float(T),
-            alpha=0.9, epochs=r.plan["hinton_epochs"], lr=0.001, batch_size=128, baseline=False)) for seed in r.seeds]
+            big, key, r.dataset, seed, temperature=float(T), baseline=False, **recipe)) for seed in r.seeds]
         by_temperature[T] = [round((1 - c["student_acc"]) * r.n_test) for c in cells if c is not None]
 
     def rate(values):
