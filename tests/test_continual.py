@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from kdapp.training import continual as cl
+from kdapp.training import continual as cl, continual_terms as terms
 
 
 def log_softmax(row, T=1.0):
@@ -39,17 +39,17 @@ O = [[2.0, 0.5, -1.0, 0.0, 1.0, 0.2], [-0.6, 2.5, 0.4, 0.1, -0.2, 0.3], [1.2, 1.
 
 
 def test_soft_term_matches_hand_kd():
-    got = cl.soft_term(torch.tensor(S), torch.tensor(O), 3.0).item()
+    got = terms.soft_term(torch.tensor(S), torch.tensor(O), 3.0).item()
     assert got == pytest.approx(hand_kd(S, O, 3.0), rel=1e-5)
 
 
 def test_finetune_loss_is_ce_over_the_chosen_outputs():
     y = torch.tensor([2, 4, 3])
-    everything = cl.finetune_loss(torch.tensor(S), y, torch.arange(6)).item()
+    everything = terms.finetune_loss(torch.tensor(S), y, torch.arange(6)).item()
     assert everything == pytest.approx(hand_ce(S, [2, 4, 3]), rel=1e-5)
     # Task-incremental, one set of outputs per row: digit 2 among (2,3), 4 among (4,5), 3 among (2,3).
     per_row = torch.tensor([[2, 3], [4, 5], [2, 3]])
-    masked = cl.finetune_loss(torch.tensor(S), y, per_row).item()
+    masked = terms.finetune_loss(torch.tensor(S), y, per_row).item()
     expected = hand_ce([[S[0][2], S[0][3]], [S[1][4], S[1][5]], [S[2][2], S[2][3]]], [0, 0, 1])
     assert masked == pytest.approx(expected, rel=1e-5)
 
@@ -58,7 +58,7 @@ def test_lwf_loss_class_incremental_by_hand():
     # Task 3 (t = 3): new digits 4 and 5, old digits 0-3 in one group.
     y = [4, 5, 4]
     T = 2.0
-    got = cl.lwf_loss(torch.tensor(S), torch.tensor(O), torch.tensor(y), torch.arange(6),
+    got = terms.lwf_loss(torch.tensor(S), torch.tensor(O), torch.tensor(y), torch.arange(6),
                       [torch.tensor([0, 1, 2, 3])], T, task=3).item()
     expected = hand_ce(S, y) / 3 + (2 / 3) * hand_kd(cols(S, [0, 1, 2, 3]), cols(O, [0, 1, 2, 3]), T)
     assert got == pytest.approx(expected, rel=1e-5)
@@ -67,7 +67,7 @@ def test_lwf_loss_class_incremental_by_hand():
 def test_lwf_loss_task_incremental_averages_the_old_heads():
     y = [4, 5, 5]
     T = 2.0
-    got = cl.lwf_loss(torch.tensor(S), torch.tensor(O), torch.tensor(y), torch.tensor([4, 5]),
+    got = terms.lwf_loss(torch.tensor(S), torch.tensor(O), torch.tensor(y), torch.tensor([4, 5]),
                       [torch.tensor([0, 1]), torch.tensor([2, 3])], T, task=3).item()
     soft = (hand_kd(cols(S, [0, 1]), cols(O, [0, 1]), T) + hand_kd(cols(S, [2, 3]), cols(O, [2, 3]), T)) / 2
     expected = hand_ce(cols(S, [4, 5]), [0, 1, 1]) / 3 + (2 / 3) * soft
@@ -78,7 +78,7 @@ def test_replay_loss_by_hand():
     new, memory, stored = S[:2], S[2:] + O[:1], O[1:]
     y, my = [4, 5], [3, 0]
     T = 4.0
-    got = cl.replay_loss(torch.tensor(new), torch.tensor(y), torch.arange(6), torch.tensor(memory),
+    got = terms.replay_loss(torch.tensor(new), torch.tensor(y), torch.arange(6), torch.tensor(memory),
                          torch.tensor(my), torch.arange(6), torch.tensor(stored), T, task=2).item()
     expected = hand_ce(new, y) / 2 + 0.5 * 0.5 * (hand_ce(memory, my) + hand_kd(memory, stored, T))
     assert got == pytest.approx(expected, rel=1e-5)
@@ -87,8 +87,8 @@ def test_replay_loss_by_hand():
 def test_first_task_losses_are_plain_ce():
     # At t = 1 the old terms weigh 1 - 1/1 = 0: every strategy starts as fine-tuning.
     y = torch.tensor([0, 1, 1])
-    ce = cl.finetune_loss(torch.tensor(S), y, torch.arange(6))
-    lwf = cl.lwf_loss(torch.tensor(S), torch.tensor(O), y, torch.arange(6), [torch.tensor([2])], 2.0, task=1)
+    ce = terms.finetune_loss(torch.tensor(S), y, torch.arange(6))
+    lwf = terms.lwf_loss(torch.tensor(S), torch.tensor(O), y, torch.arange(6), [torch.tensor([2])], 2.0, task=1)
     assert lwf.item() == pytest.approx(ce.item(), rel=1e-6)
 
 
@@ -96,9 +96,9 @@ def test_metrics_on_a_matrix_worked_by_hand():
     m = [[0.99, 0.10, 0.00],
          [0.60, 0.98, 0.00],
          [0.20, 0.50, 0.97]]
-    assert cl.average_accuracy(m) == pytest.approx((0.20 + 0.50 + 0.97) / 3)
+    assert terms.average_accuracy(m) == pytest.approx((0.20 + 0.50 + 0.97) / 3)
     # task 0: best 0.99 -> 0.20 (0.79); task 1: best 0.98 -> 0.50 (0.48)
-    assert cl.forgetting(m) == pytest.approx((0.79 + 0.48) / 2)
+    assert terms.forgetting(m) == pytest.approx((0.79 + 0.48) / 2)
 
 
 def test_output_classes_per_scenario():
@@ -117,7 +117,7 @@ class Identity(torch.nn.Module):
 def test_memory_bank_keeps_its_budget_shared_by_class():
     x = torch.randn(3000, 1, 28, 28)
     y = torch.arange(3000) % 10
-    bank = cl.MemoryBank(200, seed=0)
+    bank = terms.MemoryBank(200, seed=0)
     bank.add(Identity(), x, y, (0, 1))
     assert len(bank) == 200 and torch.bincount(bank.y).tolist()[:2] == [100, 100]
     first_zeros = bank.x[bank.y == 0][:50].clone()
@@ -130,7 +130,7 @@ def test_memory_bank_keeps_its_budget_shared_by_class():
     assert torch.equal(bank.logits, bank.x.flatten(1)[:, :10] * 2)
     assert bank.sample(7)[0].shape == (7, 1, 28, 28)
     with pytest.raises(ValueError, match="one per class"):
-        cl.MemoryBank(5).add(Identity(), x, y, tuple(range(10)))
+        terms.MemoryBank(5).add(Identity(), x, y, tuple(range(10)))
 
 
 def test_config_says_what_is_wrong():

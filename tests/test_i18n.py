@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # and the panel markup's data-t="key". As xgettext does, but for our markers.
 SOURCES = [ROOT / "app.py", *sorted((ROOT / "kdapp" / "ui").glob("*.py")),
            *(ROOT / "kdapp" / "ui" / "static" / name for name in ("drawing.js", "continual.js")),
-           ROOT / "kdapp" / "tools" / "reproduce.py"]  # the results files the Reproduction tab shows
+           *sorted((ROOT / "kdapp" / "tools" / "reproduce").glob("*.py"))]  # the results files the Reproduction tab shows
 MARKERS = re.compile(r"""\b(?:_|I18N|t|ngettext)\(\s*f?["']([a-z][\w.\-]*)["']|data-t(?:-aria)?=["']([\w.\-]+)["']""")
 
 

@@ -160,8 +160,8 @@ def test_each_table_is_written_in_chinese_with_the_same_numbers(tmp_path, monkey
     """One pass writes the English and the Chinese table: the numbers (computed once) are the same,
     in the same order; every sentence, header and comment is Chinese."""
     machine = {"name": "Intel(R) Xeon(R) Processor", "cores": 2, "threads": 2, "load": "1.5"}
-    monkeypatch.setattr(reproduce, "machine", lambda: machine)
-    monkeypatch.setattr(reproduce.inference, "latency_ms",
+    monkeypatch.setattr(reproduce.report, "machine", lambda: machine)  # the seed table reads it there
+    monkeypatch.setattr(reproduce.report.inference, "latency_ms",
                         lambda model, *a, **k: (sum(p.numel() for p in model.parameters()) / 1e6, 0.0))
     pages, raw = reproduce.run_reproduce(quick=True, seeds=2, cells_path=sample_cells(tmp_path), cached_only=True)
     assert set(pages) == {"en", "zh"}

@@ -1,4 +1,5 @@
-"""Teachers: finding a trained one, running it over a whole split, and caching what it says.
+"""Teachers: training one on hard labels (train_teacher), finding a trained one, running it over a
+whole split, and caching what it says.
 
 Teacher logits depend only on (teacher weights, images). The app distils from the same shipped
 teacher over and over, each run in a fresh worker process, so they are kept in memory for the
@@ -6,12 +7,19 @@ process and, given a cache_dir, on disk for the next process: 3 s saved per run.
 """
 import copy
 import hashlib
+import math
 import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
-from kdapp import checkpoints, events
+from kdapp import checkpoints, data as data_lib, events
+from kdapp.models import build
+from kdapp.training import distributed, resume as resume_lib
+from kdapp.training.optim import AdamCosine
+from kdapp.training.progress import Clock, Meter, log_points
+from kdapp.training.techniques import max_norm_
 
 EVAL_BATCH = 1000
 _LOGIT_CACHE = {}
@@ -130,3 +138,81 @@ def get_teacher(arch, dataset, runs_dir, emit):
     emit(events.phase("teacher", f"teacher {arch} from {path.name}"))
     key = (str(path), path.stat().st_mtime_ns, dataset.source, str(dataset.train_x.device))
     return model, key, str(path)
+
+
+TEACHER_AUGMENTATIONS = {"none": None, "shift2": data_lib.random_shift, "pen": data_lib.random_pen}
+
+
+def train_teacher(arch, dataset, epochs, lr=1e-3, batch_size=128, seed=0, augment="shift2", max_norm=None,
+                  init=None, swa=False, resume=None, emit=lambda event: None, should_stop=never):
+    """Train `arch` on hard labels, its batches augmented by TEACHER_AUGMENTATIONS[augment]: ±2 px
+    shifts (the default), or `pen` (kdapp.data.random_pen). With `max_norm` every hidden unit's
+    incoming weights are held to that L2 norm after each step (techniques.max_norm_, Hinton et al.
+    2012). With `init` (a checkpoint as kdapp.checkpoints.load returns it: model, metadata)
+    training starts from that model's weights instead of a random initialisation.
+
+    With `swa` the learning rate stays at `lr` and the model returned is the mean of the weights
+    after each epoch: stochastic weight averaging (Izmailov et al. 2018, "Averaging weights leads
+    to wider optima and better generalization"), usually from a trained `init`. The mean of
+    max-norm-bounded weights is bounded too. The models here have no batch norm to re-estimate.
+
+    With `resume` (a kdapp.training.resume.ResumePoint) the state is saved after each epoch and a
+    training that finds one carries on after its epoch. Returns (model in eval mode, test accuracy)."""
+    augmentation = TEACHER_AUGMENTATIONS[augment]
+    device = dataset.train_x.device
+    torch.manual_seed(seed)
+    model = channels_last(build(arch).to(device))
+    if init is not None:
+        start_from, meta = init
+        if meta["arch"] != arch:
+            raise ValueError(f"the checkpoint to start from holds architecture {meta['arch']}, not {arch}: start "
+                             f"from a checkpoint of {arch}, or train {meta['arch']}")
+        if meta.get("data") != dataset.source:  # full MNIST's training digits hold the sample's test digits
+            raise ValueError(f"the checkpoint to start from was trained on {meta.get('data')!r} data, not "
+                             f"{dataset.source!r}: a teacher must never have seen the run's test digits")
+        model.load_state_dict(start_from.state_dict())
+    average = torch.optim.swa_utils.AveragedModel(model, use_buffers=True) if swa else None
+    generator = torch.Generator().manual_seed(seed)
+    n = len(dataset.train_y)
+    steps_per_epoch = math.ceil(n / batch_size)
+    optimizer = AdamCosine(model.parameters(), lr, epochs * steps_per_epoch, constant=swa)
+    clock, meter, log_now = Clock(epochs * steps_per_epoch), Meter(["ce"], device), log_points(steps_per_epoch, 20)
+    settings = {"teacher": arch, "data": dataset.source, "epochs": epochs, "lr": lr, "batch_size": batch_size,
+                "seed": seed, "augment": augment, "max_norm": max_norm, "swa": swa,
+                "init": None if init is None else distributed.weights_hash(start_from)}  # weights, not file bytes
+    averaged = {"average": average} if swa else None
+    trained = average.module if swa else model  # what is evaluated and returned
+    start, acc, seconds = 0, 0.0, 0.0
+    state = resume.load(settings) if resume is not None else None
+    if state is not None:
+        start, (acc,), seconds = resume_lib.restore(state, model, optimizer, None, None, [generator], averaged)
+        clock = Clock((epochs - start) * steps_per_epoch)
+        emit(events.phase("resuming", f"resuming {arch} after epoch {start} of {epochs}"))
+    emit(events.phase("training teacher", f"training {arch} for {epochs} epochs"))
+    for epoch in range(start, epochs):
+        began = time.monotonic()
+        model.train()
+        for i, idx in enumerate(distributed.epoch_batches(n, batch_size, generator, device)):
+            if should_stop():
+                raise Cancelled("stopped")
+            x = dataset.train_x[idx]
+            if augmentation is not None:
+                x = augmentation(x, generator=generator)
+            loss = F.cross_entropy(model(x), dataset.train_y[idx])
+            optimizer.step(loss)
+            if max_norm is not None:
+                max_norm_(model, max_norm)
+            meter.add(loss)
+            if log_now(i):
+                step = epoch * steps_per_epoch + i + 1
+                emit(events.teacher_step(epoch + 1, epochs, step, epochs * steps_per_epoch, meter.read()["ce"],
+                                         clock.eta(step - start * steps_per_epoch)))
+        if swa:
+            average.update_parameters(model)
+        acc = evaluate(trained, dataset.test_x, dataset.test_y)
+        seconds += time.monotonic() - began
+        emit(events.teacher_epoch(epoch + 1, epochs, acc))
+        if resume is not None:
+            resume.save(resume_lib.capture(settings, epoch + 1, model, optimizer, None, None, [generator], [acc],
+                                           seconds, averaged))
+    return trained.eval(), acc
