@@ -15,14 +15,15 @@ import gradio as gr
 from PIL import Image
 from starlette.middleware import Middleware
 
-from kdapp.config import DEFAULTS, NO_PRETRAINED, RANGES
+from kdapp.config import DEFAULTS
 from kdapp.evaluation.inference import MAX_SIDE, BlankCanvas, CanvasError, unreadable
-from kdapp.lab import continual as lab_continual, facade as lab_lib, lessons as lessons_lib, tensorboard
-from kdapp.lab.jobs import RunsFolderBusy
-from kdapp.losses import FEATURE_LOSSES, LOGIT_LOSSES
-from kdapp.models import cnn_names
-from kdapp.ui import continual as continual_ui, drawing, i18n, lessons as lesson_text, mcp_tools, plots, reports
-from kdapp.ui.i18n import _, known
+from kdapp.lab import continual as lab_continual, facade as lab_lib
+from kdapp.lab.folder_lock import RunsFolderBusy
+from kdapp.ui import (continual as continual_ui, controls as controls_ui, drawing, i18n, lessons_tab, mcp_tools, plots,
+                      reports, runs_tab)
+from kdapp.ui.controls import CHOICE_CONTROLS, INFO_SLOTS, choices_for, info_for, settings_from
+from kdapp.ui.i18n import _
+from kdapp.ui.sentences import known
 
 # Decompression bombs: a tiny PNG can claim 20000x20000 pixels. Refuse past ~2x our largest canvas.
 Image.MAX_IMAGE_PIXELS = MAX_SIDE * MAX_SIDE
@@ -41,142 +42,17 @@ lab = lab_lib.Lab(runs_dir=os.environ.get("KDAPP_RUNS_DIR", "runs"), data_dir=os
 I18N = gr.I18n(**i18n.CATALOGS)
 ui = SimpleNamespace()  # every component, filled in by the layout below; handlers return {ui.x: value}
 
-# ---- the controls: one row per control, read by the layout, the handlers and the tests ----
-# name -> (kind, extra). Each control's label is the catalog's "control.<name>" and its info line
-# "control.<name>.info" when the catalog has one (kdapp/ui/locales). Sliders take their range, step
-# and default from kdapp.config; the rest say their choices, as (catalog key or text, value): the
-# choices are words in the visitor's language, sent by on_load (choices_for). Names that are
-# RunConfig fields set that field (settings_from).
-CONTROL_TABLE = {
-    "teacher": ("dropdown", lambda: dict(choices=lab.teacher_choices(), value=DEFAULTS.teacher)),
-    "student": ("dropdown", lambda: dict(choices=lab.student_choices(), value=DEFAULTS.student)),
-    "temperature": ("slider", {}),
-    "alpha": ("slider", {}),
-    "epochs": ("slider", {}),
-    "batch_size": ("slider", dict(high=512)),
-    "lr": ("slider", {}),
-    "train_fraction": ("slider", {}),
-    "loss": ("radio", lambda: dict(choices=[(f"loss.{name}", name) for name in LOGIT_LOSSES], value=DEFAULTS.loss)),
-    "omit_class": ("dropdown", dict(choices=[("choice.none", "")] + [(str(d), str(d)) for d in range(10)], value="")),
-    "self_distill": ("radio", dict(choices=[("choice.self_distill.born-again", "born-again"),
-                                            ("choice.self_distill.deep", "deep")],
-                                   value=DEFAULTS.self_distill, interactive=DEFAULTS.teacher == "self")),
-    "generations": ("slider", dict(interactive=DEFAULTS.teacher == "self")),
-    "feature_loss": ("radio", dict(choices=[("choice.none", "none"), *((name, name) for name in FEATURE_LOSSES)],
-                                   value=DEFAULTS.feature_loss)),
-    "feature_weight": ("slider", {}),
-    "second_teacher": ("dropdown", lambda: dict(choices=[("choice.none", "")] + [
-        c for c in lab.teacher_choices() if c[1] not in NO_PRETRAINED], value="")),
-    "temperature_schedule": ("radio", dict(choices=[(f"schedule.{name}", name) for name in
-                                                    ("constant", "linear", "cosine", "ctkd")],
-                                           value=DEFAULTS.temperature_schedule)),
-    "temperature_end": ("slider", dict(value=1.0)),
-    "joint_epochs": ("slider", {}),
-    "collapse_weight": ("slider", {}),
-    "adversarial_weight": ("slider", {}),
-    "alpha_schedule": ("checkbox", dict(value=False)),
-    "alpha_end": ("slider", dict(value=0.3)),
-    "clip_grad_norm": ("number", dict(value=0)),
-    "augment": ("checkbox", dict(value=DEFAULTS.augment)),
-    "consistent": ("checkbox", dict(value=DEFAULTS.consistent)),
-    "quantize": ("radio", dict(choices=[(f"choice.quantize.{name}", name) for name in ("none", "ptq", "qat")],
-                               value=DEFAULTS.quantize)),
-    "data": ("dropdown", lambda: dict(choices=lab.data_choices(), value=DEFAULTS.data,
-                                      interactive=len(lab.data_choices()) > 1)),
-    "device": ("dropdown", lambda: dict(choices=lab.device_choices(), value=lab.device_choices()[0],
-                                        interactive=len(lab.device_choices()) > 1)),
-}
-CHOICE_CONTROLS = [name for name, (kind, _extra) in CONTROL_TABLE.items() if kind in ("dropdown", "radio")]
-# Info lines with a list the code knows (the losses, the CNNs): the catalog entry has a slot for it.
-INFO_SLOTS = {"loss": lambda: dict(losses=" ".join(f"{e.short}: {_(f'loss.{name}.explain')}"
-                                                   for name, e in LOGIT_LOSSES.items())),
-              "feature_loss": lambda: dict(losses="; ".join(_(f"feature_loss.{name}") for name in FEATURE_LOSSES),
-                                           cnns=cnn_names())}
-# Where each control sits: rows on the main panel, then rows in the "More methods" accordion.
+# ---- the controls (kdapp.ui.controls: one row per control), and where each sits ----
+# Rows on the main panel, then rows in the folded "Training" and "More methods" accordions.
 MAIN_ROWS = [["teacher", "student", "temperature", "alpha"]]  # one strip beside Start: the first screen
 TRAIN_ROWS = [["epochs", "train_fraction"], ["lr", "batch_size"]]  # folded: the defaults are the lesson's recipe
 MORE_ROWS = [["loss"], ["omit_class"], ["self_distill", "generations"], ["feature_loss"], ["feature_weight"],
              ["second_teacher"], ["alpha_schedule", "alpha_end"], ["temperature_schedule", "temperature_end"],
              ["joint_epochs"], ["collapse_weight", "adversarial_weight"], ["clip_grad_norm"], ["augment"], ["consistent"],
              ["quantize"], ["data"], ["device"]]
-CONTROLS = {}  # name -> component, in CONTROL_TABLE's order once the layout has run
+CONTROLS = controls_ui.Controls(lambda: lab, I18N)  # name -> component, filled by the layout
+control_values, inputs_for = CONTROLS.values_of, CONTROLS.inputs_for  # the handlers' and the tests' names
 CONTINUAL_CHOICES = {}  # the Continual tab's choice controls by name: on_load sends their words
-
-
-def choices_for(name):
-    """A choice control's choices in the language spoken now: (words, value) pairs."""
-    extra = CONTROL_TABLE[name][1]
-    extra = extra() if callable(extra) else extra
-    pairs = [(c, c) if isinstance(c, str) else c for c in extra["choices"]]
-    return [(known(_(label)), value) for label, value in pairs]
-
-
-def info_for(name):
-    """A control's info line in the language spoken now (None when it has none)."""
-    key = f"control.{name}.info"
-    if key not in i18n.CATALOGS["en"]:
-        return None
-    return _(key).format(**INFO_SLOTS[name]()) if name in INFO_SLOTS else _(key)
-
-
-def control(name):
-    """The component for one row of CONTROL_TABLE, with elem_id control-<name>: static words as
-    gr.I18n keys (the browser translates them), the rest in English until on_load (per_language)."""
-    kind, extra = CONTROL_TABLE[name]
-    extra = dict(extra() if callable(extra) else extra)
-    if "choices" in extra:
-        extra["choices"] = choices_for(name)
-    info = info_for(name) if name in INFO_SLOTS else I18N(f"control.{name}.info") if info_for(name) else None
-    common = dict(label=I18N(f"control.{name}"), info=info, elem_id=f"control-{name}")
-    if kind == "slider":
-        r = RANGES[name]
-        return gr.Slider(r.low, extra.pop("high", None) or lab.limit(name), step=r.step,
-                         value=extra.pop("value", getattr(DEFAULTS, name)), **common)
-    if kind == "dropdown":
-        return gr.Dropdown(elem_classes="control-choice", **extra, **common)
-    if kind == "radio":
-        return gr.Radio(**extra, **common)
-    if kind == "checkbox":
-        return gr.Checkbox(**extra, **common)
-    return gr.Number(**extra, **common)
-
-
-def control_rows(rows, row=True):
-    """The controls of `rows`, each row a gr.Row (row=False: straight into the enclosing row)."""
-    for names in rows:
-        with gr.Row() if row else contextlib.nullcontext():
-            for name in names:
-                CONTROLS[name] = control(name)
-
-
-def control_values(data):
-    """{component: value} from an event whose inputs are a set -> {control name: value}."""
-    return {name: data[component] for name, component in CONTROLS.items() if component in data}
-
-
-def settings_from(values):
-    """The controls' values by name -> loose settings for the lab. The UI's own conventions live
-    here: an unticked schedule, a clip of 0 and no second teacher mean "off"."""
-    v = values
-    settings = {name: v[name] for name in ("teacher", "student", "temperature", "alpha", "epochs", "lr", "batch_size",
-                                           "train_fraction", "loss", "feature_loss", "feature_weight", "data",
-                                           "device", "self_distill", "generations", "temperature_schedule",
-                                           "joint_epochs", "collapse_weight", "adversarial_weight", "quantize")}
-    return dict(settings, extra_teachers=v["second_teacher"] or "",
-                alpha_end=v["alpha_end"] if v["alpha_schedule"] else None,
-                temperature_end=None if v["temperature_schedule"] == "constant" else v["temperature_end"],
-                clip_grad_norm=None if v["clip_grad_norm"] in (0, None, "") else v["clip_grad_norm"],
-                augment=bool(v["augment"]), consistent=bool(v["consistent"]),
-                omit_class=None if v["omit_class"] in ("", None) else v["omit_class"])
-
-
-def inputs_for(**settings):
-    """{component: value} for every control, defaults unless named: what the page sends to the
-    start event, for tests and scripts that call the handlers as the page does."""
-    unknown = set(settings) - set(CONTROLS)
-    if unknown:
-        raise ValueError(f"no controls named {', '.join(sorted(unknown))}")
-    return {component: settings.get(name, component.value) for name, component in CONTROLS.items()}
 
 
 # ---- handlers: thin, by name ----
@@ -332,7 +208,7 @@ def loaded(owner, params):
     view = out[ui.view] = linked["id"] if linked else None
     # The choices and the info lines with slots, in the page's language; the link's values with them.
     for name in CHOICE_CONTROLS:
-        out[CONTROLS[name]] = gr.update(choices=choices_for(name), **({"info": info_for(name)} if name in INFO_SLOTS
+        out[CONTROLS[name]] = gr.update(choices=choices_for(name, lab), **({"info": info_for(name)} if name in INFO_SLOTS
                                                                        else {}))
     out.update({CONTINUAL_CHOICES[name]: gr.update(choices=words)
                 for name, words in continual_ui.choices().items()})
@@ -424,98 +300,13 @@ def show_example(kind):
     return handler
 
 
-# ---- the Lessons tab: one-click experiments (kdapp.lab.lessons), answered with the visitor's runs ----
-LESSON_BUTTONS = {}  # lesson key -> its button, filled in by the layout
+# ---- the Reproduction tab: the results files, in the page's language ----
 REPRODUCTION_VIEWS = {}  # elem_id -> the Markdown that shows a results file, filled in by the layout
 REPRODUCTIONS = {"reproduce-mnist": reports.RESULTS_MNIST_PATH, "reproduce-sample": reports.RESULTS_PATH,
                  "methods-mnist": reports.METHODS_PATHS["mnist"], "methods-sample": reports.METHODS_PATHS["sample"]}
 
 
-def lesson_start(key):
-    def handler(data):
-        with i18n.speaking(data.get(ui.lang)):
-            if not data[ui.owner]:
-                return {ui.lesson_note: reports.notice(_("notice.loading"), ok=False)}
-            group, message = lab.lesson(settings_from(control_values(data)), data[ui.owner], key)
-            if group is None:
-                return {ui.lesson_note: reports.notice(known(message), ok=False)}
-            return {ui.lesson_note: reports.notice(known(message)), ui.lesson: {"key": key, "group": group},
-                    ui.lesson_md: lesson_text.progress(key, lab.group_runs(group))}
-    return handler
-
-
-def lesson_tick(lesson, last, lang=None):
-    """Timer tick: the lesson's progress, then its answer once every run has ended."""
-    if not lesson:
-        return gr.skip()  # nothing to send
-    runs = lab.group_runs(lesson["group"])
-    key = [[r["id"], r["state"]] for r in runs] + [lang]
-    if key == last:
-        return gr.skip()
-    chosen = lessons_lib.LESSONS[lesson["key"]]
-    ended = all(r["state"] not in ("queued", "running") for r in runs)
-    with i18n.speaking(lang):
-        text = lesson_text.summary(lesson["key"], chosen, lessons_lib.cells(chosen, runs),
-                                   lessons_lib.measured_metrics(chosen, runs)) if ended \
-            else lesson_text.progress(lesson["key"], runs)
-    return {ui.lesson_md: text, ui.lesson_last: key}
-
-
-# ---- the Runs tab ----
-def runs_table(pair, chosen, lang=None):
-    teacher, student = (pair.split(" → ") + [None])[:2] if pair and pair != "all" else (None, None)
-    records = lab.runs(teacher, student)
-    continual = lab_continual.runs(lab, limit=200)
-    with i18n.speaking(lang):
-        pairs = [(_("runs.all"), "all")] + sorted({f"{r['config']['teacher']} → {r['config']['student']}"
-                                                    for r in lab.runs()})
-        rows = reports.runs_rows(records)
-        continual_rows = continual_ui.runs_rows(continual)
-        choices = [r["id"] for r in records] + [(_("runs.continual_choice").format(id=r["id"]), r["id"])
-                                                for r in continual]
-    ids = [r["id"] for r in records] + [r["id"] for r in continual]
-    return {ui.runs_df: rows, ui.continual_runs_df: continual_rows, ui.pair: gr.update(choices=pairs),
-            ui.selected: gr.update(choices=choices, value=[i for i in chosen or [] if i in ids])}
-
-
-def compare(selected, pair, lang=None):
-    records = [r for r in (lab.run(i) for i in (selected or [])[:4]) if r]
-    # Distillation and continual runs are compared each with their own kind; distillation runs first.
-    distill = [r for r in records if not lab_continual.is_continual(r)]
-    continual = [r for r in records if lab_continual.is_continual(r)]
-    with i18n.speaking(lang):
-        return {ui.compare_plot: plots.compare_figure(distill) if distill or not continual
-                else continual_ui.compare_figure(continual),
-                ui.diff: reports.config_diff(distill or continual),
-                ui.gain_plot: plots.gain_map([] if continual and not distill
-                                             else lab.gain_group(distill[0] if distill else None)),
-                ui.run_link: reports.run_link(records[0]["id"]) if records else ""}
-
-
-def downloads(selected, lang=None):
-    files, notes = [], []
-    for run_id in (selected or [])[:1]:
-        for kind in ("pt", "onnx", "int8"):
-            try:
-                files.append(str(lab.export(run_id, kind)))
-            except (LookupError, OSError, RuntimeError) as e:
-                if kind != "int8":  # only runs with int8 students have one; the others need no note
-                    notes.append(str(e))
-    with i18n.speaking(lang):  # one note per reason (.pt and .onnx fail alike), in the page's language
-        note = " ".join(dict.fromkeys(known(n) for n in notes)) or (_("notice.select_finished") if not files else "")
-    return {ui.files: files or None, ui.runs_note: reports.notice(note)}
-
-
-def tensorboard_download(selected, lang=None):
-    """The selected runs (none selected: the newest 200) as TensorBoard event files, zipped."""
-    with i18n.speaking(lang):
-        try:
-            zipped = str(tensorboard.zip_runs(lab, selected))
-        except ValueError as e:
-            return {ui.files: None, ui.runs_note: reports.notice(known(str(e)), ok=False)}
-        return {ui.files: [zipped], ui.runs_note: reports.notice(_("notice.tensorboard"))}
-
-
+# ---- the Runs tab (kdapp.ui.runs_tab builds it): opening a run moves the page ----
 def open_run(selected):
     first = (selected or [None])[0]
     if lab_continual.is_continual(lab.run(first)):
@@ -529,26 +320,6 @@ def api_runs() -> list[dict]:
                                "resumed_from_epoch")} for r in lab.runs()]
 
 
-CSS = """
-#fixed-gallery img, #broken-gallery img { image-rendering: pixelated; }
-#status { min-height: 3em; }
-/* break table cells between words only (Gradio's default split "architecture" mid-word) */
-#comparison th, #comparison td, #queue th, #queue td { white-space: normal; word-break: normal; overflow-wrap: normal; }
-#comparison { overflow-x: auto; }
-@media (max-width: 700px) {
-  .modebar-container { display: none !important; }  /* plotly's toolbar covers the titles on a phone */
-}
-/* Every Markdown table scrolls inside its own box and breaks only between words, so on a phone no
-   cell is narrower than its longest word ("accuracy", "99.0%"), and the page never scrolls sideways. */
-.prose table, .md table { display: block; max-width: 100%; overflow-x: auto; }
-.prose th, .prose td, .md th, .md td { word-break: normal !important; overflow-wrap: normal !important;
-  hyphens: none; }
-/* a number of the results tables ("98.70 ± 0.14") stays on one line, right-aligned as its column asks;
-   a Chinese "what" column, which may break anywhere, would squeeze it otherwise */
-#reproduction-tab td[align="right"], #reproduction-tab th[align="right"] { white-space: nowrap; text-align: right; }
-#lessons .lesson-question p { margin: 0.3em 0; }
-.control-choice input { padding-right: 2.2em !important; text-overflow: ellipsis; }
-"""
 class OwnerToken(gr.BrowserState):
     """The visitor's owner token, encrypted in the browser's localStorage so it survives reloads,
     new tabs and server restarts; never shown to anyone. Its key is the lab's, kept beside the
@@ -584,7 +355,7 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
             # The first screen (1400x1000): the pair, T and α with Start in one strip, the rest folded,
             # then the drawing, which works before any training. The run's curves come after it.
             with gr.Row(elem_id="quick-controls", equal_height=False):
-                control_rows(MAIN_ROWS, row=False)
+                CONTROLS.rows(MAIN_ROWS, row=False)
                 with gr.Column(min_width=170, scale=1):
                     ui.start = gr.Button(I18N("button.start"), variant="primary", elem_id="start")
                     ui.stop = gr.Button(I18N("button.stop"), variant="stop", elem_id="stop", interactive=False)
@@ -592,10 +363,10 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
                 with gr.Column(scale=1, min_width=300):
                     with gr.Accordion(I18N("accordion.training"), open=False,
                                       elem_id="training-settings"):
-                        control_rows(TRAIN_ROWS)
+                        CONTROLS.rows(TRAIN_ROWS)
                 with gr.Column(scale=1, min_width=300):
                     with gr.Accordion(I18N("accordion.more"), open=False):
-                        control_rows(MORE_ROWS)
+                        CONTROLS.rows(MORE_ROWS)
             with gr.Row(elem_id="sweeps"):
                 ui.sweep_t = gr.Button(I18N("button.sweep_t"), size="sm", elem_id="sweep-t", min_width=150)
                 ui.sweep_alpha = gr.Button(I18N("button.sweep_alpha"), size="sm", elem_id="sweep-alpha", min_width=150)
@@ -652,36 +423,9 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
                                       show_label=False)
             ui.fidelity_shown = gr.State(None)  # the run whose galleries are on show
         with gr.Tab(I18N("tab.lessons"), id="lessons-tab", elem_id="lessons"):
-            gr.Markdown(I18N("lessons.intro"))
-            for key, lesson in lessons_lib.LESSONS.items():
-                with gr.Row(equal_height=True):
-                    LESSON_BUTTONS[key] = gr.Button(I18N(f"lesson.{key}.title"), size="sm", scale=1, min_width=160,
-                                                       elem_id=f"lesson-{key}")
-                    gr.Markdown(I18N(f"lesson.{key}.question"), elem_classes="lesson-question")
-            ui.lesson_note = gr.Markdown(elem_id="lesson-note")
-            ui.lesson_md = gr.Markdown(elem_id="lesson-result")
-            ui.lesson = gr.State(None)       # {"key", "group"}: the lesson on show
-            ui.lesson_last = gr.State(None)  # its runs' states when last shown
+            ui.lessons = lessons_tab.LessonsTab(lambda: lab, I18N)
         with gr.Tab(I18N("tab.runs"), id="runs-tab"):
-            with gr.Row():
-                ui.pair = gr.Dropdown([(_("runs.all"), "all")], value="all", label=I18N("runs.filter"), elem_id="runs-filter")
-                ui.refresh_runs = gr.Button(I18N("button.refresh"), size="sm")
-            ui.runs_df = gr.Dataframe(reports.runs_rows([]), elem_id="runs", interactive=False, wrap=False)
-            gr.Markdown(I18N("runs.continual_heading"))
-            ui.continual_runs_df = gr.Dataframe(continual_ui.runs_rows([]), elem_id="continual-runs-table",
-                                                interactive=False, wrap=False)
-            ui.selected = gr.Dropdown([], multiselect=True, max_choices=4, label=I18N("runs.select"),
-                                      elem_id="runs-select")
-            with gr.Row():
-                ui.open_run = gr.Button(I18N("button.open_run"), size="sm")
-                ui.download = gr.Button(I18N("button.download"), size="sm")
-                ui.tensorboard = gr.Button(I18N("button.tensorboard"), size="sm", elem_id="tensorboard-zip")
-            ui.run_link = gr.Markdown(elem_id="run-link")
-            ui.files = gr.File(label=I18N("files.label"), file_count="multiple", elem_id="downloads", height=110)
-            ui.runs_note = gr.Markdown()
-            ui.compare_plot = gr.Plot(plots.compare_figure([]), elem_id="runs-compare", show_label=False)
-            ui.diff = gr.Markdown(elem_id="runs-diff")
-            ui.gain_plot = gr.Plot(plots.gain_map([]), elem_id="gain-map", show_label=False)
+            ui.runs = runs_tab.RunsTab(lambda: lab, I18N)
         with gr.Tab(I18N("tab.continual"), id="continual-tab", elem_id="continual-tab"):  # issue 26: kdapp.ui.continual builds it
             continual_tab = continual_ui.build(lambda: lab, ui.owner, ui.lang, I18N)
             ui.continual_shown = continual_tab.shown  # the run the tab shows
@@ -713,11 +457,7 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     ui.settings_link.click(settings_link, {ui.lang, *controls}, ui.notice, **private)
     ui.missing_three.click(missing_three, ui.lang, [ui.notice, *(CONTROLS[n] for n in MISSING_THREE_SETTINGS)],
                            **private)
-    for key, button in LESSON_BUTTONS.items():
-        button.click(lesson_start(key), {ui.owner, ui.lang, *controls}, [ui.lesson_note, ui.lesson, ui.lesson_md],
-                     concurrency_limit=None, **private)
-    gr.Timer(2.0).tick(lesson_tick, [ui.lesson, ui.lesson_last, ui.lang], [ui.lesson_md, ui.lesson_last],
-                       concurrency_limit=None, queue=False, **private)
+    ui.lessons.wire(ui.owner, ui.lang, controls, lambda data: settings_from(control_values(data)))
     # The born-again / deep-supervision choice means something only with teacher = self: greyed out otherwise,
     # so an ordinary run does not look like a born-again one.
     CONTROLS["teacher"].change(self_controls, CONTROLS["teacher"], [CONTROLS["self_distill"], CONTROLS["generations"]],
@@ -749,17 +489,8 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
                                                   *REPRODUCTION_VIEWS.values(), *CONTROLS.values(),
                                                   *CONTINUAL_CHOICES.values()], **private)
 
-    runs_outputs = [ui.runs_df, ui.continual_runs_df, ui.pair, ui.selected]
-    compare_outputs = [ui.compare_plot, ui.diff, ui.gain_plot, ui.run_link]
-    for event in (ui.refresh_runs.click, ui.pair.input):
-        event(runs_table, [ui.pair, ui.selected, ui.lang], runs_outputs, **private)
-    # After on_load: the Runs tab's headers and empty charts in the page's language.
-    loaded_page.then(runs_table, [ui.pair, ui.selected, ui.lang], runs_outputs, **private).then(
-        compare, [ui.selected, ui.pair, ui.lang], compare_outputs, **private)
-    ui.selected.change(compare, [ui.selected, ui.pair, ui.lang], compare_outputs, **private)
-    ui.open_run.click(open_run, ui.selected, [ui.view, ui.tabs, ui.continual_shown], **private)
-    ui.download.click(downloads, [ui.selected, ui.lang], [ui.files, ui.runs_note], **private)
-    ui.tensorboard.click(tensorboard_download, [ui.selected, ui.lang], [ui.files, ui.runs_note], **private)
+    ui.runs.wire(ui.lang, loaded_page)
+    ui.runs.open_run.click(open_run, ui.runs.selected, [ui.view, ui.tabs, ui.continual_shown], **private)
     # /predict and /runs stay callable by scripts, but only the read-only tools are the documented API and MCP's.
     gr.api(api_runs, api_name="runs", api_visibility="undocumented")
     mcp_tools.register(lambda: lab, shipped=lab_lib.SHIPPED)
@@ -781,7 +512,7 @@ async def lab_lifespan(_app):
 
 # Tests launch with these too. show_error=False: visitors get our messages, never tracebacks.
 # No "runs" footer link: it is Gradio's own /predict history, easy to mistake for the lab's runs.
-LAUNCH = dict(css=CSS, max_file_size="5mb", show_error=False, footer_links=["api", "gradio", "settings"],
+LAUNCH = dict(css_paths=[drawing.STATIC_DIR / "page.css"], max_file_size="5mb", show_error=False, footer_links=["api", "gradio", "settings"],
               run_history=False, mcp_server=True, allowed_paths=[str(lab.runs_path)],
               # the middleware serves the drawing panel's files: its JS, the in-browser runtime, the models' ONNX
               i18n=I18N,

@@ -2,7 +2,7 @@
 
 Events cross a process boundary as JSON lines (worker -> server), so each is a plain dict with
 a "type" and exactly the keys its constructor documents. The training loop emits them, the
-worker forwards them, `jobs.LiveRun.apply` folds them into a run record, and the CLI turns them
+worker forwards them, `live_run.LiveRun.apply` folds them into a run record, and the CLI turns them
 into progress bars. Accuracies are in [0, 1]; `eta_s` is seconds left in the phase, or None.
 """
 

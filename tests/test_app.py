@@ -265,12 +265,12 @@ def test_a_finished_runs_student_downloads_in_both_forms(tmp_path):
 
     from kdapp.models import build
     run = next(r for r in app.lab.runs() if r["state"] == "finished" and r["has_checkpoints"])
-    pt, onnx_file = app.downloads([run["id"]])[app.ui.files]
+    pt, onnx_file = app.ui.runs.downloads([run["id"]])[app.ui.runs.files]
     payload = torch.load(pt, weights_only=True)
     build(payload["arch"]).load_state_dict(payload["model"])
     assert onnx_file.endswith(".onnx") and "kdapp-" in onnx_file
-    out = app.downloads(["nope"])
-    assert out[app.ui.files] is None and "no student" in out[app.ui.runs_note]
+    out = app.ui.runs.downloads(["nope"])
+    assert out[app.ui.runs.files] is None and "no student" in out[app.ui.runs.note]
 
 
 def test_a_settings_link_reads_back_as_the_same_settings():
@@ -389,13 +389,13 @@ def test_a_sweep_over_seeds_and_a_lesson_queue_every_value_on_seeds_0_to_2():
             app.sweep("temperature")(data)[app.ui.notice]
         for r in app.lab.active("learner"):  # the queue holds 20 runs: make room for the lesson
             app.lab.cancel(r["id"], owner=None)
-        out = app.lesson_start("alpha")({app.ui.owner: "learner", **app.inputs_for(epochs=1, train_fraction=0.05)})
-        lesson = out[app.ui.lesson]
-        assert "Lesson queued: 9 runs" in out[app.ui.lesson_note]
+        out = app.ui.lessons.start("alpha")({app.ui.owner: "learner", **app.inputs_for(epochs=1, train_fraction=0.05)})
+        lesson = out[app.ui.lessons.lesson]
+        assert "Lesson queued: 9 runs" in out[app.ui.lessons.note]
         records = app.lab.group_runs(lesson["group"])
         assert sorted((r["config"]["alpha"], r["config"]["seed"]) for r in records) == \
             [(a, s) for a in lessons.LESSONS["alpha"].values for s in (0, 1, 2)]
-        assert "0 of 9 runs finished" in app.lesson_tick(lesson, None)[app.ui.lesson_md]
+        assert "0 of 9 runs finished" in app.ui.lessons.tick(lesson, None)[app.ui.lessons.result]
     finally:
         for r in app.lab.active("learner"):
             app.lab.cancel(r["id"], owner=None)

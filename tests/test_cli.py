@@ -63,8 +63,6 @@ def test_every_setting_given_on_the_command_line_reaches_the_run():
 @pytest.mark.parametrize("command", ["distill", "train-teacher", "robustness", "bench", "reproduce", "loadtest",
                                      "data import"])
 def test_every_option_has_help(command):
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="command")
     captured = {}
     original = argparse._SubParsersAction.add_parser
 

@@ -16,7 +16,7 @@ from kdapp.lab import continual as lab_continual
 from kdapp.lab.facade import Lab
 from kdapp.lab.jobs import QueueFull, RunQueue
 from kdapp.lab.store import RunStore
-from kdapp.ui import i18n
+from kdapp.ui import i18n, sentences
 from kdapp.tools.serving import wait_until
 from kdapp.training.continual import ContinualConfig
 
@@ -72,7 +72,7 @@ def test_a_restart_tells_a_continual_run_it_resumes_after_a_task_not_an_epoch(tm
     assert store.get(continual)["message"].endswith("it resumes after its last finished task")
     assert store.get(distill)["message"].endswith("it resumes from its last finished epoch")
     with i18n.speaking("zh"):
-        assert i18n.known(store.get(continual)["message"]) == "服务器重启后已重新排队；将从最后完成的任务之后继续"
+        assert sentences.known(store.get(continual)["message"]) == "服务器重启后已重新排队；将从最后完成的任务之后继续"
 
 
 def digit_pixels(sample, digit):
@@ -205,25 +205,25 @@ def app_lab(tmp_path, monkeypatch):
 
 
 def test_the_runs_tab_lists_and_compares_continual_runs(app_lab):
-    app, ui = app_lab.app, app_lab.app.ui
-    out = app.runs_table("all", [app_lab.continual])
-    table = out[ui.continual_runs_df]
+    runs = app_lab.app.ui.runs  # the Runs tab (kdapp.ui.runs_tab)
+    out = runs.table("all", [app_lab.continual])
+    table = out[runs.continual_runs_df]
     assert [row[0] for row in table["data"]] == [app_lab.continual]
     row = dict(zip(table["headers"], table["data"][0]))
     assert row["fine-tuning avg / forgetting"] == "49.0% / 99.0%" and row["LwF avg / forgetting"] == ""
     assert row["memory bank avg / forgetting"] == "87.5% / 14.0%" and row["state"] == "finished"
-    assert [row[0] for row in out[ui.runs_df]["data"]] == [app_lab.distill]  # the distillation table is its own
-    choices = out[ui.selected]["choices"]
+    assert [row[0] for row in out[runs.runs_df]["data"]] == [app_lab.distill]  # the distillation table is its own
+    choices = out[runs.selected]["choices"]
     assert (f"{app_lab.continual} (continual)", app_lab.continual) in choices and app_lab.distill in choices
-    assert out[ui.selected]["value"] == [app_lab.continual]
-    compared = app.compare([app_lab.continual], "all")
-    fig = compared[ui.compare_plot]
+    assert out[runs.selected]["value"] == [app_lab.continual]
+    compared = runs.compare([app_lab.continual], "all")
+    fig = compared[runs.compare_plot]
     assert [t.name for t in fig.data] == [f"{app_lab.continual} (class-incremental, 2 tasks)"] * 2
     assert list(fig.data[0].y) == pytest.approx([49.0, 87.5]) and list(fig.data[1].y) == pytest.approx([99.0, 14.0])
-    assert f"/?run={app_lab.continual}" in compared[ui.run_link]
-    mixed = app.compare([app_lab.distill, app_lab.continual], "all")  # each kind with its own: distillation first
-    assert "KD solid" in mixed[ui.compare_plot].layout.title.text
-    note = app.downloads([app_lab.continual])[ui.runs_note]
+    assert f"/?run={app_lab.continual}" in compared[runs.run_link]
+    mixed = runs.compare([app_lab.distill, app_lab.continual], "all")  # each kind with its own: distillation first
+    assert "KD solid" in mixed[runs.compare_plot].layout.title.text
+    note = runs.downloads([app_lab.continual])[runs.note]
     assert "is a continual run: it has no distilled student" in note
 
 

@@ -8,7 +8,8 @@ import pytest
 
 from kdapp.config import RunConfig
 from kdapp.lab.facade import Lab
-from kdapp.lab.jobs import QueueFull, RunQueue, RunsFolderBusy
+from kdapp.lab.folder_lock import RunsFolderBusy
+from kdapp.lab.jobs import QueueFull, RunQueue
 from kdapp.lab.store import RunStore
 from kdapp.tools.serving import wait_until
 

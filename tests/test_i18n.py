@@ -11,7 +11,8 @@ from kdapp.evaluation import robustness
 from kdapp.lab.lessons import LESSONS
 from kdapp.tools import reproduce
 from kdapp.training.continual import STRATEGIES
-from kdapp.ui import continual, i18n, lessons as told, plots, reports
+from kdapp.ui import continual, controls, i18n, lessons as told, plots, reports
+from kdapp.ui.sentences import KNOWN, known
 from kdapp.ui.i18n import CATALOGS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,11 +54,11 @@ def test_every_key_the_code_uses_is_in_both_catalogs():
 def test_every_key_a_family_builds_is_in_the_catalogs():
     """Keys made from names: controls, choices, lessons, phases, states, losses."""
     import app
-    families = [f"control.{name}" for name in app.CONTROL_TABLE] + [f"lesson.{k}.{part}" for k in LESSONS
+    families = [f"control.{name}" for name in controls.CONTROL_TABLE] + [f"lesson.{k}.{part}" for k in LESSONS
                                                                     for part in ("title", "question", "literature")]
     families += [f"phase.{p}" for p in reports.PHASES] + [f"state.name.{s}" for s in reports.STATES]
     families += [f"runs.column.{c}" for c in reports.RUN_COLUMNS if c not in ("T", "α")]
-    families += [key for _, key in i18n.KNOWN] + list(reports.MODEL_NAMES.values())
+    families += [key for _, key in KNOWN] + list(reports.MODEL_NAMES.values())
     families += [f"continual.{kind}.{name}" for name in STRATEGIES for kind in ("strategy", "short")]
     families += [f"continual.scenario.{s}" for s in continual.SCENARIOS]
     families += [f"continual.data.{value}" for _, value in continual.choices()["data"]]
@@ -68,10 +69,9 @@ def test_every_key_a_family_builds_is_in_the_catalogs():
                  for part in ("name", "what")]
     families += [f"repro.robust.table.{name}" for name in robustness.TABLE_WORDS]
     families += [f"repro.robust.{label}" for label in ("shipped", "articles")]
-    families += [label for name in app.CHOICE_CONTROLS for label, _ in
-                 ((c, c) if isinstance(c, str) else c for c in (lambda e: e() if callable(e) else e)(
-                     app.CONTROL_TABLE[name][1])["choices"]) if "." in label and not label[0].isdigit()
-                 and " " not in label]
+    families += [label for name in controls.CHOICE_CONTROLS for label, _ in
+                 ((c, c) if isinstance(c, str) else c for c in controls.extra_of(name, app.lab)["choices"])
+                 if "." in label and not label[0].isdigit() and " " not in label]
     for lang, catalog in CATALOGS.items():
         assert [k for k in families if k not in catalog] == [], lang
 
@@ -120,13 +120,13 @@ def test_gettext_speaks_the_language_of_the_block_and_falls_back_to_english():
 
 def test_the_lab_s_sentences_are_translated_at_the_edge():
     with i18n.speaking("zh"):
-        assert i18n.known("Run 0a1b2c3d queued, position 2.") == "实验 0a1b2c3d 已排队，位置 2。"
-        assert i18n.known("Sweep queued: 15 runs at temperature = 1, 2, 4, 8, 16, each on seeds 0, 1, 2.") == \
+        assert known("Run 0a1b2c3d queued, position 2.") == "实验 0a1b2c3d 已排队，位置 2。"
+        assert known("Sweep queued: 15 runs at temperature = 1, 2, 4, 8, 16, each on seeds 0, 1, 2.") == \
             "扫描已排队：15 次实验，temperature = 1, 2, 4, 8, 16，每个值分别用随机种子 0, 1, 2。"
-        assert i18n.known("Not started: the queue is full (5 runs waiting, at most 5); try again later") == \
+        assert known("Not started: the queue is full (5 runs waiting, at most 5); try again later") == \
             "未开始：队列已满（5 个实验在等待，上限 5）；请等部分实验完成后再试"
-        assert i18n.known("lenet5 · 61,706 params · pretrained") == "lenet5 · 61,706 个参数 · 已预训练"
-        assert i18n.known("something the engine said") == "something the engine said"  # left as it is
+        assert known("lenet5 · 61,706 params · pretrained") == "lenet5 · 61,706 个参数 · 已预训练"
+        assert known("something the engine said") == "something the engine said"  # left as it is
 
 
 def test_links_keep_the_language():
@@ -268,7 +268,7 @@ def engine_sentences(tmp_path):
     from kdapp import data as data_lib
     from kdapp.config import RunConfig
     from kdapp.evaluation import inference
-    from kdapp.lab import continual as lab_continual, jobs, store
+    from kdapp.lab import continual as lab_continual, jobs, live_run, store
     from kdapp.training import continual as engine_continual, teachers, train
 
     sentences = []
@@ -279,7 +279,7 @@ def engine_sentences(tmp_path):
         "continual_step")
     dataset = data_lib.load("sample", "data")
     trained = run_until(lambda emit: train.train_teacher("lenet5", dataset, 2, emit=emit), "phase")
-    live = jobs.LiveRun({"id": "0a1b2c3d", "config": {"epochs": 1}, "warnings": []})
+    live = live_run.LiveRun({"id": "0a1b2c3d", "config": {"epochs": 1}, "warnings": []})
     sentences.append(live.record["message"])  # "starting"
     for event in distill + continual + trained + [events_teacher_epoch()]:
         if event["type"] in ("phase", "data", "continual_step", "teacher_epoch"):
@@ -321,12 +321,12 @@ def test_the_engine_s_sentences_are_chinese_on_a_chinese_page(tmp_path):
     assert len(sentences) > 20
     with i18n.speaking("zh"):
         for sentence in sentences:
-            text = i18n.known(sentence)
+            text = known(sentence)
             assert CJK.search(text), sentence  # a KNOWN pattern matched it: a change of wording fails here
             assert numbers(text) == numbers(sentence), (sentence, text)
             assert not re.search(r"\b(?:the|is|of|to|from|and|must|run|task)\b", text), (sentence, text)
     with i18n.speaking("en"):
-        assert not any(CJK.search(i18n.known(s)) for s in sentences)
+        assert not any(CJK.search(known(s)) for s in sentences)
 
 
 def test_phase_sentences_written_after_training_are_in_known():
@@ -334,7 +334,7 @@ def test_phase_sentences_written_after_training_are_in_known():
     each must stand in its code as KNOWN knows it."""
     import inspect
 
-    from kdapp.lab import continual as lab_continual, facade, jobs, notebook, worker
+    from kdapp.lab import continual as lab_continual, jobs, notebook, run_models, worker
     from kdapp.training import qat, train
     sources = {"comparing the students with the teacher on the test digits": train.run,
                "saving the students": train.run, "generation 0: {config.student} on the labels alone": train.born_again,
@@ -345,7 +345,7 @@ def test_phase_sentences_written_after_training_are_in_known():
                "failed: the run's process ended unexpectedly (exit code ": jobs, '"out of memory"': worker.main,
                "its worker process died; queued again to resume after its last finished task": jobs,
                "its worker process died; queued again to resume from its last finished epoch": jobs,
-               "is a continual run: its models read digits in the Continual tab": facade}
+               "is a continual run: its models read digits in the Continual tab": run_models}
     examples = {"generation 0: {config.student} on the labels alone": "generation 0: lenet5 on the labels alone",
                 "generation {k} of {config.generations} distils from generation {k - 1}":
                 "generation 2 of 3 distils from generation 1",
@@ -358,7 +358,7 @@ def test_phase_sentences_written_after_training_are_in_known():
     with i18n.speaking("zh"):
         for sentence, code in sources.items():
             assert sentence in inspect.getsource(code), sentence
-            assert CJK.search(i18n.known(examples.get(sentence, sentence))), sentence
+            assert CJK.search(known(examples.get(sentence, sentence))), sentence
 
 
 # ---- the engine's rarer sentences (README's "What is left"), each made by the engine's own code ----
@@ -500,14 +500,14 @@ def test_the_engine_s_rarer_sentences_are_chinese_on_a_chinese_page(tmp_path, mo
                          r"checkpoint|only|got|unknown|failed|started|consistent|allocate|space|could|not)\b")
     with i18n.speaking("zh"):
         for sentence in sentences:
-            text = i18n.known(sentence)
+            text = known(sentence)
             assert CJK.search(text), sentence
             # words that stay Latin are names and paths (lenet5, mnist, python -m kdapp ...), not sentences
             # and torch's own account of a misfit, after the frame
             frame = re.sub(r"'[^']*'|/\S+|python -m kdapp .*|\(\w+Error\)|Error\(s\) in loading[\s\S]*", "", text)
             assert not english.search(frame), (sentence, text)
     with i18n.speaking("en"):
-        assert not any(CJK.search(i18n.known(s)) for s in sentences)
+        assert not any(CJK.search(known(s)) for s in sentences)
 
 
 def test_the_status_line_speaks_of_warnings_and_data_in_the_language(tmp_path):

@@ -1,7 +1,5 @@
 """Guided lessons: which runs each queues (kdapp.lab.lessons), and how their results are told
 (kdapp.ui.lessons, in English here)."""
-import pytest
-
 from kdapp.config import DEFAULTS, RunConfig
 from kdapp.lab import lessons
 from kdapp.ui import lessons as told

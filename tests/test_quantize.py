@@ -189,7 +189,7 @@ def test_a_run_with_int8_students_shows_their_rows_and_downloads_the_file():
     assert run["metrics"]["quantized"]["method"] == "ptq"
     table = reports.comparison_table(app.lab.comparison(view))
     assert "int8 students: post-training int8" in table and "| KD student | int8 |" in table
-    files = app.downloads([view])[app.ui.files]
+    files = app.ui.runs.downloads([view])[app.ui.runs.files]
     int8 = next(f for f in files if f.endswith("-int8.onnx"))
     assert len(files) == 3 and run_file(int8, np.zeros((2, 1, 28, 28), np.float32)).shape == (2, 10)
     # The drawing offers the int8 students: the browser gets the very file the table measured, and

@@ -150,9 +150,9 @@ def test_the_runs_tab_button_zips_the_selected_runs(monkeypatch, tmp_path):
     import app
     records = {r["id"]: r for r in (hand_record(), hand_record(id="0a1b2c3e", curves={}, accuracy={}))}
     monkeypatch.setattr(app.lab, "run", records.get)
-    out = app.tensorboard_download(["0a1b2c3d"])
-    with zipfile.ZipFile(out[app.ui.files][0]) as archive:
+    out = app.ui.runs.tensorboard_download(["0a1b2c3d"])
+    with zipfile.ZipFile(out[app.ui.runs.files][0]) as archive:
         assert {name.split("/")[0] for name in archive.namelist()} == {"0a1b2c3d_seed_teacher-seed_student_T4_a0.7"}
-    assert "tensorboard --logdir" in out[app.ui.runs_note]
-    out = app.tensorboard_download(["0a1b2c3e"])  # queued: nothing to plot yet
-    assert out[app.ui.files] is None and "none of these runs has curves" in out[app.ui.runs_note]
+    assert "tensorboard --logdir" in out[app.ui.runs.note]
+    out = app.ui.runs.tensorboard_download(["0a1b2c3e"])  # queued: nothing to plot yet
+    assert out[app.ui.runs.files] is None and "none of these runs has curves" in out[app.ui.runs.note]

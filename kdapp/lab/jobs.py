@@ -9,7 +9,6 @@ kdapp.lab.worker` for it, fold the worker's events into a LiveRun under a lock, 
 outcome to the store. Readers take cheap copies; `version` changes whenever anything a reader
 shows changes, so a page polling every second can skip redrawing when nothing did.
 """
-import fcntl
 import json
 import logging
 import os
@@ -22,11 +21,12 @@ from pathlib import Path
 
 from kdapp import events as events_lib
 from kdapp.lab import drawing_models
+from kdapp.lab.folder_lock import hold_runs_folder
+from kdapp.lab.live_run import CANCELLED, FAILED, FINISHED, QUEUED, RUNNING, LiveRun
 
 log = logging.getLogger(__name__)
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # so `python -m kdapp.lab.worker` finds the package
-QUEUED, RUNNING, FINISHED, FAILED, CANCELLED = "queued", "running", "finished", "failed", "cancelled"
 # OpenMP threads that wait for each other spin for GOMP_SPINCOUNT rounds before sleeping (300,000
 # by default). While the server answers drawings, that spinning takes the core the server needs and
 # stalls the other training thread. 10,000: training alone at the same speed (4.9 vs 5.1 s for 4
@@ -36,7 +36,6 @@ QUEUED, RUNNING, FINISHED, FAILED, CANCELLED = "queued", "running", "finished", 
 WORKER_ENV = {"GOMP_SPINCOUNT": "10000"}
 FALLBACK_S_PER_EPOCH = 1.3  # the default run (15 epochs of 8,000 digits) takes ~20 s on 2 vCPUs
 WORKER_COMMAND = (sys.executable, "-m", "kdapp.lab.worker")
-LOCK_NAME = "server.lock"  # in the runs folder: held (flock) by the one server that dispatches its runs
 RESUME_NAME = "resume.pt"  # in a run's folder: where its worker saves a resume point after each epoch
 REQUEUE = {"type": "requeue"}  # what _run returns for a run queued again instead of ended
 SHUTDOWN = {"type": "shutdown"}  # ... for a run the server's stop interrupted: its row stays as it is
@@ -44,83 +43,8 @@ WORKER_DIED_REQUEUED = "its worker process died; queued again to resume from its
 WORKER_DIED_REQUEUED_TASK = "its worker process died; queued again to resume after its last finished task"
 
 
-class RunsFolderBusy(RuntimeError):
-    """Another server holds the runs folder's lock; the message says what to do."""
-
-
 class QueueFull(RuntimeError):
     """The run was not queued; the message says which cap was reached and what to do."""
-
-
-class LiveRun:
-    """A running run: its store record, growing with each event, plus its progress."""
-
-    def __init__(self, record, resuming=False):
-        # A run that resumes keeps the curves stored before; the worker's `resumed` event trims them.
-        self.record = dict(record, state=RUNNING, started=time.time(), message="starting",
-                           curves={k: [] for k in ("step", "loss", "soft", "hard", "feature", "baseline",
-                                                   "teacher_loss")},
-                           accuracy={k: [] for k in ("epoch", "teacher", "student", "baseline")},
-                           warnings=list(record["warnings"] or []) if resuming else [])
-        if resuming:  # a continual run's accuracy rows too (accuracy["continual"])
-            self.record["curves"].update({k: list(v) for k, v in (record["curves"] or {}).items()})
-            self.record["accuracy"].update({k: list(v) for k, v in (record["accuracy"] or {}).items()})
-        self.stop_requested = False
-        self.progress = {"phase": "starting", "epoch": 0, "epochs": record["config"]["epochs"], "step": 0,
-                         "steps": 0, "eta_s": None}
-
-    def apply(self, event):
-        r, p, kind = self.record, self.progress, event["type"]
-        if kind == "phase":
-            p["phase"], r["message"], p["eta_s"] = event["phase"], event["message"], None
-        elif kind == "data":
-            r["data"], r["device"], r["message"] = event["data"], event["device"], event["description"]
-        elif kind == "warning":
-            r["warnings"].append(event["message"])
-        elif kind in ("step", "teacher_step"):
-            p.update((k, event[k]) for k in ("epoch", "epochs", "step", "steps", "eta_s"))
-            if kind == "step":
-                for k in ("step", "loss", "soft", "hard", "feature", "baseline"):
-                    r["curves"][k].append(event[k])
-                for name, value in event.get("parts", {}).items():  # "part:tckd", ... (DKD, DIST)
-                    r["curves"].setdefault(f"part:{name}", []).append(value)
-                r["curves"].setdefault("temperature", []).append(event.get("temperature"))
-            else:
-                r["curves"]["teacher_loss"].append(event["teacher_loss"])
-        elif kind == "continual_step":
-            p.update(phase="continual", epoch=event["task"], epochs=event["tasks"], step=event["step"],
-                     steps=event["steps"])
-            r["message"] = f"{event['strategy']}: task {event['task'] + 1} of {event['tasks']}"
-        elif kind == "continual_task":  # one row of a strategy's accuracy matrix
-            r["accuracy"].setdefault("continual", []).append(
-                {k: event[k] for k in ("strategy", "task", "accuracies")})
-        elif kind == "teacher_epoch":
-            r["message"] = f"teacher epoch {event['epoch']}/{event['epochs']}: {event['teacher_acc']:.2%}"
-        elif kind == "resumed":  # drop what was drawn after the resume point: it is trained again
-            keep = [i for i, step in enumerate(r["curves"]["step"]) if step <= event["step"]]
-            steps = len(r["curves"]["step"])
-            r["curves"] = {k: [v[i] for i in keep] if len(v) == steps else v for k, v in r["curves"].items()}
-            keep = [i for i, e in enumerate(r["accuracy"]["epoch"]) if e <= event["epoch"]]
-            r["accuracy"] = {k: v if k == "continual" else [v[i] for i in keep] for k, v in r["accuracy"].items()}
-            if "continual_rows" in event:  # a continual run: exactly the rows its point holds (epoch: their count)
-                r["accuracy"]["continual"] = event["continual_rows"]
-                r["resumed_from_epoch"] = event["epoch"]
-            else:
-                r["resumed_from_epoch"] = p["epoch"] = event["epoch"]
-        elif kind == "epoch":
-            if event["epoch"] == 0 and r["accuracy"]["epoch"]:
-                return  # a resumed run announces its teacher again; its curves already start there
-            p["epoch"], p["epochs"] = event["epoch"], event["epochs"]
-            if event["epoch"] > 0:
-                for k in ("teacher", "student", "baseline"):
-                    r["accuracy"][k].append(event[f"{k}_acc"])
-                r["accuracy"]["epoch"].append(event["epoch"])
-
-    def snapshot(self):
-        r = self.record
-        return dict(r, config=dict(r["config"]), curves={k: list(v) for k, v in r["curves"].items()},
-                    accuracy={k: list(v) for k, v in r["accuracy"].items()}, warnings=list(r["warnings"]),
-                    progress=dict(self.progress), elapsed_s=time.time() - r["started"])
 
 
 class RunQueue:
@@ -414,23 +338,3 @@ class RunQueue:
                 self._processes.pop(run_id, None)
                 self.version += 1
                 self._lock.notify_all()
-
-
-def hold_runs_folder(root):
-    """Take the runs folder's lock for this process, or raise RunsFolderBusy. Two servers on one
-    folder would each dispatch the same queued runs; the kernel drops the lock when the process
-    dies, however it dies, so a killed server never blocks the next one. Returns the open file."""
-    root = Path(root)
-    lock = open(root / LOCK_NAME, "a+")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.seek(0)
-        holder = lock.read().strip() or "another process"
-        lock.close()
-        raise RunsFolderBusy(f"another kdapp server ({holder}) is already using the runs folder {root}; "
-                             "stop it first, or start this one with another folder (KDAPP_RUNS_DIR)") from None
-    lock.truncate(0)
-    lock.write(f"pid {os.getpid()}\n")
-    lock.flush()
-    return lock

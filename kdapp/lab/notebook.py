@@ -1,7 +1,7 @@
 """One notebook: a run from `python -m kdapp distill` goes into the same store as the app's runs
 (KDAPP_RUNS_DIR, default runs), so the Runs tab lists it, compares it and links to it.
 
-The CLI records the run's events as the queue does (jobs.LiveRun), and writes the run once it
+The CLI records the run's events as the queue does (kdapp.lab.live_run), and writes the run once it
 has finished, with its curves, metrics, fidelity and checkpoints, and no owner: nobody's
 allowance, and nobody's to cancel. Nothing is written for a run that fails or is stopped.
 """
@@ -9,7 +9,7 @@ import os
 import shutil
 import time
 
-from kdapp.lab.jobs import FINISHED, LiveRun
+from kdapp.lab.live_run import FINISHED, LiveRun
 from kdapp.lab.store import RunStore
 
 RUNS_DIR_ENV = "KDAPP_RUNS_DIR"

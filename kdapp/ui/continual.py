@@ -22,7 +22,8 @@ from kdapp.evaluation.inference import BlankCanvas, CanvasError
 from kdapp.lab import continual as lab_continual
 from kdapp.training.continual import STRATEGIES, TASK_SPLITS
 from kdapp.ui import drawing, i18n, plots, reports
-from kdapp.ui.i18n import _, known, ngettext
+from kdapp.ui.i18n import _, ngettext
+from kdapp.ui.sentences import known
 
 TASK_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
 SCENARIOS = ("class", "task")

@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 
 from kdapp.data import MNIST_MEAN, MNIST_STD
 from kdapp.evaluation import export, inference
-from kdapp.ui import i18n, plots
+from kdapp.ui import i18n, plots, sentences
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 PREFIX = "/kdapp-drawing"        # every file the panel fetches, answered by DrawingFiles
@@ -113,9 +113,9 @@ def server_answer(lab, image, temperature, models, lang=None):
         answer = _server_answer(lab, image, temperature, models)
         for key in ("error", "models"):
             if key in answer:
-                answer[key] = i18n.known(answer[key])
+                answer[key] = sentences.known(answer[key])
         if "notes" in answer:
-            answer["notes"] = [i18n.known(n) for n in answer["notes"]]
+            answer["notes"] = [sentences.known(n) for n in answer["notes"]]
         return answer
 
 
@@ -184,14 +184,14 @@ class DrawingFiles:
                     return Response(status_code=404)
                 return self.file(files[role[:-len(".onnx")]], brotli_ok, "public, max-age=31536000, immutable")
             except LookupError as e:
-                return JSONResponse({"error": i18n.known(str(e).strip("'\""))}, status_code=404)
+                return JSONResponse({"error": sentences.known(str(e).strip("'\""))}, status_code=404)
         return Response(status_code=404)
 
     def manifest(self, choice):
         files, description = self.get_lab().drawing_onnx(choice)
         roles = {role: f"{PREFIX}/models/{choice}/{role}.onnx?v={path.stat().st_mtime_ns}"
                  for role, path in files.items()}
-        return JSONResponse({"choice": choice, "roles": roles, "models": i18n.known(description)},
+        return JSONResponse({"choice": choice, "roles": roles, "models": sentences.known(description)},
                             headers={"Cache-Control": "no-cache"})
 
     def file(self, path, brotli_ok, cache):

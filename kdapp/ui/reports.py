@@ -8,7 +8,8 @@ from pathlib import Path
 
 from kdapp.stats import gain_interval
 from kdapp.losses import LOGIT_LOSSES
-from kdapp.ui.i18n import _, current, known, ngettext, translated_file, with_lang
+from kdapp.ui.i18n import _, current, ngettext, translated_file, with_lang
+from kdapp.ui.sentences import known
 
 RESULTS_PATH = Path(__file__).resolve().parents[2] / "results" / "reproduce.md"
 RESULTS_MNIST_PATH = RESULTS_PATH.with_name("reproduce-mnist.md")

@@ -9,7 +9,8 @@ from kdapp.training import train
 from kdapp.tools.reproduce.common import (
     FULL, MNIST, PUBLISHED_RECIPE, QUICK, Cells, _cell, _say, comments, errors, in_every_language, interval,
     mean_std, methods_out, reproduction_teacher, seeds_phrase, teacher_note)
-from kdapp.ui.i18n import _, known
+from kdapp.ui.i18n import _
+from kdapp.ui.sentences import known
 
 
 # ---- the methods since 2015, side by side ----

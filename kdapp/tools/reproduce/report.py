@@ -16,7 +16,8 @@ from kdapp.tools.reproduce.common import (
     Reproduction, accuracies, _say, comments, default_out, in_every_language, interval, machine, machine_note, mean_std,
     reproduction_teacher, seeds_phrase, teacher_note, versus)
 from kdapp.tools.reproduce.hinton import section_hinton
-from kdapp.ui.i18n import _, known
+from kdapp.ui.i18n import _
+from kdapp.ui.sentences import known
 
 
 SEED_RECIPE = dict(lr=0.005, batch_size=128)  # the seed table's KD recipe, on top of T=4, alpha=0.7
