@@ -235,7 +235,7 @@ def test_collapse_and_adversarial_terms_train_and_are_reported(sample, shipped_t
 
 
 def test_the_techniques_table_says_plainly_what_does_not_help():
-    from kdapp.tools.techniques_table import verdict
+    from kdapp.tools.reproduce.techniques import verdict
     gains = {"KD": [0.010, 0.012, 0.011], "T linear 8→2": [0.011, 0.012, 0.010], "CTKD": [0.030, 0.031, 0.029],
              "mutual": [-0.01, -0.012, -0.011], "KD + hint": [0.01, 0.01, 0.01], "+ collapse": [0.01, 0.011, 0.009]}
     text = verdict(gains)

@@ -23,30 +23,28 @@ so an interrupted reproduction goes on where it stopped; `--fresh` starts over.
 
 Here: the command. `common` holds what every table shares (the published numbers, plans, cells and
 sentences), `report` the reproduction's sections, `hinton` its Hinton 2015 section, `methods` the
-methods table (and kdapp.tools.techniques_table the techniques table).
+methods table and `techniques` the techniques table (English only).
 """
 import json
 from pathlib import Path
 
-from kdapp.tools.reproduce.common import (
-    HINTON_ERRORS, NOT_RUN, RESULTS_DIR, SEED_CLAIMS, Cells, Reproduction, _say, default_out, distill_cell, machine,
-    mean_std, methods_out, reproduction_teacher, seeds_phrase, teacher_note)
+from kdapp.tools.reproduce.common import (HINTON_ERRORS, RESULTS_DIR, SEED_CLAIMS, Reproduction, _say, default_out,
+                                         distill_cell, machine, methods_out)
 from kdapp.tools.reproduce.hinton import _hinton_comments, _hinton_temperatures
 from kdapp.tools.reproduce.methods import METHODS, method_cell, method_slug, run_methods
 from kdapp.tools.reproduce.report import run_reproduce
+from kdapp.tools.reproduce.techniques import run_techniques, techniques_out
 from kdapp.ui.i18n import LANGUAGES, translated_file
 
-# What the techniques table, the CLI and the tests use; each module's own docstring says what it holds.
-__all__ = ["HINTON_ERRORS", "METHODS", "NOT_RUN", "RESULTS_DIR", "SEED_CLAIMS", "Cells", "Reproduction",
-           "_hinton_comments", "_hinton_temperatures", "add_parser", "cmd_reproduce", "distill_cell", "machine",
-           "mean_std", "method_cell", "method_slug", "reproduction_teacher", "run_methods", "run_reproduce",
-           "seeds_phrase", "teacher_note"]
+# What the CLI and the tests use; each module's own docstring says what it holds.
+__all__ = ["HINTON_ERRORS", "METHODS", "RESULTS_DIR", "SEED_CLAIMS", "Reproduction", "_hinton_comments",
+           "_hinton_temperatures", "add_parser", "cmd_reproduce", "distill_cell", "machine", "method_cell", "method_slug",
+           "run_methods", "run_reproduce"]
 
 
 def cmd_reproduce(args):
     run, out_for = (run_methods, methods_out) if args.methods else (run_reproduce, default_out)
     if args.techniques:
-        from kdapp.tools.techniques_table import run_techniques, techniques_out  # it imports this module
         run, out_for = run_techniques, techniques_out
     pages, raw = run(args.quick, args.seeds, args.data, args.data_dir, fresh=args.fresh,
                      cached_only=args.cached_only,

@@ -1,5 +1,5 @@
 """`python -m kdapp reproduce --techniques`: the articles' remaining techniques side by side
-(results/techniques.md), in the shape of the methods table (kdapp.tools.reproduce.run_methods).
+(results/techniques.md), in the shape of the methods table (methods.run_methods).
 
 A short recipe, so that 3 seeds of every row fit on a shared 2-core machine: a quarter of the
 sample's training digits (where KD has room to help), 4 epochs, the shipped teacher. Every row's
@@ -11,8 +11,8 @@ import time
 
 from kdapp import data as data_lib
 from kdapp.config import RunConfig
-from kdapp.tools.reproduce import (NOT_RUN, RESULTS_DIR, Cells, mean_std, reproduction_teacher, seeds_phrase,
-                                    teacher_note)
+from kdapp.tools.reproduce.common import (NOT_RUN, RESULTS_DIR, Cells, mean_std, reproduction_teacher, seeds_phrase,
+                                           teacher_note)
 from kdapp.training import train
 
 RECIPE = dict(epochs=4, lr=0.005, batch_size=128, train_fraction=0.25, augment=False)
