@@ -148,3 +148,16 @@ def test_no_module_imports_a_layer_above_its_own():
             elif layer(module) is not None and layer(imported) is not None and layer(imported) > layer(module):
                 wrong.append(f"{module} -> {imported}")
     assert not wrong, "imports that go up a layer:\n" + "\n".join(wrong)
+
+
+def test_every_package_and_its_page_files_are_in_the_packaging():
+    """pyproject.toml lists its packages one by one: a new subpackage left out would be missing from
+    an installed copy (`python -m kdapp` imports every tool to build its parser)."""
+    import tomllib
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    packages = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "kdapp").rglob("__init__.py")}
+    assert packages == set(setuptools["packages"])
+    ui = ROOT / "kdapp" / "ui"
+    served = {p for p in (ui / "static").rglob("*") if p.is_file()} | set((ui / "locales").glob("*.json"))
+    listed = {p for pattern in setuptools["package-data"]["kdapp.ui"] for p in ui.glob(pattern) if p.is_file()}
+    assert served == listed, sorted(str(p.relative_to(ui)) for p in served ^ listed)

@@ -2,7 +2,7 @@
 
     torchrun --standalone --nproc_per_node=2 -m kdapp distill --json
 
-What each rank does (kdapp.training.train.distill calls these helpers; with one process they are no-ops):
+What each rank does (kdapp.training.distillation.distill calls these helpers; with one process they are no-ops):
 - it holds the whole data set in memory, as a single process does, and trains on its own slice
   of every global batch: the epoch's permutation comes from the same seed on every rank, and
   rank r takes positions r, r+W, r+2W, ... of each global batch (DistributedSampler's split,

@@ -8,7 +8,7 @@ class AdamCosine:
     """Adam with its learning rate cosine-decayed to 0 over the run, and optional gradient
     clipping: the one way every model in a run learns, so the KD student and its baseline
     differ only in their loss. With constant=True the rate stays at lr instead, as stochastic
-    weight averaging wants it (kdapp.training.train.train_teacher's swa)."""
+    weight averaging wants it (kdapp.training.teachers.train_teacher's swa)."""
 
     def __init__(self, params, lr, total_steps, clip_grad_norm=None, constant=False):
         self.params, self.clip = list(params), clip_grad_norm

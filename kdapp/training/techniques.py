@@ -7,7 +7,7 @@
 - the feature article's (§5.3) feature-collapse regulariser λ‖Cov(F_S) − I‖²_F and its
   adversarial distillation through a gradient reversal layer.
 
-Each function is pure and carries its formula and paper; kdapp.training.train wires them in.
+Each function is pure and carries its formula and paper; kdapp.training.distillation and teachers wire them in.
 """
 import math
 

@@ -79,7 +79,7 @@ RARE = (
     (r"^unknown architecture (?P<arch>'[^']*'); valid names: (?P<names>[\w, ]+)$", "engine.unknown_arch"),
     (r"^unknown continual settings (?P<names>[\w, ]+); known: (?P<valid>[\w, ]+)$", "engine.unknown_continual"),
     (r"^unknown settings: (?P<names>[\w, ]+)$", "engine.unknown_settings"),
-    # the drawing's models and notes (kdapp.lab.facade)
+    # the drawing's models and notes (kdapp.lab.run_models)
     (r"^(?P<origin>shipped checkpoints|checkpoints from .+?): (?P<pair>[^,]+ → [^,]+), (?P<settings>T=[^,]+, "
      r"α=[^,]+), consistent teaching, trained on (?P<dataset>full MNIST|the MNIST sample)$",
      "engine.models_consistent"),
