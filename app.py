@@ -20,7 +20,7 @@ from kdapp.evaluation.inference import MAX_SIDE, BlankCanvas, CanvasError, unrea
 from kdapp.lab import continual as lab_continual, facade as lab_lib
 from kdapp.lab.folder_lock import RunsFolderBusy
 from kdapp.ui import (continual as continual_ui, controls as controls_ui, drawing, i18n, lessons_tab, mcp_tools, plots,
-                      reports, runs_tab)
+                      reports, run_report, runs_tab)
 from kdapp.ui.controls import CHOICE_CONTROLS, INFO_SLOTS, choices_for, info_for, settings_from
 from kdapp.ui.i18n import _
 from kdapp.ui.sentences import known
@@ -158,7 +158,7 @@ def refreshed(last, view, owner, models_value, follow, notice_for, key):
     table = lab.comparison(run["id"]) if run and run["state"] == "finished" else None
     out = {ui.status: reports.status(run, mine, newest if run and newest and run["id"] != newest["id"] else None),
            ui.queue: reports.queue(active), ui.loss_plot: plots.loss_figure(run),
-           ui.acc_plot: plots.accuracy_figure(run), ui.table: reports.comparison_table(table),
+           ui.acc_plot: plots.accuracy_figure(run), ui.table: run_report.comparison_table(table),
            ui.stop: gr.update(interactive=any(r["mine"] for r in active)),
            ui.link: reports.run_link(run["id"]) if run else ""}
     # The drawing follows the visitor's own newest finished run until they pick models themselves.
@@ -286,7 +286,7 @@ def fidelity_outputs(run):
     """The fidelity panel for the run on show: markdown, confusions, both galleries, the example
     chart, and the id whose galleries are shown (for clicks)."""
     fidelity = lab.fidelity(run["id"]) if run and run["state"] == "finished" else None
-    text = reports.fidelity_markdown(fidelity) if fidelity else reports.hint(_("fidelity.old")) \
+    text = run_report.fidelity_markdown(fidelity) if fidelity else reports.hint(_("fidelity.old")) \
         if run and run["state"] == "finished" else reports.hint(_("fidelity.wait"))
     return {ui.fidelity_md: text, **confusion_outputs(fidelity),
             ui.fixed_gallery: lab.gallery(fidelity, "fixed"), ui.broken_gallery: lab.gallery(fidelity, "broken"),
@@ -405,7 +405,7 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
             with gr.Row():
                 ui.loss_plot = gr.Plot(plots.loss_figure(None), elem_id="loss-plot", show_label=False)
                 ui.acc_plot = gr.Plot(plots.accuracy_figure(None), elem_id="acc-plot", show_label=False)
-            ui.table = gr.Markdown(reports.comparison_table(None), elem_id="comparison")
+            ui.table = gr.Markdown(run_report.comparison_table(None), elem_id="comparison")
             gr.Markdown(I18N("heading.learned"))
             ui.fidelity_md = gr.Markdown(reports.hint(_("fidelity.wait")), elem_id="fidelity")
             gr.Markdown(I18N("plot.confusion.title"), elem_id="confusion-caption")

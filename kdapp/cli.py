@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from kdapp import checkpoints, data as data_lib
 from kdapp.training import distributed, qat, resume as resume_lib, train
-from kdapp.ui.reports import quantize_report
+from kdapp.ui.run_report import quantize_report
 from kdapp.config import CHOICES, DEFAULTS, FLAGS, HELP, RANGES, Range, RunConfig
 from kdapp.lab import notebook
 from kdapp.ui.reports import gain_text

@@ -11,7 +11,7 @@ from kdapp.evaluation import robustness
 from kdapp.lab.lessons import LESSONS
 from kdapp.tools import reproduce
 from kdapp.training.continual import STRATEGIES
-from kdapp.ui import continual, controls, i18n, lessons as told, plots, reports
+from kdapp.ui import continual, controls, i18n, lessons as told, plots, reports, run_report
 from kdapp.ui.sentences import KNOWN, known
 from kdapp.ui.i18n import CATALOGS
 
@@ -58,7 +58,7 @@ def test_every_key_a_family_builds_is_in_the_catalogs():
                                                                     for part in ("title", "question", "literature")]
     families += [f"phase.{p}" for p in reports.PHASES] + [f"state.name.{s}" for s in reports.STATES]
     families += [f"runs.column.{c}" for c in reports.RUN_COLUMNS if c not in ("T", "α")]
-    families += [key for _, key in KNOWN] + list(reports.MODEL_NAMES.values())
+    families += [key for _, key in KNOWN] + list(run_report.MODEL_NAMES.values())
     families += [f"continual.{kind}.{name}" for name in STRATEGIES for kind in ("strategy", "short")]
     families += [f"continual.scenario.{s}" for s in continual.SCENARIOS]
     families += [f"continual.data.{value}" for _, value in continual.choices()["data"]]
@@ -188,8 +188,8 @@ def test_numbers_and_units_read_the_same_in_both_languages():
                 "per_class": {r: [0.99] * 10 for r in ("teacher", "student", "baseline")}}
     table = {"rows": [{"model": "KD student", "arch": "lenet5", "params": 61706, "size_mb": 0.25, "test_acc": 0.9825,
                        "latency_ms": 0.31}], "metrics": run["metrics"], "config": run["config"]}
-    for build in (lambda: reports.status(run, True), lambda: reports.fidelity_markdown(fidelity),
-                  lambda: reports.comparison_table(table), lambda: reports.gain_text(run["metrics"]),
+    for build in (lambda: reports.status(run, True), lambda: run_report.fidelity_markdown(fidelity),
+                  lambda: run_report.comparison_table(table), lambda: reports.gain_text(run["metrics"]),
                   lambda: reports.runs_rows([run])["data"][0]):
         texts = both(build)
         assert numbers(str(texts["en"])) == numbers(str(texts["zh"])), texts

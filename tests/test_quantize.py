@@ -161,17 +161,17 @@ def test_distill_qat_json(tmp_path, capsys):
 
 
 def test_report_says_plainly_where_int8_pays():
-    from kdapp.ui import reports
+    from kdapp.ui import run_report
     row = lambda precision, size, b1, b256: {"model": "student", "precision": precision, "bytes": size,
                                              "test_acc": 0.99, "agreement_with_teacher": 0.995,
                                              "agreement_with_fp32": None if precision == "fp32" else 0.999,
                                              "latency_ms_b1": b1, "latency_ms_b256": b256,
                                              "digits_per_s_b256": 256_000 / b256,
                                              **({"size_vs_fp32": size / 1000} if precision == "int8" else {})}
-    slower = reports.quantize_report({"method": "ptq", "rows": [row("fp32", 1000, 0.02, 5.0), row("int8", 260, 0.04, 10.0)]})
+    slower = run_report.quantize_report({"method": "ptq", "rows": [row("fp32", 1000, 0.02, 5.0), row("int8", 260, 0.04, 10.0)]})
     assert "26% of the fp32 file's bytes" in slower
     assert "at batch 1 it is 2.00× slower, at batch 256 2.00× slower" in slower
-    faster = reports.quantize_report({"method": "qat", "rows": [row("fp32", 1000, 0.02, 6.0), row("int8", 260, 0.02, 2.0)]})
+    faster = run_report.quantize_report({"method": "qat", "rows": [row("fp32", 1000, 0.02, 6.0), row("int8", 260, 0.02, 2.0)]})
     assert "at batch 1 it is no faster, at batch 256 3.00× as fast" in faster
     assert "| KD student | int8 | 0.3 kB (26%) |" in faster  # 260 bytes; the fraction of the fp32 file beside it
 
@@ -180,14 +180,14 @@ def test_report_says_plainly_where_int8_pays():
 def test_a_run_with_int8_students_shows_their_rows_and_downloads_the_file():
     """From the page's controls to the table and the download: the int8 choice of "More methods"."""
     import app
-    from kdapp.ui import reports
+    from kdapp.ui import run_report
     out = app.start({app.ui.owner: "int8-owner", **app.inputs_for(epochs=1, train_fraction=0.1, quantize="ptq")})
     view = out.get(app.ui.view)
     assert view and app.lab.queue.wait(view, timeout=300)
     run = app.lab.run(view)
     assert run["state"] == "finished", run["message"]
     assert run["metrics"]["quantized"]["method"] == "ptq"
-    table = reports.comparison_table(app.lab.comparison(view))
+    table = run_report.comparison_table(app.lab.comparison(view))
     assert "int8 students: post-training int8" in table and "| KD student | int8 |" in table
     files = app.ui.runs.downloads([view])[app.ui.runs.files]
     int8 = next(f for f in files if f.endswith("-int8.onnx"))
