@@ -201,6 +201,21 @@ def test_a_stopped_run_resumes_after_its_last_task_and_ends_as_an_uninterrupted_
         cl.run(config.__class__(tasks=2, epochs=2, data="sample"), sample, resume=resume_lib.ResumePoint(point.path))
 
 
+def test_a_resumed_job_counts_the_seconds_trained_before_the_restart(sample, tmp_path):
+    """run_job's seconds are the point's (every process before this one) plus its own."""
+    from kdapp.training import resume as resume_lib
+    from kdapp.training.teachers import Cancelled
+    config = cl.ContinualConfig(tasks=2, epochs=1, data="sample", strategies=("finetune",))
+    point = resume_lib.ResumePoint(tmp_path / "point.pt")
+    with pytest.raises(Cancelled):  # stopped after the first task
+        cl.run(config, sample, should_stop=lambda: point.saves >= 1, resume=point)
+    state = torch.load(point.path, weights_only=True)
+    state["train_seconds"] = 1000.0  # as if the processes before this one had trained that long
+    torch.save(state, point.path)
+    metrics, _paths = cl.run_job(config, lambda event: None, lambda: False, resume_path=point.path)
+    assert 1000.0 < metrics["seconds"] < 1000.0 + 600
+
+
 def test_cli_prints_the_accuracy_matrices(capsys):
     from kdapp import cli
     code = cli.main(["continual", "--data", "sample", "--tasks", "2", "--scenario", "task", "--epochs", "1",

@@ -303,14 +303,13 @@ class RunStore:
         with self._write() as db:
             running = db.execute("SELECT id, restarts, json_extract(config, '$.kind') AS kind FROM runs "
                                  "WHERE state = 'running' ORDER BY seq").fetchall()
-            requeued = [r["id"] for r in running if r["restarts"] < max_restarts]
+            requeue = [r for r in running if r["restarts"] < max_restarts]
             failed = [r["id"] for r in running if r["restarts"] >= max_restarts]
             db.executemany("UPDATE runs SET state = 'queued', restarts = restarts + 1, message = ? WHERE id = ?",
-                           [(REQUEUED_TASK if r["kind"] == "continual" else REQUEUED, r["id"])
-                            for r in running if r["restarts"] < max_restarts])
+                           [(REQUEUED_TASK if r["kind"] == "continual" else REQUEUED, r["id"]) for r in requeue])
             db.executemany("UPDATE runs SET state = 'failed', ended = ?, message = ?, error = ? WHERE id = ?",
                            [(time.time(), GAVE_UP.format(n=max_restarts), "too many restarts", i) for i in failed])
-        return requeued, failed
+        return [r["id"] for r in requeue], failed
 
     def requeue(self, run_id, message, max_restarts=MAX_RESTARTS):
         """Queue a running run again, to resume (its worker died). False, changing nothing, when

@@ -267,14 +267,15 @@ def run_job(config, emit, should_stop, data_dir="data", out_dir=None, resume_pat
     a resume point there after each task (and, when one is there at start, carry on from it).
     Returns (metrics: the report plus data, seconds; paths: {strategy: checkpoint})."""
     started = time.monotonic()
-    earlier = (resume_lib.trained_seconds(resume_path) or 0.0) if resume_path else 0.0  # before a restart
     stop = with_deadline(should_stop, config.time_limit_s, "the continual run")
     emit(events.phase("loading data", "loading data"))
     dataset = data_lib.load(config.data, data_dir)
     emit(events.data(dataset.source, dataset.describe(), "cpu"))
     emit(events.phase("continual", f"{len(config.strategies)} strategies, {config.tasks} tasks, "
                                    f"{config.scenario}-incremental"))
-    report, models = run(config, dataset, emit, stop, resume_lib.ResumePoint(resume_path) if resume_path else None)
+    point = resume_lib.ResumePoint(resume_path) if resume_path else None
+    report, models = run(config, dataset, emit, stop, point)
+    earlier = point.loaded["train_seconds"] if point is not None and point.loaded else 0.0  # before a restart
     paths = {}
     if out_dir is not None:
         for name, model in models.items():

@@ -31,6 +31,7 @@ class ResumePoint:
         # (which keeps the last point: never tell them to delete it then). The app's button, or a CLI's advice.
         self.path, self.afresh, self.again = path, afresh, again
         self.saves = 0
+        self.loaded = None  # the state `load` found, for a caller that reads more of it (its seconds)
 
     def load(self, config):
         """The saved state for these settings (a RunConfig, or a dict: a teacher's training settings,
@@ -50,6 +51,7 @@ class ResumePoint:
                                   f"teacher has been retrained since); {self.afresh} to start it afresh")
             raise ResumeError("the run's resume point belongs to other settings or another kdapp version; "
                               f"{self.afresh} to start it afresh")
+        self.loaded = state
         return state
 
     def save(self, state):

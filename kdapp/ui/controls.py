@@ -78,7 +78,11 @@ def extra_of(name, lab):
 
 def choices_for(name, lab):
     """A choice control's choices in the language spoken now: (words, value) pairs."""
-    pairs = [(c, c) if isinstance(c, str) else c for c in extra_of(name, lab)["choices"]]
+    return _in_words(extra_of(name, lab)["choices"])
+
+
+def _in_words(choices):
+    pairs = [(c, c) if isinstance(c, str) else c for c in choices]
     return [(known(_(label)), value) for label, value in pairs]
 
 
@@ -110,8 +114,9 @@ class Controls(dict):
         lab, I18N = self.get_lab(), self.I18N
         kind, extra = CONTROL_TABLE[name][0], extra_of(name, lab)
         if "choices" in extra:
-            extra["choices"] = choices_for(name, lab)
-        info = info_for(name) if name in INFO_SLOTS else I18N(f"control.{name}.info") if info_for(name) else None
+            extra["choices"] = _in_words(extra["choices"])  # the lab's choices, asked once
+        info = info_for(name)
+        info = info if name in INFO_SLOTS or info is None else I18N(f"control.{name}.info")
         common = dict(label=I18N(f"control.{name}"), info=info, elem_id=f"control-{name}")
         if kind == "slider":
             r = RANGES[name]
