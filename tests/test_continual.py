@@ -213,7 +213,7 @@ def test_a_resumed_job_counts_the_seconds_trained_before_the_restart(sample, tmp
     state["train_seconds"] = 1000.0  # as if the processes before this one had trained that long
     torch.save(state, point.path)
     metrics, _paths = cl.run_job(config, lambda event: None, lambda: False, resume_path=point.path)
-    assert 1000.0 < metrics["seconds"] < 1000.0 + 600
+    assert metrics["seconds"] > 1000.0  # the point's seconds, and this process's on top (no bound on those: no timing asserts)
 
 
 def test_cli_prints_the_accuracy_matrices(capsys):
