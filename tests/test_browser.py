@@ -81,7 +81,9 @@ def open_page(browser, url, height=1000, context=None):
     context = context or new_context(browser, viewport={"width": 1400, "height": height})
     page = context.new_page()
     page.goto(url)
-    page.wait_for_selector("#sketch canvas", timeout=30_000)
+    # attached, not visible: a continual run's link ("?run=<id>") opens the Continual tab, which may
+    # hide the Distill tab's canvas before it is ever shown (CI failed on that race once)
+    page.wait_for_selector("#sketch canvas", state="attached", timeout=30_000)
     page.wait_for_function("() => window.kdappDrawing && window.kdappDrawing.panel", timeout=30_000)  # listening
     return page
 
