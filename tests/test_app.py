@@ -12,6 +12,7 @@ from PIL import Image
 
 import app
 from kdapp.tools.serving import redrawn_canvases
+from kdapp.ui.controls import settings_from
 
 
 def digit_canvas(index=0, seed=0):
@@ -21,29 +22,33 @@ def digit_canvas(index=0, seed=0):
 
 def start(owner, **settings):
     """Press Start as the page does: (notice, run on show, run the notice is about)."""
-    out = app.start({app.ui.owner: owner, **app.inputs_for(**settings)})
-    return out[app.ui.notice], out.get(app.ui.view), out.get(app.ui.notice_for)
+    out = app.ui.distill.start({app.ui.owner: owner, **app.ui.distill.controls.inputs_for(**settings)})
+    return out[app.ui.distill.notice], out.get(app.ui.distill.view), out.get(app.ui.distill.notice_for)
 
 
 def predict(*args):
     """The drawing's answer, by name."""
-    out = app.predict(*args)
-    ui = app.ui
+    out = app.ui.distill.api.predict(*args)
+    ui = app.ui.distill.api
     return SimpleNamespace(teacher=out[ui.teacher_pred], student=out[ui.student_pred], baseline=out[ui.baseline_pred],
                            fig=out[ui.dist_plot], image=out[ui.digit28], note=out[ui.draw_note])
 
 
 def refresh(*args):
     """A timer tick, by name: {component name in app.ui: value} for what it sends."""
-    out = app.refresh(*args)
+    out = app.ui.distill.refresh(*args)
     if out == gr.skip():  # nothing changed: no output is sent
         return {}
     return by_name(out)
 
 
 def by_name(out):
-    """{component: value} -> {its name in app.ui: value}."""
-    names = {component: name for name, component in vars(app.ui).items()}
+    """{component: value} -> {its name: value}: the Distill tab's attribute names, the fidelity panel's
+    as fidelity_<name>, its confusion plots as confusion_<role>."""
+    distill = app.ui.distill
+    names = {c: name for name, c in vars(distill).items() if isinstance(c, gr.blocks.Block)}
+    names |= {c: f"fidelity_{name}" for name, c in vars(distill.fidelity).items() if isinstance(c, gr.blocks.Block)}
+    names |= {plot: f"confusion_{role}" for role, plot in distill.fidelity.confusion.items()}
     return {names[component]: value for component, value in out.items()}
 
 
@@ -118,13 +123,13 @@ def test_a_run_from_the_ui_handlers_finishes_and_the_owner_sees_it():
     message, view, notice_for = start("owner", epochs=1, train_fraction=0.1)
     assert "started" in message or "queued" in message
     assert view == notice_for and app.lab.queue.busy()
-    assert "no run" in app.stop("someone else", None)[app.ui.notice].lower()  # nothing of theirs to stop
+    assert "no run" in app.ui.distill.stop("someone else", None)[app.ui.distill.notice].lower()  # nothing of theirs to stop
     assert app.lab.queue.wait(view, timeout=180)
     out = refresh(None, view, "owner", app.lab_lib.SHIPPED, True, view)
     status, loss_fig, acc_fig, table, models, chosen = (out[k] for k in ("status", "loss_plot", "acc_plot", "table",
                                                                          "models", "drawing_models"))
-    notice, notice_for, fidelity_md = (out[k] for k in ("notice", "notice_for", "fidelity_md"))
-    fixed, broken, fidelity_shown = out["fixed_gallery"], out["broken_gallery"], out["fidelity_shown"]
+    notice, notice_for, fidelity_md = (out[k] for k in ("notice", "notice_for", "fidelity_markdown"))
+    fixed, broken, fidelity_shown = out["fidelity_fixed_gallery"], out["fidelity_broken_gallery"], out["fidelity_shown"]
     assert "Finished: run " + view in status and "KD gain" in status
     assert "| KD student | seed_student | 173,930 |" in table and "10% of the data" in table
     assert len(loss_fig.data) == 8 and len(acc_fig.data) == 3  # four loss curves, raw and smoothed
@@ -139,7 +144,7 @@ def test_a_run_from_the_ui_handlers_finishes_and_the_owner_sees_it():
         (run["metrics"]["student_acc"] - run["metrics"]["baseline_acc"]) * run["metrics"]["test_samples"])
     assert len(fixed) == min(32, fidelity["fixed"]["count"]) and len(broken) == min(32, fidelity["broken"]["count"])
     assert fixed, "one epoch on 10% of the data: KD and the baseline differ on some digits"
-    chart = app.show_example("fixed")(view, type("Select", (), {"index": 0})())  # a click on the first digit
+    chart = app.ui.distill.fidelity.show_example("fixed")(view, type("Select", (), {"index": 0})())  # a click on the first digit
     assert len(chart.data) == 3 and f"#{fidelity['fixed']['index'][0]}" in chart.layout.title.text
     canvas, _ = digit_canvas()
     note = predict(canvas, 4.0, view).note
@@ -242,7 +247,7 @@ def test_a_deep_supervision_run_has_no_teacher_and_says_so():
     message, view, _ = start("deep-owner", teacher="self", self_distill="deep", epochs=1, train_fraction=0.1)
     assert app.lab.queue.wait(view, timeout=180)
     out = refresh(None, view, "deep-owner", app.lab_lib.SHIPPED, True, view)
-    status, acc_fig, fidelity_md = (out[k] for k in ("status", "acc_plot", "fidelity_md"))
+    status, acc_fig, fidelity_md = (out[k] for k in ("status", "acc_plot", "fidelity_markdown"))
     run = app.lab.run(view)
     assert run["state"] == "finished" and run["metrics"]["teacher_acc"] is None, run["message"]
     assert "no teacher" in status and "deep supervision (no teacher)" in status
@@ -275,22 +280,22 @@ def test_a_finished_runs_student_downloads_in_both_forms(tmp_path):
 
 def test_a_settings_link_reads_back_as_the_same_settings():
     from urllib.parse import parse_qsl, urlsplit
-    values = app.inputs_for(teacher="mlp_1200", student="mlp_30", temperature=8, alpha=0.9, epochs=10,
+    values = app.ui.distill.controls.inputs_for(teacher="mlp_1200", student="mlp_30", temperature=8, alpha=0.9, epochs=10,
                             train_fraction=0.1)
-    note = app.settings_link(values)[app.ui.notice]
+    note = app.ui.distill.settings_link(values)[app.ui.distill.notice]
     url = re.search(r"\((/\?[^)]+)\)", note).group(1)
     settings, ignored = app.lab.settings_from_url(dict(parse_qsl(urlsplit(html.unescape(url)).query)))
-    from_page = app.lab.config(app.settings_from(app.control_values(values))).replace(device="auto")  # a link carries no device
+    from_page = app.lab.config(app.ui.distill.settings_of(values)).replace(device="auto")  # a link carries no device
     assert ignored == [] and app.lab.config(settings) == from_page
     assert "T=8.0" in url and "fraction=0.1" in url
-    assert "No link" in app.settings_link(app.inputs_for(temperature=-1))[app.ui.notice]
+    assert "No link" in app.ui.distill.settings_link(app.ui.distill.controls.inputs_for(temperature=-1))[app.ui.distill.notice]
 
 
 def test_the_techniques_settings_travel_in_a_link_and_only_when_set():
     from urllib.parse import parse_qsl, urlsplit
 
     def link(**settings):
-        note = app.settings_link(app.inputs_for(**settings))[app.ui.notice]
+        note = app.ui.distill.settings_link(app.ui.distill.controls.inputs_for(**settings))[app.ui.distill.notice]
         query = dict(parse_qsl(urlsplit(html.unescape(re.search(r"\((/\?[^)]+)\)", note).group(1))).query))
         return query, app.lab.settings_from_url(query)
     query, (settings, ignored) = link(temperature_schedule="cosine", temperature_end=2.0, joint_epochs=3,
@@ -316,19 +321,19 @@ def test_a_page_without_its_owner_token_cannot_start():
     for owner in (None, ""):
         message, view, notice_for = start(owner)
         assert "still loading" in message and notice_for is None
-        assert "still loading" in app.sweep("temperature")({app.ui.owner: owner, **app.inputs_for()})[app.ui.notice]
+        assert "still loading" in app.ui.distill.sweep("temperature")({app.ui.owner: owner, **app.ui.distill.controls.inputs_for()})[app.ui.distill.notice]
 
 
 @pytest.mark.slow
 def test_each_sweep_counts_once_and_a_third_is_refused():
-    values = app.control_values(app.inputs_for(epochs=1, train_fraction=0.05))
+    values = app.ui.distill.controls.values_of(app.ui.distill.controls.inputs_for(epochs=1, train_fraction=0.05))
     records = []
     try:
         for _ in range(2):
-            new, message = app.lab.sweep(app.settings_from(values), "sweeper", "alpha")
+            new, message = app.lab.sweep(settings_from(values), "sweeper", "alpha")
             assert len(new) == 5, message
             records += new
-        new, message = app.lab.sweep(app.settings_from(values), "sweeper", "alpha")
+        new, message = app.lab.sweep(settings_from(values), "sweeper", "alpha")
         assert new == [] and "Sweep not started" in message
     finally:
         for r in records:
@@ -382,14 +387,14 @@ def test_a_sweep_over_seeds_and_a_lesson_queue_every_value_on_seeds_0_to_2():
     """Sweeps can repeat over seeds 0-2 (15 runs, one group), and a lesson queues its values on
     seeds 0-2 and shows its progress; the tick then says how many have finished."""
     from kdapp.lab import lessons
-    data = {app.ui.owner: "learner", app.ui.sweep_seeds: True, **app.inputs_for(epochs=1, train_fraction=0.05)}
+    data = {app.ui.owner: "learner", app.ui.distill.sweep_seeds: True, **app.ui.distill.controls.inputs_for(epochs=1, train_fraction=0.05)}
     records = []
     try:
         assert "15 runs at temperature = 1, 2, 4, 8, 16, each on seeds 0, 1, 2" in \
-            app.sweep("temperature")(data)[app.ui.notice]
+            app.ui.distill.sweep("temperature")(data)[app.ui.distill.notice]
         for r in app.lab.active("learner"):  # the queue holds 20 runs: make room for the lesson
             app.lab.cancel(r["id"], owner=None)
-        out = app.ui.lessons.start("alpha")({app.ui.owner: "learner", **app.inputs_for(epochs=1, train_fraction=0.05)})
+        out = app.ui.lessons.start("alpha")({app.ui.owner: "learner", **app.ui.distill.controls.inputs_for(epochs=1, train_fraction=0.05)})
         lesson = out[app.ui.lessons.lesson]
         assert "Lesson queued: 9 runs" in out[app.ui.lessons.note]
         records = app.lab.group_runs(lesson["group"])
@@ -406,9 +411,9 @@ def test_a_sweep_over_seeds_and_a_lesson_queue_every_value_on_seeds_0_to_2():
 def test_born_again_is_live_only_with_teacher_self():
     """An ordinary run must not look born-again: the self-distillation controls are greyed out."""
     for teacher, live in (("seed_teacher", False), ("self", True)):
-        out = app.self_controls(teacher)
-        assert out[app.CONTROLS["self_distill"]]["interactive"] is live
-        assert out[app.CONTROLS["generations"]]["interactive"] is live
+        out = app.ui.distill.self_controls(teacher)
+        assert out[app.ui.distill.controls["self_distill"]]["interactive"] is live
+        assert out[app.ui.distill.controls["generations"]]["interactive"] is live
 
 
 def shown_confusions(out):
@@ -431,7 +436,7 @@ def test_the_confusion_caption_says_what_the_diagonal_shows_and_each_model_has_i
     for wrong, expected in ((0, ["teacher"]), (1, ["teacher", "student", "baseline"])):
         fid = {"confusion": {"teacher": counts(wrong), "student": counts(wrong), "baseline": counts(wrong)}} \
             if wrong else None
-        out = by_name(app.confusion_outputs(fid))
+        out = by_name(app.ui.distill.fidelity.confusion_outputs(fid))
         assert [r for r in plots.CONFUSION_ROLES if out[f"confusion_{r}"]["visible"]] == expected
 
 
@@ -447,9 +452,9 @@ def test_gallery_captions_fit_a_thumbnail_and_name_the_other_answer():
 
 def test_the_techniques_controls_become_settings():
     """The schedule's end value counts only with a schedule; the rest pass through by name."""
-    values = {name: component.value for name, component in app.CONTROLS.items()}
-    assert app.settings_from(values)["temperature_end"] is None  # constant: no end
-    settings = app.settings_from(dict(values, temperature_schedule="cosine", temperature_end=2.0, joint_epochs=2,
+    values = {name: component.value for name, component in app.ui.distill.controls.items()}
+    assert settings_from(values)["temperature_end"] is None  # constant: no end
+    settings = settings_from(dict(values, temperature_schedule="cosine", temperature_end=2.0, joint_epochs=2,
                                       collapse_weight=0.01, adversarial_weight=0.5))
     assert (settings["temperature_schedule"], settings["temperature_end"], settings["joint_epochs"],
             settings["collapse_weight"], settings["adversarial_weight"]) == ("cosine", 2.0, 2, 0.01, 0.5)

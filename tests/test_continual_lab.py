@@ -266,13 +266,13 @@ def test_the_mcp_tools_list_and_explain_continual_runs(app_lab):
 def test_a_link_or_the_runs_tab_opens_a_continual_run_in_its_tab(app_lab):
     app, ui = app_lab.app, app_lab.app.ui
     out = app.on_load("alice-token", SimpleNamespace(query_params={"run": app_lab.continual}, headers={}))
-    assert out[ui.continual_shown] == app_lab.continual and out[ui.view] is None
-    assert out[ui.tabs].selected == "continual-tab" and out[ui.notice] == ""
+    assert out[ui.continual.shown] == app_lab.continual and out[ui.distill.view] is None
+    assert out[ui.tabs].selected == "continual-tab" and out[ui.distill.notice] == ""
     out = app.on_load("alice-token", SimpleNamespace(query_params={"run": app_lab.distill}, headers={}))
-    assert out[ui.view] == app_lab.distill and ui.continual_shown not in out and ui.tabs not in out
+    assert out[ui.distill.view] == app_lab.distill and ui.continual.shown not in out and ui.tabs not in out
     opened = app.open_run([app_lab.continual, app_lab.distill])
-    assert opened[ui.continual_shown] == app_lab.continual and opened[ui.tabs].selected == "continual-tab"
-    assert app.open_run([app_lab.distill])[ui.view] == app_lab.distill
+    assert opened[ui.continual.shown] == app_lab.continual and opened[ui.tabs].selected == "continual-tab"
+    assert app.open_run([app_lab.distill])[ui.distill.view] == app_lab.distill
 
 
 def test_the_continual_tab_shows_a_linked_run_with_its_link():

@@ -11,7 +11,7 @@ from kdapp.evaluation import robustness
 from kdapp.lab.lessons import LESSONS
 from kdapp.tools import reproduce
 from kdapp.training.continual import STRATEGIES
-from kdapp.ui import continual, controls, i18n, lessons as told, plots, reports, run_report
+from kdapp.ui import continual, controls, i18n, lessons as told, plots, reports, reproduction_tab, run_report
 from kdapp.ui.sentences import KNOWN, known
 from kdapp.ui.i18n import CATALOGS
 
@@ -140,16 +140,16 @@ def test_the_reproduction_files_are_shown_in_the_page_s_language(tmp_path):
     the Chinese file (an older run), the English one, its headings translated under a note, no error."""
     english = tmp_path / "reproduce.md"
     english.write_text("# Our numbers beside the published ones\n\nData: **full MNIST**.\n", encoding="utf-8")
-    assert reports.reproduction_markdown(english) == english.read_text(encoding="utf-8")
+    assert reproduction_tab.reproduction_markdown(english) == english.read_text(encoding="utf-8")
     with i18n.speaking("zh"):
-        shown = reports.reproduction_markdown(english)
+        shown = reproduction_tab.reproduction_markdown(english)
         assert shown.startswith("# 我们的结果与已发表结果对照") and "Data: **full MNIST**." in shown
         assert CATALOGS["zh"]["repro.note"] in shown
         chinese = i18n.translated_file(english, "zh")
         assert chinese == tmp_path / "reproduce.zh.md"
         chinese.write_text("# 我们的结果与已发表结果对照\n\n数据：**完整 MNIST**。\n", encoding="utf-8")
-        assert reports.reproduction_markdown(english) == chinese.read_text(encoding="utf-8")
-    assert reports.reproduction_markdown(english) == english.read_text(encoding="utf-8")
+        assert reproduction_tab.reproduction_markdown(english) == chinese.read_text(encoding="utf-8")
+    assert reproduction_tab.reproduction_markdown(english) == english.read_text(encoding="utf-8")
     assert i18n.translated_file(english, "en-GB") == english
 
 

@@ -82,9 +82,9 @@ def test_an_mcp_client_reads_a_digit_as_predict_does(app_url, digit_png):
 
 
 def test_runs_through_mcp_match_the_store_and_errors_say_what_to_do(app_url, digit_png):
-    out = app.start({app.ui.owner: "mcp-owner", **app.inputs_for(epochs=1, train_fraction=0.05)})
-    view = out.get(app.ui.view)
-    assert view, out[app.ui.notice]
+    out = app.ui.distill.start({app.ui.owner: "mcp-owner", **app.ui.distill.controls.inputs_for(epochs=1, train_fraction=0.05)})
+    view = out.get(app.ui.distill.view)
+    assert view, out[app.ui.distill.notice]
     assert app.lab.queue.wait(view, timeout=240)
     record = app.lab.run(view)
     assert record["state"] == "finished", record["message"]

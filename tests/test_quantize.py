@@ -181,8 +181,8 @@ def test_a_run_with_int8_students_shows_their_rows_and_downloads_the_file():
     """From the page's controls to the table and the download: the int8 choice of "More methods"."""
     import app
     from kdapp.ui import run_report
-    out = app.start({app.ui.owner: "int8-owner", **app.inputs_for(epochs=1, train_fraction=0.1, quantize="ptq")})
-    view = out.get(app.ui.view)
+    out = app.ui.distill.start({app.ui.owner: "int8-owner", **app.ui.distill.controls.inputs_for(epochs=1, train_fraction=0.1, quantize="ptq")})
+    view = out.get(app.ui.distill.view)
     assert view and app.lab.queue.wait(view, timeout=300)
     run = app.lab.run(view)
     assert run["state"] == "finished", run["message"]

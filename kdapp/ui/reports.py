@@ -4,17 +4,11 @@ Every word comes from the catalog of the language spoken now (kdapp.ui.i18n: `_(
 every number is formatted here, the same in both languages.
 """
 import html
-from pathlib import Path
 
 from kdapp.stats import gain_interval
 from kdapp.losses import LOGIT_LOSSES
-from kdapp.ui.i18n import _, current, ngettext, translated_file, with_lang
+from kdapp.ui.i18n import _, ngettext, with_lang
 from kdapp.ui.sentences import known
-
-RESULTS_PATH = Path(__file__).resolve().parents[2] / "results" / "reproduce.md"
-RESULTS_MNIST_PATH = RESULTS_PATH.with_name("reproduce-mnist.md")
-METHODS_PATHS = {"sample": RESULTS_PATH.with_name("methods.md"), "mnist": RESULTS_PATH.with_name("methods-mnist.md")}
-
 
 ROLES = ("teacher", "student", "baseline")
 
@@ -295,20 +289,3 @@ def prediction_note(result):
         lines.append(_("note.baseline").format(baseline=top["baseline"], kl=kl))
     lines += [_("note.note").format(note=html.escape(known(n))) for n in result["notes"]]
     return "  \n".join(lines)
-
-
-def reproduction_markdown(path=RESULTS_PATH):
-    """A results file of `python -m kdapp reproduce` in the page's language: the tool writes each
-    one in every language (reproduce.md, reproduce.zh.md). Where the language's file is missing (an
-    older run), the English one is shown, its headings translated, under a note that says so."""
-    spoken = translated_file(path, current())
-    if spoken != Path(path) and spoken.is_file():
-        return spoken.read_text(encoding="utf-8")
-    if not Path(path).is_file():
-        methods = " --methods" if Path(path) in METHODS_PATHS.values() else ""
-        mnist = " --data mnist" if Path(path) in (RESULTS_MNIST_PATH, METHODS_PATHS["mnist"]) else ""
-        return _("repro.missing").format(name=Path(path).name, command=f"python -m kdapp reproduce{methods}{mnist}")
-    lines = [known(line) if line.startswith("#") else line for line in Path(path).read_text(encoding="utf-8").split("\n")]
-    if _("repro.note"):
-        lines.insert(1, "\n" + _("repro.note") + "\n")
-    return "\n".join(lines)
