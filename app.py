@@ -21,6 +21,7 @@ from kdapp.lab import continual as lab_continual, facade as lab_lib
 from kdapp.lab.folder_lock import RunsFolderBusy
 from kdapp.ui import (continual as continual_ui, distill_tab, drawing, i18n, lessons_tab, mcp_tools, reports,
                       reproduction_tab, runs_tab)
+from kdapp.ui.controls import PRIVATE
 
 # Decompression bombs: a tiny PNG can claim 20000x20000 pixels. Refuse past ~2x our largest canvas.
 Image.MAX_IMAGE_PIXELS = MAX_SIDE * MAX_SIDE
@@ -119,10 +120,10 @@ with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     loaded_page = demo.load(on_load, [ui.owner], [ui.owner, ui.lang, ui.tabs, ui.continual.shown,
                                                   *ui.distill.load_outputs, *ui.reproduction.views.values(),
                                                   *ui.continual.choice_controls.values()],
-                            api_visibility="private", show_progress="hidden")
+                            **PRIVATE)
     ui.runs.wire(ui.lang, loaded_page)
     ui.runs.open_run.click(open_run, ui.runs.selected, [ui.distill.view, ui.tabs, ui.continual.shown],
-                           api_visibility="private", show_progress="hidden")
+                           **PRIVATE)
     # /predict and /runs stay callable by scripts, but only the read-only tools are the documented API and MCP's.
     gr.api(api_runs, api_name="runs", api_visibility="undocumented")
     mcp_tools.register(lambda: lab, shipped=lab_lib.SHIPPED)

@@ -497,3 +497,13 @@ def test_odd_drawing_models_fall_back_to_the_shipped_ones_with_a_note(choice):
     notes = []
     models = app.lab.models_or_shipped(choice, notes)
     assert models[3] == app.lab.models(app.lab_lib.SHIPPED)[3] and len(notes) == 1 and "shipped" in notes[0]
+
+
+def test_the_page_s_private_events_keep_their_names_whatever_the_wiring_order():
+    """Scripts may POST /gradio_api/call/<name> to a private event; gradio numbers an unnamed handler
+    by the order the events were wired, so the ones a reshuffle would move are named."""
+    from kdapp.lab.lessons import LESSONS
+    names = {fn.api_name for fn in app.demo.fns.values()}
+    expected = {f"lesson_{key}" for key in LESSONS} | {"fidelity_fixed_example", "fidelity_broken_example",
+                                                       "continual_start", "start", "predict", "runs"}
+    assert expected <= names, expected - names

@@ -22,6 +22,7 @@ from kdapp.evaluation.inference import BlankCanvas, CanvasError
 from kdapp.lab import continual as lab_continual
 from kdapp.training.continual import STRATEGIES, TASK_SPLITS
 from kdapp.ui import drawing, i18n, plots, reports
+from kdapp.ui.controls import PRIVATE
 from kdapp.ui.i18n import _, ngettext
 from kdapp.ui.sentences import known
 
@@ -304,16 +305,15 @@ def build(get_lab, owner, lang, I18N):
             return (summary(run), figure(run), gr.update(choices=picked, value=run["id"] if run else None),
                     f"{run['id']} {run['state']}" if run else "", key)
 
-    private = dict(api_visibility="private", show_progress="hidden")
     controls = [tasks, scenario, strategies, memory, epochs, temperature, data]
     # Named apart: this tab is built before the Distill tab's events, and gradio would give its
     # `start` the name the Distill tab's Start has always had for scripts (/call/start).
     start_btn.click(start, [owner, lang, *controls], [notice, shown], concurrency_limit=None,
-                    api_name="continual_start", **private)
+                    api_name="continual_start", **PRIVATE)
     again_btn.click(run_again, [owner, lang, shown, picker], [notice, shown], concurrency_limit=None,
-                    api_name="continual_run_again", **private)
-    picker.input(lambda run_id: run_id, picker, shown, api_name="continual_pick", **private)
+                    api_name="continual_run_again", **PRIVATE)
+    picker.input(lambda run_id: run_id, picker, shown, api_name="continual_pick", **PRIVATE)
     gr.Timer(1.0).tick(refresh, [shown, owner, last, lang], [status, chart, picker, drawing_run, last],
-                       concurrency_limit=None, api_name="continual_refresh", queue=False, **private)
-    drawing_run.change(None, drawing_run, None, js="(run) => { window.kdappContinual?.setRun(run); }", **private)
+                       concurrency_limit=None, api_name="continual_refresh", queue=False, **PRIVATE)
+    drawing_run.change(None, drawing_run, None, js="(run) => { window.kdappContinual?.setRun(run); }", **PRIVATE)
     return SimpleNamespace(shown=shown, choice_controls={"scenario": scenario, "strategies": strategies, "data": data})

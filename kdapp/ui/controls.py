@@ -17,6 +17,10 @@ from kdapp.ui import i18n
 from kdapp.ui.i18n import _
 from kdapp.ui.sentences import known
 
+# How the page's own events are wired: kept out of the API page and MCP's tools (scripts can still
+# call them by name), with no progress overlay (the page shows its own state).
+PRIVATE = dict(api_visibility="private", show_progress="hidden")
+
 # name -> (kind, extra). Each control's label is the catalog's "control.<name>" and its info line
 # "control.<name>.info" when the catalog has one (kdapp/ui/locales). Sliders take their range, step
 # and default from kdapp.config; the rest say their choices, as (catalog key or text, value): the

@@ -13,7 +13,7 @@ import gradio as gr
 from kdapp.config import DEFAULTS, SELF
 from kdapp.lab.facade import SEEDS, SHIPPED
 from kdapp.ui import controls as controls_ui, drawing, i18n, plots, reports, run_report
-from kdapp.ui.controls import CHOICE_CONTROLS, INFO_SLOTS, choices_for, info_for, settings_from
+from kdapp.ui.controls import CHOICE_CONTROLS, INFO_SLOTS, PRIVATE, choices_for, info_for, settings_from
 from kdapp.ui.fidelity_panel import FidelityPanel
 from kdapp.ui.i18n import _
 from kdapp.ui.predict_api import PredictAPI
@@ -30,7 +30,6 @@ MORE_ROWS = [["loss"], ["omit_class"], ["self_distill", "generations"], ["featur
 MISSING_THREE_SETTINGS = {"omit_class": "3", "temperature": 20.0, "alpha": 0.9, "augment": False,
                           "train_fraction": 1.0, "epochs": 15}
 TICK_S = 1.0  # how often the run on show is read again
-PRIVATE = dict(api_visibility="private", show_progress="hidden")
 
 
 def translated(choices):

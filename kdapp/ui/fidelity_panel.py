@@ -9,6 +9,7 @@ its whole state for a run, sent by the Distill tab's timer when the run on show 
 import gradio as gr
 
 from kdapp.ui import i18n, plots, reports, run_report
+from kdapp.ui.controls import PRIVATE
 from kdapp.ui.i18n import _
 
 
@@ -39,9 +40,9 @@ class FidelityPanel:
                 self.shown]
 
     def wire(self, lang):
-        private = dict(api_visibility="private", show_progress="hidden")
-        self.fixed_gallery.select(self.show_example("fixed"), [self.shown, lang], self.example_plot, **private)
-        self.broken_gallery.select(self.show_example("broken"), [self.shown, lang], self.example_plot, **private)
+        for which, gallery in (("fixed", self.fixed_gallery), ("broken", self.broken_gallery)):
+            gallery.select(self.show_example(which), [self.shown, lang], self.example_plot,
+                           api_name=f"fidelity_{which}_example", **PRIVATE)
 
     def outputs(self, run):
         """The panel for the run on show (a finished one has its analysis; an older run may lack it)."""

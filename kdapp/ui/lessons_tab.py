@@ -9,6 +9,7 @@ import gradio as gr
 
 from kdapp.lab import lessons as lessons_lib
 from kdapp.ui import i18n, lessons as lesson_text, reports
+from kdapp.ui.controls import PRIVATE
 from kdapp.ui.i18n import _
 from kdapp.ui.sentences import known
 
@@ -33,12 +34,11 @@ class LessonsTab:
 
     def wire(self, owner, lang, controls, settings_of):
         self.owner, self.lang, self.settings_of = owner, lang, settings_of
-        private = dict(api_visibility="private", show_progress="hidden")
-        for key, button in self.buttons.items():
+        for key, button in self.buttons.items():  # named: an unnamed handler's number moves with the wiring order
             button.click(self.start(key), {owner, lang, *controls}, [self.note, self.lesson, self.result],
-                         concurrency_limit=None, **private)
+                         concurrency_limit=None, api_name=f"lesson_{key}", **PRIVATE)
         gr.Timer(TICK_S).tick(self.tick, [self.lesson, self.last, lang], [self.result, self.last],
-                              concurrency_limit=None, queue=False, **private)
+                              concurrency_limit=None, queue=False, **PRIVATE)
 
     def start(self, key):
         """The handler of lesson `key`'s button: its runs queued as the visitor's, on their settings."""

@@ -2,8 +2,9 @@
 the server. The page itself computes the same in the visitor's browser (kdapp.ui.drawing), so these
 components are hidden; they keep the API's inputs and outputs as they have always been.
 
-`PredictAPI(get_lab, temperature, models)` makes the hidden components inside the caller's layout;
-`temperature` and `models` are the page's components the API reads besides the sketch.
+`PredictAPI(get_lab, temperature, models, shipped)` makes the hidden components inside the caller's
+layout; `temperature` and `models` are the page's components the API reads besides the sketch, and
+`shipped` is the value of `models` that means the shipped checkpoints.
 """
 import logging
 

@@ -10,6 +10,7 @@ import gradio as gr
 
 from kdapp.lab import continual as lab_continual, tensorboard
 from kdapp.ui import continual as continual_ui, i18n, plots, reports
+from kdapp.ui.controls import PRIVATE
 from kdapp.ui.i18n import _
 from kdapp.ui.sentences import known
 
@@ -43,16 +44,15 @@ class RunsTab:
     def wire(self, lang, loaded):
         """The tab's events; `loaded` is the page's load event, after which the tab's headers and
         empty charts are sent again in the page's language."""
-        private = dict(api_visibility="private", show_progress="hidden")
         table_outputs = [self.runs_df, self.continual_runs_df, self.pair, self.selected]
         compare_outputs = [self.compare_plot, self.diff, self.gain_plot, self.run_link]
         for event in (self.refresh.click, self.pair.input):
-            event(self.table, [self.pair, self.selected, lang], table_outputs, **private)
-        loaded.then(self.table, [self.pair, self.selected, lang], table_outputs, **private).then(
-            self.compare, [self.selected, self.pair, lang], compare_outputs, **private)
-        self.selected.change(self.compare, [self.selected, self.pair, lang], compare_outputs, **private)
-        self.download.click(self.downloads, [self.selected, lang], [self.files, self.note], **private)
-        self.tensorboard.click(self.tensorboard_download, [self.selected, lang], [self.files, self.note], **private)
+            event(self.table, [self.pair, self.selected, lang], table_outputs, **PRIVATE)
+        loaded.then(self.table, [self.pair, self.selected, lang], table_outputs, **PRIVATE).then(
+            self.compare, [self.selected, self.pair, lang], compare_outputs, **PRIVATE)
+        self.selected.change(self.compare, [self.selected, self.pair, lang], compare_outputs, **PRIVATE)
+        self.download.click(self.downloads, [self.selected, lang], [self.files, self.note], **PRIVATE)
+        self.tensorboard.click(self.tensorboard_download, [self.selected, lang], [self.files, self.note], **PRIVATE)
 
     def table(self, pair, chosen, lang=None):
         """Both tables, the pair filter's choices, and the runs one may select (a choice that is
