@@ -5,7 +5,7 @@ import pytest
 from kdapp.config import RunConfig
 from kdapp import stats
 from kdapp import aggregate
-from kdapp.ui import plots
+from kdapp.ui import runs_plots
 
 
 def run(gain_pts, seed=0, test_samples=2000, **settings):
@@ -50,7 +50,7 @@ def test_only_runs_that_differ_in_the_studied_settings_and_the_seed_are_compared
 def test_the_gain_map_shows_distinct_seeds_and_intervals():
     runs = [run(0.6, seed=0, temperature=4.0), run(0.6, seed=0, temperature=4.0)]
     runs += [run(g, seed=s, temperature=8.0) for g, s in ((3.55, 0), (4.05, 1), (3.45, 2))]
-    heat = plots.gain_map(runs).to_plotly_json()["data"][0]
+    heat = runs_plots.gain_map(runs).to_plotly_json()["data"][0]
     cells = {x: text for x, text in zip(heat["x"], heat["text"][0])}
     assert cells["T=4"] == "+0.60 ± 1.83<br>n=1 seed"  # one sample, not two; inside the noise: not bold
     assert cells["T=8"].startswith("<b>+3.68 ± 0.80<br>n=3 seeds")

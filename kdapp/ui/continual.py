@@ -70,7 +70,7 @@ def figure(run):
     """One panel per strategy: x = after task i, y = test accuracy on task j (one line each, from
     the task it is learnt in), built from the run's continual_task rows as they arrive."""
     if not run or not run.get("config", {}).get("strategies"):
-        return plots._empty(_("continual.chart.empty"), _("continual.chart.empty_hint"))
+        return plots.empty(_("continual.chart.empty"), _("continual.chart.empty_hint"))
     c = run["config"]
     tasks, strategies = TASK_SPLITS[c["tasks"]], c["strategies"]
     rows = {(r["strategy"], r["task"]): r["accuracies"] for r in (run.get("accuracy") or {}).get("continual", [])}
@@ -99,7 +99,7 @@ def figure(run):
                                                                     n=len(tasks)),
                              y=0.97, yanchor="top", font=dict(size=14)),
                   uirevision=run["id"], height=380, margin=dict(l=50, r=10, t=85, b=40))
-    return plots._figure(data, layout)
+    return plots.figure(data, layout)
 
 
 def summary(run):
@@ -204,30 +204,6 @@ def runs_rows(records):
         rows.append([r["id"], reports.state_name(r["state"]), scenario_name(c["scenario"]), c["tasks"], c["memory"],
                      c["temperature"], c["epochs"], *cells, f"{seconds:.0f} s" if seconds else ""])
     return {"headers": run_headers(), "data": rows or [[""] * len(RUN_COLUMNS)]}
-
-
-def compare_figure(runs):
-    """Up to 4 continual runs side by side: each strategy's average accuracy after the last task
-    (left) and its forgetting (right), one colour per run."""
-    runs = [r for r in runs if (r.get("metrics") or {}).get("strategies")]
-    if not runs:
-        return plots._empty(_("continual.compare.empty"), _("continual.compare.empty_hint"))
-    data = []
-    for run, color in zip(runs, plots.PALETTE):
-        results = run["metrics"]["strategies"]
-        names = [s for s in STRATEGIES if s in results]
-        label = _("continual.compare.run").format(id=run["id"], scenario=scenario_name(run["config"]["scenario"]),
-                                                 n=run["config"]["tasks"])
-        for key, axis in (("average_acc", ""), ("forgetting", "2")):
-            data.append(dict(type="bar", x=[short(s) for s in names],
-                             y=[100 * results[s][key] for s in names], name=label, marker=dict(color=color),
-                             legendgroup=run["id"], showlegend=not axis, xaxis=f"x{axis}", yaxis=f"y{axis}"))
-    return plots._figure(data, dict(
-        title=dict(text=_("continual.compare.title")), barmode="group",
-        height=380, uirevision="compare-continual", legend=dict(orientation="h", y=-0.25),
-        xaxis=dict(domain=[0, 0.46]), yaxis=dict(range=[0, 100], title=dict(text=_("continual.compare.average"))),
-        xaxis2=dict(domain=[0.56, 1]),
-        yaxis2=dict(anchor="x2", range=[0, 100], title=dict(text=_("continual.compare.forgetting")))))
 
 
 def choices():

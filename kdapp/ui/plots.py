@@ -11,7 +11,6 @@ import math
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from kdapp import aggregate
 from kdapp.losses import LOGIT_LOSSES
 from kdapp.ui.i18n import _
 
@@ -33,23 +32,25 @@ def part_label(part):
     if part == "adversarial":
         return _("curve.feature").format(formula=_("curve.adversarial_bce"))
     return _("curve.soft_part").format(part=PARTS[part]) if part in PARTS else part
-PALETTE = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd"]  # one colour per compared run
 TEMPLATE = pio.templates["plotly_white"].to_plotly_json()  # resolved once, not per figure
 LAYOUT = dict(template=TEMPLATE, height=320, margin=dict(l=50, r=10, t=40, b=40),
               legend=dict(orientation="h", y=-0.2))
 
 
-def _figure(data, layout):
+def figure(data, layout):
+    """A figure from plain dicts, unvalidated (see above), on the page's layout."""
     return go.Figure(dict(data=data, layout=dict(LAYOUT, **layout)), _validate=False)
 
 
-def _line(x, y, name, color, dash=None, width=2, mode="lines"):
+def line(x, y, name, color, dash=None, width=2, mode="lines"):
+    """One curve's trace."""
     return dict(type="scatter", x=x, y=y, name=name, mode=mode, line=dict(color=color, dash=dash, width=width))
 
 
-def _empty(title, hint):
-    return _figure([], dict(title=dict(text=title), xaxis=dict(visible=False), yaxis=dict(visible=False),
-                            annotations=[dict(text=hint, showarrow=False, x=0.5, y=0.5, xref="paper",
+def empty(title, hint):
+    """A figure with nothing to show yet: its title, and a grey line saying what will come."""
+    return figure([], dict(title=dict(text=title), xaxis=dict(visible=False), yaxis=dict(visible=False),
+                           annotations=[dict(text=hint, showarrow=False, x=0.5, y=0.5, xref="paper",
                                               yref="paper", font=dict(color="#888"))]))
 
 
@@ -99,23 +100,23 @@ def _smoothing_toggle(raw, smoothed):
 def loss_figure(snapshot):
     """Step losses: KD total, soft (KL*T^2) and hard (CE) parts, and the baseline's CE."""
     if not snapshot or not (snapshot["curves"].get("step") or snapshot["curves"].get("teacher_loss")):
-        return _empty(_("plot.loss.title_empty"), _("plot.loss.empty"))
+        return empty(_("plot.loss.title_empty"), _("plot.loss.empty"))
     c = snapshot["curves"]
     if c["step"]:
         x = c["step"]
-        data = [_line(x, c["loss"], _("curve.total"), COLORS["student"]),
-                _line(x, c["soft"], soft_label(snapshot.get("config", {}).get("loss", "kd")), COLORS["soft"], "dot", 1.5),
-                _line(x, c["hard"], _("curve.hard"), COLORS["hard"], "dot", 1.5)]
+        data = [line(x, c["loss"], _("curve.total"), COLORS["student"]),
+                line(x, c["soft"], soft_label(snapshot.get("config", {}).get("loss", "kd")), COLORS["soft"], "dot", 1.5),
+                line(x, c["hard"], _("curve.hard"), COLORS["hard"], "dot", 1.5)]
         if any(v is not None for v in c["feature"]):
-            data.append(_line(x, c["feature"], _("curve.feature_total"), COLORS["feature"], "dash", 1.5))
+            data.append(line(x, c["feature"], _("curve.feature_total"), COLORS["feature"], "dash", 1.5))
         for i, name in enumerate(k for k in c if k.startswith("part:")):  # the soft loss's own terms
-            data.append(_line(x, c[name], part_label(name[5:]), PART_COLORS[i % 2], "dashdot", 1.5))
+            data.append(line(x, c[name], part_label(name[5:]), PART_COLORS[i % 2], "dashdot", 1.5))
         if any(v is not None for v in c["baseline"]):
-            data.append(_line(x, c["baseline"], _("curve.baseline"), COLORS["baseline"]))
+            data.append(line(x, c["baseline"], _("curve.baseline"), COLORS["baseline"]))
         data += _temperature_line(x, c.get("temperature", []))
         xaxis = dict(title=dict(text=_("axis.student_step")))
     else:
-        data = [_line(list(range(1, len(c["teacher_loss"]) + 1)), c["teacher_loss"], _("curve.teacher"),
+        data = [line(list(range(1, len(c["teacher_loss"]) + 1)), c["teacher_loss"], _("curve.teacher"),
                       COLORS["teacher"])]
         xaxis = dict(title=dict(text=_("axis.teacher_log_point")))
     # Smoothed copies on top, raw ones faint beneath; the buttons switch to raw alone. T (its own
@@ -129,7 +130,7 @@ def loss_figure(snapshot):
     # Smoothed on every point, drawn with at most MAX_POINTS each: the page redraws this figure every
     # second while a run trains, and a long redraw delays the drawing panel's answer (docs/drawing.md).
     data, smoothed, t_lines = ([_thin(trace) for trace in group] for group in (data, smoothed, t_lines))
-    return _figure(data + smoothed + t_lines, dict(
+    return figure(data + smoothed + t_lines, dict(
         title=dict(text=_("plot.loss.title")), uirevision=snapshot["id"], xaxis=xaxis,
         yaxis=dict(title=dict(text=_("axis.loss")), type="log", **ticks),
         updatemenus=_smoothing_toggle(len(data), len(smoothed)),
@@ -156,22 +157,22 @@ def _temperature_line(x, temperatures):
     values = [t for t in temperatures if t is not None]
     if len(temperatures) != len(x) or not values or max(values) - min(values) < 1e-6:
         return []
-    return [dict(_line(x, temperatures, _("curve.temperature"), COLORS["temperature"], "longdash", 1.5),
+    return [dict(line(x, temperatures, _("curve.temperature"), COLORS["temperature"], "longdash", 1.5),
                  yaxis="y2")]
 
 
 def accuracy_figure(snapshot):
     """Test accuracy per epoch for teacher, KD student and baseline."""
     if not snapshot or not snapshot["accuracy"].get("epoch"):
-        return _empty(_("plot.accuracy.title_empty"), _("plot.accuracy.empty"))
+        return empty(_("plot.accuracy.title_empty"), _("plot.accuracy.empty"))
     a = snapshot["accuracy"]
     pct = {role: [None if v is None else 100 * v for v in a[role]] for role in ("teacher", "student", "baseline")}
-    data = [_line(a["epoch"], pct["student"], _("role.student"), COLORS["student"], mode="lines+markers")]
+    data = [line(a["epoch"], pct["student"], _("role.student"), COLORS["student"], mode="lines+markers")]
     if any(v is not None for v in pct["teacher"]):  # deep supervision has no teacher
-        data.insert(0, _line(a["epoch"], pct["teacher"], _("role.teacher"), COLORS["teacher"], "dash"))
+        data.insert(0, line(a["epoch"], pct["teacher"], _("role.teacher"), COLORS["teacher"], "dash"))
     if any(v is not None for v in pct["baseline"]):
-        data.append(_line(a["epoch"], pct["baseline"], _("role.baseline"), COLORS["baseline"], mode="lines+markers"))
-    return _figure(data, dict(title=dict(text=_("plot.accuracy.title")), uirevision=snapshot["id"],
+        data.append(line(a["epoch"], pct["baseline"], _("role.baseline"), COLORS["baseline"], mode="lines+markers"))
+    return figure(data, dict(title=dict(text=_("plot.accuracy.title")), uirevision=snapshot["id"],
                               xaxis=dict(title=dict(text=_("axis.epoch")), dtick=1),
                               yaxis=dict(title=dict(text=_("axis.accuracy")))))
 
@@ -188,7 +189,7 @@ def distribution_figure(prediction):
     """Teacher, KD student and (when there is one) baseline softmaxes side by side, at T=1 and at
     the chosen T (dark knowledge)."""
     if not prediction:
-        return _empty(_("plot.softmax.title_empty"), _("plot.softmax.empty"))
+        return empty(_("plot.softmax.title_empty"), _("plot.softmax.empty"))
     T, NAMES = prediction["temperature"], names()
     digits = [str(d) for d in range(10)]
     data = []
@@ -199,7 +200,7 @@ def distribution_figure(prediction):
                                  marker=dict(color=COLORS[name]), showlegend=not axis,
                                  xaxis="x" + axis, yaxis="y" + axis))
     subtitle = dict(showarrow=False, xref="paper", yref="paper", y=1.02, yanchor="bottom", font=dict(size=13))
-    return _figure(data, dict(
+    return figure(data, dict(
         barmode="group", uirevision="distribution", margin=dict(l=50, r=10, t=80, b=40),
         title=dict(text=_("plot.softmax.title").format(T=f"{T:g}", kl=f"{prediction['kl_T']:.4f}")
                    if prediction["kl_T"] is not None else _("plot.softmax.no_teacher"), y=0.97),
@@ -218,7 +219,7 @@ def confusion_figure(fidelity, role):
     on a scale shared by the three models so that they compare; the diagonal, right answers, is
     counted but not coloured. One figure per model, so that a phone shows them one per row."""
     if not fidelity or role not in fidelity["confusion"]:
-        return _empty(_("plot.confusion.title_empty"), _("plot.confusion.empty"))
+        return empty(_("plot.confusion.title_empty"), _("plot.confusion.empty"))
     confusion, digits = fidelity["confusion"], [str(d) for d in range(10)]
     peak = max(v for r in confusion for i, row in enumerate(confusion[r]) for j, v in enumerate(row) if i != j) or 1
     counts = confusion[role]
@@ -229,7 +230,7 @@ def confusion_figure(fidelity, role):
     data = [dict(type="heatmap", x=digits, y=digits, z=z, text=text, texttemplate="%{text}", textfont=dict(size=9),
                  colorscale="Reds", zmin=0, zmax=peak, showscale=False,
                  hovertemplate=_("plot.confusion.hover").format(model=model))]
-    return _figure(data, dict(title=dict(text=_("plot.confusion.one").format(model=model, errors=errors)),
+    return figure(data, dict(title=dict(text=_("plot.confusion.one").format(model=model, errors=errors)),
                               xaxis=dict(type="category", title=dict(text=_("axis.predicted_digit"))),
                               yaxis=dict(type="category", autorange="reversed", scaleanchor="x",
                                          title=dict(text=_("axis.true_digit"))),
@@ -240,7 +241,7 @@ def example_figure(fidelity, kind, index):
     """The three models' softmaxes (T=1) for one digit of a "where KD changed the answer" gallery."""
     group = (fidelity or {}).get(kind)
     if not group or index is None or not 0 <= index < len(group["index"]):
-        return _empty(_("plot.example.title_empty"), _("plot.example.empty"))
+        return empty(_("plot.example.title_empty"), _("plot.example.empty"))
     NAMES = names()
     digits = [str(d) for d in range(10)]
     data = [dict(type="bar", x=digits, y=group["probs"][role][index], name=NAMES[role],
@@ -248,73 +249,8 @@ def example_figure(fidelity, kind, index):
             if role in group["probs"]]
     said = _("list.sep").join(f"{NAMES[r]} {group['predicted'][r][index]}" for r in ("teacher", "student", "baseline")
                               if r in group["predicted"])
-    return _figure(data, dict(barmode="group", uirevision=f"example-{kind}-{index}",
+    return figure(data, dict(barmode="group", uirevision=f"example-{kind}-{index}",
                               title=dict(text=_("plot.example.title").format(index=group["index"][index],
                                                                             label=group["label"][index], said=said)),
                               xaxis=dict(title=dict(text=_("axis.digit"))),
                               yaxis=dict(range=[0, 1], title=dict(text=_("axis.probability_t1")))))
-
-
-def _run_name(run):
-    c = run["config"]
-    return f"{run['id']}: {c['teacher']}→{c['student']} T={c['temperature']:g} α={c['alpha']:g}"
-
-
-def compare_figure(runs):
-    """Up to 4 runs overlaid: test accuracy per epoch (KD solid, baseline dotted) on the left, the
-    KD student's soft and hard losses per step on the right. One colour per run."""
-    if not runs:
-        return _empty(_("plot.compare.title_empty"), _("plot.compare.empty"))
-    data = []
-    for run, color in zip(runs, PALETTE):
-        name, a, c = _run_name(run), run["accuracy"], run["curves"]
-        group = dict(legendgroup=run["id"])
-        data.append(dict(_line(a.get("epoch", []), [100 * v for v in a.get("student", [])], name, color,
-                               mode="lines+markers"), **group))
-        if any(v is not None for v in a.get("baseline", [])):
-            data.append(dict(_line(a["epoch"], [None if v is None else 100 * v for v in a["baseline"]],
-                                   _("curve.run_baseline").format(id=run["id"]), color, "dot", 1.5,
-                                   mode="lines+markers"),
-                             showlegend=False, **group))
-        for key, dash in (("soft", "dash"), ("hard", "dot")):
-            if c.get(key):
-                data.append(dict(_line(c["step"], c[key], _(f"curve.run_{key}").format(id=run["id"]), color, dash, 1.5),
-                                 xaxis="x2", yaxis="y2", showlegend=False, **group))
-    return _figure(data, dict(
-        title=dict(text=_("plot.compare.title")),
-        height=380, uirevision="compare", legend=dict(orientation="h", y=-0.25),
-        xaxis=dict(domain=[0, 0.46], title=dict(text=_("axis.epoch"))), yaxis=dict(title=dict(text=_("axis.accuracy"))),
-        xaxis2=dict(domain=[0.56, 1], title=dict(text=_("axis.student_step"))),
-        yaxis2=dict(anchor="x2", type="log", title=dict(text=_("axis.loss")))))
-
-
-def gain_map(runs):
-    """KD gain (student - baseline, points) over T x alpha for finished runs that differ only in T,
-    alpha and the seed (kdapp.aggregate.comparable). Identical runs count once; each cell
-    shows its mean over distinct seeds ± its 95% interval and n, in bold when the interval
-    excludes 0. Hinton's temperature question, answered by the lab's own runs."""
-    runs = [r for r in runs if aggregate.gain(r) is not None]
-    if not runs:
-        return _empty(_("plot.gain.title_empty"), _("plot.gain.empty"))
-    cells = aggregate.cells(runs, ("temperature", "alpha"))
-    ts = sorted({t for t, _ in cells})
-    alphas = sorted({a for _, a in cells})
-    z = [[None] * len(ts) for _ in alphas]
-    text = [[""] * len(ts) for _ in alphas]
-    for (t, a), c in cells.items():
-        z[alphas.index(a)][ts.index(t)] = c.mean
-        label = f"{c.mean:+.2f} ± {c.half_width:.2f}<br>n={c.n}" + (_("plot.gain.seed") if c.n == 1
-                                                                    else _("plot.gain.seeds"))
-        text[alphas.index(a)][ts.index(t)] = f"<b>{label}</b>" if c.clears else label
-    c = runs[0]["config"]
-    limit = max(abs(v) for row in z for v in row if v is not None) or 1.0
-    heat = dict(type="heatmap", x=[f"T={t:g}" for t in ts], y=[f"α={a:g}" for a in alphas], z=z, text=text,
-                texttemplate="%{text}", colorscale="RdBu", zmid=0, zmin=-limit, zmax=limit,
-                colorbar=dict(title=dict(text=_("plot.gain.colorbar"))), hovertemplate=_("plot.gain.hover"))
-    seeds = len({r["config"]["seed"] for r in runs})
-    return _figure([heat], dict(
-        title=dict(text=_("plot.gain.title" if seeds > 1 else "plot.gain.title_one_seed").format(
-            pair=f"{c['teacher']} → {c['student']}", data=c["data"], fraction=f"{c['train_fraction']:.0%}",
-            runs=len(aggregate.distinct(runs)), seeds=seeds)),
-        height=360, uirevision="gain", xaxis=dict(type="category", title=dict(text=_("axis.temperature_plain"))),
-        yaxis=dict(type="category", title=dict(text=_("axis.alpha")))))

@@ -9,7 +9,7 @@ connects them. Opening a run on its tab is the page's (app.open_run): it moves t
 import gradio as gr
 
 from kdapp.lab import continual as lab_continual, tensorboard
-from kdapp.ui import continual as continual_ui, i18n, plots, reports
+from kdapp.ui import continual as continual_ui, i18n, reports, runs_plots
 from kdapp.ui.controls import PRIVATE
 from kdapp.ui.i18n import _
 from kdapp.ui.sentences import known
@@ -37,9 +37,9 @@ class RunsTab:
         self.run_link = gr.Markdown(elem_id="run-link")
         self.files = gr.File(label=I18N("files.label"), file_count="multiple", elem_id="downloads", height=110)
         self.note = gr.Markdown()
-        self.compare_plot = gr.Plot(plots.compare_figure([]), elem_id="runs-compare", show_label=False)
+        self.compare_plot = gr.Plot(runs_plots.compare_figure([]), elem_id="runs-compare", show_label=False)
         self.diff = gr.Markdown(elem_id="runs-diff")
-        self.gain_plot = gr.Plot(plots.gain_map([]), elem_id="gain-map", show_label=False)
+        self.gain_plot = gr.Plot(runs_plots.gain_map([]), elem_id="gain-map", show_label=False)
 
     def wire(self, lang, loaded):
         """The tab's events; `loaded` is the page's load event, after which the tab's headers and
@@ -79,11 +79,11 @@ class RunsTab:
         distill = [r for r in records if not lab_continual.is_continual(r)]
         continual = [r for r in records if lab_continual.is_continual(r)]
         with i18n.speaking(lang):
-            return {self.compare_plot: plots.compare_figure(distill) if distill or not continual
-                    else continual_ui.compare_figure(continual),
+            return {self.compare_plot: runs_plots.compare_figure(distill) if distill or not continual
+                    else runs_plots.continual_compare_figure(continual),
                     self.diff: reports.config_diff(distill or continual),
-                    self.gain_plot: plots.gain_map([] if continual and not distill
-                                                   else lab.gain_group(distill[0] if distill else None)),
+                    self.gain_plot: runs_plots.gain_map([] if continual and not distill
+                                                        else lab.gain_group(distill[0] if distill else None)),
                     self.run_link: reports.run_link(records[0]["id"]) if records else ""}
 
     def downloads(self, selected, lang=None):
