@@ -1,5 +1,6 @@
 """python -m kdapp COMMAND: train-teacher, distill and data import here; the tools' commands (bench, reproduce,
-robustness, quantization, continual, loadtest, runs export) from their kdapp.tools modules. Events become tqdm bars."""
+robustness, quantization, continual, loadtest) from kdapp.tools, `runs export` from kdapp.lab.tensorboard.
+Events become tqdm bars."""
 import argparse
 import json
 import logging
@@ -245,11 +246,11 @@ def main(argv=None):
     # their heavy imports (gradio, clients, scikit-learn) are lazy
     from kdapp.tools import bench, continual, loadtest, quantization, reproduce, robustness
     from kdapp.lab import tensorboard
+    robustness.add_parser(sub)
     tensorboard.add_parser(sub)  # runs export --tensorboard DIR
     continual.add_parser(sub)
     bench.add_parser(sub)
     quantization.add_parser(sub)
-    robustness.add_parser(sub)
     loadtest.add_parser(sub)
     reproduce.add_parser(sub)
     args = parser.parse_args(argv)

@@ -1,9 +1,9 @@
 """The API the app calls: one shared lab per process, used by every visitor.
 
 It owns the run store and queue, the models each visitor's drawing uses (loaded lazily, a few
-kept in memory: kdapp.lab.run_models, a part of Lab), and the caps a hosted demo needs, which the
-reading of settings from visitors and URLs applies (kdapp.lab.settings, another part). Everything it returns is plain Python, so the UI never touches a
-tensor; text for the page is in reports.
+kept in memory: kdapp.lab.run_models, a part of Lab), and the caps a hosted demo needs; reading
+visitors' and links' settings under them is kdapp.lab.settings, another part. Everything it
+returns is plain Python, so the UI never touches a tensor; text for the page is in reports.
 """
 import logging
 import os

@@ -32,6 +32,8 @@ def part_label(part):
     if part == "adversarial":
         return _("curve.feature").format(formula=_("curve.adversarial_bce"))
     return _("curve.soft_part").format(part=PARTS[part]) if part in PARTS else part
+
+
 TEMPLATE = pio.templates["plotly_white"].to_plotly_json()  # resolved once, not per figure
 LAYOUT = dict(template=TEMPLATE, height=320, margin=dict(l=50, r=10, t=40, b=40),
               legend=dict(orientation="h", y=-0.2))
@@ -51,7 +53,7 @@ def empty(title, hint):
     """A figure with nothing to show yet: its title, and a grey line saying what will come."""
     return figure([], dict(title=dict(text=title), xaxis=dict(visible=False), yaxis=dict(visible=False),
                            annotations=[dict(text=hint, showarrow=False, x=0.5, y=0.5, xref="paper",
-                                              yref="paper", font=dict(color="#888"))]))
+                                             yref="paper", font=dict(color="#888"))]))
 
 
 EMA_WEIGHT = 0.9  # TensorBoard's smoothing: each point is 0.9 of the last smoothed value and 0.1 of itself
@@ -117,7 +119,7 @@ def loss_figure(snapshot):
         xaxis = dict(title=dict(text=_("axis.student_step")))
     else:
         data = [line(list(range(1, len(c["teacher_loss"]) + 1)), c["teacher_loss"], _("curve.teacher"),
-                      COLORS["teacher"])]
+                     COLORS["teacher"])]
         xaxis = dict(title=dict(text=_("axis.teacher_log_point")))
     # Smoothed copies on top, raw ones faint beneath; the buttons switch to raw alone. T (its own
     # right-hand axis) is drawn as it was, never smoothed.
@@ -173,8 +175,8 @@ def accuracy_figure(snapshot):
     if any(v is not None for v in pct["baseline"]):
         data.append(line(a["epoch"], pct["baseline"], _("role.baseline"), COLORS["baseline"], mode="lines+markers"))
     return figure(data, dict(title=dict(text=_("plot.accuracy.title")), uirevision=snapshot["id"],
-                              xaxis=dict(title=dict(text=_("axis.epoch")), dtick=1),
-                              yaxis=dict(title=dict(text=_("axis.accuracy")))))
+                             xaxis=dict(title=dict(text=_("axis.epoch")), dtick=1),
+                             yaxis=dict(title=dict(text=_("axis.accuracy")))))
 
 
 ROLE_KEYS = {"teacher": "role.teacher", "student": "role.student", "baseline": "role.baseline"}
@@ -231,10 +233,10 @@ def confusion_figure(fidelity, role):
                  colorscale="Reds", zmin=0, zmax=peak, showscale=False,
                  hovertemplate=_("plot.confusion.hover").format(model=model))]
     return figure(data, dict(title=dict(text=_("plot.confusion.one").format(model=model, errors=errors)),
-                              xaxis=dict(type="category", title=dict(text=_("axis.predicted_digit"))),
-                              yaxis=dict(type="category", autorange="reversed", scaleanchor="x",
-                                         title=dict(text=_("axis.true_digit"))),
-                              height=340, uirevision=f"confusion-{role}", margin=dict(l=50, r=10, t=50, b=50)))
+                             xaxis=dict(type="category", title=dict(text=_("axis.predicted_digit"))),
+                             yaxis=dict(type="category", autorange="reversed", scaleanchor="x",
+                                        title=dict(text=_("axis.true_digit"))),
+                             height=340, uirevision=f"confusion-{role}", margin=dict(l=50, r=10, t=50, b=50)))
 
 
 def example_figure(fidelity, kind, index):
@@ -250,7 +252,7 @@ def example_figure(fidelity, kind, index):
     said = _("list.sep").join(f"{NAMES[r]} {group['predicted'][r][index]}" for r in ("teacher", "student", "baseline")
                               if r in group["predicted"])
     return figure(data, dict(barmode="group", uirevision=f"example-{kind}-{index}",
-                              title=dict(text=_("plot.example.title").format(index=group["index"][index],
-                                                                            label=group["label"][index], said=said)),
-                              xaxis=dict(title=dict(text=_("axis.digit"))),
-                              yaxis=dict(range=[0, 1], title=dict(text=_("axis.probability_t1")))))
+                             title=dict(text=_("plot.example.title").format(index=group["index"][index],
+                                                                           label=group["label"][index], said=said)),
+                             xaxis=dict(title=dict(text=_("axis.digit"))),
+                             yaxis=dict(range=[0, 1], title=dict(text=_("axis.probability_t1")))))

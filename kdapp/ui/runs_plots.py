@@ -3,7 +3,7 @@
 T x alpha. Built on kdapp.ui.plots' unvalidated figures; words in the language spoken now.
 """
 from kdapp import aggregate
-from kdapp.ui import continual, plots
+from kdapp.ui import plots
 from kdapp.ui.i18n import _
 
 PALETTE = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd"]  # one colour per compared run
@@ -78,6 +78,7 @@ def gain_map(runs):
 def continual_compare_figure(runs):
     """Up to 4 continual runs side by side: each strategy's average accuracy after the last task
     (left) and its forgetting (right), one colour per run."""
+    from kdapp.ui import continual  # its strategies' words; imported here, as it builds a tab (gradio)
     runs = [r for r in runs if (r.get("metrics") or {}).get("strategies")]
     if not runs:
         return plots.empty(_("continual.compare.empty"), _("continual.compare.empty_hint"))
