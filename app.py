@@ -101,7 +101,9 @@ class OwnerToken(gr.BrowserState):
 
 with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     gr.Markdown(I18N("intro"))
-    ui.lang = gr.State(i18n.LANGUAGES[0])  # the page's language ("en", "zh"): on_load decides it
+    # The page's language ("en", "zh"): None until on_load decides it. The timers wait for it, so a
+    # Chinese page never gets an English tick (CI once caught one the fidelity panel kept).
+    ui.lang = gr.State(None)
     ui.owner = OwnerToken(None, storage_key="kdapp-owner")
     with gr.Tabs() as ui.tabs:
         with gr.Tab(I18N("tab.distill"), id="distill"):

@@ -34,9 +34,9 @@ def predict(*args):
                            fig=out[ui.dist_plot], image=out[ui.digit28], note=out[ui.draw_note])
 
 
-def refresh(*args):
-    """A timer tick, by name: {component name in app.ui: value} for what it sends."""
-    out = app.ui.distill.refresh(*args)
+def refresh(*args, lang="en"):
+    """A timer tick on a page in `lang`, by name: {component name in app.ui: value} for what it sends."""
+    out = app.ui.distill.refresh(*args, lang)
     if out == gr.skip():  # nothing changed: no output is sent
         return {}
     return by_name(out)
@@ -100,6 +100,9 @@ def test_refresh_skips_when_nothing_changed(monkeypatch, tmp_path):
         loading = refresh(None, None, "a", app.lab_lib.SHIPPED, None, None)  # before on_load: models untouched
         assert "models" not in loading and "drawing_models" not in loading
         assert refresh(first["last"], None, "a", app.lab_lib.SHIPPED, True, None) == {}  # nothing changed: nothing sent
+        # before the page's load has decided its language, a tick sends nothing: the built page, which
+        # the browser translates, stays (an English tick would be kept by the fidelity panel)
+        assert refresh(None, None, "a", app.lab_lib.SHIPPED, None, None, lang=None) == {}
     finally:
         app.lab.close()
 
@@ -400,7 +403,7 @@ def test_a_sweep_over_seeds_and_a_lesson_queue_every_value_on_seeds_0_to_2():
         records = app.lab.group_runs(lesson["group"])
         assert sorted((r["config"]["alpha"], r["config"]["seed"]) for r in records) == \
             [(a, s) for a in lessons.LESSONS["alpha"].values for s in (0, 1, 2)]
-        assert "0 of 9 runs finished" in app.ui.lessons.tick(lesson, None)[app.ui.lessons.result]
+        assert "0 of 9 runs finished" in app.ui.lessons.tick(lesson, None, "en")[app.ui.lessons.result]
     finally:
         for r in app.lab.active("learner"):
             app.lab.cancel(r["id"], owner=None)

@@ -71,6 +71,24 @@ def test_a_chinese_browser_gets_the_lab_in_chinese(browser, server):  # noqa: F8
     expect(page.locator("#notice")).to_contain_text("当前设置的链接")
 
 
+def test_the_chinese_page_is_chinese_before_its_load_answers(browser, server):  # noqa: F811
+    """Until the page's load has decided its language, its timers send nothing: no English tick
+    (CI once caught the fidelity panel keeping one), so the status line and the fidelity panel keep
+    their built words, which the browser translates. The load is held back here; the timers' calls
+    are not (queue=False). (The plots and the choices are built in English; the load replaces them.)"""
+    from playwright.sync_api import expect
+    held = []
+    context = new_context(browser, locale="zh-CN", viewport={"width": 1400, "height": 1000})
+    context.route("**/gradio_api/queue/join**", lambda route: held.append(route))  # never answered
+    page = open_page(browser, server, context=context)
+    expect(page.locator("#start")).to_have_text("开始蒸馏")
+    page.wait_for_timeout(3000)  # three ticks of the Distill tab's timer
+    assert held, "the page's load never asked the server: nothing was held back"
+    status, fidelity = (page.locator(selector).inner_text() for selector in ("#status", "#fidelity"))
+    assert "状态：空闲" in status and "保真度面板" in fidelity
+    assert english_words(status + fidelity) == [], english_words(status + fidelity)
+
+
 def test_the_drawing_s_note_is_chinese(browser, server):  # noqa: F811
     """A tiny digit read in the browser: its note ("very small", drawing.js's) and the models' line
     (the manifest's description: recipe, data) in Chinese."""

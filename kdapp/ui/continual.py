@@ -261,6 +261,8 @@ def build(get_lab, owner, lang, I18N):
             return again(get_lab(), owner_token, shown_id or picked)
 
     def refresh(run_id, owner_token, previous, lang):
+        if lang is None:  # the page's load has not decided its language yet
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         lab = get_lab()
         listed = lab_continual.runs(lab)
         if run_id is None:  # the visitor's own newest continual run, else the newest anyone's

@@ -83,7 +83,7 @@ class DistillTab:
                 gr.Markdown(I18N("heading.draw"))
             with gr.Column(min_width=300):
                 # Only the shipped models at build time; the page's load offers each visitor the finished runs.
-                self.models = gr.Dropdown([(_("choice.models.shipped"), SHIPPED)], value=SHIPPED,
+                self.models = gr.Dropdown([(I18N("choice.models.shipped"), SHIPPED)], value=SHIPPED,
                                           label=I18N("control.drawing_models"), elem_id="drawing-models")
         # The canvas, the three models' answers, the 28x28 input and the softmax chart: all
         # computed in the visitor's browser (kdapp/ui/drawing.py, static/drawing.js).
@@ -216,8 +216,10 @@ class DistillTab:
         running = [r for r in active if r["position"] == 0]
         return (mine or running or [newest])[0]
 
-    def refresh(self, last, view, owner, models_value, follow, notice_for, lang=None):
+    def refresh(self, last, view, owner, models_value, follow, notice_for, lang):
         """Timer tick: send only what changed (gr.Plot rebuilds its figure on every new value)."""
+        if lang is None:
+            return gr.skip()  # the page's load has not decided its language yet
         key = (self.lab.version(), view, owner, models_value, follow, notice_for, lang)
         if last and last["key"] == key:
             return gr.skip()  # nothing changed; an empty dict is not read as "no outputs" by gradio 6.31

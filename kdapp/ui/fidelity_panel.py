@@ -8,7 +8,7 @@ its whole state for a run, sent by the Distill tab's timer when the run on show 
 """
 import gradio as gr
 
-from kdapp.ui import i18n, plots, reports, run_report
+from kdapp.ui import i18n, plots, run_report
 from kdapp.ui.controls import PRIVATE
 from kdapp.ui.i18n import _
 
@@ -17,7 +17,8 @@ class FidelityPanel:
     def __init__(self, get_lab, I18N):
         self.get_lab = get_lab
         gr.Markdown(I18N("heading.learned"))
-        self.markdown = gr.Markdown(reports.hint(_("fidelity.wait")), elem_id="fidelity")
+        # I18N, not _(): the page is built once, in no visitor's language, and this shows until the first tick
+        self.markdown = gr.Markdown(I18N("fidelity.wait"), elem_id="fidelity")
         gr.Markdown(I18N("plot.confusion.title"), elem_id="confusion-caption")
         self.confusion = {}  # role -> its confusion matrix's plot
         with gr.Row(elem_id="confusion-plot"):  # one per model; min_width stacks them on a phone
@@ -50,7 +51,7 @@ class FidelityPanel:
         finished = bool(run) and run["state"] == "finished"
         fidelity = lab.fidelity(run["id"]) if finished else None
         text = run_report.fidelity_markdown(fidelity) if fidelity else \
-            reports.hint(_("fidelity.old") if finished else _("fidelity.wait"))
+            _("fidelity.old" if finished else "fidelity.wait")  # italic in the locale, as hints are
         return {self.markdown: text, **self.confusion_outputs(fidelity),
                 self.fixed_gallery: lab.gallery(fidelity, "fixed"), self.broken_gallery: lab.gallery(fidelity, "broken"),
                 self.example_plot: plots.example_figure(None, None, None), self.shown: run["id"] if fidelity else None}

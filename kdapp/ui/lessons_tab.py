@@ -54,10 +54,10 @@ class LessonsTab:
                         self.result: lesson_text.progress(key, lab.group_runs(group))}
         return handler
 
-    def tick(self, lesson, last, lang=None):
+    def tick(self, lesson, last, lang):
         """Timer tick: the lesson's progress, then its answer once every run has ended."""
-        if not lesson:
-            return gr.skip()  # nothing to send
+        if not lesson or lang is None:
+            return gr.skip()  # nothing to send yet
         runs = self.get_lab().group_runs(lesson["group"])
         key = [[r["id"], r["state"]] for r in runs] + [lang]
         if key == last:

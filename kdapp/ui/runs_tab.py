@@ -21,7 +21,7 @@ class RunsTab:
     def __init__(self, get_lab, I18N):
         self.get_lab = get_lab
         with gr.Row():
-            self.pair = gr.Dropdown([(_("runs.all"), "all")], value="all", label=I18N("runs.filter"),
+            self.pair = gr.Dropdown([(I18N("runs.all"), "all")], value="all", label=I18N("runs.filter"),
                                     elem_id="runs-filter")
             self.refresh = gr.Button(I18N("button.refresh"), size="sm")
         self.runs_df = gr.Dataframe(reports.runs_rows([]), elem_id="runs", interactive=False, wrap=False)
