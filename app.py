@@ -101,8 +101,9 @@ class OwnerToken(gr.BrowserState):
 
 with gr.Blocks(title="kdapp: knowledge distillation lab") as demo:
     gr.Markdown(I18N("intro"))
-    # The page's language ("en", "zh"): None until on_load decides it. The timers wait for it, so a
-    # Chinese page never gets an English tick (CI once caught one the fidelity panel kept).
+    # The page's language ("en", "zh"): None until on_load decides it. A timer that ticks before
+    # (or after a restart lost the page's state) reads it from its request (i18n.page_language), so a
+    # Chinese page never gets an English tick, which the fidelity panel could keep (CI caught one).
     ui.lang = gr.State(None)
     ui.owner = OwnerToken(None, storage_key="kdapp-owner")
     with gr.Tabs() as ui.tabs:

@@ -34,9 +34,9 @@ def predict(*args):
                            fig=out[ui.dist_plot], image=out[ui.digit28], note=out[ui.draw_note])
 
 
-def refresh(*args, lang="en"):
+def refresh(*args, lang="en", request=None):
     """A timer tick on a page in `lang`, by name: {component name in app.ui: value} for what it sends."""
-    out = app.ui.distill.refresh(*args, lang)
+    out = app.ui.distill.refresh(*args, lang, request)
     if out == gr.skip():  # nothing changed: no output is sent
         return {}
     return by_name(out)
@@ -97,12 +97,15 @@ def test_refresh_skips_when_nothing_changed(monkeypatch, tmp_path):
         first = refresh(None, None, "a", app.lab_lib.SHIPPED, True, None)
         assert first["status"].startswith("**Status:** idle. No finished run yet"), first["status"]
         assert first["queue"] == ""  # no queue to show
-        loading = refresh(None, None, "a", app.lab_lib.SHIPPED, None, None)  # before on_load: models untouched
-        assert "models" not in loading and "drawing_models" not in loading
         assert refresh(first["last"], None, "a", app.lab_lib.SHIPPED, True, None) == {}  # nothing changed: nothing sent
-        # before the page's load has decided its language, a tick sends nothing: the built page, which
-        # the browser translates, stays (an English tick would be kept by the fidelity panel)
-        assert refresh(None, None, "a", app.lab_lib.SHIPPED, None, None, lang=None) == {}
+        # Before the page's load (or after a restart lost its state) there is no language and no
+        # follow yet: the tick speaks the page's, from its request, and leaves the models alone.
+        for headers, words in (({"accept-language": "zh-CN,zh;q=0.9,en;q=0.8"}, "状态"),
+                               ({"accept-language": "zh-CN", "referer": "http://x/?run=ab&lang=en"}, "Status"),
+                               ({"accept-language": "en-US", "referer": "http://x/?lang=zh"}, "状态"), (None, "Status")):
+            request = SimpleNamespace(headers=headers) if headers else None
+            loading = refresh(None, None, "a", app.lab_lib.SHIPPED, None, None, lang=None, request=request)
+            assert words in loading["status"] and "models" not in loading and "drawing_models" not in loading
     finally:
         app.lab.close()
 

@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from tests.test_browser import ARTIFACTS, browser, new_context, open_page, server  # noqa: F401 (the same fixtures)
+from tests.test_browser import (ARTIFACTS, browser, close_contexts, new_context, open_page,  # noqa: F401 (the same
+                                server)                                                   # fixtures)
 
 pytestmark = pytest.mark.browser
 
@@ -72,21 +73,25 @@ def test_a_chinese_browser_gets_the_lab_in_chinese(browser, server):  # noqa: F8
 
 
 def test_the_chinese_page_is_chinese_before_its_load_answers(browser, server):  # noqa: F811
-    """Until the page's load has decided its language, its timers send nothing: no English tick
-    (CI once caught the fidelity panel keeping one), so the status line and the fidelity panel keep
-    their built words, which the browser translates. The load is held back here; the timers' calls
-    are not (queue=False). (The plots and the choices are built in English; the load replaces them.)"""
+    """Until the page's load has decided its language, the timers read it from their requests
+    (the browser's, or the page's ?lang=): no English tick on a Chinese page (CI once caught the
+    fidelity panel keeping one). The load is held back here; the timers' calls are not (queue=False)."""
     from playwright.sync_api import expect
-    held = []
+    held, calls = [], []
     context = new_context(browser, locale="zh-CN", viewport={"width": 1400, "height": 1000})
-    context.route("**/gradio_api/queue/join**", lambda route: held.append(route))  # never answered
-    page = open_page(browser, server, context=context)
-    expect(page.locator("#start")).to_have_text("开始蒸馏")
-    page.wait_for_timeout(3000)  # three ticks of the Distill tab's timer
-    assert held, "the page's load never asked the server: nothing was held back"
-    status, fidelity = (page.locator(selector).inner_text() for selector in ("#status", "#fidelity"))
-    assert "状态：空闲" in status and "保真度面板" in fidelity
-    assert english_words(status + fidelity) == [], english_words(status + fidelity)
+    context.route("**/gradio_api/queue/join**", lambda route: held.append(route))  # not answered until the end
+    context.on("request", lambda request: calls.append(request.url) if "/gradio_api/run/" in request.url else None)
+    try:
+        page = open_page(browser, server, context=context)
+        expect(page.locator("#start")).to_have_text("开始蒸馏")
+        page.wait_for_timeout(3000)  # three ticks of the Distill tab's timer
+        assert held, "the page's load never asked the server: nothing was held back"
+        assert len(calls) >= 2, calls  # the timer did tick, without the load
+        status, fidelity = (page.locator(selector).inner_text() for selector in ("#status", "#fidelity"))
+        assert "状态：空闲" in status and "保真度面板" in fidelity
+        assert english_words(status + fidelity) == [], english_words(status + fidelity)
+    finally:  # let the held calls go (unroute_all does), or the load raises into the next test
+        context.unroute_all(behavior="ignoreErrors")
 
 
 def test_the_drawing_s_note_is_chinese(browser, server):  # noqa: F811

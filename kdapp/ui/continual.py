@@ -260,9 +260,8 @@ def build(get_lab, owner, lang, I18N):
         with i18n.speaking(lang):  # the run on show: the one started or picked here, else the picker's (the newest)
             return again(get_lab(), owner_token, shown_id or picked)
 
-    def refresh(run_id, owner_token, previous, lang):
-        if lang is None:  # the page's load has not decided its language yet
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    def refresh(run_id, owner_token, previous, lang, request: gr.Request = None):
+        lang = lang or i18n.page_language(request and request.headers)  # before the page's load set it
         lab = get_lab()
         listed = lab_continual.runs(lab)
         if run_id is None:  # the visitor's own newest continual run, else the newest anyone's

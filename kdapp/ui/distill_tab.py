@@ -216,10 +216,9 @@ class DistillTab:
         running = [r for r in active if r["position"] == 0]
         return (mine or running or [newest])[0]
 
-    def refresh(self, last, view, owner, models_value, follow, notice_for, lang):
+    def refresh(self, last, view, owner, models_value, follow, notice_for, lang, request: gr.Request = None):
         """Timer tick: send only what changed (gr.Plot rebuilds its figure on every new value)."""
-        if lang is None:
-            return gr.skip()  # the page's load has not decided its language yet
+        lang = lang or i18n.page_language(request and request.headers)  # before the page's load set it
         key = (self.lab.version(), view, owner, models_value, follow, notice_for, lang)
         if last and last["key"] == key:
             return gr.skip()  # nothing changed; an empty dict is not read as "no outputs" by gradio 6.31

@@ -22,6 +22,7 @@ import gettext
 import json
 import re
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 LOCALES = Path(__file__).resolve().parent / "locales"
 LANGUAGES = ("en", "zh")  # the first is the fallback, and the language of every catalog's keys' source
@@ -77,6 +78,15 @@ def language(query=None, accept_language=None):
         if normalize(tag):
             return normalize(tag)
     return LANGUAGES[0]
+
+
+def page_language(headers):
+    """The language of the page a request comes from (`headers`: its HTTP headers, or None): the
+    page's `?lang=` (its Referer), else its browser's. For a timer that ticks before the page's load
+    has decided the language, or after a restart lost the page's session state."""
+    headers = headers or {}
+    query = parse_qs(urlsplit(headers.get("referer") or "").query).get("lang", [None])[0]
+    return language(query, headers.get("accept-language"))
 
 
 @contextlib.contextmanager

@@ -54,10 +54,11 @@ class LessonsTab:
                         self.result: lesson_text.progress(key, lab.group_runs(group))}
         return handler
 
-    def tick(self, lesson, last, lang):
+    def tick(self, lesson, last, lang, request: gr.Request = None):
         """Timer tick: the lesson's progress, then its answer once every run has ended."""
-        if not lesson or lang is None:
-            return gr.skip()  # nothing to send yet
+        if not lesson:
+            return gr.skip()  # nothing to send
+        lang = lang or i18n.page_language(request and request.headers)  # the page's session state was lost
         runs = self.get_lab().group_runs(lesson["group"])
         key = [[r["id"], r["state"]] for r in runs] + [lang]
         if key == last:
