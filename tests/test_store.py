@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kdapp.lab import store
+from kdapp.lab import schema, store
 from kdapp.lab.store import MAX_CURVE_POINTS, RunStore, downsample
 
 RECORD_KEYS = {"id", "created", "started", "ended", "state", "config", "data", "device", "metrics", "accuracy",
@@ -266,7 +266,7 @@ def test_a_version_1_store_gains_fidelity_and_keeps_its_runs(tmp_path):
     """A store written before fidelity existed (schema 1) migrates in place: old runs stay, with
     no fidelity, and new runs can store theirs."""
     db = sqlite3.connect(tmp_path / "kdapp.sqlite3")
-    store.MIGRATIONS[0](db)
+    schema.MIGRATIONS[0](db)
     db.execute("INSERT INTO runs (id, created, state, config) VALUES ('0123abcd', 1.0, 'finished', '{}')")
     db.execute("PRAGMA user_version = 1")
     db.commit()
@@ -279,14 +279,14 @@ def test_a_version_1_store_gains_fidelity_and_keeps_its_runs(tmp_path):
     assert runs.get(new)["fidelity"] == {"agreement": {"student": 0.99}}
     assert runs.list(curves=False)[0]["fidelity"] is None  # listings leave the heavy columns out
     assert sqlite3.connect(tmp_path / "kdapp.sqlite3").execute("PRAGMA user_version").fetchone()[0] == \
-        store.SCHEMA_VERSION
+        schema.SCHEMA_VERSION
 
 
 def test_newer_schema_is_refused_and_left_alone(tmp_path):
     path = tmp_path / "kdapp.sqlite3"
     db = sqlite3.connect(path)
     db.execute("CREATE TABLE runs (id TEXT, future TEXT)")
-    db.execute(f"PRAGMA user_version = {store.SCHEMA_VERSION + 1}")
+    db.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION + 1}")
     db.commit()
     db.close()
     before = path.read_bytes()

@@ -7,12 +7,12 @@ from their last epoch (the worker saves a resume point after each one). Dispatch
 threads (one per worker, `KDAPP_WORKERS`) take the oldest queued run, start `python -m
 kdapp.lab.worker` for it, fold the worker's events into a LiveRun under a lock, and write the
 outcome to the store. Readers take cheap copies; `version` changes whenever anything a reader
-shows changes, so a page polling every second can skip redrawing when nothing did.
+shows changes, so a page polling every second can skip redrawing when nothing did. The
+queue's ETAs are kdapp.lab.eta's.
 """
 import json
 import logging
 import os
-import statistics
 import subprocess
 import sys
 import threading
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from kdapp import events as events_lib
-from kdapp.lab import drawing_models
+from kdapp.lab import drawing_models, eta
 from kdapp.lab.folder_lock import hold_runs_folder
 from kdapp.lab.live_run import CANCELLED, FAILED, FINISHED, QUEUED, RUNNING, LiveRun
 
@@ -34,7 +34,6 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # so `python -m kdapp.lab.wo
 # (`python -m kdapp loadtest`). OMP_WAIT_POLICY=PASSIVE kept 62% but cost 40% alone. The
 # environment's own value wins.
 WORKER_ENV = {"GOMP_SPINCOUNT": "10000"}
-FALLBACK_S_PER_EPOCH = 1.3  # the default run (15 epochs of 8,000 digits) takes ~20 s on 2 vCPUs
 WORKER_COMMAND = (sys.executable, "-m", "kdapp.lab.worker")
 RESUME_NAME = "resume.pt"  # in a run's folder: where its worker saves a resume point after each epoch
 REQUEUE = {"type": "requeue"}  # what _run returns for a run queued again instead of ended
@@ -146,17 +145,7 @@ class RunQueue:
             running = [self._live[i].snapshot() for i in self._live]
             owners = {r["id"]: r["owner"] for r in self.store.active()}
             queued = [self.store.get(i) for i in self._queued]
-        estimate = self._estimator()
-        free_at = [self._remaining(r, estimate) for r in running]
-        free_at = sorted(free_at + [0.0] * (self.workers - len(free_at)))
-        out = []
-        for r in running:
-            out.append(dict(r, position=0, eta_s=self._remaining(r, estimate)))
-        for position, r in enumerate(queued, 1):
-            start = free_at.pop(0)  # the worker that frees first takes the next run
-            done = start + estimate(r["config"])
-            free_at = sorted(free_at + [done])
-            out.append(dict(r, position=position, starts_in_s=start, eta_s=done))
+        out = eta.schedule(running, queued, self.workers, eta.estimator(self.store))
         for r in out:
             r["mine"] = owner is not None and owners.get(r["id"]) == owner
         return out
@@ -193,31 +182,6 @@ class RunQueue:
         for thread in self._dispatchers:
             thread.join(timeout=10)
         self._folder_lock.close()  # another RunQueue may now take the folder
-
-    # ---- ETA from measured run times ----
-    def _estimator(self):
-        """config -> expected seconds, from the measured seconds per epoch of recent finished runs."""
-        rates = {}
-        for r in self.store.list(limit=50, states=(FINISHED,), curves=False):
-            m = r["metrics"] or {}
-            if m.get("seconds") and m.get("train_samples"):
-                rates.setdefault(r["config"]["data"], []).append(m["seconds"] / (r["config"]["epochs"] * m["train_samples"]))
-        default = FALLBACK_S_PER_EPOCH / 8000
-
-        def estimate(config):
-            per_sample_epoch = statistics.median(rates.get(config["data"], [default]))
-            train = 60000 if config["data"] == "mnist" else 8000
-            if config.get("kind") == "continual":  # several strategies, each over every task
-                from kdapp.training import continual  # lazy: the server imports torch only when it must
-                return per_sample_epoch * continual.equivalent_epochs(config) * train
-            return per_sample_epoch * config["epochs"] * max(1, config["train_fraction"] * train)
-        return estimate
-
-    @staticmethod
-    def _remaining(run, estimate):
-        if run["progress"]["phase"] == "distilling" and run["progress"]["eta_s"] is not None:
-            return run["progress"]["eta_s"]
-        return max(0.0, estimate(run["config"]) - run["elapsed_s"])
 
     # ---- the dispatchers ----
     def _dispatch(self):

@@ -5,6 +5,7 @@ Opening a store changes no run: the server that owns the root (kdapp.lab.jobs ho
 calls `recover` once, which keeps queued runs queued and puts the running ones back in the queue,
 first in line, to resume. Many threads read while one writes: each thread gets its own
 connection, and WAL lets readers see the last committed state while a write transaction is open.
+The table's columns and migrations are kdapp.lab.schema.
 """
 import contextlib
 import json
@@ -16,6 +17,8 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+
+from kdapp.lab.schema import HEAVY, MIGRATIONS, RECORD_COLUMNS, SCHEMA_VERSION, WRITABLE, record
 
 log = logging.getLogger(__name__)
 
@@ -32,46 +35,7 @@ REQUEUED_TASK = "queued again after a server restart; it resumes after its last 
 GAVE_UP = ("failed: the server restarted {n} times while this run trained, so it was not resumed again; "
            "press Run again to start it afresh")
 
-# Owners are secrets (a browser session), so they are never among the columns a record shows.
-RECORD_COLUMNS = ("id", "created", "started", "ended", "state", "config", "data", "device", "metrics",
-                  "accuracy", "curves", "warnings", "error", "message", "has_checkpoints", "extra", "fidelity",
-                  "resumed_from_epoch")
-JSON_COLUMNS = ("config", "metrics", "accuracy", "curves", "warnings", "extra", "fidelity")
-WRITABLE = frozenset(RECORD_COLUMNS) - {"id"}
-HEAVY = ("curves", "accuracy", "fidelity")  # what a listing can leave out
 RUN_ID = re.compile(r"[0-9a-f]+")  # ids name folders that pruning deletes: never let "../" through
-
-
-def _create_runs(db):
-    # seq is the rowid, so "newest first" and the FIFO queue are exact within one second;
-    # AUTOINCREMENT never hands out a seq twice.
-    db.execute("""CREATE TABLE runs (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        id TEXT NOT NULL UNIQUE,
-        created REAL NOT NULL, started REAL, ended REAL,
-        state TEXT NOT NULL, owner TEXT,
-        config TEXT NOT NULL, data TEXT, device TEXT, metrics TEXT,
-        accuracy TEXT NOT NULL DEFAULT '{"epoch": [], "teacher": [], "student": [], "baseline": []}',
-        curves TEXT NOT NULL DEFAULT '{}',
-        warnings TEXT NOT NULL DEFAULT '[]',
-        error TEXT, message TEXT,
-        has_checkpoints INTEGER NOT NULL DEFAULT 0,
-        extra TEXT NOT NULL DEFAULT '{}')""")
-
-
-def _add_fidelity(db):
-    db.execute("ALTER TABLE runs ADD COLUMN fidelity TEXT")  # kdapp.evaluation.fidelity's dict, once finished
-
-
-def _add_resuming(db):
-    # restarts: how often a restart (or a worker's death) queued the run again; resumed_from_epoch:
-    # the epoch its last resume point held, set when a worker resumed from it.
-    db.execute("ALTER TABLE runs ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0")
-    db.execute("ALTER TABLE runs ADD COLUMN resumed_from_epoch INTEGER")
-
-
-MIGRATIONS = [_create_runs, _add_fidelity, _add_resuming]  # MIGRATIONS[v] takes a database from user_version v to v + 1
-SCHEMA_VERSION = len(MIGRATIONS)  # a new version appends one function above
 
 
 def downsample(curves, max_points):
@@ -88,14 +52,6 @@ def downsample(curves, max_points):
         if n not in picks:
             picks[n] = range(n) if n <= max_points else [i * (n - 1) // (max_points - 1) for i in range(max_points)]
     return {name: [values[i] for i in picks[len(values)]] for name, values in curves.items()}
-
-
-def _record(row):
-    record = {name: row[name] for name in RECORD_COLUMNS}
-    for name in JSON_COLUMNS:
-        record[name] = None if record[name] is None else json.loads(record[name])
-    record["has_checkpoints"] = bool(record["has_checkpoints"])
-    return record
 
 
 class RunStore:
@@ -237,7 +193,7 @@ class RunStore:
 
     def get(self, run_id):
         row = self._db().execute(f"SELECT {', '.join(RECORD_COLUMNS)} FROM runs WHERE id = ?", (run_id,)).fetchone()
-        return None if row is None else _record(row)
+        return None if row is None else record(row)
 
     def owner_of(self, run_id):
         row = self._db().execute("SELECT owner FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -265,7 +221,7 @@ class RunStore:
         columns = RECORD_COLUMNS if curves else [f"NULL AS {c}" if c in HEAVY else c for c in RECORD_COLUMNS]
         rows = self._db().execute(f"SELECT {', '.join(columns)} FROM runs WHERE {' AND '.join(where) or 1} "
                                   "ORDER BY seq DESC LIMIT ?", (*args, limit))
-        return [_record(row) for row in rows]
+        return [record(row) for row in rows]
 
     def active(self):
         """Internal, for the queue only: running runs, then queued runs in the order they start
@@ -274,7 +230,7 @@ class RunStore:
         rows = self._db().execute(f"SELECT {', '.join(RECORD_COLUMNS)}, owner FROM runs "
                                   "WHERE state IN (?, ?) ORDER BY state = 'running' DESC, restarts > 0 DESC, seq",
                                   ACTIVE)
-        return [{**_record(row), "owner": row["owner"]} for row in rows]
+        return [{**record(row), "owner": row["owner"]} for row in rows]
 
     def finish_checkpoints(self, run_id):
         """Mark the run's checkpoints as kept, then delete the checkpoint folders of all but the

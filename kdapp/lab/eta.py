@@ -1,0 +1,49 @@
+"""When the queue's runs will start and end: estimates from the measured speed of recent finished runs.
+
+`estimator(store)` gives config -> expected seconds; `schedule(running, queued, workers, estimate)`
+gives each run its `position`, `eta_s` and (queued ones) `starts_in_s`, the worker that frees first
+taking the next run, as kdapp.lab.jobs's dispatchers do.
+"""
+import statistics
+
+from kdapp.lab.live_run import FINISHED
+
+FALLBACK_S_PER_EPOCH = 1.3  # the default run (15 epochs of 8,000 digits) takes ~20 s on 2 vCPUs
+
+
+def estimator(store):
+    """config -> expected seconds, from the measured seconds per epoch of recent finished runs."""
+    rates = {}
+    for r in store.list(limit=50, states=(FINISHED,), curves=False):
+        m = r["metrics"] or {}
+        if m.get("seconds") and m.get("train_samples"):
+            rates.setdefault(r["config"]["data"], []).append(m["seconds"] / (r["config"]["epochs"] * m["train_samples"]))
+    default = FALLBACK_S_PER_EPOCH / 8000
+
+    def estimate(config):
+        per_sample_epoch = statistics.median(rates.get(config["data"], [default]))
+        train = 60000 if config["data"] == "mnist" else 8000
+        if config.get("kind") == "continual":  # several strategies, each over every task
+            from kdapp.training import continual  # lazy: the server imports torch only when it must
+            return per_sample_epoch * continual.equivalent_epochs(config) * train
+        return per_sample_epoch * config["epochs"] * max(1, config["train_fraction"] * train)
+    return estimate
+
+
+def remaining(run, estimate):
+    """Seconds until a running run ends: its own ETA once it is distilling, else the estimate less its time so far."""
+    if run["progress"]["phase"] == "distilling" and run["progress"]["eta_s"] is not None:
+        return run["progress"]["eta_s"]
+    return max(0.0, estimate(run["config"]) - run["elapsed_s"])
+
+
+def schedule(running, queued, workers, estimate):
+    """The running runs (position 0) then the queued ones (1 = next), each with its ETA."""
+    free_at = sorted([remaining(r, estimate) for r in running] + [0.0] * (workers - len(running)))
+    out = [dict(r, position=0, eta_s=remaining(r, estimate)) for r in running]
+    for position, r in enumerate(queued, 1):
+        start = free_at.pop(0)  # the worker that frees first takes the next run
+        done = start + estimate(r["config"])
+        free_at = sorted(free_at + [done])
+        out.append(dict(r, position=position, starts_in_s=start, eta_s=done))
+    return out
