@@ -48,8 +48,8 @@ SCHEMA_VERSION = len(MIGRATIONS)  # a new version appends one function above
 
 def record(row):
     """A row of the runs table as the lab hands it out: JSON columns parsed, no owner."""
-    record = {name: row[name] for name in RECORD_COLUMNS}
+    out = {name: row[name] for name in RECORD_COLUMNS}
     for name in JSON_COLUMNS:
-        record[name] = None if record[name] is None else json.loads(record[name])
-    record["has_checkpoints"] = bool(record["has_checkpoints"])
-    return record
+        out[name] = None if out[name] is None else json.loads(out[name])
+    out["has_checkpoints"] = bool(out["has_checkpoints"])
+    return out
