@@ -1,14 +1,13 @@
 """Runs in the background: a fair FIFO queue, worker processes, and the live view of each run.
 
-Every run is a row of the RunStore (kdapp.lab.store) from the moment it is submitted, so the
-queue outlives its server: one RunQueue per runs folder (an OS lock says so), which at start
-keeps the queued runs in order and puts the runs that were training first in line, to resume
-from their last epoch (the worker saves a resume point after each one). Dispatcher
-threads (one per worker, `KDAPP_WORKERS`) take the oldest queued run, start `python -m
-kdapp.lab.worker` for it, fold the worker's events into a LiveRun under a lock, and write the
-outcome to the store. Readers take cheap copies; `version` changes whenever anything a reader
-shows changes, so a page polling every second can skip redrawing when nothing did. The
-queue's ETAs are kdapp.lab.eta's.
+Every run is a row of the RunStore (kdapp.lab.store) from the moment it is submitted, so the queue
+outlives its server: one RunQueue per runs folder (an OS lock says so), which at start keeps the queued
+runs in order and puts the runs that were training first in line, to resume from their last epoch (the
+worker saves a resume point after each one). Dispatcher threads (one per worker, `KDAPP_WORKERS`) take
+the oldest queued run, start `python -m kdapp.lab.worker` for it, fold the worker's events into a
+LiveRun under a lock, and write the outcome to the store. Readers take cheap copies; `version` changes
+whenever anything a reader shows changes, so a page polling every second can skip redrawing when nothing
+did. The queue's ETAs are kdapp.lab.eta's.
 """
 import json
 import logging
@@ -27,12 +26,11 @@ from kdapp.lab.live_run import CANCELLED, FAILED, FINISHED, QUEUED, RUNNING, Liv
 log = logging.getLogger(__name__)
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # so `python -m kdapp.lab.worker` finds the package
-# OpenMP threads that wait for each other spin for GOMP_SPINCOUNT rounds before sleeping (300,000
-# by default). While the server answers drawings, that spinning takes the core the server needs and
-# stalls the other training thread. 10,000: training alone at the same speed (4.9 vs 5.1 s for 4
-# epochs, 2 runs each), and at 60 drawing visitors it kept 55% of its speed instead of 41%
-# (`python -m kdapp loadtest`). OMP_WAIT_POLICY=PASSIVE kept 62% but cost 40% alone. The
-# environment's own value wins.
+# OpenMP threads that wait for each other spin for GOMP_SPINCOUNT rounds before sleeping (300,000 by
+# default). While the server answers drawings, that spinning takes the core the server needs and stalls
+# the other training thread. 10,000: training alone at the same speed (4.9 vs 5.1 s for 4 epochs, 2 runs
+# each), and at 60 drawing visitors it kept 55% of its speed instead of 41% (`python -m kdapp
+# loadtest`). OMP_WAIT_POLICY=PASSIVE kept 62% but cost 40% alone. The environment's own value wins.
 WORKER_ENV = {"GOMP_SPINCOUNT": "10000"}
 WORKER_COMMAND = (sys.executable, "-m", "kdapp.lab.worker")
 RESUME_NAME = "resume.pt"  # in a run's folder: where its worker saves a resume point after each epoch
@@ -40,6 +38,15 @@ REQUEUE = {"type": "requeue"}  # what _run returns for a run queued again instea
 SHUTDOWN = {"type": "shutdown"}  # ... for a run the server's stop interrupted: its row stays as it is
 WORKER_DIED_REQUEUED = "its worker process died; queued again to resume from its last finished epoch"
 WORKER_DIED_REQUEUED_TASK = "its worker process died; queued again to resume after its last finished task"
+
+
+def tell_stop(process):
+    """Ask a worker to stop after its current step (any line after the job line means stop)."""
+    try:
+        process.stdin.write("stop\n")
+        process.stdin.flush()
+    except (BrokenPipeError, ValueError, OSError):
+        pass  # the worker already ended
 
 
 class QueueFull(RuntimeError):
@@ -120,11 +127,7 @@ class RunQueue:
             process = self._processes.get(run_id)
         if process is None:
             return f"run {run_id} is stopping"
-        try:
-            process.stdin.write("stop\n")
-            process.stdin.flush()
-        except (BrokenPipeError, ValueError, OSError):
-            pass  # the worker already ended
+        tell_stop(process)
         self.wait(run_id, timeout=2.0)
         return f"run {run_id} stopped" if self.get(run_id)["state"] != RUNNING else f"run {run_id} is stopping"
 
@@ -145,10 +148,8 @@ class RunQueue:
             running = [self._live[i].snapshot() for i in self._live]
             owners = {r["id"]: r["owner"] for r in self.store.active()}
             queued = [self.store.get(i) for i in self._queued]
-        out = eta.schedule(running, queued, self.workers, eta.estimator(self.store))
-        for r in out:
-            r["mine"] = owner is not None and owners.get(r["id"]) == owner
-        return out
+        return [dict(r, mine=owner is not None and owners.get(r["id"]) == owner)
+                for r in eta.schedule(running, queued, self.workers, eta.estimator(self.store))]
 
     def busy(self):
         with self._lock:
@@ -174,11 +175,7 @@ class RunQueue:
             processes = list(self._processes.values())
             self._lock.notify_all()
         for process in processes:
-            try:
-                process.stdin.write("stop\n")
-                process.stdin.flush()
-            except (BrokenPipeError, ValueError, OSError):
-                pass  # the worker already ended
+            tell_stop(process)
         for thread in self._dispatchers:
             thread.join(timeout=10)
         self._folder_lock.close()  # another RunQueue may now take the folder
@@ -228,8 +225,7 @@ class RunQueue:
             self._processes[run_id] = process
             stop_now = live.stop_requested  # a cancel that came before the process existed
         if stop_now:
-            process.stdin.write("stop\n")
-            process.stdin.flush()
+            tell_stop(process)
         # The run stops itself at its time limit; this is the backstop for a hung worker.
         def kill_hung_worker():
             live.stop_requested = True  # a worker killed for hanging is not resumed
