@@ -58,17 +58,25 @@ def browser():
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
         yield browser
+        close_open_contexts()  # a module without close_contexts: closed here, while its playwright runs
         browser.close()
 
 
 OPEN = []  # contexts a test opened: closed after it, or every open page keeps polling the server
 
 
-@pytest.fixture(autouse=True)
-def close_contexts():
-    yield
+def close_open_contexts():
     while OPEN:
         OPEN.pop().close()
+
+
+@pytest.fixture(autouse=True)
+def close_contexts():
+    """Autouse where it is imported: the contexts a test opened are closed after it. Without this, a
+    module's contexts stay open until its browser fixture ends, and a context left for a later
+    module would fail to close there ("Event loop is closed": its playwright has stopped)."""
+    yield
+    close_open_contexts()
 
 
 def new_context(browser, **options):
