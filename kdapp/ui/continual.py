@@ -261,7 +261,7 @@ def build(get_lab, owner, lang, I18N):
             return again(get_lab(), owner_token, shown_id or picked)
 
     def refresh(run_id, owner_token, previous, lang, request: gr.Request = None):
-        lang = lang or i18n.page_language(getattr(request, "headers", None))  # before the page's load set it
+        lang = lang or i18n.page_language(request)  # before the page's load set it
         lab = get_lab()
         listed = lab_continual.runs(lab)
         if run_id is None:  # the visitor's own newest continual run, else the newest anyone's

@@ -218,7 +218,7 @@ class DistillTab:
 
     def refresh(self, last, view, owner, models_value, follow, notice_for, lang, request: gr.Request = None):
         """Timer tick: send only what changed (gr.Plot rebuilds its figure on every new value)."""
-        lang = lang or i18n.page_language(getattr(request, "headers", None))  # before the page's load set it
+        lang = lang or i18n.page_language(request)  # before the page's load set it
         key = (self.lab.version(), view, owner, models_value, follow, notice_for, lang)
         if last and last["key"] == key:
             return gr.skip()  # nothing changed; an empty dict is not read as "no outputs" by gradio 6.31

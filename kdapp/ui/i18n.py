@@ -80,11 +80,11 @@ def language(query=None, accept_language=None):
     return LANGUAGES[0]
 
 
-def page_language(headers):
-    """The language of the page a request comes from (`headers`: its HTTP headers, or None): the
-    page's `?lang=` (its Referer), else its browser's. For a timer that ticks before the page's load
-    has decided the language, or after a restart lost the page's session state."""
-    headers = headers or {}
+def page_language(request):
+    """The language of the page a request (a gr.Request, or None) comes from: the page's `?lang=`
+    (its Referer), else its browser's. For a timer that ticks before the page's load has decided the
+    language, or after a restart lost the page's session state."""
+    headers = getattr(request, "headers", None) or {}
     query = parse_qs(urlsplit(headers.get("referer") or "").query).get("lang", [None])[0]
     return language(query, headers.get("accept-language"))
 

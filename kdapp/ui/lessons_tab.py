@@ -58,7 +58,7 @@ class LessonsTab:
         """Timer tick: the lesson's progress, then its answer once every run has ended."""
         if not lesson:
             return gr.skip()  # nothing to send
-        lang = lang or i18n.page_language(getattr(request, "headers", None))  # started before the load answered
+        lang = lang or i18n.page_language(request)  # started before the load answered
         runs = self.get_lab().group_runs(lesson["group"])
         key = [[r["id"], r["state"]] for r in runs] + [lang]
         if key == last:
