@@ -211,6 +211,22 @@ def load(source="auto", data_dir="data"):
     return _CACHE[key]
 
 
+def shift(x, dy, dx):
+    """Every image of normalised (N,1,28,28) moved dy px down and dx px right (negative: up, left),
+    the background filling what comes in."""
+    m = max(abs(dy), abs(dx))
+    if m == 0:
+        return x
+    h, w = x.shape[-2:]
+    padded = F.pad(x, [m] * 4, value=(0.0 - MNIST_MEAN) / MNIST_STD)
+    return padded[..., m - dy:m - dy + h, m - dx:m - dx + w]
+
+
+def shift_offsets(k):
+    """The (dy, dx) offsets of a shift ensemble of radius k: every one in -k..k px, (2k+1)² in all."""
+    return [(dy, dx) for dy in range(-k, k + 1) for dx in range(-k, k + 1)]
+
+
 def random_shift(x, max_shift=2, generator=None):
     """Shift each image by its own random offset in [-max_shift, max_shift] px, filling with background."""
     n, _, h, w = x.shape

@@ -310,9 +310,11 @@ def test_the_techniques_settings_travel_in_a_link_and_only_when_set():
     assert settings["joint_epochs"] == 3 and settings["quantize"] == "qat"
     _, (settings, ignored) = link(feature_loss="hint", collapse_weight=0.1, adversarial_weight=0.5)
     assert ignored == [] and settings["collapse_weight"] == 0.1 and settings["adversarial_weight"] == 0.5
+    _, (settings, ignored) = link(teacher_shifts=2)
+    assert ignored == [] and settings["teacher_shifts"] == 2
     plain, _ = link()
     assert not set(plain) & {"temperature_schedule", "temperature_end", "joint_epochs", "collapse_weight",
-                             "adversarial_weight", "quantize"}
+                             "adversarial_weight", "teacher_shifts", "quantize"}
 
 
 def test_the_kd_gain_interval_is_the_binomial_one():

@@ -354,7 +354,8 @@ def test_a_finished_run_shows_what_the_student_learned(server, browser):
     ("&teacher=self", [("#control-self_distill", "deep supervision")], "deep supervision (no teacher)"),
     ("", [("#control-temperature_schedule", "cosine")], "(cosine)"),
     ("&teacher=mutual", [], "deep mutual learning"),
-], ids=["dist", "lskd", "gram", "born-again", "deep-supervision", "temperature-schedule", "mutual"])
+    ("", [("#control-teacher_shifts", 1)], "shift ensemble ±1 px"),
+], ids=["dist", "lskd", "gram", "born-again", "deep-supervision", "temperature-schedule", "mutual", "shift-ensemble"])
 def test_each_method_starts_from_the_more_methods_controls(server, browser, url, clicks, says):
     """Every method is picked with the controls under "More methods" (the teacher = self from a
     link), trains, and names itself on the finished run's status line."""
@@ -362,6 +363,12 @@ def test_each_method_starts_from_the_more_methods_controls(server, browser, url,
     page = open_page(browser, server + "?" + QUICK[1:] + url, height=1400)
     page.get_by_text("More methods, data and device").click()
     for control, choice in clicks:
+        if isinstance(choice, int):  # a slider: typed into its number box
+            box = page.locator(f"{control} input[type=number]")
+            box.scroll_into_view_if_needed()
+            box.fill(str(choice))
+            box.press("Enter")
+            continue
         option = page.locator(control).get_by_text(choice, exact=True)
         option.scroll_into_view_if_needed()
         option.click()

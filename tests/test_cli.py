@@ -54,10 +54,12 @@ def test_every_setting_given_on_the_command_line_reaches_the_run():
     self_taught = parse("--teacher", "self", "--self-distill", "deep", "--generations", "2")
     assert self_taught == RunConfig(teacher="self", self_distill="deep", generations=2)
     assert parse("--joint-epochs", "2") == RunConfig(joint_epochs=2)
+    assert parse("--teacher-shifts", "2") == RunConfig(teacher_shifts=2)  # refused beside consistent teaching
     # Between the two, every setting but the hosted time limit left its default: a new field
     # with no option on the command line makes this fail.
     moved = {name for name, value in expected.to_dict().items() if value != DEFAULTS.to_dict()[name]}
-    assert moved | {"self_distill", "generations", "joint_epochs", "time_limit_s"} == set(DEFAULTS.to_dict())
+    assert moved | {"self_distill", "generations", "joint_epochs", "teacher_shifts", "time_limit_s"} == \
+        set(DEFAULTS.to_dict())
 
 
 @pytest.mark.parametrize("command", ["distill", "train-teacher", "robustness", "bench", "reproduce", "loadtest",

@@ -45,6 +45,20 @@ def test_random_shift_moves_each_image_by_at_most_two_pixels(sample):
         assert matches, "each output must be the input shifted by -2..2 px"
 
 
+def test_shift_moves_every_image_as_a_pixel_by_pixel_copy_does(sample):
+    x = sample.train_x[:3]
+    background = (0 - MNIST_MEAN) / MNIST_STD
+    for dy, dx in [(0, 0), (2, -1), (-2, 2), (1, 0)]:
+        want = np.full((3, 28, 28), background, dtype=np.float32)
+        for i in range(28):
+            for j in range(28):
+                if 0 <= i - dy < 28 and 0 <= j - dx < 28:  # pixel (i, j) shows what was at (i - dy, j - dx)
+                    want[:, i, j] = x[:, 0, i - dy, j - dx].numpy()
+        np.testing.assert_array_equal(data.shift(x, dy, dx)[:, 0].numpy(), want)
+    assert data.shift_offsets(0) == [(0, 0)]
+    assert len(data.shift_offsets(2)) == 25 and (-2, 2) in data.shift_offsets(2)
+
+
 def test_auto_falls_back_to_the_sample_when_mnist_is_unreachable(tmp_path, monkeypatch):
     def unreachable(*args, **kwargs):
         raise RuntimeError("could not download MNIST: network unreachable")

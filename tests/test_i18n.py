@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from kdapp.evaluation import robustness
 from kdapp.lab.lessons import LESSONS
@@ -269,7 +270,7 @@ def engine_sentences(tmp_path):
     from kdapp.config import RunConfig
     from kdapp.evaluation import inference
     from kdapp.lab import continual as lab_continual, jobs, live_run, store
-    from kdapp.training import continual as engine_continual, teachers, train
+    from kdapp.training import continual as engine_continual, targets, teachers, train
 
     sentences = []
     distill = run_until(lambda emit: train.run(RunConfig(data="sample", epochs=1, train_fraction=0.1), emit=emit,
@@ -285,13 +286,17 @@ def engine_sentences(tmp_path):
         if event["type"] in ("phase", "data", "continual_step", "teacher_epoch"):
             live.apply(event)
             sentences.append(live.record["message"])
+    shifted = []  # the phase of a shift-ensemble teacher (kdapp.training.targets); any model will do
+    targets.cached_teacher_logits(RunConfig(teacher_shifts=1), [torch.nn.Flatten()], None, dataset,
+                                  torch.arange(10), shifted.append, lambda: False, None)
+    sentences += [e["message"] for e in shifted]
     try:
         teachers.with_deadline(lambda: False, 0)()
     except teachers.Cancelled as e:
         sentences.append(f"cancelled: {e}")  # the worker's end message (kdapp.lab.worker)
     sentences += ["cancelled: stopped", store.REQUEUED, store.GAVE_UP.format(n=2), jobs.WORKER_DIED_REQUEUED]
     for bad in ({"temperature": 100}, {"alpha": "x"}, {"epochs": 1.5}, {"loss": "nope"},
-                {"feature_loss": "attention", "feature_weight": 0.0}):
+                {"feature_loss": "attention", "feature_weight": 0.0}, {"teacher_shifts": 1, "consistent": True}):
         with pytest.raises(ValueError) as e:
             RunConfig.from_dict(bad).validate()
         sentences.append(f"Not started: {e.value}")

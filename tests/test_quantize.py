@@ -124,6 +124,31 @@ def test_qat_needs_a_teacher():
         RunConfig(quantize="int4")
 
 
+def test_qat_learns_from_the_shift_ensemble_when_the_run_did(sample, monkeypatch):
+    """Quantization-aware distillation asks the teacher for the same readings as the run's
+    distillation: one per digit, or 9 with teacher_shifts=1, each of the digits moved as data.shift does."""
+    from types import SimpleNamespace
+
+    from kdapp import data
+    from kdapp.config import RunConfig
+    from kdapp.models import build
+    readings = []
+
+    def predict_logits(model, x, **kwargs):
+        readings.append(x)
+        return model(x).detach()
+    monkeypatch.setattr(qat, "predict_logits", predict_logits)
+    dataset = SimpleNamespace(train_x=sample.train_x[:64], train_y=sample.train_y[:64],
+                              test_x=sample.test_x[:64], test_y=sample.test_y[:64])
+    teacher = build("mlp_30").eval()
+    for shifts, n in ((0, 1), (1, 9)):
+        readings.clear()
+        config = RunConfig(student="mlp_30", teacher="mlp_30", batch_size=32, teacher_shifts=shifts)
+        qat.fine_tune(build("mlp_30"), "mlp_30", dataset, config, [teacher], epochs=1)
+        moved = [data.shift(dataset.train_x, dy, dx) for dy, dx in data.shift_offsets(shifts)]
+        assert len(readings) == n and all(torch.equal(x, m) for x, m in zip(readings, moved))
+
+
 def _distill(tmp_path, capsys, method):
     from kdapp.cli import main
     out = tmp_path / "out"

@@ -231,6 +231,21 @@ def test_the_hinton_comments_call_a_teacher_weaker_only_beyond_the_sampling_inte
     assert "250 epochs" not in close["teacher"]  # within the interval: nothing to explain
 
 
+def test_the_shift_ensemble_row_is_said_against_the_plain_teacher_on_the_same_seeds():
+    """Hand-made error counts: the ensemble row's sentence gives both means and says whether 90 was
+    reached; a row short of seeds gives none; the Chinese says the same numbers in the same order."""
+    from types import SimpleNamespace
+    from kdapp.tools.reproduce.hinton import _shifts_comment
+    r = SimpleNamespace(seeds=[0, 1, 2])
+    short = _shifts_comment(r, 2, 63, [100, 100, 102], [98, 93, 93])
+    assert "25 readings" in short and "94.7 errors on average, against 100.7" in short
+    assert "still above the 90 errors" in short
+    assert "at or under the 90" in _shifts_comment(r, 2, 63, [100, 100, 102], [88, 90, 89])
+    assert _shifts_comment(r, 2, 63, [100, 100, 102], [98]) is None  # 1 seed against 3: nothing said
+    with speaking("zh"):
+        assert numbers(_shifts_comment(r, 2, 63, [100, 100, 102], [98, 93, 93])) == numbers(short)
+
+
 def test_the_hinton_temperature_rows_say_a_low_t_helps_only_beyond_the_seeds_spread():
     """Hand-made error counts: T=2 better than T=20 by more than both spreads is said as such, with its
     mean; a difference within the spreads reads as the paper's "about as good"; a T better or worse

@@ -9,7 +9,7 @@ import torch
 
 from kdapp import cli
 from kdapp.config import RunConfig
-from kdapp.training import train
+from kdapp.training import teachers, train
 from kdapp.models import build
 from kdapp.training.features import FeatureDistiller
 from kdapp.training.techniques import (CurriculumTemperature, Discriminator, TemperatureSchedule, adversarial_loss,
@@ -167,6 +167,12 @@ def test_the_distiller_reports_its_regularisers_on_the_adapted_features():
     (dict(teacher="mutual", feature_loss="hint"), "logits only"),
     (dict(collapse_weight=0.1), "pick a feature loss"),
     (dict(adversarial_weight=0.1, feature_loss="attention"), "hint or gram"),
+    (dict(teacher_shifts=1, consistent=True), "shift ensemble"),
+    (dict(teacher_shifts=2, teacher="mutual"), "shift ensemble"),
+    (dict(teacher_shifts=1, joint_epochs=2), "shift ensemble"),
+    (dict(teacher_shifts=1, feature_loss="hint"), "shift ensemble"),
+    (dict(teacher_shifts=1, teacher="self"), "shift ensemble"),
+    (dict(teacher_shifts=1, teacher="self", self_distill="deep"), "shift ensemble"),
 ])
 def test_combinations_that_cannot_work_are_refused_with_a_sentence(settings, message):
     with pytest.raises(ValueError, match=message):
@@ -183,6 +189,55 @@ def test_every_technique_is_a_cli_option():
             config.adversarial_weight) == ("cosine", 2.0, 0.01, 0.5)
     assert parse("--joint-epochs", "3").joint_epochs == 3
     assert parse("--teacher", "mutual").teacher == "mutual"
+    assert parse("--teacher-shifts", "2").teacher_shifts == 2
+
+
+# ---- the shift ensemble as the teacher ----
+def test_shift_ensemble_targets_match_a_hand_computation(sample):
+    """log of the mean over the 9 offsets of softmax(W·shifted(x) + b)/T), in float64 numpy, with
+    the shifts made pixel by pixel: what the engine's cached readings and teacher_log_probs give."""
+    from types import SimpleNamespace
+
+    from kdapp.data import MNIST_MEAN, MNIST_STD
+    from kdapp.losses import teacher_log_probs
+    from kdapp.training.targets import cached_teacher_logits
+
+    torch.manual_seed(0)
+    teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)).eval()
+    x = sample.train_x[:6]
+    dataset = SimpleNamespace(train_x=x, train_y=sample.train_y[:6])
+    subset = torch.tensor([4, 0, 2])  # the run's digits, in its order
+    phases = []
+    logits = cached_teacher_logits(RunConfig(teacher_shifts=1), [teacher], None, dataset, subset,
+                                   phases.append, lambda: False, None)
+    assert len(logits) == 9 and "each read at 9 shifts" in phases[0]["message"]
+    T = 4.0
+    got = teacher_log_probs(logits, T).numpy()
+    # cached under a key: each offset its own entry, the unmoved one the plain key (a second call reads them)
+    for _ in range(2):
+        keyed = cached_teacher_logits(RunConfig(teacher_shifts=1), [teacher], [("hand", "shift-test")], dataset,
+                                      subset, phases.append, lambda: False, None)
+        assert all(torch.equal(a, b) for a, b in zip(keyed, logits))
+    cached = [k for k in teachers._LOGIT_CACHE if k[:2] == ("hand", "shift-test")]
+    assert len(cached) == 9 and ("hand", "shift-test") in cached
+
+    W, b = (p.detach().double().numpy() for p in teacher[1].parameters())
+    background = (0 - MNIST_MEAN) / MNIST_STD
+    images = x[:, 0].double().numpy()
+    probs = []
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            moved = np.full_like(images, background)
+            for i in range(28):
+                for j in range(28):
+                    if 0 <= i - dy < 28 and 0 <= j - dx < 28:
+                        moved[:, i, j] = images[:, i - dy, j - dx]
+            z = (moved[subset.numpy()].reshape(3, 784) @ W.T + b) / T
+            probs.append(np.exp(np_log_softmax(z)))
+    np.testing.assert_allclose(got, np.log(np.mean(probs, axis=0)), atol=1e-5)
+    # radius 0 is the teacher as it is: one reading
+    assert len(cached_teacher_logits(RunConfig(), [teacher], None, dataset, subset, phases.append,
+                                     lambda: False, None)) == 1
 
 
 # ---- short real runs ----
@@ -222,6 +277,15 @@ def test_mutual_learning_trains_two_networks_from_scratch(sample):
     assert result.metrics["teacher_acc"] > 0.2 and result.metrics["student_acc"] > 0.2  # chance is 0.1
     assert result.baseline is not None  # the student alone, as always
     assert any(not torch.equal(a, b) for a, b in zip(result.teacher.parameters(), result.student.parameters()))
+
+
+@pytest.mark.slow  # the teacher reads 8,000 digits 9 times
+def test_a_shift_ensemble_teacher_trains_a_student(sample, shipped_teacher):
+    events = []
+    result = train.distill(RunConfig(**TINY, teacher_shifts=1, baseline=False), [shipped_teacher], sample,
+                           emit=events.append, **KEY)
+    assert any("each read at 9 shifts" in e["message"] for e in events if e["type"] == "phase")
+    assert result.metrics["student_acc"] > 0.3
 
 
 @pytest.mark.slow  # ~60 s on the shared 2-core box; a few seconds on a free one

@@ -15,7 +15,7 @@ from kdapp.training import teachers, train
 URL_ALIASES = {"T": "temperature", "fraction": "train_fraction", "batch": "batch_size"}
 # The techniques' and int8 settings: in a link only when not their default, so older links read the same.
 TECHNIQUE_SETTINGS = ("temperature_schedule", "temperature_end", "joint_epochs", "collapse_weight",
-                      "adversarial_weight", "quantize")
+                      "adversarial_weight", "teacher_shifts", "quantize")
 URL_SETTINGS = ("teacher", "student", "temperature", "alpha", "epochs", "lr", "batch_size", "train_fraction",
                 "loss", "feature_loss", "feature_weight", "alpha_end", "clip_grad_norm", "data", "seed",
                 "augment", "consistent", "omit_class", "self_distill", "generations", *TECHNIQUE_SETTINGS)

@@ -165,8 +165,9 @@ def fine_tune(model, arch, dataset, config, teachers=(), epochs=QAT_EPOCHS, seed
     `config` (temperature, alpha, loss) from the fp32 `teachers`, or with labels alone when there
     are none. Batches are augmented as the run's were. As in distill(), consistent teaching asks
     the teachers about every pen-augmented batch, and otherwise their soft targets over the
-    training set are computed once (or given as `teacher_logits`, one (N,10) tensor per teacher)
-    and a ±2 px shift keeps the unshifted digit's target. Returns (fp32 model with the fine-tuned
+    training set are computed once (or given as `teacher_logits`, one (N,10) tensor per teacher
+    and shift-ensemble reading, config.teacher_shifts) and a ±2 px shift keeps the unshifted digit's
+    target. Returns (fp32 model with the fine-tuned
     weights, fake-quantized test accuracy)."""
     emit = emit or (lambda event: None)
     device = dataset.train_x.device
@@ -182,7 +183,9 @@ def fine_tune(model, arch, dataset, config, teachers=(), epochs=QAT_EPOCHS, seed
     settings = {name: getattr(config, name) for name in LOGIT_LOSSES[config.loss].settings}  # e.g. DKD's weights
     soft_targets = None
     if teachers and not config.consistent:
-        logits = teacher_logits or [predict_logits(t, dataset.train_x, should_stop=should_stop) for t in teachers]
+        offsets = data_lib.shift_offsets(config.teacher_shifts)  # one reading each, or a shift ensemble's
+        logits = teacher_logits or [predict_logits(t, data_lib.shift(dataset.train_x, dy, dx), should_stop=should_stop)
+                                    for t in teachers for dy, dx in offsets]
         soft_targets = teacher_log_probs([l.to(device) for l in logits], config.temperature, config.loss)
     for epoch in range(epochs):
         student.train()

@@ -11,10 +11,10 @@ import torch
 from kdapp.config import MUTUAL
 from kdapp.losses import LOGIT_LOSSES, distillation_loss, self_distillation_loss, teacher_log_probs
 from kdapp.models import build
-from kdapp import events
+from kdapp import data as data_lib, events
 from kdapp.training import distributed
 from kdapp.training.features import DeepSupervision, FeatureDistiller
-from kdapp.training.teachers import cached_logits, channels_last, evaluate
+from kdapp.training.teachers import cached_logits, channels_last, evaluate, predict_logits
 from kdapp.training.optim import AdamCosine
 from kdapp.training.techniques import mutual_loss
 
@@ -95,13 +95,32 @@ def online_teachers(config):
 def cached_teacher_logits(config, teachers, teacher_keys, dataset, subset, emit, should_stop, cache_dir):
     """The teachers' logits over the training subset, computed once (None when the teachers run
     online, learn from the start, or there are none), in the subset's order so a batch's indices
-    find them. Logits, not probabilities: each batch's soft targets are taken at that step's T."""
+    find them. Logits, not probabilities: each batch's soft targets are taken at that step's T.
+
+    With config.teacher_shifts = k, each teacher reads every digit at each of the (2k+1)² offsets
+    of data.shift_offsets(k): one logit tensor per (teacher, offset), and teacher_log_probs
+    averages their probabilities, as it does a multi-teacher run's."""
     if not teachers or online_teachers(config) or config.teacher == MUTUAL:
         return None
+    offsets = data_lib.shift_offsets(config.teacher_shifts)
+    readings = f", each read at {len(offsets)} shifts" if len(offsets) > 1 else ""
     emit(events.phase("teacher logits", f"computing the teacher's soft targets over {len(dataset.train_y):,} "
-                                        "training digits, once"))
+                                        f"training digits{readings}, once"))
     keys = teacher_keys or [None] * len(teachers)
-    return [cached_logits(k, t, dataset.train_x, should_stop, cache_dir)[subset] for k, t in zip(keys, teachers)]
+    return [cached_logits(shifted_key(k, dy, dx), t, data_lib.shift(dataset.train_x, dy, dx), should_stop,
+                          cache_dir)[subset] for k, t in zip(keys, teachers) for dy, dx in offsets]
+
+
+def shift_ensemble_probs(teacher, x, k):
+    """A shift ensemble's answers on x: the teacher's probabilities (T=1) averaged over its readings of
+    each digit moved by every offset of data.shift_offsets(k)."""
+    offsets = data_lib.shift_offsets(k)
+    return sum(predict_logits(teacher, data_lib.shift(x, dy, dx)).softmax(1) for dy, dx in offsets) / len(offsets)
+
+
+def shifted_key(key, dy, dx):
+    """A teacher's logit-cache key for its reading of the digits moved by (dy, dx)."""
+    return key if key is None or (dy, dx) == (0, 0) else (*key, "shift", dy, dx)
 
 
 def twin_students(config, teachers, train_x, world):

@@ -52,6 +52,7 @@ CONTROL_TABLE = {
                                            value=DEFAULTS.temperature_schedule)),
     "temperature_end": ("slider", dict(value=1.0)),
     "joint_epochs": ("slider", {}),
+    "teacher_shifts": ("slider", {}),
     "collapse_weight": ("slider", {}),
     "adversarial_weight": ("slider", {}),
     "alpha_schedule": ("checkbox", dict(value=False)),
@@ -154,7 +155,8 @@ def settings_from(values):
     settings = {name: v[name] for name in ("teacher", "student", "temperature", "alpha", "epochs", "lr", "batch_size",
                                            "train_fraction", "loss", "feature_loss", "feature_weight", "data",
                                            "device", "self_distill", "generations", "temperature_schedule",
-                                           "joint_epochs", "collapse_weight", "adversarial_weight", "quantize")}
+                                           "joint_epochs", "collapse_weight", "adversarial_weight", "teacher_shifts",
+                                           "quantize")}
     return dict(settings, extra_teachers=v["second_teacher"] or "",
                 alpha_end=v["alpha_end"] if v["alpha_schedule"] else None,
                 temperature_end=None if v["temperature_schedule"] == "constant" else v["temperature_end"],

@@ -24,9 +24,9 @@ from kdapp.ui.sentences import known
 MAIN_ROWS = [["teacher", "student", "temperature", "alpha"]]  # one strip beside Start: the first screen
 TRAIN_ROWS = [["epochs", "train_fraction"], ["lr", "batch_size"]]  # folded: the defaults are the lesson's recipe
 MORE_ROWS = [["loss"], ["omit_class"], ["self_distill", "generations"], ["feature_loss"], ["feature_weight"],
-             ["second_teacher"], ["alpha_schedule", "alpha_end"], ["temperature_schedule", "temperature_end"],
-             ["joint_epochs"], ["collapse_weight", "adversarial_weight"], ["clip_grad_norm"], ["augment"], ["consistent"],
-             ["quantize"], ["data"], ["device"]]
+             ["second_teacher", "teacher_shifts"], ["alpha_schedule", "alpha_end"],
+             ["temperature_schedule", "temperature_end"], ["joint_epochs"], ["collapse_weight", "adversarial_weight"],
+             ["clip_grad_norm"], ["augment"], ["consistent"], ["quantize"], ["data"], ["device"]]
 MISSING_THREE_SETTINGS = {"omit_class": "3", "temperature": 20.0, "alpha": 0.9, "augment": False,
                           "train_fraction": 1.0, "epochs": 15}
 TICK_S = 1.0  # how often the run on show is read again

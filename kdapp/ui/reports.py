@@ -196,6 +196,8 @@ def technique_words(c, short=False):
         words.append("DML" if short else _("technique.dml"))
     if c.get("joint_epochs"):
         words.append((_("technique.joint_short") if short else _("technique.joint")).format(n=c["joint_epochs"]))
+    if c.get("teacher_shifts"):
+        words.append(_("technique.shifts_short" if short else "technique.shifts").format(k=c["teacher_shifts"]))
     if c.get("collapse_weight"):
         words.append(_("technique.collapse").format(weight=f"{c['collapse_weight']:g}"))
     if c.get("adversarial_weight"):

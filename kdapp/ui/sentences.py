@@ -160,6 +160,8 @@ KNOWN = [(re.compile(pattern, re.DOTALL), key) for pattern, key in (*RARE,
     (r"^(?P<dataset>full MNIST|bundled MNIST sample) \((?P<train>[\d,]+) train / (?P<test>[\d,]+) test\)$",
      "engine.data"),
     (r"^computing the teacher's soft targets over (?P<n>[\d,]+) training digits, once$", "engine.soft_targets"),
+    (r"^computing the teacher's soft targets over (?P<n>[\d,]+) training digits, each read at (?P<k>\d+) shifts, "
+     r"once$", "engine.soft_targets_shifts"),
     (r"^teacher (?P<arch>[\w.]+) from (?P<file>\S+)$", "engine.teacher_from"),
     (r"^training (?P<arch>[\w.]+) for (?P<epochs>\d+) epochs$", "engine.training"),
     (r"^teacher epoch (?P<epoch>\d+)/(?P<epochs>\d+): (?P<acc>[\d.]+%)$", "engine.teacher_epoch"),
@@ -210,6 +212,8 @@ KNOWN = [(re.compile(pattern, re.DOTALL), key) for pattern, key in (*RARE,
     (r"^a (?P<schedule>\w+) temperature schedule needs temperature_end$", "engine.schedule_end"),
     (r"^joint epochs fine-tune one pretrained teacher with logits alone: pick an architecture as the only "
      r"teacher and no feature loss$", "engine.joint"),
+    (r"^a shift ensemble averages a fixed, pretrained teacher's readings computed once: pick an architecture as "
+     r"the teacher, and no consistent teaching, joint epochs or feature loss$", "engine.teacher_shifts"),
     (r"^mutual learning here is logits only: set the feature loss to none$", "engine.mutual_feature"),
     (r"^the collapse and adversarial terms act on the student's features: pick a feature loss$",
      "engine.needs_feature"),

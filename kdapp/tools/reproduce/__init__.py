@@ -69,8 +69,8 @@ def add_parser(sub):
                    help="the methods table instead (KD, DKD, DIST, LS-KD, Gram, born-again, deep supervision, "
                         "missing 3): results/methods.md, or methods-mnist.md")
     p.add_argument("--techniques", action="store_true",
-                   help="the techniques table instead (T schedules, CTKD, progressive, mutual, collapse, "
-                        "adversarial): results/techniques.md, or techniques-mnist.md")
+                   help="the techniques table instead (T schedules, CTKD, progressive, mutual, shift ensemble, "
+                        "collapse, adversarial): results/techniques.md, or techniques-mnist.md")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3, quick 1)")
     p.add_argument("--fresh", action="store_true", help="ignore the cells cached by an earlier run")
     p.add_argument("--cached-only", action="store_true",

@@ -3,7 +3,7 @@ into mlp_800 at T=20, in error counts as the paper gives them, with the distille
 other temperatures."""
 import statistics
 
-from kdapp.training import teachers
+from kdapp.training import targets, teachers
 from kdapp.tools.reproduce.common import (
     HINTON_ERRORS, accuracies, comments, errors, interval, reproduction_teacher, teacher_note, versus)
 from kdapp.ui.i18n import _
@@ -21,6 +21,15 @@ def section_hinton(r):
     recipe = dict(student="mlp_800", alpha=0.9, epochs=r.plan["hinton_epochs"], lr=0.001, batch_size=128)
     kd, alone, _n = r.students(family, big, key, temperature=20.0, **recipe)
     kd_errors, alone_errors = ([round((1 - a) * r.n_test) for a in accs] for accs in (kd, alone))
+    shifts = r.plan.get("hinton_shifts")  # the teacher as a shift ensemble: the KD student only
+    ensemble_errors, shifted_errors = None, []
+    if shifts:
+        probs = targets.shift_ensemble_probs(big, r.dataset.test_x, shifts)
+        ensemble_errors = int((probs.argmax(1) != r.dataset.test_y).sum())
+        cells = [r.cells(r.cell_name(f"{family}-shifts{shifts}", seed), lambda: accuracies(
+            big, key, r.dataset, seed, temperature=20.0, baseline=False, teacher_shifts=shifts, **recipe))
+            for seed in r.seeds]
+        shifted_errors = [round((1 - c["student_acc"]) * r.n_test) for c in cells if c is not None]
     by_temperature = {}  # T -> the distilled student's errors over the seeds
     for T in r.plan.get("hinton_temperatures", ()):
         if T == 20:  # the table's own cells
@@ -38,6 +47,7 @@ def section_hinton(r):
                 "alone": (errors(alone_errors) + r.fewer_seeds(alone_errors), rate(alone_errors)),
                 "distilled": (errors(kd_errors) + r.fewer_seeds(kd_errors), rate(kd_errors))}
         row = {role: _(f"repro.hinton.row.{role}") for role in HINTON_ERRORS}
+        shifted_row = _("repro.hinton.row.shifts").format(readings=(2 * shifts + 1) ** 2) if shifts else None
         recipe = _("repro.hinton.recipe_2012").format(c=f"{big_how['max_norm']:g}") if big_how.get("max_norm") \
             else _("repro.hinton.recipe_plain")
         return "\n".join([
@@ -46,12 +56,29 @@ def section_hinton(r):
                                            n=f"{r.n_test:,}") + "\n",
             _("repro.hinton.header").format(n=f"{r.n_test:,}"), "|---|---:|---:|---:|",
             *(f"| {row[role]} | {ours[role][0]} | {ours[role][1]} | {paper} |" for role, paper in HINTON_ERRORS.items()),
-            *comments((row[role], said) for role, said in
-                      _hinton_comments(r, big_errors, big_how, alone_errors, kd_errors)),
+            *([f"| {shifted_row} | {errors(shifted_errors) + r.fewer_seeds(shifted_errors)} | "
+               f"{rate(shifted_errors)} | {HINTON_ERRORS['distilled']} |"] if shifts else []),
+            *comments([*((row[role], said) for role, said in
+                         _hinton_comments(r, big_errors, big_how, alone_errors, kd_errors)),
+                       *([(shifted_row, _shifts_comment(r, shifts, ensemble_errors, kd_errors, shifted_errors))]
+                         if shifts else [])]),
             *_hinton_temperatures(r, by_temperature)])
     return text, {"hinton_teacher_errors": big_errors, "hinton_kd_errors": kd_errors,
                   "hinton_alone_errors": alone_errors,
+                  **({"hinton_shift_ensemble_errors": ensemble_errors, "hinton_kd_shifts_errors": shifted_errors}
+                     if shifts else {}),
                   **({"hinton_kd_errors_by_T": {str(T): e for T, e in by_temperature.items()}} if by_temperature else {})}
+
+
+def _shifts_comment(r, shifts, ensemble_errors, kd_errors, shifted_errors):
+    """What the shift-ensemble teacher did to the distilled student, against the plain teacher's."""
+    if len(shifted_errors) != len(r.seeds) or len(kd_errors) != len(r.seeds):  # the same seeds on both sides
+        return None
+    shifted = statistics.mean(shifted_errors)
+    return _("repro.hinton.shifts_why").format(
+        readings=(2 * shifts + 1) ** 2, k=shifts, ensemble=ensemble_errors,
+        plain=f"{statistics.mean(kd_errors):.1f}", shifted=f"{shifted:.1f}",
+        reached=_("repro.hinton.shifts_reached" if shifted <= 90 else "repro.hinton.shifts_short"))
 
 
 def _hinton_temperatures(r, by_temperature):

@@ -30,6 +30,9 @@ TECHNIQUES = [
      "the KD article §6.1: 3 epochs from the fixed teacher, then 1 in which the teacher learns too"),
     ("mutual", dict(teacher="mutual"),
      "Zhang et al. 2018: no pretrained teacher; a peer of the student learns beside it"),
+    ("shift ensemble", dict(teacher_shifts=2),
+     "KD from the teacher's probabilities averaged over each digit moved by −2…2 px (25 readings); the "
+     "students see the digits unmoved"),
     ("KD + hint", HINT, "KD plus the FitNets hint through the adapter, weight 1"),
     ("+ collapse", dict(HINT, collapse_weight=0.01),
      "the feature article §5.3: KD + hint + 0.01·‖Cov(F_S) − I‖²_F"),
