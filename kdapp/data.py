@@ -222,6 +222,11 @@ def shift(x, dy, dx):
     return padded[..., m - dy:m - dy + h, m - dx:m - dx + w]
 
 
+def shifter(dy, dx):
+    """shift(·, dy, dx) as a function of a batch; None for no move."""
+    return None if (dy, dx) == (0, 0) else (lambda x: shift(x, dy, dx))
+
+
 def shift_offsets(k):
     """The (dy, dx) offsets of a shift ensemble of radius k: every one in -k..k px, (2k+1)² in all."""
     return [(dy, dx) for dy in range(-k, k + 1) for dx in range(-k, k + 1)]

@@ -134,9 +134,9 @@ def test_qat_learns_from_the_shift_ensemble_when_the_run_did(sample, monkeypatch
     from kdapp.models import build
     readings = []
 
-    def predict_logits(model, x, **kwargs):
-        readings.append(x)
-        return model(x).detach()
+    def predict_logits(model, x, transform=None, **kwargs):
+        readings.append(x if transform is None else transform(x))
+        return model(readings[-1]).detach()
     monkeypatch.setattr(qat, "predict_logits", predict_logits)
     dataset = SimpleNamespace(train_x=sample.train_x[:64], train_y=sample.train_y[:64],
                               test_x=sample.test_x[:64], test_y=sample.test_y[:64])

@@ -184,7 +184,8 @@ def fine_tune(model, arch, dataset, config, teachers=(), epochs=QAT_EPOCHS, seed
     soft_targets = None
     if teachers and not config.consistent:
         offsets = data_lib.shift_offsets(config.teacher_shifts)  # one reading each, or a shift ensemble's
-        logits = teacher_logits or [predict_logits(t, data_lib.shift(dataset.train_x, dy, dx), should_stop=should_stop)
+        logits = teacher_logits or [predict_logits(t, dataset.train_x, should_stop=should_stop,
+                                                   transform=data_lib.shifter(dy, dx))
                                     for t in teachers for dy, dx in offsets]
         soft_targets = teacher_log_probs([l.to(device) for l in logits], config.temperature, config.loss)
     for epoch in range(epochs):

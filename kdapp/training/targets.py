@@ -107,15 +107,17 @@ def cached_teacher_logits(config, teachers, teacher_keys, dataset, subset, emit,
     emit(events.phase("teacher logits", f"computing the teacher's soft targets over {len(dataset.train_y):,} "
                                         f"training digits{readings}, once"))
     keys = teacher_keys or [None] * len(teachers)
-    return [cached_logits(shifted_key(k, dy, dx), t, data_lib.shift(dataset.train_x, dy, dx), should_stop,
-                          cache_dir)[subset] for k, t in zip(keys, teachers) for dy, dx in offsets]
+    return [cached_logits(shifted_key(k, dy, dx), t, dataset.train_x, should_stop, cache_dir,
+                          transform=data_lib.shifter(dy, dx))[subset]
+            for k, t in zip(keys, teachers) for dy, dx in offsets]
 
 
 def shift_ensemble_probs(teacher, x, k):
     """A shift ensemble's answers on x: the teacher's probabilities (T=1) averaged over its readings of
     each digit moved by every offset of data.shift_offsets(k)."""
     offsets = data_lib.shift_offsets(k)
-    return sum(predict_logits(teacher, data_lib.shift(x, dy, dx)).softmax(1) for dy, dx in offsets) / len(offsets)
+    return sum(predict_logits(teacher, x, transform=data_lib.shifter(dy, dx)).softmax(1)
+               for dy, dx in offsets) / len(offsets)
 
 
 def shifted_key(key, dy, dx):

@@ -46,13 +46,16 @@ def with_deadline(should_stop, seconds, what="the run"):
 
 
 @torch.inference_mode()
-def predict_logits(model, x, batch_size=EVAL_BATCH, should_stop=never):
+def predict_logits(model, x, batch_size=EVAL_BATCH, should_stop=never, transform=None):
+    """The model's logits over x, batch by batch; `transform` (say, data.shift to an offset) is
+    applied to each batch, so that no transformed copy of the whole split is made."""
     model.eval()
     out = []
     for i in range(0, len(x), batch_size):
         if should_stop():
             raise Cancelled("stopped")
-        out.append(model(x[i:i + batch_size]))
+        batch = x[i:i + batch_size]
+        out.append(model(batch if transform is None else transform(batch)))
     return torch.cat(out).float()
 
 
@@ -78,19 +81,20 @@ def channels_last(model):
     return model.to(memory_format=torch.channels_last) if is_cnn(model) else model
 
 
-def teacher_pass(teacher, x, should_stop=never):
-    """Logits of a teacher over a whole split, run in channels_last (on a copy: the caller's
-    teacher keeps its layout)."""
+def teacher_pass(teacher, x, should_stop=never, transform=None):
+    """Logits of a teacher over a whole split (each batch through `transform` if given), run in
+    channels_last (on a copy: the caller's teacher keeps its layout)."""
     if x.dim() == 4 and is_cnn(teacher):
         teacher = channels_last(copy.deepcopy(teacher))
         x = x.contiguous(memory_format=torch.channels_last)
-    return predict_logits(teacher, x, should_stop=should_stop)
+    return predict_logits(teacher, x, should_stop=should_stop, transform=transform)
 
 
-def cached_logits(key, teacher, x, should_stop=never, cache_dir=None):
-    """The teacher's logits over x, looked up by `key` (None = no caching)."""
+def cached_logits(key, teacher, x, should_stop=never, cache_dir=None, transform=None):
+    """The teacher's logits over x (each batch through `transform`, e.g. a shift, if given), looked
+    up by `key` (None = no caching); the key must name the transform."""
     if key is None:
-        return teacher_pass(teacher, x, should_stop)
+        return teacher_pass(teacher, x, should_stop, transform)
     if key in _LOGIT_CACHE:
         return _LOGIT_CACHE[key]
     path = logits = None
@@ -103,7 +107,7 @@ def cached_logits(key, teacher, x, should_stop=never, cache_dir=None):
         except Exception:  # missing, or unreadable: recompute and rewrite
             logits = None
     if logits is None:
-        logits = teacher_pass(teacher, x, should_stop)
+        logits = teacher_pass(teacher, x, should_stop, transform)
         if path is not None:
             checkpoints.atomic_save(logits.cpu(), path)
     if len(_LOGIT_CACHE) >= _LOGIT_CACHE_SIZE:
