@@ -87,6 +87,8 @@ def teacher_pass(teacher, x, should_stop=never, transform=None):
     if x.dim() == 4 and is_cnn(teacher):
         teacher = channels_last(copy.deepcopy(teacher))
         x = x.contiguous(memory_format=torch.channels_last)
+        if transform is not None:  # a shifted batch is a strided view: back to channels_last for the convs
+            transform = lambda batch, move=transform: move(batch).contiguous(memory_format=torch.channels_last)
     return predict_logits(teacher, x, should_stop=should_stop, transform=transform)
 
 
