@@ -166,9 +166,9 @@ def test_teacher_logits_are_cached_on_disk_for_the_next_process(sample, shipped_
     calls = []
     real_pass = teachers.teacher_pass
 
-    def counting_pass(teacher, x, should_stop=None):
+    def counting_pass(teacher, x, should_stop=None, transform=None):
         calls.append(len(x))
-        return real_pass(teacher, x)
+        return real_pass(teacher, x, transform=transform)
     monkeypatch.setattr(teachers, "teacher_pass", counting_pass)
     monkeypatch.setattr(teachers, "_LOGIT_CACHE", {})
     key = ("disk", "test")
