@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 # One source of truth for normalisation: training data and canvas preprocessing import these.
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
+BACKGROUND = (0.0 - MNIST_MEAN) / MNIST_STD  # a blank pixel, normalised: what a shift brings in
 
 SAMPLE_PATH = Path(__file__).parent / "assets" / "mnist_sample.npz"
 SAMPLE_TEST_PER_CLASS = 200  # 10 x 200 = 2,000 held out, 8,000 to train on
@@ -218,7 +219,7 @@ def shift(x, dy, dx):
     if m == 0:
         return x
     h, w = x.shape[-2:]
-    padded = F.pad(x, [m] * 4, value=(0.0 - MNIST_MEAN) / MNIST_STD)
+    padded = F.pad(x, [m] * 4, value=BACKGROUND)
     return padded[..., m - dy:m - dy + h, m - dx:m - dx + w]
 
 
@@ -235,8 +236,7 @@ def shift_offsets(k):
 def random_shift(x, max_shift=2, generator=None):
     """Shift each image by its own random offset in [-max_shift, max_shift] px, filling with background."""
     n, _, h, w = x.shape
-    background = (0.0 - MNIST_MEAN) / MNIST_STD
-    padded = torch.nn.functional.pad(x, [max_shift] * 4, value=background)
+    padded = torch.nn.functional.pad(x, [max_shift] * 4, value=BACKGROUND)
     dy, dx = torch.randint(0, 2 * max_shift + 1, (2, n, 1), generator=generator).to(x.device)
     rows = (dy + torch.arange(h, device=x.device)).unsqueeze(2)  # (n,h,1)
     cols = (dx + torch.arange(w, device=x.device)).unsqueeze(1)  # (n,1,w)

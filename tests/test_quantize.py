@@ -132,12 +132,14 @@ def test_qat_learns_from_the_shift_ensemble_when_the_run_did(sample, monkeypatch
     from kdapp import data
     from kdapp.config import RunConfig
     from kdapp.models import build
-    readings = []
+    from kdapp.training import teachers
+    readings, real = [], teachers.predict_logits
 
-    def predict_logits(model, x, transform=None, **kwargs):
-        readings.append(x if transform is None else transform(x))
-        return model(readings[-1]).detach()
-    monkeypatch.setattr(qat, "predict_logits", predict_logits)
+    def predict_logits(model, x, batch_size=teachers.EVAL_BATCH, should_stop=teachers.never, transform=None):
+        if model is teacher:  # the teacher's readings of the training digits, as they reach it
+            readings.append(x if transform is None else transform(x))
+        return real(model, x, batch_size, should_stop, transform)
+    monkeypatch.setattr(teachers, "predict_logits", predict_logits)
     dataset = SimpleNamespace(train_x=sample.train_x[:64], train_y=sample.train_y[:64],
                               test_x=sample.test_x[:64], test_y=sample.test_y[:64])
     teacher = build("mlp_30").eval()

@@ -27,7 +27,7 @@ from torch.nn.utils import parametrize
 from kdapp import data as data_lib, events
 from kdapp.losses import LOGIT_LOSSES, distillation_loss, teacher_log_probs
 from kdapp.models import build
-from kdapp.training.teachers import Cancelled, evaluate, predict_logits
+from kdapp.training.teachers import Cancelled, evaluate, predict_logits, shift_readings
 from kdapp.training.optim import AdamCosine
 
 WEIGHT_QMAX = 127          # int8 weights in [-127, 127]: symmetric, as onnxruntime's symmetric int8
@@ -183,10 +183,9 @@ def fine_tune(model, arch, dataset, config, teachers=(), epochs=QAT_EPOCHS, seed
     settings = {name: getattr(config, name) for name in LOGIT_LOSSES[config.loss].settings}  # e.g. DKD's weights
     soft_targets = None
     if teachers and not config.consistent:
-        offsets = data_lib.shift_offsets(config.teacher_shifts)  # one reading each, or a shift ensemble's
-        logits = teacher_logits or [predict_logits(t, dataset.train_x, should_stop=should_stop,
-                                                   transform=data_lib.shifter(dy, dx))
-                                    for t in teachers for dy, dx in offsets]
+        logits = teacher_logits or [reading for t in teachers  # one reading each, or a shift ensemble's
+                                    for reading in shift_readings(t, dataset.train_x, config.teacher_shifts,
+                                                                  should_stop)]
         soft_targets = teacher_log_probs([l.to(device) for l in logits], config.temperature, config.loss)
     for epoch in range(epochs):
         student.train()

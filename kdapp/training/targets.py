@@ -14,7 +14,7 @@ from kdapp.models import build
 from kdapp import data as data_lib, events
 from kdapp.training import distributed
 from kdapp.training.features import DeepSupervision, FeatureDistiller
-from kdapp.training.teachers import cached_logits, channels_last, evaluate, predict_logits
+from kdapp.training.teachers import cached_logits, channels_last, evaluate, shift_readings
 from kdapp.training.optim import AdamCosine
 from kdapp.training.techniques import mutual_loss
 
@@ -115,9 +115,8 @@ def cached_teacher_logits(config, teachers, teacher_keys, dataset, subset, emit,
 def shift_ensemble_probs(teacher, x, k):
     """A shift ensemble's answers on x: the teacher's probabilities (T=1) averaged over its readings of
     each digit moved by every offset of data.shift_offsets(k)."""
-    offsets = data_lib.shift_offsets(k)
-    return sum(predict_logits(teacher, x, transform=data_lib.shifter(dy, dx)).softmax(1)
-               for dy, dx in offsets) / len(offsets)
+    readings = shift_readings(teacher, x, k)
+    return sum(logits.softmax(1) for logits in readings) / len(readings)
 
 
 def shifted_key(key, dy, dx):

@@ -59,6 +59,13 @@ def predict_logits(model, x, batch_size=EVAL_BATCH, should_stop=never, transform
     return torch.cat(out).float()
 
 
+def shift_readings(model, x, k, should_stop=never):
+    """The model's logits over x moved by each offset of data.shift_offsets(k), one tensor per offset:
+    a shift ensemble's readings, uncached (k=0: the one plain reading)."""
+    return [predict_logits(model, x, should_stop=should_stop, transform=data_lib.shifter(dy, dx))
+            for dy, dx in data_lib.shift_offsets(k)]
+
+
 def accuracy(logits, y):
     return (logits.argmax(1) == y).float().mean().item()
 
