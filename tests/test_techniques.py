@@ -240,6 +240,43 @@ def test_shift_ensemble_targets_match_a_hand_computation(sample):
                                      lambda: False, None)) == 1
 
 
+def test_the_ensemble_s_test_answers_match_a_hand_computation(sample):
+    """A run taught by a shift ensemble reports the ensemble's own test accuracy and each student's
+    agreement with it (train.ensemble_metrics): checked against the mean of softmax(W·shifted(x) + b)
+    over the 9 offsets, in float64 numpy. One reading, or a teacher that learns, reports nothing."""
+    from types import SimpleNamespace
+
+    from kdapp.data import shift
+
+    torch.manual_seed(0)
+    teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)).eval()
+    student = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)).eval()
+    x, y = sample.test_x[:50], sample.test_y[:50]
+    dataset = SimpleNamespace(test_x=x, test_y=y)
+    W, b = (p.detach().double().numpy() for p in teacher[1].parameters())
+    probs = [np.exp(np_log_softmax(shift(x, dy, dx).reshape(50, 784).double().numpy() @ W.T + b))
+             for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    answer = np.mean(probs, axis=0).argmax(1)
+    with torch.no_grad():
+        student_answer = student(x).argmax(1).numpy()
+    result = SimpleNamespace(config=RunConfig(teacher_shifts=1), student=student, baseline=None)
+    got = train.ensemble_metrics(result, [teacher], [None], dataset)
+    assert got["targets_readings"] == 9 and "baseline_targets_agreement" not in got
+    assert got["targets_acc"] == pytest.approx((answer == y.numpy()).mean())
+    assert got["student_targets_agreement"] == pytest.approx((student_answer == answer).mean())
+    assert 0 < got["student_targets_agreement"] < 1  # a random student: the check can fail both ways
+    # two teachers, one reading each: the second teacher here is the student itself
+    with torch.no_grad():
+        second = np.exp(np_log_softmax(student(x).double().numpy()))
+    pair = np.mean([probs[4], second], axis=0).argmax(1)  # probs[4]: the unmoved reading
+    two = SimpleNamespace(config=RunConfig(extra_teachers=("lenet5",)), student=student, baseline=student)
+    got = train.ensemble_metrics(two, [teacher, student], [None, None], dataset)
+    assert got["targets_readings"] == 2
+    assert got["baseline_targets_agreement"] == pytest.approx((student_answer == pair).mean())
+    assert train.ensemble_metrics(SimpleNamespace(config=RunConfig(), student=student, baseline=None),
+                                  [teacher], [None], dataset) == {}
+
+
 # ---- short real runs ----
 TINY = dict(data="sample", epochs=1, train_fraction=0.05, batch_size=64)
 KEY = dict(teacher_keys=[("test", "techniques")])  # the teacher's logits computed once for these tests

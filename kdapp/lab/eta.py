@@ -9,6 +9,12 @@ import statistics
 from kdapp.lab.live_run import FINISHED
 
 FALLBACK_S_PER_EPOCH = 1.3  # the default run (15 epochs of 8,000 digits) takes ~20 s on 2 vCPUs
+SPLITS = {"mnist": (60000, 10000), "sample": (8000, 2000)}  # (train, test) digits
+# One teacher reading one digit, as a share of one digit's distillation epoch (KD student + baseline),
+# by teacher: measured here on the sample, both in one process (teacher_pass over the 8,000 training
+# digits against train_students' train_seconds per digit-epoch): seed_teacher → seed_student 0.97,
+# lenet5_wide → lenet5 0.44, mlp_1200 → mlp_800 0.10. Other teachers count as a full epoch.
+READING_SHARE = {"seed_teacher": 0.97, "lenet5_wide": 0.44, "mlp_1200": 0.10}
 
 
 def estimator(store):
@@ -22,12 +28,24 @@ def estimator(store):
 
     def estimate(config):
         per_sample_epoch = statistics.median(rates.get(config["data"], [default]))
-        train = 60000 if config["data"] == "mnist" else 8000
+        train, test = SPLITS.get(config["data"], SPLITS["sample"])
         if config.get("kind") == "continual":  # several strategies, each over every task
             from kdapp.training import continual  # lazy: the server imports torch only when it must
             return per_sample_epoch * continual.equivalent_epochs(config) * train
-        return per_sample_epoch * config["epochs"] * max(1, config["train_fraction"] * train)
+        return per_sample_epoch * (config["epochs"] * max(1, config["train_fraction"] * train)
+                                   + extra_readings(config) * (train + test))
     return estimate
+
+
+def extra_readings(config):
+    """The teacher passes a run makes beyond its first teacher's one plain reading, in digit-epochs
+    of distillation per digit read: each teacher reads the whole training split (and, for the
+    ensemble's test accuracy, the test split) at each of a shift ensemble's (2k+1)² offsets
+    (kdapp.training.targets). The readings are cached, so a run whose teachers and offsets an
+    earlier run read costs less than this says."""
+    offsets = (2 * config.get("teacher_shifts", 0) + 1) ** 2
+    teachers = [config["teacher"], *config.get("extra_teachers", [])]
+    return sum(offsets * READING_SHARE.get(t, 1.0) for t in teachers) - READING_SHARE.get(teachers[0], 1.0)
 
 
 def remaining(run, estimate):

@@ -14,7 +14,7 @@ from kdapp.models import build
 from kdapp import data as data_lib, events
 from kdapp.training import distributed
 from kdapp.training.features import DeepSupervision, FeatureDistiller
-from kdapp.training.teachers import cached_logits, channels_last, evaluate, shift_readings
+from kdapp.training.teachers import cached_logits, channels_last, evaluate, never, shift_readings
 from kdapp.training.optim import AdamCosine
 from kdapp.training.techniques import mutual_loss
 
@@ -117,6 +117,21 @@ def shift_ensemble_probs(teacher, x, k):
     each digit moved by every offset of data.shift_offsets(k)."""
     readings = shift_readings(teacher, x, k)
     return sum(logits.softmax(1) for logits in readings) / len(readings)
+
+
+def ensemble_test_log_probs(config, teachers, teacher_keys, test_x, cache_dir=None, should_stop=never):
+    """Where the soft targets come from, read on the test digits, when that is an ensemble (several
+    teachers, or a shift ensemble's readings): log(mean_j softmax(z_j)), the ensemble's own answer at
+    T=1 (its argmax is what it says). Each reading is cached as the training ones are. None when the
+    targets come from one reading, from no teacher, or from a teacher that learns during the run."""
+    offsets = data_lib.shift_offsets(config.teacher_shifts)
+    if not teachers or None in teachers or len(teachers) * len(offsets) < 2 or teacher_learns(config) or config.teacher == MUTUAL:
+        return None
+    keys = teacher_keys or [None] * len(teachers)
+    readings = [cached_logits(shifted_key(None if k is None else (*k, "test"), dy, dx), t, test_x, should_stop,
+                              cache_dir, transform=data_lib.shifter(dy, dx))
+                for k, t in zip(keys, teachers) for dy, dx in offsets]
+    return teacher_log_probs(readings, 1.0)
 
 
 def shifted_key(key, dy, dx):

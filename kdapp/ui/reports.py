@@ -153,8 +153,8 @@ def phase_name(phase):
 
 
 def method_results(m):
-    """What a method's own experiment measured: the omitted class (Hinton's missing 3), the
-    born-again generations. Empty for other runs."""
+    """What a method's own experiment measured: the omitted class (Hinton's missing 3), the soft
+    targets' ensemble (several teachers, a shift ensemble), the born-again generations. Empty for other runs."""
     lines = []
     if m.get("omitted_class") is not None:
         c, n = m["omitted_class"], m["omitted_test_digits"]
@@ -166,6 +166,11 @@ def method_results(m):
                     shift=f"{m[f'{role}_bias_shift']:.2f}", acc_adjusted=f"{m[f'{role}_omitted_acc_adjusted']:.1%}",
                     errors_adjusted=m[f"{role}_errors_adjusted"]))
         lines.insert(0, _("missing.neither").format(digit=c))
+    if m.get("targets_acc") is not None:  # the soft targets came from an ensemble (kdapp.training.train.ensemble_metrics)
+        baseline = _("targets.baseline").format(agree=f"{m['baseline_targets_agreement']:.2%}") \
+            if m.get("baseline_targets_agreement") is not None else ""
+        lines.append(_("targets.ensemble").format(readings=m["targets_readings"], acc=f"{m['targets_acc']:.2%}",
+                                                  student=f"{m['student_targets_agreement']:.2%}", baseline=baseline))
     if m.get("generations"):
         lines.append(_("generations.line").format(accs=" → ".join(f"{acc:.2%}" for acc in m["generations"])))
     return "".join(f"  \n{line}" for line in lines)

@@ -1,0 +1,60 @@
+"""The queue's time estimates (kdapp.lab.eta): from the measured speed of finished runs, with the
+teacher readings a shift ensemble or several teachers add, and the order in which workers free."""
+import pytest
+
+from kdapp.config import RunConfig
+from kdapp.lab import eta
+
+
+class Store:
+    """The one query eta makes of kdapp.lab.store.RunStore: recent finished runs, without curves."""
+
+    def __init__(self, runs):
+        self.runs = runs
+
+    def list(self, limit, states, curves):
+        return self.runs[:limit]
+
+
+def finished(data, epochs, train_samples, seconds):
+    return {"config": {"data": data, "epochs": epochs}, "metrics": {"seconds": seconds, "train_samples": train_samples}}
+
+
+def config(**settings):
+    return RunConfig(**settings).to_dict()
+
+
+def test_the_estimate_is_the_median_measured_rate_times_the_digits_seen():
+    # 1e-3, 2e-3 and 4e-3 s per digit-epoch on the sample: the median is 2e-3
+    estimate = eta.estimator(Store([finished("sample", 10, 800, 8.0), finished("sample", 10, 800, 16.0),
+                                    finished("sample", 5, 800, 16.0), finished("mnist", 1, 60000, 60.0)]))
+    assert estimate(config(epochs=40, train_fraction=0.1)) == pytest.approx(2e-3 * 40 * 800)
+    assert estimate(config(data="mnist", epochs=2, train_fraction=1.0)) == pytest.approx(1e-3 * 2 * 60000)
+    # with no finished run yet: the fallback rate
+    assert eta.estimator(Store([]))(config(epochs=15, train_fraction=1.0)) == pytest.approx(
+        eta.FALLBACK_S_PER_EPOCH * 15)
+
+
+def test_a_shift_ensemble_or_a_second_teacher_adds_its_readings():
+    estimate = eta.estimator(Store([finished("sample", 10, 800, 8.0)]))  # 1e-3 s per digit-epoch
+    plain = config(teacher="lenet5_wide", student="lenet5", epochs=10, train_fraction=0.1)
+    assert eta.extra_readings(plain) == 0
+    shifted = dict(plain, teacher_shifts=2)  # 25 readings where there was 1, of 8,000 + 2,000 digits
+    assert eta.extra_readings(shifted) == pytest.approx(24 * eta.READING_SHARE["lenet5_wide"])
+    assert estimate(shifted) - estimate(plain) == pytest.approx(1e-3 * 24 * 0.44 * 10000)
+    two = dict(plain, extra_teachers=["seed_teacher"], teacher_shifts=1)  # 9 readings by each
+    assert eta.extra_readings(two) == pytest.approx(8 * 0.44 + 9 * 0.97)
+    assert eta.extra_readings(dict(plain, teacher="mutual")) == 0  # no pretrained teacher to read
+
+
+def test_workers_take_the_queue_in_order_as_they_free():
+    def run(seconds, elapsed=0.0, phase="teacher logits"):
+        return {"config": {"seconds": seconds}, "elapsed_s": elapsed, "progress": {"phase": phase, "eta_s": None}}
+
+    estimate = lambda c: c["seconds"]  # noqa: E731
+    running = [run(100, elapsed=30), dict(run(0), progress={"phase": "distilling", "eta_s": 10.0})]
+    queued = [run(50), run(20), run(5)]
+    out = eta.schedule(running, queued, workers=2, estimate=estimate)
+    assert [r["eta_s"] for r in out[:2]] == [70, 10.0]  # the estimate less its time; its own ETA once distilling
+    # the worker free at 10 takes the first (ends 60), the one free at 60 the second (80), at 70 the third
+    assert [(r["position"], r["starts_in_s"], r["eta_s"]) for r in out[2:]] == [(1, 10, 60), (2, 60, 80), (3, 70, 75)]
