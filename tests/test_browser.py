@@ -374,6 +374,8 @@ def test_each_method_starts_from_the_more_methods_controls(server, browser, url,
         option.click()
     start_and_finish(page)
     expect(page.locator("#status")).to_contain_text(says)
+    if says.startswith("shift ensemble"):  # the ensemble that taught, measured beside the teacher
+        expect(page.locator("#status")).to_contain_text("Soft targets from an ensemble of 9 readings at T=")
     if says.startswith("deep supervision"):  # no teacher anywhere, and nothing shown in its place
         expect(page.locator("#status")).to_contain_text("no teacher,")
         expect(page.locator("#fidelity")).to_contain_text("has no teacher", timeout=15_000)

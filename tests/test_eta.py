@@ -47,6 +47,15 @@ def test_a_shift_ensemble_or_a_second_teacher_adds_its_readings():
     assert eta.extra_readings(dict(plain, teacher="mutual")) == 0  # no pretrained teacher to read
 
 
+def test_a_finished_run_s_readings_are_not_counted_as_its_epochs():
+    # 8 s for 10 epochs of 800 digits and 24 readings of 10,000 at 0.44: the rate is per digit-epoch
+    shifted = dict(config(teacher="lenet5_wide", student="lenet5", teacher_shifts=2, data="sample"), epochs=10)
+    run = {"config": shifted, "metrics": {"seconds": 8.0, "train_samples": 800}}
+    rate = 8.0 / (10 * 800 + 24 * 0.44 * 10000)
+    estimate = eta.estimator(Store([run]))
+    assert estimate(config(teacher="lenet5_wide", epochs=10, train_fraction=0.1)) == pytest.approx(rate * 10 * 800)
+
+
 def test_workers_take_the_queue_in_order_as_they_free():
     def run(seconds, elapsed=0.0, phase="teacher logits"):
         return {"config": {"seconds": seconds}, "elapsed_s": elapsed, "progress": {"phase": phase, "eta_s": None}}

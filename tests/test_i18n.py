@@ -202,13 +202,13 @@ def test_numbers_and_units_read_the_same_in_both_languages():
 
 def test_a_run_taught_by_an_ensemble_reports_the_ensemble_in_both_languages():
     run = finished_run()
-    run["metrics"].update(targets_readings=25, targets_acc=0.994, student_targets_agreement=0.9911,
+    run["metrics"].update(targets_readings=25, targets_temperature=20.0, targets_acc=0.994, student_targets_agreement=0.9911,
                           baseline_targets_agreement=0.9863)
     texts = both(lambda: reports.status(run, True))
     assert numbers(texts["en"]) == numbers(texts["zh"])
     for text in texts.values():
-        assert all(n in text for n in ("25", "99.40%", "99.11%", "98.63%"))
-    assert "ensemble of 25 readings" in texts["en"] and "25 次读取的集成" in texts["zh"]
+        assert all(n in text for n in ("25", "T=20", "99.40%", "99.11%", "98.63%"))
+    assert "ensemble of 25 readings" in texts["en"] and "25 个读数组成的集成" in texts["zh"]
     del run["metrics"]["baseline_targets_agreement"]  # a run without a baseline
     assert "98.63%" not in reports.status(run, True) and "99.11%" in reports.status(run, True)
     assert "ensemble" not in reports.status(finished_run(), True)  # one teacher, one reading

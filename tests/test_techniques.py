@@ -242,11 +242,13 @@ def test_shift_ensemble_targets_match_a_hand_computation(sample):
 
 def test_the_ensemble_s_test_answers_match_a_hand_computation(sample):
     """A run taught by a shift ensemble reports the ensemble's own test accuracy and each student's
-    agreement with it (train.ensemble_metrics): checked against the mean of softmax(W·shifted(x) + b)
-    over the 9 offsets, in float64 numpy. One reading, or a teacher that learns, reports nothing."""
+    agreement with it (train.ensemble_metrics): checked against the mean of softmax((W·shifted(x) + b)/T)
+    over the 9 offsets, in float64 numpy, at the run's T as the targets average them. One reading
+    reports nothing. Keyed, the test readings are cached apart from the training ones."""
     from types import SimpleNamespace
 
     from kdapp.data import shift
+    from kdapp.training.targets import cached_teacher_logits, ensemble_test_log_probs
 
     torch.manual_seed(0)
     teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)).eval()
@@ -254,22 +256,35 @@ def test_the_ensemble_s_test_answers_match_a_hand_computation(sample):
     x, y = sample.test_x[:50], sample.test_y[:50]
     dataset = SimpleNamespace(test_x=x, test_y=y)
     W, b = (p.detach().double().numpy() for p in teacher[1].parameters())
-    probs = [np.exp(np_log_softmax(shift(x, dy, dx).reshape(50, 784).double().numpy() @ W.T + b))
+    T = 3.0
+    probs = [np.exp(np_log_softmax((shift(x, dy, dx).reshape(50, 784).double().numpy() @ W.T + b) / T))
              for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
     answer = np.mean(probs, axis=0).argmax(1)
     with torch.no_grad():
         student_answer = student(x).argmax(1).numpy()
-    result = SimpleNamespace(config=RunConfig(teacher_shifts=1), student=student, baseline=None)
-    got = train.ensemble_metrics(result, [teacher], [None], dataset)
-    assert got["targets_readings"] == 9 and "baseline_targets_agreement" not in got
+    config = RunConfig(teacher_shifts=1, temperature=T)
+    result = SimpleNamespace(config=config, student=student, baseline=None)
+    phases = []
+    got = train.ensemble_metrics(result, [teacher], [None], dataset, emit=phases.append)
+    assert got["targets_readings"] == 9 and got["targets_temperature"] == T
+    assert "baseline_targets_agreement" not in got
+    assert phases[0]["message"] == "reading the test digits as the 9-reading ensemble does"
     assert got["targets_acc"] == pytest.approx((answer == y.numpy()).mean())
     assert got["student_targets_agreement"] == pytest.approx((student_answer == answer).mean())
     assert 0 < got["student_targets_agreement"] < 1  # a random student: the check can fail both ways
+    # keyed: the training readings (6 digits) first, then the test ones (50) under their own 9 keys
+    key = ("hand", "ensemble-test")
+    train_set = SimpleNamespace(train_x=sample.train_x[:6], train_y=sample.train_y[:6])
+    cached_teacher_logits(config, [teacher], [key], train_set, torch.arange(6), phases.append, lambda: False, None)
+    keyed = ensemble_test_log_probs(config, [teacher], [key], x)
+    assert keyed.shape == (50, 10) and torch.allclose(keyed, ensemble_test_log_probs(config, [teacher], [None], x))
+    assert len([k for k in teachers._LOGIT_CACHE if k[:3] == (*key, "test")]) == 9
     # two teachers, one reading each: the second teacher here is the student itself
     with torch.no_grad():
-        second = np.exp(np_log_softmax(student(x).double().numpy()))
+        second = np.exp(np_log_softmax(student(x).double().numpy() / T))
     pair = np.mean([probs[4], second], axis=0).argmax(1)  # probs[4]: the unmoved reading
-    two = SimpleNamespace(config=RunConfig(extra_teachers=("lenet5",)), student=student, baseline=student)
+    two = SimpleNamespace(config=RunConfig(extra_teachers=("lenet5",), temperature=T), student=student,
+                          baseline=student)
     got = train.ensemble_metrics(two, [teacher, student], [None, None], dataset)
     assert got["targets_readings"] == 2
     assert got["baseline_targets_agreement"] == pytest.approx((student_answer == pair).mean())

@@ -12,8 +12,10 @@ FALLBACK_S_PER_EPOCH = 1.3  # the default run (15 epochs of 8,000 digits) takes 
 SPLITS = {"mnist": (60000, 10000), "sample": (8000, 2000)}  # (train, test) digits
 # One teacher reading one digit, as a share of one digit's distillation epoch (KD student + baseline),
 # by teacher: measured here on the sample, both in one process (teacher_pass over the 8,000 training
-# digits against train_students' train_seconds per digit-epoch): seed_teacher → seed_student 0.97,
-# lenet5_wide → lenet5 0.44, mlp_1200 → mlp_800 0.10. Other teachers count as a full epoch.
+# digits against train_students' train_seconds per digit-epoch, which holds the loop and its
+# per-epoch evaluations but not loading or saving): seed_teacher → seed_student 0.97, lenet5_wide →
+# lenet5 0.44, mlp_1200 → mlp_800 0.10. Other teachers count as a full epoch. Teachers read online
+# (consistent teaching, feature losses) read each batch instead; the epochs' rate already holds that.
 READING_SHARE = {"seed_teacher": 0.97, "lenet5_wide": 0.44, "mlp_1200": 0.10}
 
 
@@ -23,7 +25,10 @@ def estimator(store):
     for r in store.list(limit=50, states=(FINISHED,), curves=False):
         m = r["metrics"] or {}
         if m.get("seconds") and m.get("train_samples"):
-            rates.setdefault(r["config"]["data"], []).append(m["seconds"] / (r["config"]["epochs"] * m["train_samples"]))
+            c = r["config"]
+            train, test = SPLITS.get(c["data"], SPLITS["sample"])  # a run's readings are in its seconds too
+            rates.setdefault(c["data"], []).append(
+                m["seconds"] / (c["epochs"] * m["train_samples"] + extra_readings(c) * (train + test)))
     default = FALLBACK_S_PER_EPOCH / 8000
 
     def estimate(config):
@@ -44,7 +49,7 @@ def extra_readings(config):
     (kdapp.training.targets). The readings are cached, so a run whose teachers and offsets an
     earlier run read costs less than this says."""
     offsets = (2 * config.get("teacher_shifts", 0) + 1) ** 2
-    teachers = [config["teacher"], *config.get("extra_teachers", [])]
+    teachers = [config.get("teacher"), *config.get("extra_teachers", [])]
     return sum(offsets * READING_SHARE.get(t, 1.0) for t in teachers) - READING_SHARE.get(teachers[0], 1.0)
 
 

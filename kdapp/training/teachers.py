@@ -23,7 +23,7 @@ from kdapp.training.techniques import max_norm_
 
 EVAL_BATCH = 1000
 _LOGIT_CACHE = {}
-_LOGIT_CACHE_SIZE = 32  # (teacher, split, shift) keys; 60k x 10 floats is 2.4 MB; a radius-2 shift ensemble is 25
+_LOGIT_CACHE_SIZE = 64  # (teacher, split, shift) keys; 60k x 10 floats is 2.4 MB; a radius-2 shift ensemble is 25 per split
 
 
 class Cancelled(Exception):

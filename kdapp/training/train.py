@@ -63,22 +63,26 @@ def run_fidelity(result, teacher_key, dataset, cache_dir=None):
     return fidelity.fidelity(logits, dataset.test_y, result.config.temperature, test_x)
 
 
-def ensemble_metrics(result, teachers, teacher_keys, dataset, cache_dir=None):
+def ensemble_metrics(result, teachers, teacher_keys, dataset, cache_dir=None, emit=_ignore, should_stop=never):
     """When the soft targets came from an ensemble (several teachers, or a shift ensemble's readings,
-    kdapp.training.targets.ensemble_test_log_probs): its test accuracy and how often each student's
-    top-1 answer is the ensemble's. The teacher_acc and the fidelity panel stay the first teacher's
-    single reading. Empty for every other run."""
+    kdapp.training.targets.ensemble_test_log_probs, at the run's T): its test accuracy and how often
+    each student's top-1 answer is the ensemble's. The teacher_acc and the fidelity panel stay the
+    first teacher's single reading. Empty for every other run."""
     config = result.config
-    ensemble = targets.ensemble_test_log_probs(config, teachers, teacher_keys, dataset.test_x, cache_dir)
-    if ensemble is None:
+    readings = len(config.teachers) * len(data_lib.shift_offsets(config.teacher_shifts))
+    if readings < 2 or None in teachers or targets.teacher_learns(config):
         return {}
+    emit(events.phase("fidelity", f"reading the test digits as the {readings}-reading ensemble does"))
+    ensemble = targets.ensemble_test_log_probs(config, teachers, teacher_keys, dataset.test_x, cache_dir,
+                                               should_stop)
     answer = ensemble.argmax(1)
-    out = {"targets_readings": len(config.teachers) * len(data_lib.shift_offsets(config.teacher_shifts)),
+    out = {"targets_readings": readings, "targets_temperature": config.temperature,
            "targets_acc": (answer == dataset.test_y).float().mean().item()}
     for role in ("student", "baseline"):
         model = getattr(result, role)
         if model is not None:
-            out[f"{role}_targets_agreement"] = (predict_logits(model, dataset.test_x).argmax(1) == answer).float().mean().item()
+            agree = predict_logits(model, dataset.test_x).argmax(1) == answer
+            out[f"{role}_targets_agreement"] = agree.float().mean().item()
     return out
 
 
@@ -207,7 +211,7 @@ def run(config, emit=_ignore, should_stop=never, runs_dir=None, data_dir="data",
     result.fidelity = run_fidelity(result, teacher_key, dataset, Path(runs_dir) / "cache" if runs_dir else None)
     result.metrics.update(_run_metrics(result, dataset, device, world, started))
     result.metrics.update(ensemble_metrics(result, [f[0] for f in found], [f[1] for f in found], dataset,
-                                           Path(runs_dir) / "cache" if runs_dir else None))
+                                           Path(runs_dir) / "cache" if runs_dir else None, emit, check))
     result.paths["teacher"] = found[0][2]
     out_dir = out_dir or (Path(runs_dir) / "latest" if runs_dir else None)
     if out_dir:

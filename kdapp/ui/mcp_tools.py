@@ -125,8 +125,9 @@ def tools(get_lab, shipped):
             JSON: {"id", "state", "message" (the run's last status line, or why it failed), "created", "started",
             "ended" (ISO times, UTC), "settings" (every setting of the run: teacher, student, temperature, alpha,
             epochs, lr, batch_size, train_fraction, loss, ...), "metrics" (teacher_acc, student_acc, baseline_acc,
-            train and test sample counts; with several teachers or a shift ensemble also targets_acc, the
-            soft targets' ensemble's test accuracy, and student_targets_agreement; null until finished), "kd_gain", "accuracy_per_epoch" ({"epoch",
+            train and test sample counts; with several teachers or a shift ensemble also targets_readings,
+            targets_temperature, targets_acc (the soft targets' ensemble's test accuracy at that T), and
+            student_targets_agreement and baseline_targets_agreement; null until finished), "kd_gain", "accuracy_per_epoch" ({"epoch",
             "teacher", "student", "baseline"}: test accuracy after each epoch), "fidelity" (null, or agreement:
             how often each student's answer is the teacher's, and kl: mean KL(teacher || student) at T=1 and at
             the run's T), "has_models" (whether read_digit can use its models)}. For a continual run, "settings"

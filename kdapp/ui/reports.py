@@ -169,7 +169,8 @@ def method_results(m):
     if m.get("targets_acc") is not None:  # the soft targets came from an ensemble (kdapp.training.train.ensemble_metrics)
         baseline = _("targets.baseline").format(agree=f"{m['baseline_targets_agreement']:.2%}") \
             if m.get("baseline_targets_agreement") is not None else ""
-        lines.append(_("targets.ensemble").format(readings=m["targets_readings"], acc=f"{m['targets_acc']:.2%}",
+        lines.append(_("targets.ensemble").format(readings=m["targets_readings"], T=f"{m['targets_temperature']:g}",
+                                                  acc=f"{m['targets_acc']:.2%}",
                                                   student=f"{m['student_targets_agreement']:.2%}", baseline=baseline))
     if m.get("generations"):
         lines.append(_("generations.line").format(accs=" → ".join(f"{acc:.2%}" for acc in m["generations"])))
