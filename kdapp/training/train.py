@@ -199,19 +199,19 @@ def run(config, emit=_ignore, should_stop=never, runs_dir=None, data_dir="data",
     else:
         with distributed.main_first(world):  # rank 0 trains and saves a missing teacher; the others load it
             found = [_teacher(arch, dataset, config, runs_dir, emit, check) for arch in config.teachers]
-    result = train_students(config, [f[0] for f in found], dataset, emit, check,
-                            teacher_keys=[f[1] for f in found], world=world,
-                            cache_dir=Path(runs_dir) / "cache" if runs_dir else None,
+    teachers, teacher_keys = [f[0] for f in found], [f[1] for f in found]
+    cache_dir = Path(runs_dir) / "cache" if runs_dir else None  # the teachers' logits, shared by every run
+    result = train_students(config, teachers, dataset, emit, check, teacher_keys=teacher_keys, world=world,
+                            cache_dir=cache_dir,
                             resume=resume_lib.ResumePoint(resume_path, *(resume_advice or ())) if resume_path and not world.distributed
                             else None)
     if not world.main:
         return result
     emit(events.phase("fidelity", "comparing the students with the teacher on the test digits"))
     teacher_key = None if targets.teacher_learns(config) else found[0][1]  # a teacher that learned is not the cached one
-    result.fidelity = run_fidelity(result, teacher_key, dataset, Path(runs_dir) / "cache" if runs_dir else None)
+    result.fidelity = run_fidelity(result, teacher_key, dataset, cache_dir)
     result.metrics.update(_run_metrics(result, dataset, device, world, started))
-    result.metrics.update(ensemble_metrics(result, [f[0] for f in found], [f[1] for f in found], dataset,
-                                           Path(runs_dir) / "cache" if runs_dir else None, emit, check))
+    result.metrics.update(ensemble_metrics(result, teachers, teacher_keys, dataset, cache_dir, emit, check))
     result.paths["teacher"] = found[0][2]
     out_dir = out_dir or (Path(runs_dir) / "latest" if runs_dir else None)
     if out_dir:
