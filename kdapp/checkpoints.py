@@ -24,8 +24,10 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable or not one of ours; the message says which and why."""
 
 
-def teacher_path(directory, arch, data):
-    return Path(directory) / f"{arch}-{data}.pt"
+def teacher_path(directory, arch, data, copy=1):
+    """copy 2, 3, ...: another network of the same architecture, trained separately (with another seed), for a
+    run that names the architecture twice among its teachers (an ensemble of two mlp_1200s)."""
+    return Path(directory) / (f"{arch}-{data}.pt" if copy == 1 else f"{arch}-{data}-copy{copy}.pt")
 
 
 def student_path(directory, arch, kind, data):
@@ -100,10 +102,10 @@ def size_on_disk(model):
     return buffer.tell()
 
 
-def find_teacher(arch, data, directories):
-    """The first existing teacher checkpoint for (arch, data) in `directories`, or None."""
+def find_teacher(arch, data, directories, copy=1):
+    """The first existing teacher checkpoint for (arch, data, copy) in `directories`, or None."""
     for directory in directories:
-        path = teacher_path(directory, arch, data)
+        path = teacher_path(directory, arch, data, copy)
         if path.is_file():
             return path
     return None

@@ -120,9 +120,10 @@ def cmd_train_teacher(args):
                                       augment=args.teacher_augment, max_norm=args.max_norm, init=init,
                                       swa=args.swa, resume=resume_point(args.resume), emit=bars)
     bars.close()
-    out = Path(args.out) if args.out else checkpoints.teacher_path("runs/teachers", config.teacher, dataset.source)
+    out = Path(args.out) if args.out else checkpoints.teacher_path("runs/teachers", config.teacher, dataset.source,
+                                                                   args.copy)
     if out.is_dir() or args.out and args.out.endswith("/"):
-        out = checkpoints.teacher_path(out, config.teacher, dataset.source)
+        out = checkpoints.teacher_path(out, config.teacher, dataset.source, args.copy)
     seconds = round(time.monotonic() - started, 2)
     if args.resume:  # the training's time over every process that took part, not this one's alone
         seconds = round(resume_lib.trained_seconds(args.resume) or seconds, 2)
@@ -218,6 +219,9 @@ def main(argv=None):
                         "the weights reached at the end of each epoch and save that average; usually with --init")
     p.add_argument("--resume", default=None, metavar="PATH",
                    help="save the training state here after each epoch, and carry on from it if it exists")
+    p.add_argument("--copy", type=int, default=1, choices=range(1, 10), metavar="N",
+                   help="name the file in a directory as copy N of the architecture, <arch>-<data>-copyN.pt: the "
+                        "network a run loads when it names the architecture N times among its teachers (1 to 9)")
     p.add_argument("--out", default=None, help="checkpoint file or directory (default runs/teachers/)")
     p.set_defaults(func=cmd_train_teacher)
     p = sub.add_parser("distill", help="distill a student (and train its baseline) from a teacher",

@@ -102,7 +102,8 @@ class RunConfig:
     consistent: bool = setting(False, "consistent teaching: rotate, scale, slant, shift and re-stroke each batch, "
                                "the teacher online on exactly those images (Beyer et al. 2022)")
     extra_teachers: tuple = setting((), "more teachers, comma-separated: the soft targets average all "
-                                    "teachers' probabilities (multi-teacher KD)")
+                                    "teachers' probabilities (multi-teacher KD); an architecture named again is "
+                                    "another network of it, trained separately")
     # Hinton et al.'s cumbersome model may be an ensemble: radius 2 took the distilled mlp_800 from 100.7 to 94.7
     # errors on full MNIST over 3 seeds (docs/development.md); 0: the teacher reads each digit once, as it is.
     teacher_shifts: int = setting(0, "a shift ensemble as the teacher: the soft targets average its probabilities "
@@ -155,6 +156,12 @@ class RunConfig:
     @property
     def teachers(self):
         return (self.teacher, *self.extra_teachers)
+
+    @property
+    def teacher_copies(self):
+        """(architecture, copy) of each teacher: an architecture named again is its copy 2, 3, ..., a network
+        trained separately (kdapp.checkpoints.teacher_path), so that two mlp_1200s make an ensemble."""
+        return tuple((name, self.teachers[:i].count(name) + 1) for i, name in enumerate(self.teachers))
 
     @property
     def deep_supervision(self):

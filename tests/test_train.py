@@ -99,6 +99,32 @@ def test_feature_losses_and_multi_teacher_train(sample, shipped_teacher):
     assert len(result.metrics["teacher_accs"]) == 2 and result.metrics["student_acc"] > 0.5
 
 
+def test_an_architecture_named_twice_is_two_networks(tmp_path):
+    """Hinton et al. 2015's ensemble of separately trained nets: a run naming mlp_30 twice loads the shipped
+    one and trains copy 2 with the next seed, saves it as mlp_30-sample-copy2.pt, and a later run loads it."""
+    config = RunConfig(data="sample", teacher="mlp_30", extra_teachers=("mlp_30",), teacher_epochs=1, epochs=1,
+                       train_fraction=0.05, baseline=False, seed=3)
+    assert config.teacher_copies == (("mlp_30", 1), ("mlp_30", 2))
+    assert RunConfig(teacher="lenet5", extra_teachers=("mlp_30", "lenet5", "lenet5")).teacher_copies == \
+        (("lenet5", 1), ("mlp_30", 1), ("lenet5", 2), ("lenet5", 3))
+    said = []
+    first = train.run(config, emit=said.append, runs_dir=tmp_path)
+    copy2 = tmp_path / "teachers" / "mlp_30-sample-copy2.pt"
+    model, meta = checkpoints.load(copy2)
+    assert meta["config"]["seed"] == 4 and meta["data"] == "sample"
+    shipped = checkpoints.load(checkpoints.SHIPPED_DIR / "mlp_30-sample.pt")[0]
+    assert not torch.equal(model.fc1.weight, shipped.fc1.weight)  # another network, not the shipped one again
+    assert len(first.metrics["teacher_accs"]) == 2 and first.metrics["targets_readings"] == 2
+    assert first.metrics["teacher_accs"][0] != first.metrics["teacher_accs"][1]
+    said.clear()
+    again = train.run(config, emit=said.append, runs_dir=tmp_path)
+    messages = [e.get("message", "") for e in said if e["type"] == "phase"]
+    assert "teacher mlp_30 from mlp_30-sample.pt" in messages
+    assert "teacher mlp_30 from mlp_30-sample-copy2.pt" in messages
+    assert not any(m.startswith("training mlp_30") for m in messages)  # nothing trained the second time
+    assert again.metrics["teacher_accs"] == first.metrics["teacher_accs"]
+
+
 def test_teacher_training_learns(sample):
     model, acc = train.train_teacher("mlp_30", sample, epochs=3, lr=0.005, batch_size=128)
     assert acc > 0.8 and not model.training  # chance is 0.10

@@ -130,10 +130,11 @@ def teacher_dirs(runs_dir):
     return [checkpoints.SHIPPED_DIR] + ([Path(runs_dir) / "teachers"] if runs_dir else [])
 
 
-def get_teacher(arch, dataset, runs_dir, emit):
+def get_teacher(arch, dataset, runs_dir, emit, copy=1):
     """The trained teacher for (arch, data), or None when there is none (or it is corrupt, with a
-    warning event). Returns (model, cache key, checkpoint path) on the dataset's device."""
-    path = checkpoints.find_teacher(arch, dataset.source, teacher_dirs(runs_dir))
+    warning event); `copy` 2, 3, ... is another network of that architecture (checkpoints.teacher_path).
+    Returns (model, cache key, checkpoint path) on the dataset's device."""
+    path = checkpoints.find_teacher(arch, dataset.source, teacher_dirs(runs_dir), copy)
     if path is None:
         return None
     try:

@@ -155,17 +155,18 @@ def _run_metrics(result, dataset, device, world, started):
     return dict(metrics, data=dataset.source, device=str(device), seconds=round(time.monotonic() - started, 2))
 
 
-def _teacher(arch, dataset, config, runs_dir, emit, should_stop):
-    """A trained teacher: its checkpoint if there is one, else trained now (and saved for next time)."""
-    found = get_teacher(arch, dataset, runs_dir, emit)
+def _teacher(arch, copy, dataset, config, runs_dir, emit, should_stop):
+    """A trained teacher: its checkpoint if there is one, else trained now (and saved for next time).
+    Copy 2, 3, ... of an architecture trains with seed + 1, + 2, ...: another network, not the same one again."""
+    found = get_teacher(arch, dataset, runs_dir, emit, copy)
     if found is not None:
         return found
-    model, acc = train_teacher(arch, dataset, config.teacher_epochs, seed=config.seed, emit=emit,
-                               should_stop=should_stop)
+    seed = config.seed + copy - 1
+    model, acc = train_teacher(arch, dataset, config.teacher_epochs, seed=seed, emit=emit, should_stop=should_stop)
     if not runs_dir:
         return model, None, None
-    path = checkpoints.save(checkpoints.teacher_path(Path(runs_dir) / "teachers", arch, dataset.source), model,
-                            arch, config={"epochs": config.teacher_epochs, "seed": config.seed, "augment": "shift2"},
+    path = checkpoints.save(checkpoints.teacher_path(Path(runs_dir) / "teachers", arch, dataset.source, copy), model,
+                            arch, config={"epochs": config.teacher_epochs, "seed": seed, "augment": "shift2"},
                             data=dataset.source, metrics={"test_acc": acc})
     emit(events.phase("teacher", f"saved teacher to {path}"))
     return model, None, str(path)
@@ -198,7 +199,7 @@ def run(config, emit=_ignore, should_stop=never, runs_dir=None, data_dir="data",
         found = [(None, None, None)]
     else:
         with distributed.main_first(world):  # rank 0 trains and saves a missing teacher; the others load it
-            found = [_teacher(arch, dataset, config, runs_dir, emit, check) for arch in config.teachers]
+            found = [_teacher(arch, copy, dataset, config, runs_dir, emit, check) for arch, copy in config.teacher_copies]
     teachers, teacher_keys = [f[0] for f in found], [f[1] for f in found]
     cache_dir = Path(runs_dir) / "cache" if runs_dir else None  # the teachers' logits, shared by every run
     result = train_students(config, teachers, dataset, emit, check, teacher_keys=teacher_keys, world=world,
