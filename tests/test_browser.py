@@ -355,7 +355,9 @@ def test_a_finished_run_shows_what_the_student_learned(server, browser):
     ("", [("#control-temperature_schedule", "cosine")], "(cosine)"),
     ("&teacher=mutual", [], "deep mutual learning"),
     ("", [("#control-teacher_shifts", 1)], "shift ensemble ±1 px"),
-], ids=["dist", "lskd", "gram", "born-again", "deep-supervision", "temperature-schedule", "mutual", "shift-ensemble"])
+    ("&teacher=mlp_30&student=mlp_30", [("#control-second_teacher", re.compile(r"^mlp_30 "))], "mlp_30 + mlp_30"),
+], ids=["dist", "lskd", "gram", "born-again", "deep-supervision", "temperature-schedule", "mutual", "shift-ensemble",
+        "second-copy"])
 def test_each_method_starts_from_the_more_methods_controls(server, browser, url, clicks, says):
     """Every method is picked with the controls under "More methods" (the teacher = self from a
     link), trains, and names itself on the finished run's status line."""
@@ -369,6 +371,10 @@ def test_each_method_starts_from_the_more_methods_controls(server, browser, url,
             box.fill(str(choice))
             box.press("Enter")
             continue
+        if isinstance(choice, re.Pattern):  # a dropdown: its options are in the page once it is opened
+            page.locator(f"{control} input").click()
+            page.get_by_role("option", name=choice).click()
+            continue
         option = page.locator(control).get_by_text(choice, exact=True)
         option.scroll_into_view_if_needed()
         option.click()
@@ -376,6 +382,8 @@ def test_each_method_starts_from_the_more_methods_controls(server, browser, url,
     expect(page.locator("#status")).to_contain_text(says)
     if says.startswith("shift ensemble"):  # the ensemble that taught, measured beside the teacher
         expect(page.locator("#status")).to_contain_text("Soft targets from an ensemble of 9 readings at T=")
+    if says == "mlp_30 + mlp_30":  # the architecture again: copy 2, trained first (tests/test_train.py checks it)
+        expect(page.locator("#status")).to_contain_text("Soft targets from an ensemble of 2 readings at T=")
     if says.startswith("deep supervision"):  # no teacher anywhere, and nothing shown in its place
         expect(page.locator("#status")).to_contain_text("no teacher,")
         expect(page.locator("#fidelity")).to_contain_text("has no teacher", timeout=15_000)

@@ -246,6 +246,22 @@ def test_the_shift_ensemble_row_is_said_against_the_plain_teacher_on_the_same_se
         assert numbers(_shifts_comment(r, 2, 63, [100, 100, 102], [98, 93, 93])) == numbers(short)
 
 
+def test_the_two_teacher_row_is_said_against_the_first_teachers_shift_ensemble():
+    """Hand-made error counts: the two-teacher row's sentence names both teachers' errors, the 50 readings,
+    both means and whether 90 was reached; a row short of seeds gives none; the Chinese keeps the numbers' order."""
+    from types import SimpleNamespace
+    from kdapp.tools.reproduce.hinton import _copies_comment
+    r = SimpleNamespace(seeds=[0, 1, 2])
+    together = {"teachers": [71], "ensemble": 61, "kd": [93, 88, 92]}
+    said = _copies_comment(r, 2, 68, [98, 93, 93], together)
+    assert "(71 test errors, the first 68)" in said and "the 2 teachers' 50 readings" in said
+    assert "61 test errors" in said and "91.0 errors on average, against 94.7" in said and "still above the 90" in said
+    assert "at or under the 90" in _copies_comment(r, 2, 68, [98, 93, 93], dict(together, kd=[88, 90, 89]))
+    assert _copies_comment(r, 2, 68, [98, 93, 93], dict(together, kd=[93])) is None
+    with speaking("zh"):
+        assert numbers(_copies_comment(r, 2, 68, [98, 93, 93], together)) == numbers(said)
+
+
 def test_the_hinton_temperature_rows_say_a_low_t_helps_only_beyond_the_seeds_spread():
     """Hand-made error counts: T=2 better than T=20 by more than both spreads is said as such, with its
     mean; a difference within the spreads reads as the paper's "about as good"; a T better or worse

@@ -38,13 +38,15 @@ QUICK = dict(seeds=1, epochs=6, teacher_epochs={"seed_teacher": 6, "mlp_1200": 6
 # feature-distillation cell runs the teacher on every batch (4x the cost, ~7 min a seed here);
 # feature_seeds < seeds would give it fewer, and the table would say so.
 # Hinton's student gets the shipped mlp_800 pair's 40 epochs (scripts/train_checkpoints.sh): seed 0's
-# cell is that run again.
+# cell of the two-teacher row is that run again (the single teacher's row is the pair shipped before).
 # hinton_temperatures: the distilled student again at these T (KD only: the student alone does not
 # depend on T), beside the paper's T=20.
 # hinton_shifts: the distilled student again, its teacher a shift ensemble of this radius (25 readings
 # of each digit at 2), the students still on the unmoved digits: the paper's cumbersome model may be an ensemble.
+# hinton_copies: that row again with this many separately trained teachers (mlp_1200-mnist-copy2.pt, ...), each
+# read at the same shifts: the ensemble of separately trained nets of the paper's section 2.
 MNIST = dict(seeds=3, epochs=10, sweep=(1, 2, 4, 8, 20), hinton_epochs=40, feature_seeds=3,
-             hinton_temperatures=(2, 4, 8, 20), hinton_shifts=2)
+             hinton_temperatures=(2, 4, 8, 20), hinton_shifts=2, hinton_copies=2)
 SMALL_FRACTION = 0.1
 NOT_RUN = "not run yet"  # the English of repro.not_run, for the techniques table (English only)
 
@@ -53,11 +55,11 @@ def _say(*args):
     print(*args, file=sys.stderr, flush=True)
 
 
-def reproduction_teacher(arch, dataset, plan=FULL):
+def reproduction_teacher(arch, dataset, plan=FULL, copy=1):
     """(model, how it came to be) for the shipped teacher of this data (its recipe is the plan's:
-    results/README.md); one is trained from scratch only where none is shipped (the sample's full
-    mode). `teacher_note(how)` says how in the language spoken then."""
-    shipped = checkpoints.teacher_path(checkpoints.SHIPPED_DIR, arch, dataset.source)
+    results/README.md), or its separately trained `copy` 2, 3, ...; one is trained from scratch only
+    where none is shipped (the sample's full mode). `teacher_note(how)` says how in the language spoken then."""
+    shipped = checkpoints.teacher_path(checkpoints.SHIPPED_DIR, arch, dataset.source, copy)
     if shipped.is_file():
         model, meta = checkpoints.load(shipped)
         if meta.get("data") != dataset.source:
@@ -75,7 +77,7 @@ def reproduction_teacher(arch, dataset, plan=FULL):
     epochs = plan.get("teacher_epochs", FULL["teacher_epochs"])[arch]  # full MNIST's plan names none
     _say(f"training teacher {arch} for {epochs} epochs ...")
     start = time.monotonic()
-    model, acc = train.train_teacher(arch, dataset, epochs, batch_size=128)
+    model, acc = train.train_teacher(arch, dataset, epochs, batch_size=128, seed=copy - 1)
     return model, {"epochs": epochs, "seconds": f"{time.monotonic() - start:.0f}"}
 
 
@@ -128,9 +130,11 @@ class Cells:
 PUBLISHED_RECIPE = dict(augment=False, train_fraction=1.0)
 
 
-def distill_cell(teacher, key, dataset, seed, **settings):
+def distill_cell(teacher, key, dataset, seed, more=(), **settings):
+    """One run of the published recipe; `more`: (model, key) of teachers beside the first, whose names
+    `settings` gives as extra_teachers."""
     config = RunConfig(data=dataset.source, seed=seed, **{**PUBLISHED_RECIPE, **settings})
-    return train.distill(config, [teacher], dataset, teacher_keys=[key])
+    return train.distill(config, [teacher, *(m for m, _ in more)], dataset, teacher_keys=[key, *(k for _, k in more)])
 
 
 def accuracies(teacher, key, dataset, seed, **settings):

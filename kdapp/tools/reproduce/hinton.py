@@ -1,6 +1,6 @@
 """Section 3 of the reproduction: Hinton, Vinyals & Dean (2015)'s MNIST setup, mlp_1200 distilled
-into mlp_800 at T=20, in error counts as the paper gives them, with the distilled student again at
-other temperatures."""
+into mlp_800 at T=20, in error counts as the paper gives them, with the distilled student again from
+ensembles (the teacher's shift ensemble; two separately trained teachers) and at other temperatures."""
 import statistics
 
 from kdapp.training import targets, teachers
@@ -30,6 +30,8 @@ def section_hinton(r):
             big, key, r.dataset, seed, temperature=20.0, baseline=False, teacher_shifts=shifts, **recipe))
             for seed in r.seeds]
         shifted_errors = [round((1 - c["student_acc"]) * r.n_test) for c in cells if c is not None]
+    copies = r.plan.get("hinton_copies", 1) if shifts else 1
+    together = _copies(r, family, big, key, probs, copies, shifts, recipe) if copies > 1 else None
     by_temperature = {}  # T -> the distilled student's errors over the seeds
     for T in r.plan.get("hinton_temperatures", ()):
         if T == 20:  # the table's own cells
@@ -48,6 +50,8 @@ def section_hinton(r):
                 "distilled": (errors(kd_errors) + r.fewer_seeds(kd_errors), rate(kd_errors))}
         row = {role: _(f"repro.hinton.row.{role}") for role in HINTON_ERRORS}
         shifted_row = _("repro.hinton.row.shifts").format(readings=(2 * shifts + 1) ** 2) if shifts else None
+        copies_row = _("repro.hinton.row.copies").format(copies=copies, readings=(2 * shifts + 1) ** 2) \
+            if together else None
         recipe = _("repro.hinton.recipe_2012").format(c=f"{big_how['max_norm']:g}") if big_how.get("max_norm") \
             else _("repro.hinton.recipe_plain")
         return "\n".join([
@@ -58,16 +62,53 @@ def section_hinton(r):
             *(f"| {row[role]} | {ours[role][0]} | {ours[role][1]} | {paper} |" for role, paper in HINTON_ERRORS.items()),
             *([f"| {shifted_row} | {errors(shifted_errors) + r.fewer_seeds(shifted_errors)} | "
                f"{rate(shifted_errors)} | {HINTON_ERRORS['distilled']} |"] if shifts else []),
+            *([f"| {copies_row} | {errors(together['kd']) + r.fewer_seeds(together['kd'])} | "
+               f"{rate(together['kd'])} | {HINTON_ERRORS['distilled']} |"] if together else []),
             *comments([*((row[role], said) for role, said in
                          _hinton_comments(r, big_errors, big_how, alone_errors, kd_errors)),
                        *([(shifted_row, _shifts_comment(r, shifts, ensemble_errors, kd_errors, shifted_errors))]
-                         if shifts else [])]),
+                         if shifts else []),
+                       *([(copies_row, _copies_comment(r, shifts, big_errors, shifted_errors, together))]
+                         if together else [])]),
             *_hinton_temperatures(r, by_temperature)])
     return text, {"hinton_teacher_errors": big_errors, "hinton_kd_errors": kd_errors,
                   "hinton_alone_errors": alone_errors,
                   **({"hinton_shift_ensemble_errors": ensemble_errors, "hinton_kd_shifts_errors": shifted_errors}
                      if shifts else {}),
-                  **({"hinton_kd_errors_by_T": {str(T): e for T, e in by_temperature.items()}} if by_temperature else {})}
+                  **({"hinton_kd_errors_by_T": {str(T): e for T, e in by_temperature.items()}} if by_temperature else {}),
+                  **({"hinton_copy_teacher_errors": together["teachers"], "hinton_copies_ensemble_errors":
+                      together["ensemble"], "hinton_kd_copies_errors": together["kd"]} if together else {})}
+
+
+def _copies(r, family, big, key, probs, copies, shifts, recipe):
+    """The shift-ensemble row again, with the shipped teacher's separately trained copies 2..`copies`
+    (mlp_1200-mnist-copy2.pt: the same recipe, the next seed) beside it, each read at the same shifts:
+    {"teachers": the copies' test errors, "ensemble": all readings' test errors, "kd": the students' errors}."""
+    more, fingerprints, teacher_errors = [], [], []
+    for copy in range(2, copies + 1):
+        model, how = reproduction_teacher("mlp_1200", r.dataset, r.plan, copy=copy)
+        more.append((model, ("reproduce", "mlp_1200", id(model))))
+        fingerprints.append(how.get("fingerprint", "trained"))
+        teacher_errors.append(round((1 - teachers.evaluate(model, r.dataset.test_x, r.dataset.test_y)) * r.n_test))
+        probs = probs + targets.shift_ensemble_probs(model, r.dataset.test_x, shifts)  # each teacher weighs the same
+    name = f"{family}-copies-{'-'.join(fingerprints)}-shifts{shifts}"  # a reshipped copy is a new cell
+    cells = [r.cells(r.cell_name(name, seed), lambda: accuracies(
+        big, key, r.dataset, seed, more=more, extra_teachers=("mlp_1200",) * (copies - 1), temperature=20.0,
+        baseline=False, teacher_shifts=shifts, **recipe)) for seed in r.seeds]
+    return {"teachers": teacher_errors, "ensemble": int((probs.argmax(1) != r.dataset.test_y).sum()),
+            "kd": [round((1 - c["student_acc"]) * r.n_test) for c in cells if c is not None]}
+
+
+def _copies_comment(r, shifts, big_errors, shifted_errors, together):
+    """What separately trained teachers added to the first one's shift ensemble."""
+    if len(together["kd"]) != len(r.seeds) or len(shifted_errors) != len(r.seeds):  # the same seeds on both sides
+        return None
+    mean = statistics.mean(together["kd"])
+    return _("repro.hinton.copies_why").format(
+        copies=len(together["teachers"]) + 1, first=big_errors, others=", ".join(map(str, together["teachers"])),
+        readings=(len(together["teachers"]) + 1) * (2 * shifts + 1) ** 2, ensemble=together["ensemble"],
+        together=f"{mean:.1f}", shifted=f"{statistics.mean(shifted_errors):.1f}",
+        reached=_("repro.hinton.shifts_reached" if mean <= 90 else "repro.hinton.shifts_short"))
 
 
 def _shifts_comment(r, shifts, ensemble_errors, kd_errors, shifted_errors):
