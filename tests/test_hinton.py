@@ -9,8 +9,9 @@ import pytest
 from kdapp import checkpoints, data
 from kdapp.tools.reproduce import RESULTS_DIR
 
-FILES = {"teacher": "mlp_1200-mnist.pt", "kd": "mlp_800-kd-mnist.pt", "baseline": "mlp_800-baseline-mnist.pt"}
-SCORE = {"teacher": "test_acc", "kd": "student_acc", "baseline": "baseline_acc"}  # in each checkpoint's metrics
+FILES = {"teacher": "mlp_1200-mnist.pt", "copy2": "mlp_1200-mnist-copy2.pt", "kd": "mlp_800-kd-mnist.pt",
+         "baseline": "mlp_800-baseline-mnist.pt"}
+SCORE = {"teacher": "test_acc", "copy2": "test_acc", "kd": "student_acc", "baseline": "baseline_acc"}  # in metrics
 
 
 def numpy_errors(model, x, y):
@@ -45,12 +46,15 @@ def test_the_shipped_hinton_models_score_what_the_results_say(mnist_dir, shipped
 
 
 def test_they_were_trained_by_the_papers_recipe(shipped):
-    teacher = shipped["teacher"][1]
-    assert teacher["data"] == "mnist" and teacher["arch"] == "mlp_1200"
-    for phase in (teacher["config"], teacher["config"]["init"]):  # 250 epochs, then 40 averaging the weights
-        assert phase["augment"] == "shift2" and phase["max_norm"] == 3.5  # jitter, max-norm
-    assert teacher["config"]["swa"] and teacher["config"]["init"]["epochs"] == 250
+    for role, seed in (("teacher", 0), ("copy2", 1)):  # the second teacher: the same recipe, the next seed
+        teacher = shipped[role][1]
+        assert teacher["data"] == "mnist" and teacher["arch"] == "mlp_1200"
+        for phase in (teacher["config"], teacher["config"]["init"]):  # 250 epochs, then 40 averaging the weights
+            assert phase["augment"] == "shift2" and phase["max_norm"] == 3.5 and phase["seed"] == seed
+        assert teacher["config"]["swa"] and teacher["config"]["init"]["epochs"] == 250
     for role in ("kd", "baseline"):
         config = shipped[role][1]["config"]
         assert (config["student"], config["temperature"], config["train_fraction"], config["augment"]) == \
             ("mlp_800", 20.0, 1.0, False)  # T=20 on the unjittered transfer set, every digit
+        # the cumbersome model: both teachers, each read at the 25 shifts of -2..2 px (the students never see them)
+        assert (config["teacher"], config["extra_teachers"], config["teacher_shifts"]) == ("mlp_1200", ["mlp_1200"], 2)
