@@ -115,8 +115,9 @@ def cmd_train_teacher(args):
     device = train.pick_device(config.device)
     dataset = data_lib.load(config.data, args.data_dir).to(device)
     bars({"type": "data", "description": f"data: {dataset.describe()} on {device}"})
+    seed = config.seed + args.copy - 1  # as a run trains a missing copy (kdapp.training.train): another network
     model, acc = train.train_teacher(config.teacher, dataset, args.epochs, lr=args.lr,
-                                      batch_size=config.batch_size, seed=config.seed,
+                                      batch_size=config.batch_size, seed=seed,
                                       augment=args.teacher_augment, max_norm=args.max_norm, init=init,
                                       swa=args.swa, resume=resume_point(args.resume), emit=bars)
     bars.close()
@@ -127,7 +128,7 @@ def cmd_train_teacher(args):
     seconds = round(time.monotonic() - started, 2)
     if args.resume:  # the training's time over every process that took part, not this one's alone
         seconds = round(resume_lib.trained_seconds(args.resume) or seconds, 2)
-    recipe = {"epochs": args.epochs, "lr": args.lr, "batch_size": config.batch_size, "seed": config.seed,
+    recipe = {"epochs": args.epochs, "lr": args.lr, "batch_size": config.batch_size, "seed": seed,
               "augment": args.teacher_augment, "max_norm": args.max_norm, "swa": args.swa}
     if init is not None:  # the whole lineage in one file: the recipe of the model this training started from
         before = init[1]
@@ -220,8 +221,9 @@ def main(argv=None):
     p.add_argument("--resume", default=None, metavar="PATH",
                    help="save the training state here after each epoch, and carry on from it if it exists")
     p.add_argument("--copy", type=int, default=1, choices=range(1, 10), metavar="N",
-                   help="name the file in a directory as copy N of the architecture, <arch>-<data>-copyN.pt: the "
-                        "network a run loads when it names the architecture N times among its teachers (1 to 9)")
+                   help="train copy N of the architecture, with seed --seed + N - 1, saved (in a directory) as "
+                        "<arch>-<data>-copyN.pt: the network a run loads when it names the architecture N times among "
+                        "its teachers, and trains so when it is missing (1 to 9)")
     p.add_argument("--out", default=None, help="checkpoint file or directory (default runs/teachers/)")
     p.set_defaults(func=cmd_train_teacher)
     p = sub.add_parser("distill", help="distill a student (and train its baseline) from a teacher",

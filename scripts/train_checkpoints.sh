@@ -40,9 +40,9 @@ $py -m kdapp train-teacher --teacher mlp_1200 --init runs/teachers/mlp_1200-mnis
 # (about 90 minutes), shipped as copy 2 of the architecture, mlp_1200-mnist-copy2.pt, which a run loads when it
 # names mlp_1200 twice among its teachers.
 $py -m kdapp train-teacher --teacher mlp_1200 --epochs 250 --lr 0.001 --batch-size 128 --max-norm 3.5 \
-  --teacher-augment shift2 --data mnist --seed 1 --copy 2 --resume runs/resume/mlp_1200-copy2-mnist.pt --out runs/teachers/
+  --teacher-augment shift2 --data mnist --seed 0 --copy 2 --resume runs/resume/mlp_1200-copy2-mnist.pt --out runs/teachers/
 $py -m kdapp train-teacher --teacher mlp_1200 --init runs/teachers/mlp_1200-mnist-copy2.pt --swa --epochs 40 --lr 0.0001 \
-  --batch-size 128 --max-norm 3.5 --teacher-augment shift2 --data mnist --seed 1 --copy 2 \
+  --batch-size 128 --max-norm 3.5 --teacher-augment shift2 --data mnist --seed 0 --copy 2 \
   --resume runs/resume/mlp_1200-copy2-swa-mnist.pt --out checkpoints/
 # The student distils from both teachers, each reading every training digit at the 25 shifts of -2..2 px:
 # the soft targets average the 50 readings, while the students learn from the digits unmoved (about 11 minutes

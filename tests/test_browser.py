@@ -26,6 +26,8 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--
          "--disable-sync", "--no-first-run", "--disable-quic"]
 QUICK = "&epochs=1&fraction=0.1"  # a run of a few seconds, set through the permalink parameters
 
+SERVER = {}  # the module's app: its runs folder
+
 pytestmark = pytest.mark.browser  # the fast tier (-m "not slow and not browser") skips the whole module
 
 
@@ -40,7 +42,8 @@ def require(condition, reason):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     log = open(tmp_path_factory.mktemp("log") / "app.log", "w")
-    proc, url = start_app(tmp_path_factory.mktemp("runs"), log=log)
+    SERVER["runs_dir"] = tmp_path_factory.mktemp("runs")
+    proc, url = start_app(SERVER["runs_dir"], log=log)
     wait_for_http(url, proc)
     yield url
     proc.terminate()
@@ -382,8 +385,9 @@ def test_each_method_starts_from_the_more_methods_controls(server, browser, url,
     expect(page.locator("#status")).to_contain_text(says)
     if says.startswith("shift ensemble"):  # the ensemble that taught, measured beside the teacher
         expect(page.locator("#status")).to_contain_text("Soft targets from an ensemble of 9 readings at T=")
-    if says == "mlp_30 + mlp_30":  # the architecture again: copy 2, trained first (tests/test_train.py checks it)
+    if says == "mlp_30 + mlp_30":  # the architecture again: copy 2, trained first and saved, not copy 1 twice
         expect(page.locator("#status")).to_contain_text("Soft targets from an ensemble of 2 readings at T=")
+        assert (SERVER["runs_dir"] / "teachers" / "mlp_30-sample-copy2.pt").is_file()
     if says.startswith("deep supervision"):  # no teacher anywhere, and nothing shown in its place
         expect(page.locator("#status")).to_contain_text("no teacher,")
         expect(page.locator("#fidelity")).to_contain_text("has no teacher", timeout=15_000)

@@ -4,6 +4,7 @@ import json
 import logging
 
 import pytest
+import torch
 
 from kdapp import checkpoints, cli, data
 from kdapp.config import DEFAULTS, RunConfig
@@ -116,6 +117,18 @@ def test_a_teacher_started_from_another_records_its_whole_lineage(tmp_path):
     _, before = checkpoints.load(init)
     assert meta["config"]["swa"] and meta["config"]["epochs"] == 1
     assert meta["config"]["init"] == {**before["config"], "data": "sample", "metrics": before["metrics"]}
+
+
+def test_train_teacher_copy_2_is_the_next_seeds_network_under_its_own_name(tmp_path):
+    """train-teacher --copy 2 into a folder: <arch>-<data>-copy2.pt, trained with --seed + 1, as a run that names
+    the architecture twice trains its missing copy 2, so that the two are different networks."""
+    argv = ["train-teacher", "--teacher", "mlp_30", "--epochs", "1", "--data", "sample", "--seed", "3", "--quiet",
+            "--out", f"{tmp_path}/"]
+    assert cli.main(argv) == 0 and cli.main(argv + ["--copy", "2"]) == 0
+    (one, first), (two, second) = (checkpoints.load(tmp_path / name) for name in ("mlp_30-sample.pt",
+                                                                                   "mlp_30-sample-copy2.pt"))
+    assert (first["config"]["seed"], second["config"]["seed"]) == (3, 4)
+    assert not torch.equal(one.fc1.weight, two.fc1.weight)
 
 
 def test_distill_resume_carries_on_from_its_point(tmp_path, capsys):

@@ -115,7 +115,6 @@ def test_an_architecture_named_twice_is_two_networks(tmp_path):
     shipped = checkpoints.load(checkpoints.SHIPPED_DIR / "mlp_30-sample.pt")[0]
     assert not torch.equal(model.fc1.weight, shipped.fc1.weight)  # another network, not the shipped one again
     assert len(first.metrics["teacher_accs"]) == 2 and first.metrics["targets_readings"] == 2
-    assert first.metrics["teacher_accs"][0] != first.metrics["teacher_accs"][1]
     said.clear()
     again = train.run(config, emit=said.append, runs_dir=tmp_path)
     messages = [e.get("message", "") for e in said if e["type"] == "phase"]
