@@ -13,7 +13,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from kdapp import checkpoints, data as data_lib
-from kdapp.training import distributed, qat, resume as resume_lib, train
+from kdapp.training import distributed, qat, resume as resume_lib, teachers, train
 from kdapp.ui.run_report import quantize_report
 from kdapp.config import CHOICES, DEFAULTS, FLAGS, HELP, RANGES, Range, RunConfig
 from kdapp.lab import notebook
@@ -115,7 +115,7 @@ def cmd_train_teacher(args):
     device = train.pick_device(config.device)
     dataset = data_lib.load(config.data, args.data_dir).to(device)
     bars({"type": "data", "description": f"data: {dataset.describe()} on {device}"})
-    seed = config.seed + args.copy - 1  # as a run trains a missing copy (kdapp.training.train): another network
+    seed = teachers.copy_seed(config.seed, args.copy)  # as a run trains a missing copy: another network
     model, acc = train.train_teacher(config.teacher, dataset, args.epochs, lr=args.lr,
                                       batch_size=config.batch_size, seed=seed,
                                       augment=args.teacher_augment, max_norm=args.max_norm, init=init,

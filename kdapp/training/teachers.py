@@ -130,6 +130,12 @@ def teacher_dirs(runs_dir):
     return [checkpoints.SHIPPED_DIR] + ([Path(runs_dir) / "teachers"] if runs_dir else [])
 
 
+def copy_seed(seed, copy):
+    """The seed that trains copy 2, 3, ... of an architecture: seed + 1, + 2, ...: another network, not the same
+    one again (a run's missing copy, `train-teacher --copy N`, the reproduction's teachers)."""
+    return seed + copy - 1
+
+
 def get_teacher(arch, dataset, runs_dir, emit, copy=1):
     """The trained teacher for (arch, data), or None when there is none (or it is corrupt, with a
     warning event); `copy` 2, 3, ... is another network of that architecture (checkpoints.teacher_path).

@@ -19,8 +19,8 @@ from kdapp.evaluation import fidelity
 from kdapp.config import MUTUAL, NO_PRETRAINED, SELF
 from kdapp.models import build
 from kdapp.training.distillation import RunResult, distill
-from kdapp.training.teachers import (TEACHER_AUGMENTATIONS, Cancelled, cached_logits, channels_last, get_teacher,
-                                     never, predict_logits, train_teacher, with_deadline)
+from kdapp.training.teachers import (TEACHER_AUGMENTATIONS, Cancelled, cached_logits, channels_last, copy_seed,
+                                     get_teacher, never, predict_logits, train_teacher, with_deadline)
 
 # distill() lives in kdapp.training.distillation and train_teacher() in kdapp.training.teachers; both are
 # named here too, as what a run is made of.
@@ -156,12 +156,12 @@ def _run_metrics(result, dataset, device, world, started):
 
 
 def _teacher(arch, copy, dataset, config, runs_dir, emit, should_stop):
-    """A trained teacher: its checkpoint if there is one, else trained now (and saved for next time).
-    Copy 2, 3, ... of an architecture trains with seed + 1, + 2, ...: another network, not the same one again."""
+    """A trained teacher: its checkpoint if there is one, else trained now (and saved for next time); copy 2,
+    3, ... of an architecture with teachers.copy_seed."""
     found = get_teacher(arch, dataset, runs_dir, emit, copy)
     if found is not None:
         return found
-    seed = config.seed + copy - 1
+    seed = copy_seed(config.seed, copy)
     model, acc = train_teacher(arch, dataset, config.teacher_epochs, seed=seed, emit=emit, should_stop=should_stop)
     if not runs_dir:
         return model, None, None
@@ -199,7 +199,8 @@ def run(config, emit=_ignore, should_stop=never, runs_dir=None, data_dir="data",
         found = [(None, None, None)]
     else:
         with distributed.main_first(world):  # rank 0 trains and saves a missing teacher; the others load it
-            found = [_teacher(arch, copy, dataset, config, runs_dir, emit, check) for arch, copy in config.teacher_copies]
+            found = [_teacher(arch, copy, dataset, config, runs_dir, emit, check)
+                     for arch, copy in config.teacher_copies]
     teachers, teacher_keys = [f[0] for f in found], [f[1] for f in found]
     cache_dir = Path(runs_dir) / "cache" if runs_dir else None  # the teachers' logits, shared by every run
     result = train_students(config, teachers, dataset, emit, check, teacher_keys=teacher_keys, world=world,

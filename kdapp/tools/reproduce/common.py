@@ -14,7 +14,7 @@ import torch
 from kdapp import checkpoints
 from kdapp.checkpoints import atomic_write
 from kdapp.config import RunConfig
-from kdapp.training import train
+from kdapp.training import teachers, train
 # The tables' words are the page's catalogs' `repro.` entries: the Reproduction tab shows these files,
 # so the page and the files share one glossary, and tests/test_i18n.py checks both against the catalogs.
 # kdapp.ui.i18n is gradio-free, and tools sit above every layer (README: "may import any layer"), so
@@ -77,7 +77,7 @@ def reproduction_teacher(arch, dataset, plan=FULL, copy=1):
     epochs = plan.get("teacher_epochs", FULL["teacher_epochs"])[arch]  # full MNIST's plan names none
     _say(f"training teacher {arch} for {epochs} epochs ...")
     start = time.monotonic()
-    model, acc = train.train_teacher(arch, dataset, epochs, batch_size=128, seed=copy - 1)
+    model, acc = train.train_teacher(arch, dataset, epochs, batch_size=128, seed=teachers.copy_seed(0, copy))
     return model, {"epochs": epochs, "seconds": f"{time.monotonic() - start:.0f}"}
 
 
