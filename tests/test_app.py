@@ -469,6 +469,26 @@ def test_the_techniques_controls_become_settings():
     assert "mutual" in [value for _, value in app.lab.teacher_choices()]
 
 
+
+def test_the_second_teachers_labels_follow_the_first_teacher(tmp_path, monkeypatch):
+    """The first teacher's architecture picked again is its copy 2: the label says whether that network is
+    saved (not copy 1's "pretrained"), in the visitor's language, and follows the first teacher's choice."""
+    monkeypatch.setattr(app.lab, "runs_dir", tmp_path)
+    first = dict((v, label) for label, v in app.lab.teacher_choices())
+    labels = dict((v, label) for label, v in app.lab.second_teacher_choices("mlp_30"))
+    assert "self" not in labels and "mutual" not in labels
+    assert labels["mlp_30"].endswith(" params · a second network, trained first")
+    assert labels["lenet5"] == first["lenet5"]  # another architecture: its own copy 1, as for the first teacher
+    (tmp_path / "teachers").mkdir()
+    (tmp_path / "teachers" / "mlp_30-sample-copy2.pt").write_bytes(b"")  # found by name
+    assert dict((v, label) for label, v in app.lab.second_teacher_choices("mlp_30"))["mlp_30"].endswith(
+        "a second network, pretrained")
+    update = app.ui.distill.second_teacher_choices("mlp_30", "zh")
+    words = dict((v, label) for label, v in update["choices"])
+    assert words["mlp_30"].endswith("个参数 · 第二个网络，已预训练") and words[""] != "none"
+    words = dict((v, label) for label, v in app.ui.distill.second_teacher_choices("lenet5", "en")["choices"])
+    assert words["mlp_30"] == first["mlp_30"] and "a second network" in words["lenet5"]
+
 def test_a_changing_temperature_is_drawn_on_the_loss_plots_right_axis():
     from kdapp.ui import plots
     curves = {"step": [1, 2, 3], "loss": [1.0, 0.8, 0.6], "soft": [1.0, 0.8, 0.6], "hard": [1.0, 0.8, 0.6],

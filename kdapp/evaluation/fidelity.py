@@ -2,13 +2,16 @@
 from the three models' logits on the test split, and stored with the run.
 
 - agreement: how often a student's top-1 answer is the teacher's (Stanton et al., 2021, "Does
-  knowledge distillation really work?", call this fidelity);
+  knowledge distillation really work?", call this fidelity). When the soft targets came from an
+  ensemble (several teachers, or a teacher read at several shifts), "the teacher" is that ensemble:
+  its readings' probabilities averaged, at T=1 for answers and at each KL's T;
 - KL(teacher ‖ model), mean over the test digits, at T=1 and at the run's T;
 - accuracy per class and the confusion matrices (rows = true class);
 - where KD changed the answer: the test digits the KD student gets right and the baseline wrong
   ("fixed"), and the other way round ("broken"). fixed − broken = (student − baseline) × test size.
 """
 import base64
+import math
 
 import numpy as np
 import torch
@@ -20,9 +23,19 @@ MAX_EXAMPLES = 32  # thumbnails kept per gallery
 ROLES = ("teacher", "student", "baseline")
 
 
+def log_probs(teacher_logits, temperature):
+    """log softmax(t/T); for a list of readings (an ensemble), the log of their probabilities averaged,
+    log mean_j softmax(t_j/T), as the soft targets average them (kdapp.losses.teacher_log_probs)."""
+    if isinstance(teacher_logits, (list, tuple)):
+        stacked = torch.stack([F.log_softmax(t.float() / temperature, 1) for t in teacher_logits])
+        return torch.logsumexp(stacked, 0) - math.log(len(teacher_logits))
+    return F.log_softmax(teacher_logits.float() / temperature, 1)
+
+
 def mean_kl(teacher_logits, logits, temperature):
-    """Mean over digits of KL(softmax(t/T) ‖ softmax(s/T)), in nats."""
-    log_p = F.log_softmax(teacher_logits.float() / temperature, 1)
+    """Mean over digits of KL(softmax(t/T) ‖ softmax(s/T)), in nats; the teacher may be a list of
+    readings (an ensemble, see log_probs)."""
+    log_p = log_probs(teacher_logits, temperature)
     log_q = F.log_softmax(logits.float() / temperature, 1)
     return F.kl_div(log_q, log_p, reduction="batchmean", log_target=True).item()
 
@@ -61,12 +74,19 @@ def _examples(mask, y, logits, x, limit):
 
 def fidelity(logits, y, temperature, x, max_examples=MAX_EXAMPLES):
     """logits: {"teacher", "student", optional "baseline": (N,10)} on test digits x (N,1,28,28)
-    with labels y; the teacher may be None (deep supervision), and then there is no agreement
-    or KL to report. Returns a JSON-ready dict (see the module docstring)."""
-    logits = {role: z.detach().float().cpu() for role, z in logits.items() if z is not None}
+    with labels y. The teacher may be None (deep supervision), and then there is no agreement or KL
+    to report, or a list of readings (an ensemble: see log_probs), and then its answers are those of
+    its averaged probabilities and `teacher_readings` says how many. Returns a JSON-ready dict (see
+    the module docstring)."""
+    readings = logits.get("teacher")
+    readings = [t.detach().float().cpu() for t in readings] if isinstance(readings, (list, tuple)) else None
+    logits = {role: (log_probs(readings, 1.0) if role == "teacher" and readings else z.detach().float().cpu())
+              for role, z in logits.items() if z is not None}  # log-probabilities are logits at T=1
+    teacher_at_T = readings or logits.get("teacher")
     y, x = y.cpu(), x.cpu()
     predicted = {role: z.argmax(1) for role, z in logits.items()}
     out = {"test_samples": len(y), "temperature": float(temperature),
+           "teacher_readings": len(readings) if readings else 1,
            "accuracy": {role: (p == y).float().mean().item() for role, p in predicted.items()},
            "agreement": {}, "kl": {}, "per_class": {}, "confusion": {}}
     for role, p in predicted.items():
@@ -75,8 +95,8 @@ def fidelity(logits, y, temperature, x, max_examples=MAX_EXAMPLES):
         out["per_class"][role] = (torch.bincount(y[p == y], minlength=10) / counts).tolist()
         if role != "teacher" and "teacher" in predicted:
             out["agreement"][role] = (p == predicted["teacher"]).float().mean().item()
-            out["kl"][role] = {"T1": mean_kl(logits["teacher"], logits[role], 1.0),
-                               "T": mean_kl(logits["teacher"], logits[role], temperature)}
+            out["kl"][role] = {"T1": mean_kl(teacher_at_T, logits[role], 1.0),
+                               "T": mean_kl(teacher_at_T, logits[role], temperature)}
     if "baseline" in predicted:
         student_right, baseline_right = predicted["student"] == y, predicted["baseline"] == y
         out["fixed"] = _examples(student_right & ~baseline_right, y, logits, x, max_examples)

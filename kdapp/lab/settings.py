@@ -35,6 +35,20 @@ class LabSettings:
                         MUTUAL))
         return choices
 
+    def second_teacher_choices(self, first=DEFAULTS.teacher):
+        """The pretrained architectures a second teacher can be. The first teacher's own architecture is a
+        second network of it (copy 2, trained separately), so its note says whether that one is saved."""
+        choices = []
+        for label, name in self.teacher_choices():
+            if name in NO_PRETRAINED:
+                continue
+            if name == first:
+                ready = checkpoints.find_teacher(name, "sample", teachers.teacher_dirs(self.runs_dir), 2) is not None
+                label = (f"{name} · {count_parameters(name):,} params · a second network, "
+                         f"{'pretrained' if ready else 'trained first'}")
+            choices.append((label, name))
+        return choices
+
     @staticmethod
     def student_choices():
         return [(f"{name} · {count_parameters(name):,} params", name) for name in ARCHITECTURES]

@@ -217,13 +217,16 @@ def fine_tune(model, arch, dataset, config, teachers=(), epochs=QAT_EPOCHS, seed
 INT8_FILES = {"student": "student-int8.onnx", "baseline": "baseline-int8.onnx"}
 
 
-def deploy(result, dataset, method, out_dir, teachers=(), emit=None, should_stop=lambda: False, timing=True):
+def deploy(result, dataset, method, out_dir, teachers=(), emit=None, should_stop=lambda: False, timing=True,
+           teacher_test_logits=None):
     """A finished run's students as int8 ONNX, and the table that says what it cost.
 
     `method` is "ptq" (calibrate and convert the fp32 students) or "qat" (fine_tune() them first:
     the KD student with the KD loss from `teachers`, the baseline with the labels alone). Writes
     INT8_FILES into `out_dir` and returns (kdapp.evaluation.quantize.summary: the `quantized`
-    object of `distill --json`, {role: int8 path})."""
+    object of `distill --json`, {role: int8 path}). Agreement with the teacher is with
+    `teacher_test_logits` (the soft targets' ensemble's answers, when they came from one), else with
+    the first teacher's single reading of the test digits."""
     from kdapp.evaluation import quantize  # lazy: onnxruntime is needed by quantized runs only
     if method not in ("ptq", "qat"):
         raise ValueError(f"quantize must be ptq or qat to deploy, got {method!r}")
@@ -256,8 +259,8 @@ def deploy(result, dataset, method, out_dir, teachers=(), emit=None, should_stop
                                          dataset.source)
             files[role] = (reference, quantize.quantize_onnx(tuned, out_dir / INT8_FILES[role], calibration))
             paths[f"{role}_int8"] = str(files[role][1])
-        teacher_logits = None
-        if teachers:
+        teacher_logits = None if teacher_test_logits is None else teacher_test_logits.cpu().numpy()
+        if teachers and teacher_logits is None:
             teacher_logits = predict_logits(teachers[0], dataset.test_x).cpu().numpy()
         rows = quantize.compare(files, dataset.test_x, dataset.test_y, teacher_logits, timing=timing)
     return quantize.summary(method, rows), paths

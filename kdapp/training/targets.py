@@ -119,21 +119,28 @@ def shift_ensemble_probs(teacher, x, k):
     return sum(logits.softmax(1) for logits in readings) / len(readings)
 
 
-def ensemble_test_log_probs(config, teachers, teacher_keys, test_x, cache_dir=None, should_stop=never):
-    """Where the soft targets come from, read on the test digits, when that is an ensemble (several
-    teachers, or a shift ensemble's readings): log(mean_j softmax(z_j/T)) at the run's T (its first T
-    under a schedule), the logits standardised first for the losses that ask for it, exactly as the
-    training targets average them (kdapp.losses.teacher_log_probs); its argmax is the answer the soft
-    targets rank first. Each reading is cached as the training ones are. None when the targets come
-    from one reading, from no pretrained teacher, or from a teacher that learns during the run."""
+def ensemble_test_readings(config, teachers, teacher_keys, test_x, cache_dir=None, should_stop=never):
+    """The readings the soft targets average, taken on the test digits, when there are several (several
+    teachers, or a teacher read at several shifts): one logit tensor per (teacher, offset), each cached as
+    the training ones are. None when the targets come from one reading, from no pretrained teacher, or
+    from a teacher that learns during the run."""
     offsets = data_lib.shift_offsets(config.teacher_shifts)
     if not teachers or None in teachers or len(teachers) * len(offsets) < 2 or teacher_learns(config):
         return None
     keys = teacher_keys or [None] * len(teachers)
-    readings = [cached_logits(shifted_key(None if k is None else (*k, "test"), dy, dx), t, test_x, should_stop,
-                              cache_dir, transform=data_lib.shifter(dy, dx))
-                for k, t in zip(keys, teachers) for dy, dx in offsets]
-    return teacher_log_probs(readings, config.temperature, config.loss)
+    return [cached_logits(shifted_key(None if k is None else (*k, "test"), dy, dx), t, test_x, should_stop,
+                          cache_dir, transform=data_lib.shifter(dy, dx))
+            for k, t in zip(keys, teachers) for dy, dx in offsets]
+
+
+def ensemble_test_log_probs(config, teachers, teacher_keys, test_x, cache_dir=None, should_stop=never):
+    """Where the soft targets come from, read on the test digits, when that is an ensemble
+    (ensemble_test_readings): log(mean_j softmax(z_j/T)) at the run's T (its first T under a schedule),
+    the logits standardised first for the losses that ask for it, exactly as the training targets
+    average them (kdapp.losses.teacher_log_probs); its argmax is the answer the soft targets rank
+    first. None when the targets come from one reading."""
+    readings = ensemble_test_readings(config, teachers, teacher_keys, test_x, cache_dir, should_stop)
+    return None if readings is None else teacher_log_probs(readings, config.temperature, config.loss)
 
 
 def shifted_key(key, dy, dx):

@@ -17,6 +17,7 @@ from kdapp import checkpoints, data as data_lib, events
 from kdapp.training import distributed, resume as resume_lib, targets
 from kdapp.evaluation import fidelity
 from kdapp.config import MUTUAL, NO_PRETRAINED, SELF
+from kdapp.losses import teacher_log_probs
 from kdapp.models import build
 from kdapp.training.distillation import RunResult, distill
 from kdapp.training.teachers import (TEACHER_AUGMENTATIONS, Cancelled, cached_logits, channels_last, copy_seed,
@@ -52,31 +53,44 @@ def _ignore(event):
     pass
 
 
-def run_fidelity(result, teacher_key, dataset, cache_dir=None):
-    """kdapp.evaluation.fidelity over the test split for a finished distill(): the teacher's test logits come
-    from the cache that evaluated it (none without a teacher: deep supervision)."""
+def run_fidelity(result, teacher_key, dataset, cache_dir=None, readings=None):
+    """kdapp.evaluation.fidelity over the test split for a finished distill(). The teacher is the soft
+    targets' ensemble when they came from several readings (`readings`, from ensemble_readings), else
+    the teacher's test logits from the cache that evaluated it (none without a teacher: deep
+    supervision)."""
     test_x = dataset.test_x
-    logits = {"teacher": cached_logits(None if teacher_key is None else (*teacher_key, "test"), result.teacher,
-                                       test_x, cache_dir=cache_dir) if result.teacher is not None else None,
+    teacher = readings or (cached_logits(None if teacher_key is None else (*teacher_key, "test"), result.teacher,
+                                         test_x, cache_dir=cache_dir) if result.teacher is not None else None)
+    logits = {"teacher": teacher,
               "student": predict_logits(result.student, test_x),
               "baseline": predict_logits(result.baseline, test_x) if result.baseline is not None else None}
     return fidelity.fidelity(logits, dataset.test_y, result.config.temperature, test_x)
 
 
-def ensemble_metrics(result, teachers, teacher_keys, dataset, cache_dir=None, emit=_ignore, should_stop=never):
-    """When the soft targets came from an ensemble (several teachers, or a shift ensemble's readings,
-    kdapp.training.targets.ensemble_test_log_probs, at the run's T): its test accuracy and how often
-    each student's top-1 answer is the ensemble's. The teacher_acc and the fidelity panel stay the
-    first teacher's single reading. Empty for every other run."""
+def ensemble_readings(config, teachers, teacher_keys, dataset, cache_dir=None, emit=_ignore, should_stop=never):
+    """The readings the soft targets averaged (several teachers, or a shift ensemble's), taken on the test
+    digits (kdapp.training.targets.ensemble_test_readings, cached), or None when they came from one."""
+    count = len(teachers) * len(data_lib.shift_offsets(config.teacher_shifts))
+    if count < 2 or None in teachers or targets.teacher_learns(config):
+        return None
+    emit(events.phase("fidelity", f"reading the test digits as the {count}-reading ensemble does"))
+    return targets.ensemble_test_readings(config, teachers, teacher_keys, dataset.test_x, cache_dir, should_stop)
+
+
+def ensemble_metrics(result, teachers, teacher_keys, dataset, cache_dir=None, emit=_ignore, should_stop=never,
+                     readings=None):
+    """When the soft targets came from an ensemble (several teachers, or a shift ensemble's readings;
+    pass `readings` from ensemble_readings, or they are read here): its test accuracy at the run's T,
+    as the targets average it (kdapp.losses.teacher_log_probs), and how often each student's top-1
+    answer is the one those targets rank first. teacher_acc stays the first teacher's single reading;
+    the fidelity panel measures the students against the ensemble at T=1. Empty for every other run."""
     config = result.config
-    readings = len(config.teachers) * len(data_lib.shift_offsets(config.teacher_shifts))
-    if readings < 2 or None in teachers or targets.teacher_learns(config):
+    if readings is None:
+        readings = ensemble_readings(config, teachers, teacher_keys, dataset, cache_dir, emit, should_stop)
+    if readings is None:
         return {}
-    emit(events.phase("fidelity", f"reading the test digits as the {readings}-reading ensemble does"))
-    ensemble = targets.ensemble_test_log_probs(config, teachers, teacher_keys, dataset.test_x, cache_dir,
-                                               should_stop)
-    answer = ensemble.argmax(1)
-    out = {"targets_readings": readings, "targets_temperature": config.temperature,
+    answer = teacher_log_probs(readings, config.temperature, config.loss).argmax(1)
+    out = {"targets_readings": len(readings), "targets_temperature": config.temperature,
            "targets_acc": (answer == dataset.test_y).float().mean().item()}
     for role in ("student", "baseline"):
         model = getattr(result, role)
@@ -211,9 +225,10 @@ def run(config, emit=_ignore, should_stop=never, runs_dir=None, data_dir="data",
         return result
     emit(events.phase("fidelity", "comparing the students with the teacher on the test digits"))
     teacher_key = None if targets.teacher_learns(config) else found[0][1]  # a teacher that learned is not the cached one
-    result.fidelity = run_fidelity(result, teacher_key, dataset, cache_dir)
+    readings = ensemble_readings(config, teachers, teacher_keys, dataset, cache_dir, emit, check)
+    result.fidelity = run_fidelity(result, teacher_key, dataset, cache_dir, readings)
     result.metrics.update(_run_metrics(result, dataset, device, world, started))
-    result.metrics.update(ensemble_metrics(result, teachers, teacher_keys, dataset, cache_dir, emit, check))
+    result.metrics.update(ensemble_metrics(result, teachers, teacher_keys, dataset, readings=readings))
     result.paths["teacher"] = found[0][2]
     out_dir = out_dir or (Path(runs_dir) / "latest" if runs_dir else None)
     if out_dir:
@@ -235,7 +250,9 @@ def run(config, emit=_ignore, should_stop=never, runs_dir=None, data_dir="data",
         result.baseline = result.baseline.cpu().eval()
     if config.quantize != "none":  # int8 students beside the fp32 ones (kdapp.training.qat)
         from kdapp.training import qat  # lazy: it needs onnxruntime, which fp32 runs do not
+        reference = fidelity.log_probs(readings, 1.0) if readings else None  # the ensemble's answers, as in the panel
         result.metrics["quantized"], int8_paths = qat.deploy(result, dataset, config.quantize, out_dir,
-                                                             [f[0] for f in found], emit, check)
+                                                             [f[0] for f in found], emit, check,
+                                                             teacher_test_logits=reference)
         result.paths.update(int8_paths)
     return result

@@ -10,7 +10,7 @@ import contextlib
 
 import gradio as gr
 
-from kdapp.config import DEFAULTS, NO_PRETRAINED, RANGES
+from kdapp.config import DEFAULTS, RANGES
 from kdapp.losses import FEATURE_LOSSES, LOGIT_LOSSES
 from kdapp.models import cnn_names
 from kdapp.ui import i18n
@@ -45,8 +45,8 @@ CONTROL_TABLE = {
     "feature_loss": ("radio", dict(choices=[("choice.none", "none"), *((name, name) for name in FEATURE_LOSSES)],
                                    value=DEFAULTS.feature_loss)),
     "feature_weight": ("slider", {}),
-    "second_teacher": ("dropdown", lambda lab: dict(choices=[("choice.none", "")] + [
-        c for c in lab.teacher_choices() if c[1] not in NO_PRETRAINED], value="")),
+    "second_teacher": ("dropdown", lambda lab, first=DEFAULTS.teacher: dict(
+        choices=[("choice.none", "")] + lab.second_teacher_choices(first), value="")),
     "temperature_schedule": ("radio", dict(choices=[(f"schedule.{name}", name) for name in
                                                     ("constant", "linear", "cosine", "ctkd")],
                                            value=DEFAULTS.temperature_schedule)),
@@ -75,15 +75,16 @@ INFO_SLOTS = {"loss": lambda: dict(losses=" ".join(f"{e.short}: {_(f'loss.{name}
                                            cnns=cnn_names())}
 
 
-def extra_of(name, lab):
-    """A row's extra settings, the lab's choices filled in."""
+def extra_of(name, lab, **given):
+    """A row's extra settings, the lab's choices filled in (`given`: what they depend on, such as the
+    first teacher for the second teacher's choices)."""
     extra = CONTROL_TABLE[name][1]
-    return dict(extra(lab) if callable(extra) else extra)
+    return dict(extra(lab, **given) if callable(extra) else extra)
 
 
-def choices_for(name, lab):
+def choices_for(name, lab, **given):
     """A choice control's choices in the language spoken now: (words, value) pairs."""
-    return _in_words(extra_of(name, lab)["choices"])
+    return _in_words(extra_of(name, lab, **given)["choices"])
 
 
 def _in_words(choices):

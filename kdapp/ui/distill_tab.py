@@ -119,6 +119,9 @@ class DistillTab:
         teacher = self.controls["teacher"]
         teacher.change(self.self_controls, teacher, [self.controls["self_distill"], self.controls["generations"]],
                        **PRIVATE)
+        # The first teacher's architecture as the second is another network of it: its label says whether
+        # that one is saved, so the labels follow the first teacher.
+        teacher.change(self.second_teacher_choices, [teacher, lang], self.controls["second_teacher"], **PRIVATE)
         gr.Timer(TICK_S).tick(self.refresh, [self.last, self.view, owner, self.drawing_models, self.follow,
                                              self.notice_for, lang],
                               [self.status, self.queue, self.loss_plot, self.acc_plot, self.table, self.stop_button,
@@ -255,6 +258,10 @@ class DistillTab:
         out[self.last] = {"key": key, "choices": choices, "fidelity": fidelity_key}
         return out
 
+    def second_teacher_choices(self, teacher, lang):
+        with i18n.speaking(lang):
+            return gr.update(choices=choices_for("second_teacher", self.lab, first=teacher))
+
     # ---- the page's load ----
     @property
     def load_outputs(self):
@@ -265,7 +272,8 @@ class DistillTab:
         settings on the controls, and the linked run (or the visitor's newest) on show and drawn with."""
         out = {self.view: linked["id"] if linked else None}
         for name in CHOICE_CONTROLS:
-            out[self.controls[name]] = gr.update(choices=choices_for(name, self.lab),
+            given = {"first": settings.get("teacher", DEFAULTS.teacher)} if name == "second_teacher" else {}
+            out[self.controls[name]] = gr.update(choices=choices_for(name, self.lab, **given),
                                                  **({"info": info_for(name)} if name in INFO_SLOTS else {}))
         for name, value in settings.items():
             if name in self.controls:

@@ -130,7 +130,8 @@ def tools(get_lab, shipped):
             student_targets_agreement and baseline_targets_agreement; null until finished), "kd_gain", "accuracy_per_epoch" ({"epoch",
             "teacher", "student", "baseline"}: test accuracy after each epoch), "fidelity" (null, or agreement:
             how often each student's answer is the teacher's, and kl: mean KL(teacher || student) at T=1 and at
-            the run's T), "has_models" (whether read_digit can use its models)}. For a continual run, "settings"
+            the run's T; teacher_readings > 1 when the teacher there is the soft targets' ensemble, its
+            readings' probabilities averaged), "has_models" (whether read_digit can use its models)}. For a continual run, "settings"
             has "kind": "continual", "metrics" has "strategies" ({strategy: {"acc_matrix": row i = the accuracy on
             every task after learning task i, "average_acc", "forgetting"}}) and "accuracy_per_epoch" has
             "continual" (the matrix rows as they arrived); its models read digits in the app's Continual tab.
@@ -140,7 +141,8 @@ def tools(get_lab, shipped):
             raise gr.Error(f"there is no run {run_id!r}: list_runs gives the ids")
         fidelity = record.get("fidelity")
         if fidelity:  # the numbers, not the example digits' images
-            fidelity = {k: fidelity[k] for k in ("test_samples", "temperature", "accuracy", "agreement", "kl")}
+            fidelity = {k: fidelity.get(k, 1) if k == "teacher_readings" else fidelity[k]
+                        for k in ("test_samples", "temperature", "teacher_readings", "accuracy", "agreement", "kl")}
         return json.dumps({
             "id": record["id"], "state": record["state"], "message": record.get("message") or record.get("error"),
             "created": _time(record["created"]), "started": _time(record["started"]), "ended": _time(record["ended"]),

@@ -84,6 +84,8 @@ def fidelity_markdown(fidelity):
                  f"| {_('fidelity.kl').format(T=f'{T:g}')} | " + " | ".join(f"{fidelity['kl'][r]['T']:.4f}"
                                                                          for r in roles) + " |"]
     lines = ["\n".join(rows)]
+    if fidelity.get("teacher_readings", 1) > 1:  # the students measured against the soft targets' ensemble
+        lines.append(_("fidelity.ensemble").format(n=fidelity["teacher_readings"], acc=f"{acc['teacher']:.2%}"))
     if not fidelity["agreement"]:
         lines.append(_("fidelity.no_teacher"))
     if "fixed" in fidelity:
