@@ -67,3 +67,45 @@ def test_workers_take_the_queue_in_order_as_they_free():
     assert [r["eta_s"] for r in out[:2]] == [70, 10.0]  # the estimate less its time; its own ETA once distilling
     # the worker free at 10 takes the first (ends 60), the one free at 60 the second (80), at 70 the third
     assert [(r["position"], r["starts_in_s"], r["eta_s"]) for r in out[2:]] == [(1, 10, 60), (2, 60, 80), (3, 70, 75)]
+
+
+def test_a_missing_teacher_counts_its_training_and_a_cached_reading_counts_nothing():
+    estimate_plain = eta.estimator(Store([finished("sample", 10, 800, 8.0)]))  # 1e-3 s per digit-epoch
+    plain = config(teacher="mlp_30", extra_teachers=("mlp_30",), epochs=10, train_fraction=0.1, teacher_epochs=5)
+    ahead = {"to_train": [("mlp_30", 2)], "readings": [("mlp_30", "train"), ("seed_teacher", "test")]}
+    estimate = eta.estimator(Store([finished("sample", 10, 800, 8.0)]),
+                             lambda c: (ahead["to_train"], ahead["readings"]))
+    # 5 epochs of 8,000 digits at mlp_30's share, one uncounted-share reading of 8,000, one seed_teacher test reading
+    want = 1e-3 * (10 * 800 + 0.12 * 5 * 8000 + 1.0 * 8000 + 0.97 * 2000)
+    assert estimate(plain) == pytest.approx(want)
+    ahead.update(to_train=[], readings=[])  # everything on disk: the epochs alone
+    assert estimate(plain) == pytest.approx(1e-3 * 10 * 800)
+
+    def broken(c):
+        raise OSError("the cache folder went away")
+    assert eta.estimator(Store([finished("sample", 10, 800, 8.0)]), broken)(plain) == pytest.approx(estimate_plain(plain))
+
+
+def test_work_ahead_finds_on_disk_what_a_real_run_leaves_there(tmp_path):
+    """Before a run: copy 2 of mlp_30 to train and all 2 × 9 readings of the training and test digits to
+    compute; after it, nothing: the run saved the teacher and cached every reading under the keys
+    work_ahead computes. The queue asks the same of a stored config."""
+    from kdapp.lab.jobs import RunQueue
+    from kdapp.lab.store import RunStore
+    from kdapp.training import targets, train
+    run = RunConfig(teacher="mlp_30", extra_teachers=("mlp_30",), teacher_shifts=1, epochs=1, train_fraction=0.05,
+                    teacher_epochs=1, baseline=False)
+    to_train, readings = targets.work_ahead(run, tmp_path)
+    assert to_train == [("mlp_30", 2)]  # copy 1 ships for the sample; copy 2 does not
+    assert sorted(readings) == sorted([("mlp_30", "train")] * 18 + [("mlp_30", "test")] * 18)
+    train.run(run, runs_dir=tmp_path)
+    assert targets.work_ahead(run, tmp_path) == ([], [])
+    one = run.replace(extra_teachers=(), teacher_shifts=2)  # 16 more offsets of copy 1, both splits
+    assert targets.work_ahead(one, tmp_path) == ([], [("mlp_30", split) for _ in range(16) for split in ("train", "test")])
+    assert targets.work_ahead(run.replace(teacher="mutual", extra_teachers=(), teacher_shifts=0), tmp_path) == ([], [])
+    queue = RunQueue(RunStore(tmp_path), data_dir=tmp_path / "data")
+    try:
+        assert queue.work_ahead(run.to_dict()) == ([], [])
+        assert queue.work_ahead(run.replace(teacher="mlp_400", extra_teachers=(), teacher_shifts=0).to_dict())[0] == [("mlp_400", 1)]
+    finally:
+        queue.close()

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from kdapp import events as events_lib
+from kdapp.config import RunConfig
 from kdapp.lab import drawing_models, eta
 from kdapp.lab.folder_lock import hold_runs_folder
 from kdapp.lab.live_run import CANCELLED, FAILED, FINISHED, QUEUED, RUNNING, LiveRun
@@ -149,7 +150,15 @@ class RunQueue:
             owners = {r["id"]: r["owner"] for r in self.store.active()}
             queued = [self.store.get(i) for i in self._queued]
         return [dict(r, mine=owner is not None and owners.get(r["id"]) == owner)
-                for r in eta.schedule(running, queued, self.workers, eta.estimator(self.store))]
+                for r in eta.schedule(running, queued, self.workers, eta.estimator(self.store, self.work_ahead))]
+
+    def work_ahead(self, config):
+        """What a run must do before its students learn (kdapp.training.targets.work_ahead), for its ETA."""
+        from kdapp.training import targets, train  # lazy, as the workers' imports are
+        run_config = RunConfig.from_dict(config)  # stored configs are RunConfig.to_dict's (continual ones never come here)
+        device = train.pick_device(run_config.device)
+        device = f"{device.type}:0" if device.type != "cpu" and device.index is None else str(device)  # a tensor's
+        return targets.work_ahead(run_config, self.store.root, device)
 
     def busy(self):
         with self._lock:

@@ -5,16 +5,18 @@ mutual learning, progressive distillation's joint epochs), or, with no teacher (
 the student's own deepest layer. Also the twin students themselves: the KD student with its
 feature adapter or heads, and the baseline with the same initial weights."""
 import copy
+from pathlib import Path
 
 import torch
 
-from kdapp.config import MUTUAL
+from kdapp import checkpoints, data as data_lib, events
+from kdapp.config import MUTUAL, NO_PRETRAINED
 from kdapp.losses import LOGIT_LOSSES, distillation_loss, self_distillation_loss, teacher_log_probs
 from kdapp.models import build
-from kdapp import data as data_lib, events
 from kdapp.training import distributed
 from kdapp.training.features import DeepSupervision, FeatureDistiller
-from kdapp.training.teachers import cached_logits, channels_last, evaluate, never, shift_readings
+from kdapp.training.teachers import (cache_path, cached_logits, channels_last, evaluate, never, shift_readings,
+                                     teacher_dirs, teacher_key)
 from kdapp.training.optim import AdamCosine
 from kdapp.training.techniques import mutual_loss
 
@@ -141,6 +143,32 @@ def ensemble_test_log_probs(config, teachers, teacher_keys, test_x, cache_dir=No
     first. None when the targets come from one reading."""
     readings = ensemble_test_readings(config, teachers, teacher_keys, test_x, cache_dir, should_stop)
     return None if readings is None else teacher_log_probs(readings, config.temperature, config.loss)
+
+
+def work_ahead(config, runs_dir, device="cpu"):
+    """What a run must do before its students learn, found on disk without loading a model: the teachers
+    it must train first, as (architecture, copy), and the readings it must compute, as (architecture,
+    "train" or "test"), those already under runs_dir/cache left out. `device` is the tensors' device
+    (cpu, cuda:0), which the cache's keys name. For the queue's time estimates (kdapp.lab.eta)."""
+    if config.teacher in NO_PRETRAINED:
+        return [], []
+    offsets = data_lib.shift_offsets(config.teacher_shifts)
+    cached_targets = not (online_teachers(config) or teacher_learns(config))  # the training readings are cached
+    ensemble = len(config.teacher_copies) * len(offsets) > 1 and not teacher_learns(config)  # read on the test digits
+    to_train, readings = [], []
+    for arch, n in config.teacher_copies:
+        path = checkpoints.find_teacher(arch, config.data, teacher_dirs(runs_dir), n) if runs_dir else None
+        if path is None:
+            to_train.append((arch, n))
+        key = None if path is None else teacher_key(path, config.data, device)
+        for dy, dx in offsets:
+            plain = (dy, dx) == (0, 0)  # each teacher's own test accuracy reads the test digits
+            for split in ("train",) * cached_targets + ("test",) * (ensemble or plain):
+                split_key = key if split == "train" or key is None else (*key, "test")
+                split_key = shifted_key(split_key, dy, dx)
+                if split_key is None or not cache_path(Path(runs_dir) / "cache", split_key).is_file():
+                    readings.append((arch, split))
+    return to_train, readings
 
 
 def shifted_key(key, dy, dx):

@@ -108,7 +108,7 @@ def cached_logits(key, teacher, x, should_stop=never, cache_dir=None, transform=
         return _LOGIT_CACHE[key]
     path = logits = None
     if cache_dir is not None:
-        path = Path(cache_dir) / f"teacher-logits-{hashlib.sha1(repr(key).encode()).hexdigest()[:16]}.pt"
+        path = cache_path(cache_dir, key)
         try:
             logits = torch.load(path, map_location=x.device, weights_only=True)
             if logits.shape != (len(x), 10):
@@ -123,6 +123,19 @@ def cached_logits(key, teacher, x, should_stop=never, cache_dir=None, transform=
         _LOGIT_CACHE.pop(next(iter(_LOGIT_CACHE)))
     _LOGIT_CACHE[key] = logits
     return logits
+
+
+def cache_path(cache_dir, key):
+    """The file under cache_dir that holds the logits cached under `key`."""
+    return Path(cache_dir) / f"teacher-logits-{hashlib.sha1(repr(key).encode()).hexdigest()[:16]}.pt"
+
+
+def teacher_key(path, data, device):
+    """The logit cache's key for the teacher checkpoint at `path` reading `data` digits on `device` (a
+    tensor's device, such as cpu or cuda:0): the file and when it was written, so a retrained teacher
+    is read afresh."""
+    path = Path(path)
+    return str(path), path.stat().st_mtime_ns, data, str(device)
 
 
 def teacher_dirs(runs_dir):
@@ -156,8 +169,7 @@ def get_teacher(arch, dataset, runs_dir, emit, copy=1):
                             "teacher instead"))
         return None
     emit(events.phase("teacher", f"teacher {arch} from {path.name}"))
-    key = (str(path), path.stat().st_mtime_ns, dataset.source, str(dataset.train_x.device))
-    return model, key, str(path)
+    return model, teacher_key(path, dataset.source, dataset.train_x.device), str(path)
 
 
 TEACHER_AUGMENTATIONS = {"none": None, "shift2": data_lib.random_shift, "pen": data_lib.random_pen}

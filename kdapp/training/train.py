@@ -21,7 +21,8 @@ from kdapp.losses import teacher_log_probs
 from kdapp.models import build
 from kdapp.training.distillation import RunResult, distill
 from kdapp.training.teachers import (TEACHER_AUGMENTATIONS, Cancelled, cached_logits, channels_last, copy_seed,
-                                     get_teacher, never, predict_logits, train_teacher, with_deadline)
+                                     get_teacher, never, predict_logits, teacher_key, train_teacher,
+                                     with_deadline)
 
 # distill() lives in kdapp.training.distillation and train_teacher() in kdapp.training.teachers; both are
 # named here too, as what a run is made of.
@@ -183,7 +184,8 @@ def _teacher(arch, copy, dataset, config, runs_dir, emit, should_stop):
                             arch, config={"epochs": config.teacher_epochs, "seed": seed, "augment": "shift2"},
                             data=dataset.source, metrics={"test_acc": acc})
     emit(events.phase("teacher", f"saved teacher to {path}"))
-    return model, None, str(path)
+    # keyed as a saved teacher is, so its readings are cached for the next run too
+    return model, teacher_key(path, dataset.source, dataset.train_x.device), str(path)
 
 
 def run(config, emit=_ignore, should_stop=never, runs_dir=None, data_dir="data", out_dir=None,
