@@ -489,6 +489,21 @@ def test_the_second_teachers_labels_follow_the_first_teacher(tmp_path, monkeypat
     words = dict((v, label) for label, v in app.ui.distill.second_teacher_choices("lenet5", "en")["choices"])
     assert words["mlp_30"] == first["mlp_30"] and "a second network" in words["lenet5"]
 
+
+def test_a_visitors_finished_run_stays_on_show_when_another_visitors_run_trains(monkeypatch):
+    """Without a run picked (a reload), the tab shows the visitor's active run, else their newest finished
+    one, and only then the run training now: their result does not give way to a stranger's run."""
+    mine = {"id": "aaaa0001"}
+    monkeypatch.setattr(app.lab, "latest_finished", lambda owner=None: mine if owner == "me" else None)
+    tab = app.ui.distill
+    theirs = {"id": "bbbb0002", "mine": False, "position": 0}
+    newest = {"id": "cccc0003"}
+    assert tab.shown_run(None, [theirs], newest, "me") is mine
+    assert tab.shown_run(None, [theirs], newest, "new visitor") is theirs
+    assert tab.shown_run(None, [], newest, "new visitor") is newest
+    active_mine = {"id": "dddd0004", "mine": True, "position": 1}
+    assert tab.shown_run(None, [theirs, active_mine], newest, "me") is active_mine
+
 def test_a_changing_temperature_is_drawn_on_the_loss_plots_right_axis():
     from kdapp.ui import plots
     curves = {"step": [1, 2, 3], "loss": [1.0, 0.8, 0.6], "soft": [1.0, 0.8, 0.6], "hard": [1.0, 0.8, 0.6],

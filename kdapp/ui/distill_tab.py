@@ -161,7 +161,7 @@ class DistillTab:
         with i18n.speaking(lang):
             if not owner:
                 return {self.notice: reports.notice(_("notice.loading"), ok=False)}
-            run = self.shown_run(view, self.lab.active(owner), self.lab.latest_finished())
+            run = self.shown_run(view, self.lab.active(owner), self.lab.latest_finished(), owner)
             if run is None:
                 return {self.notice: reports.notice(_("notice.nothing_to_run_again"), ok=False)}
             record, message = self.lab.run_again(run["id"], owner)
@@ -210,14 +210,18 @@ class DistillTab:
                 return {self.notice: reports.notice(_("notice.no_active_run"))}
             return {self.notice: reports.notice(known(self.lab.cancel(target, owner))), self.view: target}
 
-    def shown_run(self, view, active, newest):
+    def shown_run(self, view, active, newest, owner=None):
         """The run the tab shows: the one a link or the Runs tab chose, else the visitor's own
-        active run, else the one training now, else the newest finished run."""
+        active run, else their newest finished one (their result stays on show after a reload when
+        another visitor's run starts), else the one training now, else the newest finished run."""
         if view:  # queued and running runs come with their place in the queue and ETA
             return next((r for r in active if r["id"] == view), None) or self.lab.run(view)
         mine = [r for r in active if r["mine"]]
+        if mine:
+            return mine[0]
+        own = self.lab.latest_finished(owner) if owner else None
         running = [r for r in active if r["position"] == 0]
-        return (mine or running or [newest])[0]
+        return own or (running or [newest])[0]
 
     def refresh(self, last, view, owner, models_value, follow, notice_for, lang, request: gr.Request = None):
         """Timer tick: send only what changed (gr.Plot rebuilds its figure on every new value)."""
@@ -231,7 +235,7 @@ class DistillTab:
     def refreshed(self, last, view, owner, models_value, follow, notice_for, key):
         lab = self.lab
         active, newest = lab.active(owner), lab.latest_finished()
-        run = self.shown_run(view, active, newest)
+        run = self.shown_run(view, active, newest, owner)
         mine = bool(run) and lab.owns(run["id"], owner)
         table = lab.comparison(run["id"]) if run and run["state"] == "finished" else None
         out = {self.status: reports.status(run, mine, newest if run and newest and run["id"] != newest["id"] else None),
