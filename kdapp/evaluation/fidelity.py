@@ -11,31 +11,22 @@ from the three models' logits on the test split, and stored with the run.
   ("fixed"), and the other way round ("broken"). fixed − broken = (student − baseline) × test size.
 """
 import base64
-import math
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from kdapp.data import MNIST_MEAN, MNIST_STD
+from kdapp.losses import teacher_log_probs
 
 MAX_EXAMPLES = 32  # thumbnails kept per gallery
 ROLES = ("teacher", "student", "baseline")
 
 
-def log_probs(teacher_logits, temperature):
-    """log softmax(t/T); for a list of readings (an ensemble), the log of their probabilities averaged,
-    log mean_j softmax(t_j/T), as the soft targets average them (kdapp.losses.teacher_log_probs)."""
-    if isinstance(teacher_logits, (list, tuple)):
-        stacked = torch.stack([F.log_softmax(t.float() / temperature, 1) for t in teacher_logits])
-        return torch.logsumexp(stacked, 0) - math.log(len(teacher_logits))
-    return F.log_softmax(teacher_logits.float() / temperature, 1)
-
-
 def mean_kl(teacher_logits, logits, temperature):
     """Mean over digits of KL(softmax(t/T) ‖ softmax(s/T)), in nats; the teacher may be a list of
-    readings (an ensemble, see log_probs)."""
-    log_p = log_probs(teacher_logits, temperature)
+    readings (an ensemble: their probabilities averaged, as kdapp.losses.teacher_log_probs does)."""
+    log_p = teacher_log_probs(teacher_logits, temperature)
     log_q = F.log_softmax(logits.float() / temperature, 1)
     return F.kl_div(log_q, log_p, reduction="batchmean", log_target=True).item()
 
@@ -75,12 +66,12 @@ def _examples(mask, y, logits, x, limit):
 def fidelity(logits, y, temperature, x, max_examples=MAX_EXAMPLES):
     """logits: {"teacher", "student", optional "baseline": (N,10)} on test digits x (N,1,28,28)
     with labels y. The teacher may be None (deep supervision), and then there is no agreement or KL
-    to report, or a list of readings (an ensemble: see log_probs), and then its answers are those of
+    to report, or a list of readings (an ensemble: teacher_log_probs), and then its answers are those of
     its averaged probabilities and `teacher_readings` says how many. Returns a JSON-ready dict (see
     the module docstring)."""
     readings = logits.get("teacher")
     readings = [t.detach().float().cpu() for t in readings] if isinstance(readings, (list, tuple)) else None
-    logits = {role: (log_probs(readings, 1.0) if role == "teacher" and readings else z.detach().float().cpu())
+    logits = {role: (teacher_log_probs(readings, 1.0) if role == "teacher" and readings else z.detach().float().cpu())
               for role, z in logits.items() if z is not None}  # log-probabilities are logits at T=1
     teacher_at_T = readings or logits.get("teacher")
     y, x = y.cpu(), x.cpu()

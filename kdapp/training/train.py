@@ -252,7 +252,7 @@ def run(config, emit=_ignore, should_stop=never, runs_dir=None, data_dir="data",
         result.baseline = result.baseline.cpu().eval()
     if config.quantize != "none":  # int8 students beside the fp32 ones (kdapp.training.qat)
         from kdapp.training import qat  # lazy: it needs onnxruntime, which fp32 runs do not
-        reference = fidelity.log_probs(readings, 1.0) if readings else None  # the ensemble's answers, as in the panel
+        reference = teacher_log_probs(readings, 1.0) if readings else None  # the ensemble's answers, as in the panel
         result.metrics["quantized"], int8_paths = qat.deploy(result, dataset, config.quantize, out_dir,
                                                              [f[0] for f in found], emit, check,
                                                              teacher_test_logits=reference)
