@@ -250,7 +250,7 @@ def main(argv=None):
     p.add_argument("--data-dir", default="data", help="where to put them; --data mnist reads from here")
     p.set_defaults(func=cmd_data_import)
     # their heavy imports (gradio, clients, scikit-learn) are lazy
-    from kdapp.tools import bench, continual, loadtest, quantization, reproduce, robustness
+    from kdapp.tools import bench, continual, loadtest, quantization, reproduce, robustness, select_student
     from kdapp.lab import tensorboard
     robustness.add_parser(sub)
     tensorboard.add_parser(sub)  # runs export --tensorboard DIR
@@ -259,6 +259,7 @@ def main(argv=None):
     quantization.add_parser(sub)
     loadtest.add_parser(sub)
     reproduce.add_parser(sub)
+    select_student.add_parser(sub)
     args = parser.parse_args(argv)
     try:
         args.func(args)
