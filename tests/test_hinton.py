@@ -1,12 +1,14 @@
 """Hinton, Vinyals & Dean (2015) on full MNIST: the shipped teacher (Hinton et al. 2012's recipe), its
 second and third copies, and the pair distilled from both at T=20. Their test errors are counted by a forward pass written out
 in numpy, not by the models' own code, and must be what results/README.md says they are."""
+import json
 import re
 
 import numpy as np
 import pytest
 
 from kdapp import checkpoints, data
+from kdapp.evaluation import selection
 from kdapp.tools.reproduce import RESULTS_DIR
 
 FILES = {"teacher": "mlp_1200-mnist.pt", "copy2": "mlp_1200-mnist-copy2.pt", "copy3": "mlp_1200-mnist-copy3.pt",
@@ -59,3 +61,18 @@ def test_they_were_trained_by_the_papers_recipe(shipped):
             ("mlp_800", 20.0, 1.0, False)  # T=20 on the unjittered transfer set, every digit
         # the cumbersome model: both teachers, each read at the 25 shifts of -2..2 px (the students never see them)
         assert (config["teacher"], config["extra_teachers"], config["teacher_shifts"]) == ("mlp_1200", ["mlp_1200"], 2)
+
+
+@pytest.mark.slow
+def test_the_shipped_students_are_the_seeds_the_validation_rule_chose(mnist_dir, shipped):
+    """results/hinton-selection.json is `select --json`'s record: the shipped KD student and baseline are
+    its choices, and their errors on the 480,000 moved training digits are recounted here."""
+    record = json.loads((RESULTS_DIR / "hinton-selection.json").read_text(encoding="utf-8"))
+    mnist = data.load("mnist", mnist_dir)
+    for role in ("kd", "baseline"):
+        model, meta = shipped[role]
+        scores = {int(seed): errors for seed, errors in record[role]["validation_errors"].items()}
+        assert sorted(scores) == [0, 1, 2, 3, 4]
+        assert meta["config"]["seed"] == record[role]["chosen_seed"] == selection.choose(scores)
+        assert selection.validation_errors(model, mnist.train_x, mnist.train_y) == scores[meta["config"]["seed"]]
+        assert record[role]["test_errors"][str(meta["config"]["seed"])] == documented_errors()[role]

@@ -9,8 +9,8 @@ split is never read. The rule was fixed before it was computed (docs/development
 import torch
 
 from kdapp import data as data_lib
-from kdapp.training.teachers import predict_logits
 
+BATCH = 4096
 ONE_PIXEL = tuple((dy, dx) for dy, dx in data_lib.shift_offsets(1) if (dy, dx) != (0, 0))
 
 
@@ -18,10 +18,12 @@ ONE_PIXEL = tuple((dy, dx) for dy, dx in data_lib.shift_offsets(1) if (dy, dx) !
 def validation_errors(model, x, y, offsets=ONE_PIXEL):
     """Label errors of `model` on x moved by each offset, summed over the offsets (len(x) * len(offsets)
     digits in all); each batch is moved as it is read, so no moved copy of x is made."""
+    model.eval()
     errors = 0
     for dy, dx in offsets:
-        logits = predict_logits(model, x, transform=data_lib.shifter(dy, dx))
-        errors += int((logits.argmax(1) != y).sum())
+        for i in range(0, len(x), BATCH):
+            moved = data_lib.shift(x[i:i + BATCH], dy, dx)
+            errors += int((model(moved).argmax(1) != y[i:i + BATCH]).sum())
     return errors
 
 
