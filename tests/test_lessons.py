@@ -59,6 +59,17 @@ def test_an_effect_inside_the_noise_is_called_so():
     assert "No setting's gain is beyond the noise" in text and "inside the noise" in text
 
 
+def test_a_setting_beaten_beyond_the_noise_is_named_even_when_the_best_two_tie():
+    # The shape a visitor met: T = 1 teaches clearly less, T = 4 and T = 16 tie. "Inside the noise"
+    # for all three would hide the one real finding.
+    lesson = lessons.LESSONS["temperature"]
+    text = summary("temperature", gain_runs(lesson, {1.0: [0.1, 0.6, -0.3], 4.0: [3.5, 4.0, 3.6],
+                                                       16.0: [4.6, 4.2, 4.9]}))
+    assert "the gain is larger at T = 4 than at T = 1, at T = 16 than at T = 1, beyond the noise" in text
+    assert "T = 16 than at T = 4" not in text and "cannot rank those settings" in text
+    assert "the differences between the settings are inside the noise" not in text
+
+
 def test_identical_runs_count_once_in_a_lesson():
     lesson = lessons.LESSONS["alpha"]
     run = gain_runs(lesson, {a: [1.0, 1.0, 1.0] for a in lesson.values})[0]

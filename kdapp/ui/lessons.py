@@ -49,8 +49,16 @@ def summary(key, lesson, found, rows=()):
         clear = [v for v, c in shown if stats.clears(c[0], c[1])]
         verdict = (_("lessons.beyond_at").format(labels=_("list.sep").join(_label(lesson, v) for v in clear)) if clear
                    else _("lessons.none_beyond"))
+        # Every pair of settings whose gains differ beyond the noise, the larger gain first: the best
+        # setting may tie with the runner-up and still clearly beat a third, and that is worth saying.
+        ranked = [(hi, lo) for i, a in enumerate(shown) for b in shown[i + 1:] if stats.apart(a[1], b[1])
+                  for hi, lo in [sorted((a, b), key=lambda vc: -vc[1][0])]]
         if others and all(stats.apart(best, c) for c in others):
             lines.append(_("lessons.largest").format(verdict=verdict, label=_label(lesson, best_value)))
+        elif ranked:
+            pairs = _("list.sep").join(_("lessons.pair").format(hi=_label(lesson, hi[0]), lo=_label(lesson, lo[0]))
+                                       for hi, lo in ranked)
+            lines.append(_("lessons.ranked").format(verdict=verdict, pairs=pairs))
         elif others:
             lines.append(_("lessons.overlap").format(verdict=verdict))
         else:
