@@ -43,3 +43,13 @@ def test_a_long_run_is_drawn_with_few_points_and_smoothed_on_all_of_them():
     smooth = fig["data"][4]
     full = plots.ema(noisy)
     assert list(smooth["y"]) == [full[x - 1] for x in smooth["x"]]  # thinned after smoothing, not before
+
+
+@pytest.mark.parametrize("last, step", [(3, 1), (10, 1), (20, 2), (40, 5), (100, 10), (250, 50)])
+def test_the_epoch_axis_has_about_ten_whole_epoch_ticks_and_no_padding(last, step):
+    epochs = list(range(1, last + 1))
+    snapshot = {"id": "x", "config": {"loss": "kd"},
+                "accuracy": {"epoch": epochs, "teacher": [0.99] * last, "student": [0.9] * last, "baseline": [0.8] * last}}
+    axis = plots.accuracy_figure(snapshot).layout.xaxis
+    assert axis.dtick == step and last / step <= 10
+    assert 0.5 < axis.range[0] < 1 and last < axis.range[1] < last + 0.5

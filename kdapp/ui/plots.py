@@ -175,8 +175,16 @@ def accuracy_figure(snapshot):
     if any(v is not None for v in pct["baseline"]):
         data.append(line(a["epoch"], pct["baseline"], _("role.baseline"), COLORS["baseline"], mode="lines+markers"))
     return figure(data, dict(title=dict(text=_("plot.accuracy.title")), uirevision=snapshot["id"],
-                             xaxis=dict(title=dict(text=_("axis.epoch")), dtick=1),
+                             xaxis=dict(title=dict(text=_("axis.epoch")), **epoch_ticks(a["epoch"])),
                              yaxis=dict(title=dict(text=_("axis.accuracy")))))
+
+
+def epoch_ticks(epochs):
+    """Whole epochs only, about ten ticks whatever the run's length (one per epoch made a 40-epoch
+    run's axis an unreadable smear, on a phone worst), and no padding beyond the first and last."""
+    low, high = min(epochs), max(epochs)
+    step = next(s for s in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000) if (high - low) / s <= 10 or s == 1000)
+    return dict(dtick=step, tick0=0, range=[low - 0.3, high + 0.3])
 
 
 ROLE_KEYS = {"teacher": "role.teacher", "student": "role.student", "baseline": "role.baseline"}
