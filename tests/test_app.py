@@ -453,9 +453,9 @@ def test_gallery_captions_fit_a_thumbnail_and_name_the_other_answer():
     images = fidelity_lib.encode_images(np.zeros((1, 28, 28), np.uint8))
     group = {"index": [0], "images": images, "label": [7], "predicted": {"student": [7], "baseline": [1]}}
     (fixed,) = app.lab.gallery({"fixed": group}, "fixed")
-    broken = dict(group, predicted={"student": [1], "baseline": [7]})
+    broken = dict(group, predicted={"student": [4], "baseline": [7]})
     (wrong,) = app.lab.gallery({"broken": broken}, "broken")
-    assert fixed[1] == "7: baseline 1" and wrong[1] == "7: KD 1"
+    assert fixed[1] == "7 → 1" and wrong[1] == "7 → 4"  # the label, then the wrong model's answer
 
 
 def test_the_techniques_controls_become_settings():

@@ -181,10 +181,11 @@ class Lab(RunModels, LabSettings):
             return []
         images = fidelity_lib.decode_images(group["images"])
         images = images.repeat(scale, axis=1).repeat(scale, axis=2)
-        # Short enough for a thumbnail: the model that was right said the label; name the other's answer.
-        other, role = ("baseline", "baseline") if kind == "fixed" else ("KD", "student")
-        return [(img, f"{label}: {other} {said}") for img, label, said in
-                zip(images, group["label"], group["predicted"][role])]
+        # Short enough for a six-column thumbnail, even on a phone, and in no language: "7 → 1", the label,
+        # then the wrong model's answer (the gallery's title says which model that is). "7: baseline 1" was
+        # cut to "7: baselin…", hiding the answer.
+        role = "baseline" if kind == "fixed" else "student"
+        return [(img, f"{label} → {said}") for img, label, said in zip(images, group["label"], group["predicted"][role])]
 
     def browser_secret(self):
         """The key that encrypts visitors' owner tokens in their browsers: KDAPP_SECRET, else one
