@@ -54,3 +54,6 @@ def test_the_gain_map_shows_distinct_seeds_and_intervals():
     cells = {x: text for x, text in zip(heat["x"], heat["text"][0])}
     assert cells["T=4"] == "+0.60 ± 1.83<br>n=1 seed"  # one sample, not two; inside the noise: not bold
     assert cells["T=8"].startswith("<b>+3.68 ± 0.80<br>n=3 seeds")
+    title = runs_plots.gain_map(runs).layout.title.text
+    assert "4 distinct runs, 3 seeds" in title  # the duplicate at T=4 counts once
+    assert "1 distinct run, 1 seed ·" in runs_plots.gain_map(runs[:1]).layout.title.text

@@ -3,8 +3,8 @@
 T x alpha. Built on kdapp.ui.plots' unvalidated figures; words in the language spoken now.
 """
 from kdapp import aggregate
-from kdapp.ui import plots
-from kdapp.ui.i18n import _
+from kdapp.ui import plots, reports
+from kdapp.ui.i18n import _, ngettext
 
 PALETTE = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd"]  # one colour per compared run
 
@@ -66,11 +66,12 @@ def gain_map(runs):
     heat = dict(type="heatmap", x=[f"T={t:g}" for t in ts], y=[f"α={a:g}" for a in alphas], z=z, text=text,
                 texttemplate="%{text}", colorscale="RdBu", zmid=0, zmin=-limit, zmax=limit,
                 colorbar=dict(title=dict(text=_("plot.gain.colorbar"))), hovertemplate=_("plot.gain.hover"))
-    seeds = len({r["config"]["seed"] for r in runs})
+    seeds, n_runs = len({r["config"]["seed"] for r in runs}), len(aggregate.distinct(runs))
     return plots.figure([heat], dict(
-        title=dict(text=_("plot.gain.title" if seeds > 1 else "plot.gain.title_one_seed").format(
-            pair=f"{c['teacher']} → {c['student']}", data=c["data"], fraction=f"{c['train_fraction']:.0%}",
-            runs=len(aggregate.distinct(runs)), seeds=seeds)),
+        title=dict(text=_("plot.gain.title").format(
+            pair=f"{c['teacher']} → {c['student']}", data=reports.data_name(c["data"]),
+            fraction=f"{c['train_fraction']:.0%}", seeds=ngettext("plot.gain.n_seed", "plot.gain.n_seeds", seeds).format(n=seeds),
+            runs=ngettext("plot.gain.n_run", "plot.gain.n_runs", n_runs).format(n=n_runs))),
         height=360, uirevision="gain", xaxis=dict(type="category", title=dict(text=_("axis.temperature_plain"))),
         yaxis=dict(type="category", title=dict(text=_("axis.alpha")))))
 
