@@ -545,3 +545,12 @@ def test_the_status_line_speaks_of_warnings_and_data_in_the_language(tmp_path):
     assert "training a new mlp_400 teacher instead" in text["en"] and " on cpu, sample data" in text["en"]
     assert "改为训练一个新的 mlp_400 教师模型" in text["zh"] and "数据：MNIST 样本" in text["zh"]
     assert not re.search(r"\b(?:training|sample|unreadable)\b", re.sub(r"/\S+", "", text["zh"])), text["zh"]
+
+
+def test_a_stopped_run_says_so_once_and_another_ending_keeps_its_reason():
+    stopped = dict(finished_run(), state="cancelled", message="cancelled: stopped", metrics={})
+    texts = both(lambda: reports.status(stopped, True))
+    assert "Stopped: run 0a1b2c3d** (your run) before it finished" in texts["en"], texts["en"]
+    assert "cancelled" not in texts["en"] and "已停止：实验 0a1b2c3d" in texts["zh"]
+    failed = dict(stopped, state="failed", message="boom")
+    assert "boom" in reports.status(failed, True)

@@ -139,8 +139,14 @@ def status(run, mine, newest_finished=None):
         newest = "  \n" + _("status.newest").format(id=html.escape(newest_finished["id"]),
                                                     what=settings_line(newest_finished["config"]),
                                                     student=f"{newest_finished['metrics']['student_acc']:.2%}")
-    return _("status.ended").format(label=label, id=rid, who=who, message=html.escape(known(run["message"] or "")),
+    message = run["message"] or ""
+    if state == "cancelled" and message == STOPPED:  # "Stopped: ... : cancelled: stopped" said it twice
+        return _("status.stopped").format(label=label, id=rid, who=who, what=what) + newest
+    return _("status.ended").format(label=label, id=rid, who=who, message=html.escape(known(message)),
                                     what=what) + newest
+
+
+STOPPED = "cancelled: stopped"  # kdapp.lab.worker's message for a run its owner stopped
 
 
 PHASES = ("starting", "loading data", "teacher", "training teacher", "teacher logits", "distilling", "generation 0",
