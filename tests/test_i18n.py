@@ -554,3 +554,9 @@ def test_a_stopped_run_says_so_once_and_another_ending_keeps_its_reason():
     assert "cancelled" not in texts["en"] and "已停止：实验 0a1b2c3d" in texts["zh"]
     failed = dict(stopped, state="failed", message="boom")
     assert "boom" in reports.status(failed, True)
+
+
+def test_a_finished_run_says_whose_it_is():
+    for mine, who in ((True, "(your run)"), (False, "(a run started by another visitor)")):
+        assert f"**Finished: run 0a1b2c3d** {who} in" in reports.status(finished_run(), mine)
+    assert "（其他访客开始的实验）" in both(lambda: reports.status(finished_run(), False))["zh"]

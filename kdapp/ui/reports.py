@@ -129,7 +129,7 @@ def status(run, mine, newest_finished=None):
         teacher = _("status.no_teacher") if m["teacher_acc"] is None \
             else _("status.teacher_acc").format(acc=f"{m['teacher_acc']:.2%}")
         return _("status.finished").format(
-            id=rid, time=_duration(m["seconds"]), teacher=teacher, student=f"{m['student_acc']:.2%}",
+            id=rid, who=who, time=_duration(m["seconds"]), teacher=teacher, student=f"{m['student_acc']:.2%}",
             baseline="-" if base is None else format(base, ".2%"), gain=gain, what=what, where=where,
             files=files) + warn + method_results(m)
     label = {"failed": _("state.failed"), "cancelled": _("state.stopped"),
