@@ -51,6 +51,8 @@ def test_draw_a_zero_after_the_5_to_9_task_and_read_every_strategy(browser, serv
     run_id = re.search(r"Run ([0-9a-f]{8})", page.locator("#continual-notice").inner_text()).group(1)
     expect(page.locator("#continual-status")).to_contain_text(f"Run {run_id}: finished", timeout=180_000)
     expect(page.locator("#continual-status")).to_contain_text("2 tasks")
+    # "Run X started ..." goes when the run ends, leaving the status to say it finished
+    expect(page.locator("#continual-notice")).not_to_contain_text(run_id, timeout=5_000)
 
     answer = draw_and_read(page, run_id)
     assert set(answer["probs"]) == set(STRATEGIES)

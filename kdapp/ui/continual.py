@@ -247,6 +247,7 @@ def build(get_lab, owner, lang, I18N):
     # again when the run on show changes or finishes.
     drawing_run = gr.Textbox("", visible="hidden", elem_id="continual-drawing-run", show_label=False)
     last = gr.State(None)
+    notice_for = gr.State(None)  # the run the notice announced: the notice goes when that run ends
 
     def start(owner_token, lang, *values):
         settings = dict(zip(("tasks", "scenario", "strategies", "memory", "epochs", "temperature", "data"), values))
@@ -254,13 +255,23 @@ def build(get_lab, owner, lang, I18N):
                         strategies=tuple(s for s in STRATEGIES if s in (settings["strategies"] or ())))
         record, message = lab_continual.start(get_lab(), settings, owner_token)
         with i18n.speaking(lang):
-            return reports.notice(known(message), ok=None if record else False), (record["id"] if record else gr.skip())
+            new = record["id"] if record else gr.skip()
+            return reports.notice(known(message), ok=None if record else False), new, new
 
     def run_again(owner_token, lang, shown_id, picked):
         with i18n.speaking(lang):  # the run on show: the one started or picked here, else the picker's (the newest)
-            return again(get_lab(), owner_token, shown_id or picked)
+            text, new = again(get_lab(), owner_token, shown_id or picked)
+            return text, new, new
 
-    def refresh(run_id, owner_token, previous, lang, request: gr.Request = None):
+    def notice_outputs(lab, announced):
+        """Clear the notice ("Run X started ...") once the run it announced has ended, as the Distill tab does;
+        a refusal's notice (no run announced) stays until the next click."""
+        run = lab.run(announced) if announced else None
+        if announced and (run is None or run["state"] not in ("queued", "running")):
+            return "", None
+        return gr.skip(), gr.skip()
+
+    def refresh(run_id, owner_token, previous, announced, lang, request: gr.Request = None):
         lang = lang or i18n.page_language(request)  # before the page's load set it
         lab = get_lab()
         listed = lab_continual.runs(lab)
@@ -269,7 +280,7 @@ def build(get_lab, owner, lang, I18N):
             run_id = (mine or listed or [{"id": None}])[0]["id"]
         key = (lab.version(), run_id, len(listed), lang)
         if previous and previous == key:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), previous
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), previous, *notice_outputs(lab, announced)
         run = lab.run(run_id) if run_id else None
         if run and not lab_continual.is_continual(run):  # a distillation run's id: not this tab's to show
             run = None
@@ -280,17 +291,18 @@ def build(get_lab, owner, lang, I18N):
                                                   n=r["config"]["tasks"], state=reports.state_name(r["state"])),
                        r["id"]) for r in listed]
             return (summary(run), figure(run), gr.update(choices=picked, value=run["id"] if run else None),
-                    f"{run['id']} {run['state']}" if run else "", key)
+                    f"{run['id']} {run['state']}" if run else "", key, *notice_outputs(lab, announced))
 
     controls = [tasks, scenario, strategies, memory, epochs, temperature, data]
     # Named apart: this tab is built before the Distill tab's events, and gradio would give its
     # `start` the name the Distill tab's Start has always had for scripts (/call/start).
-    start_btn.click(start, [owner, lang, *controls], [notice, shown], concurrency_limit=None,
+    start_btn.click(start, [owner, lang, *controls], [notice, shown, notice_for], concurrency_limit=None,
                     api_name="continual_start", **PRIVATE)
-    again_btn.click(run_again, [owner, lang, shown, picker], [notice, shown], concurrency_limit=None,
+    again_btn.click(run_again, [owner, lang, shown, picker], [notice, shown, notice_for], concurrency_limit=None,
                     api_name="continual_run_again", **PRIVATE)
     picker.input(lambda run_id: run_id, picker, shown, api_name="continual_pick", **PRIVATE)
-    gr.Timer(1.0).tick(refresh, [shown, owner, last, lang], [status, chart, picker, drawing_run, last],
+    gr.Timer(1.0).tick(refresh, [shown, owner, last, notice_for, lang], [status, chart, picker, drawing_run, last,
+                                                                          notice, notice_for],
                        concurrency_limit=None, api_name="continual_refresh", queue=False, **PRIVATE)
     drawing_run.change(None, drawing_run, None, js="(run) => { window.kdappContinual?.setRun(run); }", **PRIVATE)
     return SimpleNamespace(shown=shown, choice_controls={"scenario": scenario, "strategies": strategies, "data": data})
