@@ -408,7 +408,19 @@ def test_a_sweep_over_seeds_and_a_lesson_queue_every_value_on_seeds_0_to_2():
         records = app.lab.group_runs(lesson["group"])
         assert sorted((r["config"]["alpha"], r["config"]["seed"]) for r in records) == \
             [(a, s) for a in lessons.LESSONS["alpha"].values for s in (0, 1, 2)]
-        assert "0 of 9 runs finished" in app.ui.lessons.tick(lesson, None, "en")[app.ui.lessons.result]
+        assert "0 of 9 runs finished" in app.ui.lessons.tick(lesson, None, "learner", "en")[app.ui.lessons.result]
+        # Clicked again on the same settings (or after a reload): the same runs, none queued twice.
+        active = len(app.lab.active("learner"))
+        again = app.ui.lessons.start("alpha")({app.ui.owner: "learner", **app.ui.distill.controls.inputs_for(epochs=1, train_fraction=0.05)})
+        assert again[app.ui.lessons.lesson] == lesson and "already run on these settings" in again[app.ui.lessons.note]
+        assert len(app.lab.group_runs(lesson["group"])) == 9 and len(app.lab.active("learner")) <= active
+        # A page opened afresh shows the visitor's newest lesson; another visitor's page shows none.
+        fresh = app.ui.lessons.tick(None, None, "learner", "en")
+        assert fresh[app.ui.lessons.lesson] == lesson and "of 9 runs finished" in fresh[app.ui.lessons.result]
+        assert app.ui.lessons.tick(None, None, "stranger", "en") == {app.ui.lessons.last: "looked"}
+        # Other settings are another lesson.
+        other = app.ui.lessons.start("alpha")({app.ui.owner: "learner", **app.ui.distill.controls.inputs_for(epochs=2, train_fraction=0.05)})
+        assert "already run" not in other[app.ui.lessons.note]  # queued, or refused by the visitor's allowance
     finally:
         for r in app.lab.active("learner"):
             app.lab.cancel(r["id"], owner=None)

@@ -59,6 +59,12 @@ def test_a_lesson_runs_end_to_end(server, browser):
     assert "3 seeds each" in text and "at 10% of the labels" in text and "at 100% of the labels" in text, text
     assert re.search(r"[+-]\d+\.\d\d ± \d+\.\d\d at 10% of the labels", text), text
     assert "noise" in text and "44.5%" in text  # the verdict, and Hinton et al.'s 3% speech experiment
+    # Reloaded, the page shows the answer again, and a second click queues nothing.
+    page.reload()
+    page.get_by_role("tab", name="Lessons").click()
+    expect(page.locator("#lesson-result")).to_contain_text("The literature", timeout=30_000)
+    page.click("#lesson-scarce")
+    expect(page.locator("#lesson-note")).to_contain_text("Lesson already run on these settings", timeout=15_000)
     page.screenshot(path=str(ARTIFACTS / "lesson-1400.png"), full_page=False)
     page.set_viewport_size({"width": 390, "height": 844})
     page.locator("#lesson-result").scroll_into_view_if_needed()

@@ -5,6 +5,7 @@ kept in memory: kdapp.lab.run_models, a part of Lab), and the caps a hosted demo
 visitors' and links' settings under them is kdapp.lab.settings, another part. Everything it
 returns is plain Python, so the UI never touches a tensor; text for the page is in reports.
 """
+import json
 import logging
 import os
 import secrets
@@ -94,13 +95,34 @@ class Lab(RunModels, LabSettings):
         """Queue a lesson's runs (kdapp.lab.lessons) on the form's settings, as one group that
         counts once against the visitor's allowance. Returns (group id or None, sentence)."""
         lesson = lessons.LESSONS[key]
+        configs = lessons.configs(lesson, self.config(settings))
+        # The same lesson on the same settings, already queued or answered for this visitor: show it again
+        # rather than queue its runs a second time (a second click, or a click after a reload).
+        wanted = sorted(json.dumps(c.to_dict(), sort_keys=True) for c in configs)
+        for found_key, group, runs in self.lessons_of(owner):
+            if found_key == key and all(r["state"] in ("queued", "running", "finished") for r in runs) and \
+                    sorted(json.dumps(r["config"], sort_keys=True) for r in runs) == wanted:
+                return group, f"Lesson already run on these settings ({lesson.title}): its {len(runs)} runs are shown below."
         group = f"lesson-{key}-{secrets.token_hex(4)}"
         try:
-            records = self.queue.submit(lessons.configs(lesson, self.config(settings)), owner, group=group)
+            records = self.queue.submit(configs, owner, group=group)
         except (ValueError, QueueFull) as e:
             return None, f"Lesson not started: {e}"
         return group, (f"Lesson queued: {len(records)} runs ({lesson.title}, seeds "
                        f"{', '.join(map(str, lessons.SEEDS))}). The answer appears under the lessons.")
+
+    def lessons_of(self, owner):
+        """This visitor's lessons, newest first: [(lesson key, group, its runs)]. A page opened again shows
+        the newest (kdapp.ui.lessons_tab), and Lab.lesson reuses one already run on the same settings."""
+        if not owner:
+            return []
+        found = {}
+        for r in self.store.list(limit=500, owner=owner, curves=False):
+            group = (r["extra"] or {}).get("group") or ""
+            if group.startswith("lesson-"):
+                found.setdefault(group, []).append(r)  # newest run first, so the newest group first
+        return [(g[len("lesson-"):].rsplit("-", 1)[0], g, runs) for g, runs in found.items()
+                if g[len("lesson-"):].rsplit("-", 1)[0] in lessons.LESSONS]
 
     def group_runs(self, group):
         """The runs of one sweep or lesson, newest first."""

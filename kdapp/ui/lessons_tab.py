@@ -14,6 +14,7 @@ from kdapp.ui.i18n import _
 from kdapp.ui.sentences import known
 
 TICK_S = 2.0  # how often the lesson on show is read again
+LOOKED = "looked"  # `last` once a page with no lesson on show has looked for the visitor's newest
 
 
 class LessonsTab:
@@ -37,7 +38,7 @@ class LessonsTab:
         for key, button in self.buttons.items():  # named: an unnamed handler's number moves with the wiring order
             button.click(self.start(key), {owner, lang, *controls}, [self.note, self.lesson, self.result],
                          concurrency_limit=None, api_name=f"lesson_{key}", **PRIVATE)
-        gr.Timer(TICK_S).tick(self.tick, [self.lesson, self.last, lang], [self.result, self.last],
+        gr.Timer(TICK_S).tick(self.tick, [self.lesson, self.last, owner, lang], [self.result, self.last, self.lesson],
                               concurrency_limit=None, queue=False, **PRIVATE)
 
     def start(self, key):
@@ -54,14 +55,22 @@ class LessonsTab:
                         self.result: lesson_text.progress(key, lab.group_runs(group))}
         return handler
 
-    def tick(self, lesson, last, lang, request: gr.Request = None):
-        """Timer tick: the lesson's progress, then its answer once every run has ended."""
+    def tick(self, lesson, last, owner, lang, request: gr.Request = None):
+        """Timer tick: the lesson's progress, then its answer once every run has ended. A page opened
+        again (a reload, a new tab) shows the visitor's newest lesson, looked up once."""
+        found = {}
         if not lesson:
-            return gr.skip()  # nothing to send
+            if last == LOOKED or not owner:  # looked already, or the page's owner token is not read yet
+                return gr.skip()
+            mine = self.get_lab().lessons_of(owner)
+            if not mine:
+                return {self.last: LOOKED}
+            key, group, _runs = mine[0]
+            lesson = found[self.lesson] = {"key": key, "group": group}
         lang = lang or i18n.page_language(request)  # started before the load answered
         runs = self.get_lab().group_runs(lesson["group"])
         key = [[r["id"], r["state"]] for r in runs] + [lang]
-        if key == last:
+        if key == last and not found:
             return gr.skip()
         chosen = lessons_lib.LESSONS[lesson["key"]]
         ended = all(r["state"] not in ("queued", "running") for r in runs)
@@ -69,4 +78,4 @@ class LessonsTab:
             text = lesson_text.summary(lesson["key"], chosen, lessons_lib.cells(chosen, runs),
                                        lessons_lib.measured_metrics(chosen, runs)) if ended \
                 else lesson_text.progress(lesson["key"], runs)
-        return {self.result: text, self.last: key}
+        return {self.result: text, self.last: key, **found}

@@ -113,6 +113,8 @@ KNOWN = [(re.compile(pattern, re.DOTALL), key) for pattern, key in (*RARE,
     (r"^Sweep not started: (?P<reason>.*)$", "lab.sweep_not_started"),
     (r"^Lesson queued: (?P<n>\d+) runs \((?P<title>.+), seeds (?P<seeds>[\d, ]+)\)\. "
      r"The answer appears under the lessons\.$", "lab.lesson_queued"),
+    (r"^Lesson already run on these settings \((?P<title>.+)\): its (?P<n>\d+) runs are shown below\.$",
+     "lab.lesson_again"),
     (r"^Lesson not started: (?P<reason>.*)$", "lab.lesson_not_started"),
     (r"^run (?P<id>\w+) cancelled; it had not started$", "lab.cancelled_queued"),
     (r"^run (?P<id>\w+) stopped$", "lab.stopped"),
