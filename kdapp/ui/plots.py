@@ -91,7 +91,7 @@ def log_ticks(values, most=6):
 def _smoothing_toggle(raw, smoothed):
     """Buttons on the figure itself, as TensorBoard's slider: raw curves, or EMA-smoothed over faint raw ones."""
     n = raw + smoothed
-    return [dict(type="buttons", direction="right", x=1, xanchor="right", y=1.12, yanchor="bottom",
+    return [dict(type="buttons", direction="right", x=1, xanchor="right", y=1.02, yanchor="bottom",
                  showactive=True, active=0, pad=dict(r=0, t=0), font=dict(size=11), buttons=[
                      dict(label=_("plot.smoothed").format(weight=f"{EMA_WEIGHT:g}"), method="restyle",
                           args=[{"visible": [True] * n, "opacity": [0.25] * raw + [1.0] * smoothed}]),
@@ -132,8 +132,12 @@ def loss_figure(snapshot):
     # Smoothed on every point, drawn with at most MAX_POINTS each: the page redraws this figure every
     # second while a run trains, and a long redraw delays the drawing panel's answer (docs/drawing.md).
     data, smoothed, t_lines = ([_thin(trace) for trace in group] for group in (data, smoothed, t_lines))
+    # The title on a line of its own above the buttons, and the legend clear of the axis title: on a
+    # phone (390 px) the title ran under the buttons ("Training loss per") and the legend's two rows
+    # over "student step".
     return figure(data + smoothed + t_lines, dict(
-        title=dict(text=_("plot.loss.title")), uirevision=snapshot["id"], xaxis=xaxis,
+        title=dict(text=_("plot.loss.title"), yref="container", y=0.98, yanchor="top"), uirevision=snapshot["id"],
+        xaxis=xaxis, height=350, margin=dict(LAYOUT["margin"], t=72, b=50), legend=dict(LAYOUT["legend"], y=-0.25),
         yaxis=dict(title=dict(text=_("axis.loss")), type="log", **ticks),
         updatemenus=_smoothing_toggle(len(data), len(smoothed)),
         **({"yaxis2": dict(title=dict(text=_("axis.temperature")), overlaying="y", side="right", showgrid=False,
