@@ -85,6 +85,7 @@ def test_a_real_digit_survives_the_round_trip(shipped_teacher):
 @pytest.mark.parametrize("make,note", [
     (lambda: np.dstack([np.zeros((280, 280, 3), np.uint8), np.full((280, 280), 255, np.uint8)]), "most of the canvas"),
     (lambda: _dot(280, 140, 140, 1), "very small"),
+    (lambda: _dot(280, 140, 140, 9), "very small"),  # one tap of the page's brush (radius 9): a dot, not a digit
     (lambda: _dot(3, 1, 1, 0), None),
     (lambda: _dot(3000, 1500, 1500, 40), None),
 ])
@@ -127,3 +128,7 @@ def test_compare_gives_distributions_at_both_temperatures(shipped_teacher):
     p1, pT = np.array(out["teacher"]["p1"]), np.array(out["teacher"]["pT"])
     assert p1.sum() == pytest.approx(1) and pT.sum() == pytest.approx(1)
     assert pT.max() < p1.max()  # a higher temperature flattens the distribution
+
+
+def test_a_mark_a_fifth_of_the_canvas_across_is_not_called_small():
+    assert not any("very small" in n for n in preprocess(_dot(280, 140, 140, 30)).notes)  # 60 px of 280

@@ -19,6 +19,8 @@ from kdapp.data import MNIST_MEAN, MNIST_STD
 
 MAX_SIDE = 4096          # larger canvases are refused: 4096^2 RGBA is already 64 MB
 INK_THRESHOLD = 0.05     # ink below 5% darkness is anti-aliasing dust, not part of the digit
+SMALL = 0.12             # a drawing less than 12% of the canvas across (a tap of the app's 18 px brush is 6%
+                         # of its 280 px) is noted as very small: scaled up, a dot reads as a confident 0
 BOX = 20                 # MNIST's size-normalisation box
 SIZE = 28
 # Where MNIST puts the centre of mass, in pixel indices: measured on the bundled digits as
@@ -117,7 +119,7 @@ def preprocess(image):
     h, w = crop.shape
     if mask.mean() > 0.5:
         notes.append("most of the canvas is inked, so no digit can be read from it")
-    if max(h, w) < 0.05 * max(ink.shape):
+    if max(h, w) < SMALL * max(ink.shape):
         notes.append("the drawing is very small; it was scaled up to MNIST's size")
 
     # Longest side -> 20 px, aspect kept; PIL's resampling keeps the anti-aliased grey levels.

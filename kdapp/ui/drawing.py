@@ -63,7 +63,7 @@ TEMPLATE = """
 def constants():
     """The preprocessing's constants for drawing.js, from the one home of each."""
     return {"MNIST_MEAN": MNIST_MEAN, "MNIST_STD": MNIST_STD, "INK_THRESHOLD": inference.INK_THRESHOLD,
-            "BOX": inference.BOX, "SIZE": inference.SIZE, "MNIST_COM": inference.MNIST_COM}
+            "BOX": inference.BOX, "SIZE": inference.SIZE, "MNIST_COM": inference.MNIST_COM, "SMALL": inference.SMALL}
 
 
 def config(temperature, models, force_server=False):

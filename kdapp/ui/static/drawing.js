@@ -129,7 +129,7 @@
     // Notes are catalog keys (the page shows them in its language); Python's sentences are their English.
     const h = bottom - top, w = right - left, notes = [];
     if (inked / (width * height) > 0.5) notes.push("engine.inked");
-    if (Math.max(h, w) < 0.05 * Math.max(width, height)) notes.push("engine.small");
+    if (Math.max(h, w) < C.SMALL * Math.max(width, height)) notes.push("engine.small");
 
     // Longest side -> BOX px, aspect kept; Pillow's LANCZOS to shrink, BILINEAR to enlarge.
     const scale = C.BOX / Math.max(h, w);
