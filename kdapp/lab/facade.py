@@ -116,13 +116,13 @@ class Lab(RunModels, LabSettings):
         the newest (kdapp.ui.lessons_tab), and Lab.lesson reuses one already run on the same settings."""
         if not owner:
             return []
-        found = {}
+        found = {}  # group -> its runs; a group's first run is its newest, so the newest group comes first
         for r in self.store.list(limit=500, owner=owner, curves=False):
             group = (r["extra"] or {}).get("group") or ""
             if group.startswith("lesson-"):
-                found.setdefault(group, []).append(r)  # newest run first, so the newest group first
-        return [(g[len("lesson-"):].rsplit("-", 1)[0], g, runs) for g, runs in found.items()
-                if g[len("lesson-"):].rsplit("-", 1)[0] in lessons.LESSONS]
+                found.setdefault(group, []).append(r)
+        keyed = ((group.removeprefix("lesson-").rsplit("-", 1)[0], group, runs) for group, runs in found.items())
+        return [(key, group, runs) for key, group, runs in keyed if key in lessons.LESSONS]  # "lesson-missing-3-ab12cd34"
 
     def group_runs(self, group):
         """The runs of one sweep or lesson, newest first."""
