@@ -64,15 +64,18 @@ def gain_map(runs):
     c = runs[0]["config"]
     limit = max(abs(v) for row in z for v in row if v is not None) or 1.0
     heat = dict(type="heatmap", x=[f"T={t:g}" for t in ts], y=[f"α={a:g}" for a in alphas], z=z, text=text,
-                texttemplate="%{text}", colorscale="RdBu", zmid=0, zmin=-limit, zmax=limit,
-                colorbar=dict(title=dict(text=_("plot.gain.colorbar"))), hovertemplate=_("plot.gain.hover"))
+                texttemplate="%{text}", colorscale="RdBu", zmid=0, zmin=-limit, zmax=limit, showscale=False,
+                hovertemplate=_("plot.gain.hover"))  # each cell says its gain: a colour bar only took a phone's width
     seeds, n_runs = len({r["config"]["seed"] for r in runs}), len(aggregate.distinct(runs))
     return plots.figure([heat], dict(
         title=dict(text=_("plot.gain.title").format(
             pair=f"{c['teacher']} → {c['student']}", data=reports.data_name(c["data"]),
-            fraction=f"{c['train_fraction']:.0%}", seeds=ngettext("plot.gain.n_seed", "plot.gain.n_seeds", seeds).format(n=seeds),
+            fraction=f"{c['train_fraction']:.0%}",
+            seeds=ngettext("plot.gain.n_seed", "plot.gain.n_seeds", seeds).format(n=seeds),
             runs=ngettext("plot.gain.n_run", "plot.gain.n_runs", n_runs).format(n=n_runs))),
-        height=360, uirevision="gain", xaxis=dict(type="category", title=dict(text=_("axis.temperature_plain"))),
+        # three short title lines, not one long one that a phone cut after "± 95% interval: seed_t"
+        height=390, margin=dict(plots.LAYOUT["margin"], t=100), uirevision="gain",
+        xaxis=dict(type="category", title=dict(text=_("axis.temperature_plain"))),
         yaxis=dict(type="category", title=dict(text=_("axis.alpha")))))
 
 

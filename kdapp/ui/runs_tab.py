@@ -40,6 +40,7 @@ class RunsTab:
         self.compare_plot = gr.Plot(runs_plots.compare_figure([]), elem_id="runs-compare", show_label=False)
         self.diff = gr.Markdown(elem_id="runs-diff")
         self.gain_plot = gr.Plot(runs_plots.gain_map([]), elem_id="gain-map", show_label=False)
+        gr.Markdown(I18N("runs.gain_caption"), elem_id="gain-map-caption")  # which runs it holds, and which not
 
     def wire(self, lang, loaded):
         """The tab's events; `loaded` is the page's load event, after which the tab's headers and
