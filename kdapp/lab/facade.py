@@ -102,7 +102,8 @@ class Lab(RunModels, LabSettings):
         for found_key, group, runs in self.lessons_of(owner):
             if found_key == key and all(r["state"] in ("queued", "running", "finished") for r in runs) and \
                     sorted(json.dumps(r["config"], sort_keys=True) for r in runs) == wanted:
-                return group, f"Lesson already run on these settings ({lesson.title}): its {len(runs)} runs are shown below."
+                return group, (f"Lesson already run on these settings ({lesson.title}): "
+                               f"its {len(runs)} runs are shown below.")
         group = f"lesson-{key}-{secrets.token_hex(4)}"
         try:
             records = self.queue.submit(configs, owner, group=group)

@@ -263,11 +263,12 @@ def build(get_lab, owner, lang, I18N):
             text, new = again(get_lab(), owner_token, shown_id or picked)
             return text, new, new
 
-    def notice_outputs(lab, announced):
+    def notice_outputs(listed, announced):
         """Clear the notice ("Run X started ...") once the run it announced has ended, as the Distill tab does;
-        a refusal's notice (no run announced) stays until the next click."""
-        run = lab.run(announced) if announced else None
-        if announced and (run is None or run["state"] not in ("queued", "running")):
+        a refusal's notice (no run announced) stays until the next click. Read from the tick's listing (the
+        announced run is among the newest), not a record of its own every second."""
+        state = next((r["state"] for r in listed if r["id"] == announced), None)
+        if announced and state not in ("queued", "running"):
             return "", None
         return gr.skip(), gr.skip()
 
@@ -280,7 +281,7 @@ def build(get_lab, owner, lang, I18N):
             run_id = (mine or listed or [{"id": None}])[0]["id"]
         key = (lab.version(), run_id, len(listed), lang)
         if previous and previous == key:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), previous, *notice_outputs(lab, announced)
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), previous, *notice_outputs(listed, announced)
         run = lab.run(run_id) if run_id else None
         if run and not lab_continual.is_continual(run):  # a distillation run's id: not this tab's to show
             run = None
@@ -291,7 +292,7 @@ def build(get_lab, owner, lang, I18N):
                                                   n=r["config"]["tasks"], state=reports.state_name(r["state"])),
                        r["id"]) for r in listed]
             return (summary(run), figure(run), gr.update(choices=picked, value=run["id"] if run else None),
-                    f"{run['id']} {run['state']}" if run else "", key, *notice_outputs(lab, announced))
+                    f"{run['id']} {run['state']}" if run else "", key, *notice_outputs(listed, announced))
 
     controls = [tasks, scenario, strategies, memory, epochs, temperature, data]
     # Named apart: this tab is built before the Distill tab's events, and gradio would give its

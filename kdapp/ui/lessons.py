@@ -51,8 +51,8 @@ def summary(key, lesson, found, rows=()):
                    else _("lessons.none_beyond"))
         # Every pair of settings whose gains differ beyond the noise, the larger gain first: the best
         # setting may tie with the runner-up and still clearly beat a third, and that is worth saying.
-        ranked = [(hi, lo) for i, a in enumerate(shown) for b in shown[i + 1:] if stats.apart(a[1], b[1])
-                  for hi, lo in [sorted((a, b), key=lambda vc: -vc[1][0])]]
+        ranked = [(a, b) if a[1][0] >= b[1][0] else (b, a)
+                  for i, a in enumerate(shown) for b in shown[i + 1:] if stats.apart(a[1], b[1])]
         if others and all(stats.apart(best, c) for c in others):
             lines.append(_("lessons.largest").format(verdict=verdict, label=_label(lesson, best_value)))
         elif ranked:

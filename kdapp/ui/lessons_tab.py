@@ -58,17 +58,17 @@ class LessonsTab:
     def tick(self, lesson, last, owner, lang, request: gr.Request = None):
         """Timer tick: the lesson's progress, then its answer once every run has ended. A page opened
         again (a reload, a new tab) shows the visitor's newest lesson, looked up once."""
-        found = {}
+        found, lab = {}, self.get_lab()
         if not lesson:
             if last == LOOKED or not owner:  # looked already, or the page's owner token is not read yet
                 return gr.skip()
-            mine = self.get_lab().lessons_of(owner)
+            mine = lab.lessons_of(owner)
             if not mine:
                 return {self.last: LOOKED}
             key, group, _runs = mine[0]
             lesson = found[self.lesson] = {"key": key, "group": group}
         lang = lang or i18n.page_language(request)  # started before the load answered
-        runs = self.get_lab().group_runs(lesson["group"])
+        runs = lab.group_runs(lesson["group"])
         key = [[r["id"], r["state"]] for r in runs] + [lang]
         if key == last and not found:
             return gr.skip()
